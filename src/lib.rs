@@ -1,0 +1,24 @@
+//! Protobuf API of the connectors service: the shared `connectors.v1` messages
+//! and registry, one package per connector with its `Sync` service, tonic
+//! client and server code, proto3 JSON (serde) implementations, and the
+//! encoded file descriptor set for gRPC reflection.
+
+#![allow(clippy::all, missing_docs)]
+
+/// Encoded `FileDescriptorSet` of every proto in this crate (for reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/connectors_descriptor.bin"));
+
+/// `connectors.v1`: entities, provenance, sync events and the registry.
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/connectors.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/connectors.v1.serde.rs"));
+}
+
+/// `connectors.github.v1`: the GitHub connector service.
+pub mod github {
+    /// Version 1 of the GitHub connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.github.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.github.v1.serde.rs"));
+    }
+}
