@@ -1,0 +1,135 @@
+//! The cache every replica uses: upstream conditional-request entries, per-scope
+//! entity state for incremental diffs, server-kept checkpoints and leases.
+//!
+//! One trait, two implementations: [`MemoryCache`] (embedded, bounded; the
+//! default) and [`RedisCache`] (`REDIS_URL`). Callers go through [`SharedCache`],
+//! which turns backend failures into misses so that a cache outage degrades the
+//! service to uncached instead of failing syncs.
+
+mod memory;
+mod redis_backend;
+#[cfg(test)]
+pub(crate) mod suite;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use memory::MemoryCache;
+pub use redis_backend::RedisCache;
+
+/// Errors of a cache backend.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The backend could not be reached or did not answer in time.
+    #[error("cache backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with an error.
+    #[error("cache backend error: {0}")]
+    Backend(String),
+}
+
+/// A byte-oriented key/value cache with per-entry time to live.
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// Returns the value of `key`, or `None` when absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
+    /// Stores `value` under `key`, replacing any value, for `ttl` (or until evicted).
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<(), CacheError>;
+    /// Removes `key`; removing an absent key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), CacheError>;
+    /// Stores `value` under `key` only if the key is absent; true when stored.
+    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool, CacheError>;
+    /// The backend's name, for health details and metrics ("memory", "redis").
+    fn backend(&self) -> &'static str;
+}
+
+/// The cache handle the rest of the server uses. Backend errors are logged,
+/// counted and reported as misses (reads) or ignored (writes): a cache outage
+/// never fails a sync, it only makes it uncached.
+#[derive(Clone)]
+pub struct SharedCache {
+    inner: Arc<dyn Cache>,
+    degraded: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for SharedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCache")
+            .field("backend", &self.inner.backend())
+            .field("degraded", &self.is_degraded())
+            .finish()
+    }
+}
+
+impl SharedCache {
+    /// Wraps a backend.
+    pub fn new(inner: Arc<dyn Cache>) -> Self {
+        Self {
+            inner,
+            degraded: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// An in-memory cache bounded to `max_bytes`.
+    pub fn memory(max_bytes: u64) -> Self {
+        Self::new(Arc::new(MemoryCache::new(max_bytes)))
+    }
+
+    /// The backend's name.
+    pub fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    /// True when the last backend operation failed (the service runs uncached).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    fn observe<T>(&self, op: &'static str, result: Result<T, CacheError>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!(backend = self.backend(), "cache backend recovered");
+                    metrics::gauge!("connectors_cache_degraded").set(0.0);
+                }
+                Some(value)
+            }
+            Err(error) => {
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(backend = self.backend(), op, %error, "cache backend failing; serving uncached");
+                }
+                metrics::gauge!("connectors_cache_degraded").set(1.0);
+                metrics::counter!("connectors_cache_errors_total", "op" => op).increment(1);
+                None
+            }
+        }
+    }
+
+    /// Reads `key`; a backend failure reads as a miss.
+    pub async fn get(&self, key: &str) -> Option<Bytes> {
+        let result = self.inner.get(key).await;
+        self.observe("get", result).flatten()
+    }
+
+    /// Writes `key`; a backend failure is logged and counted. Returns whether it was stored.
+    pub async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> bool {
+        let result = self.inner.set(key, value, ttl).await;
+        self.observe("set", result).is_some()
+    }
+
+    /// Deletes `key`; a backend failure is logged and counted.
+    pub async fn delete(&self, key: &str) {
+        let result = self.inner.delete(key).await;
+        self.observe("delete", result);
+    }
+
+    /// Stores only if absent. `None` when the backend failed.
+    pub async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Option<bool> {
+        let result = self.inner.set_if_absent(key, value, ttl).await;
+        self.observe("set_if_absent", result)
+    }
+}

@@ -1,0 +1,111 @@
+//! The shared cache: Redis through a connection manager that reconnects.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Mutex;
+
+use super::{Cache, CacheError};
+
+/// Redis cache. The connection is made lazily and re-made after failures, so a
+/// Redis that is down at start-up or goes away later only degrades the service.
+pub struct RedisCache {
+    client: redis::Client,
+    prefix: String,
+    manager: Mutex<Option<ConnectionManager>>,
+    timeout: Duration,
+}
+
+impl RedisCache {
+    /// A cache on `url` (`redis://host:port/db`); every key is prefixed with `prefix`.
+    pub fn new(url: &str, prefix: impl Into<String>) -> Result<Self, CacheError> {
+        let client = redis::Client::open(url).map_err(|error| CacheError::Backend(error.to_string()))?;
+        Ok(Self {
+            client,
+            prefix: prefix.into(),
+            manager: Mutex::new(None),
+            timeout: Duration::from_millis(1500),
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, CacheError> {
+        let mut guard = self.manager.lock().await;
+        if let Some(manager) = guard.as_ref() {
+            return Ok(manager.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1);
+        let manager = tokio::time::timeout(
+            self.timeout * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| CacheError::Unavailable("connect timed out".into()))?
+        .map_err(unavailable)?;
+        *guard = Some(manager.clone());
+        Ok(manager)
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> CacheError {
+    if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
+        CacheError::Unavailable(error.to_string())
+    } else {
+        CacheError::Backend(error.to_string())
+    }
+}
+
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        let mut conn = self.connection().await?;
+        let value: Option<Vec<u8>> = conn.get(self.key(key)).await.map_err(unavailable)?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<(), CacheError> {
+        let mut conn = self.connection().await?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value.as_ref());
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ttl_millis(ttl));
+        }
+        cmd.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        let mut conn = self.connection().await?;
+        conn.del::<_, ()>(self.key(key)).await.map_err(unavailable)
+    }
+
+    async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool, CacheError> {
+        let mut conn = self.connection().await?;
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value.as_ref())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(reply.is_some())
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}

@@ -1,0 +1,93 @@
+//! Test support shared by unit and integration tests: a private redis-server
+//! on a free loopback port.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// A redis-server started for one test, killed on drop; or the server named by
+/// `REDIS_URL` when that is set.
+pub struct RedisServer {
+    child: Option<Child>,
+    url: String,
+}
+
+impl RedisServer {
+    /// Starts a private redis-server (or uses `REDIS_URL`). When redis-server is
+    /// missing, returns `None` so the test can skip, except under `CI=true`
+    /// where a missing test dependency is a failure.
+    pub fn start_or_skip() -> Option<Self> {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Some(Self { child: None, url });
+        }
+        match Self::start() {
+            Ok(server) => Some(server),
+            Err(error) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("redis-server is required under CI=true: {error}");
+                }
+                eprintln!("skipping: redis-server not available: {error}");
+                None
+            }
+        }
+    }
+
+    /// Starts a private redis-server on a free loopback port.
+    pub fn start() -> Result<Self, String> {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| format!("spawn redis-server: {error}"))?;
+        let server = Self {
+            child: Some(child),
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("redis-server did not listen on port {port}"))
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Kills the server (to test outages); the URL stays valid for a restart.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
