@@ -1,0 +1,484 @@
+//! Shared upstream HTTP behaviour for every connector that speaks HTTP:
+//! conditional requests (ETag / If-None-Match, Last-Modified) with the cached
+//! body reused on 304, retries with jittered backoff on 5xx, timeouts and
+//! broken bodies, rate-limit handling (`Retry-After`, `x-ratelimit-*`), a
+//! per-connector concurrency limit, and per-sync request figures.
+//!
+//! Clients built on tower (octocrab, kube) reach it through [`TowerAdapter`];
+//! the rest call [`UpstreamClient::execute`]. Every base URL comes from server
+//! configuration: absolute URLs (pagination links from the upstream) must stay
+//! on the configured origin.
+
+mod stats;
+mod tower_adapter;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::cache::SharedCache;
+
+pub use stats::{RequestStats, SYNC_STATS};
+pub use tower_adapter::TowerAdapter;
+
+/// Settings of one connector's upstream client.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Connector id, for metrics and cache keys.
+    pub connector: &'static str,
+    /// Base URL every relative request is resolved against.
+    pub base_url: Url,
+    /// Timeout of one attempt (connect, headers and body).
+    pub request_timeout: Duration,
+    /// Attempts per request, first one included.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with full jitter.
+    pub base_backoff: Duration,
+    /// Cap of one retry delay.
+    pub max_backoff: Duration,
+    /// A rate limit that resets within this is waited out; a longer one is reported.
+    pub max_rate_limit_wait: Duration,
+    /// Upstream requests in flight at once for this connector.
+    pub concurrency: usize,
+    /// Send conditional requests and reuse cached bodies on 304.
+    pub conditional_requests: bool,
+    /// How long conditional-request entries are kept.
+    pub cache_ttl: Duration,
+}
+
+impl UpstreamConfig {
+    /// Defaults suited to a public SaaS API.
+    pub fn new(connector: &'static str, base_url: Url) -> Self {
+        Self {
+            connector,
+            base_url,
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            max_rate_limit_wait: Duration::from_secs(60),
+            concurrency: 8,
+            conditional_requests: true,
+            cache_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Why an upstream request failed, after retries.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// The rate limit is exhausted and does not reset within the wait budget.
+    #[error("upstream rate limit exhausted (status {status})")]
+    RateLimited {
+        /// HTTP status (429 or 403).
+        status: u16,
+        /// When the limit resets, if the upstream said.
+        reset_time: Option<DateTime<Utc>>,
+    },
+    /// The upstream kept answering with a server error.
+    #[error("upstream answered {status} after {attempts} attempts")]
+    ServerError {
+        /// Last HTTP status.
+        status: u16,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The request could not be sent or the response not read (timeout, reset, truncated body).
+    #[error("upstream request failed after {attempts} attempts: {message}")]
+    Transport {
+        /// Lower-case description without secrets.
+        message: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The URL is not on the configured upstream origin.
+    #[error("refusing request to a url outside the configured upstream origin")]
+    ForeignOrigin,
+    /// The request could not be built.
+    #[error("invalid upstream request: {0}")]
+    InvalidRequest(String),
+}
+
+impl UpstreamError {
+    /// Finds an `UpstreamError` in an error's source chain (clients wrap ours).
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a UpstreamError> {
+        let mut current = Some(error);
+        while let Some(err) = current {
+            if let Some(found) = err.downcast_ref::<UpstreamError>() {
+                return Some(found);
+            }
+            current = err.source();
+        }
+        None
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    #[serde(with = "b64")]
+    body: Vec<u8>,
+}
+
+mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The upstream HTTP client of one connector.
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    cache: SharedCache,
+    config: UpstreamConfig,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamClient {
+    /// A client with its own connection pool.
+    pub fn new(config: UpstreamConfig, cache: SharedCache) -> Result<Self, UpstreamError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(config.concurrency)
+            .build()
+            .map_err(|error| UpstreamError::InvalidRequest(error.to_string()))?;
+        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Ok(Self {
+            http,
+            cache,
+            config,
+            permits,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    /// Resolves a request URI against the base URL; absolute URIs must be on its origin.
+    pub fn resolve(&self, uri: &http::Uri) -> Result<Url, UpstreamError> {
+        let base = &self.config.base_url;
+        if uri.scheme().is_some() {
+            let url = Url::parse(&uri.to_string()).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))?;
+            if url.origin() != base.origin() || !url.path().starts_with(base.path().trim_end_matches('/')) {
+                return Err(UpstreamError::ForeignOrigin);
+            }
+            return Ok(url);
+        }
+        let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path_and_query);
+        Url::parse(&joined).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))
+    }
+
+    fn cache_key(&self, url: &Url, headers: &HeaderMap) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(url.as_str().as_bytes());
+        // Different credentials may see different data: key on a hash of the
+        // credential, never on the credential itself.
+        if let Some(auth) = headers.get(header::AUTHORIZATION) {
+            hasher.update(b"\0auth\0");
+            hasher.update(auth.as_bytes());
+        }
+        if let Some(accept) = headers.get(header::ACCEPT) {
+            hasher.update(b"\0accept\0");
+            hasher.update(accept.as_bytes());
+        }
+        format!("http:v1:{}:{}", self.config.connector, hex::encode(hasher.finalize()))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .base_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.config.max_backoff);
+        // Full jitter.
+        let millis = u64::try_from(exp.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis.max(1)))
+    }
+
+    /// Sends a request with the shared behaviour. 2xx and non-retryable 4xx
+    /// responses are returned as responses (clients map them); exhausted
+    /// retries, rate limits and transport failures are errors.
+    pub async fn execute(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, UpstreamError> {
+        let (parts, body) = request.into_parts();
+        let url = self.resolve(&parts.uri)?;
+        let cacheable = self.config.conditional_requests && parts.method == Method::GET;
+        let cache_key = cacheable.then(|| self.cache_key(&url, &parts.headers));
+        let cached: Option<CachedResponse> = match &cache_key {
+            Some(key) => self
+                .cache
+                .get(key)
+                .await
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+            None => None,
+        };
+        let connector = self.config.connector;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut builder = self
+                .http
+                .request(parts.method.clone(), url.clone())
+                .headers(parts.headers.clone())
+                .body(body.clone());
+            if let Some(entry) = &cached {
+                for (name, value) in &entry.headers {
+                    if name.eq_ignore_ascii_case("etag") {
+                        builder = builder.header(header::IF_NONE_MATCH, value);
+                    } else if name.eq_ignore_ascii_case("last-modified") {
+                        builder = builder.header(header::IF_MODIFIED_SINCE, value);
+                    }
+                }
+            }
+            let outcome = {
+                let _permit = self.permits.acquire().await.map_err(|_| UpstreamError::Transport {
+                    message: "client shut down".into(),
+                    attempts: attempt,
+                })?;
+                stats::record_request();
+                match builder.send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let headers = response.headers().clone();
+                        match response.bytes().await {
+                            Ok(bytes) => Ok((status, headers, bytes)),
+                            Err(error) => Err(format!("reading the {} body: {}", status.as_u16(), describe(&error))),
+                        }
+                    }
+                    Err(error) => Err(describe(&error)),
+                }
+            };
+            let (status, headers, bytes) = match outcome {
+                Ok(parts) => parts,
+                Err(message) => {
+                    metrics::counter!("connectors_upstream_requests_total", "connector" => connector, "status" => "error")
+                        .increment(1);
+                    if attempt < self.config.max_attempts {
+                        tracing::debug!(connector, attempt, %message, "upstream transport failure; retrying");
+                        stats::record_retry();
+                        let delay = self.backoff(attempt);
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(UpstreamError::Transport {
+                        message,
+                        attempts: attempt,
+                    });
+                }
+            };
+            metrics::counter!("connectors_upstream_requests_total", "connector" => connector, "status" => status.as_u16().to_string())
+                .increment(1);
+            let rate = RateLimit::from_headers(&headers);
+            if let Some(remaining) = rate.remaining {
+                stats::record_rate_limit_remaining(remaining);
+            }
+
+            if status == StatusCode::NOT_MODIFIED
+                && let Some(entry) = cached
+            {
+                stats::record_not_modified();
+                metrics::counter!("connectors_upstream_not_modified_total", "connector" => connector).increment(1);
+                return Ok(entry.into_response());
+            }
+            if rate.is_limited(status) {
+                let wait = rate.wait(Utc::now());
+                if attempt < self.config.max_attempts && wait.is_some_and(|w| w <= self.config.max_rate_limit_wait) {
+                    let wait = wait.unwrap_or_default();
+                    tracing::info!(
+                        connector,
+                        status = status.as_u16(),
+                        wait_ms = wait.as_millis() as u64,
+                        "upstream rate limited; waiting"
+                    );
+                    stats::record_retry();
+                    let jitter = Duration::from_millis(rand::rng().random_range(0..50));
+                    tokio::time::sleep(wait + jitter).await;
+                    continue;
+                }
+                return Err(UpstreamError::RateLimited {
+                    status: status.as_u16(),
+                    reset_time: rate.reset_time(Utc::now()),
+                });
+            }
+            if matches!(status.as_u16(), 500 | 502 | 503 | 504) {
+                if attempt < self.config.max_attempts {
+                    tracing::debug!(
+                        connector,
+                        attempt,
+                        status = status.as_u16(),
+                        "upstream server error; retrying"
+                    );
+                    stats::record_retry();
+                    let delay = self.backoff(attempt);
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                return Err(UpstreamError::ServerError {
+                    status: status.as_u16(),
+                    attempts: attempt,
+                });
+            }
+            if status.is_success()
+                && let Some(key) = &cache_key
+                && (headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED))
+            {
+                let entry = CachedResponse::new(status, &headers, &bytes);
+                if let Ok(encoded) = serde_json::to_vec(&entry) {
+                    self.cache
+                        .set(key, Bytes::from(encoded), Some(self.config.cache_ttl))
+                        .await;
+                }
+            }
+            let mut response = http::Response::new(bytes);
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            return Ok(response);
+        }
+    }
+}
+
+/// An error description without URLs' query strings or credentials.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "broken body"
+    } else if error.is_request() {
+        "request failed"
+    } else {
+        "transport error"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        detail = inner.to_string();
+        source = inner.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {}", detail.to_lowercase())
+    }
+}
+
+impl CachedResponse {
+    fn new(status: StatusCode, headers: &HeaderMap, body: &Bytes) -> Self {
+        let headers = headers
+            .iter()
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "set-cookie" | "date" | "connection" | "transfer-encoding"
+                )
+            })
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect();
+        Self {
+            status: status.as_u16(),
+            headers,
+            body: body.to_vec(),
+        }
+    }
+
+    fn into_response(self) -> http::Response<Bytes> {
+        let mut response = http::Response::new(Bytes::from(self.body));
+        *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                response.headers_mut().append(name, value);
+            }
+        }
+        response
+    }
+}
+
+/// Rate-limit figures from response headers (GitHub's `x-ratelimit-*`, GitLab's
+/// `ratelimit-*`, and the standard `Retry-After`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RateLimit {
+    /// Requests left in the window.
+    pub remaining: Option<i64>,
+    /// Epoch seconds at which the window resets.
+    pub reset_epoch: Option<i64>,
+    /// Seconds to wait, from `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+impl RateLimit {
+    /// Reads the headers.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let int = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|name| headers.get(*name)?.to_str().ok()?.trim().parse::<i64>().ok())
+        };
+        Self {
+            remaining: int(&["x-ratelimit-remaining", "ratelimit-remaining"]),
+            reset_epoch: int(&["x-ratelimit-reset", "ratelimit-reset"]),
+            retry_after: headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok()),
+        }
+    }
+
+    /// True when the response says the client is rate limited.
+    pub fn is_limited(&self, status: StatusCode) -> bool {
+        status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN && (self.remaining == Some(0) || self.retry_after.is_some()))
+    }
+
+    /// How long to wait before the next attempt.
+    pub fn wait(&self, now: DateTime<Utc>) -> Option<Duration> {
+        if let Some(seconds) = self.retry_after {
+            return Some(Duration::from_secs(seconds));
+        }
+        let reset = self.reset_epoch?;
+        let delta = reset - now.timestamp();
+        Some(Duration::from_secs(u64::try_from(delta.max(0)).unwrap_or(0)))
+    }
+
+    /// When the limit resets.
+    pub fn reset_time(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if let Some(reset) = self.reset_epoch {
+            return DateTime::from_timestamp(reset, 0);
+        }
+        self.retry_after
+            .map(|s| now + chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2)))
+    }
+}
+
+#[cfg(test)]
+mod tests;
