@@ -1,0 +1,598 @@
+//! Runs one sync: validation, scope iteration, diffing, events and summary.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use connectors_proto::v1::{
+    Checkpoint, EntityKind, KindCount, Progress, Provenance, ScopeState as ProtoScopeState, ScopeStatus, SourceMode,
+    Summary, SyncEvent, SyncMode, sync_event::Event,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::{ResumePoint, Token};
+use super::context::ScopeContext;
+use super::state::{Baseline, ScopeState, StateStore};
+use super::{Connector, Scope, ScopeError, SyncError};
+use crate::cache::SharedCache;
+use crate::http::{RequestStats, SYNC_STATS};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Events buffered per stream before the connector waits (backpressure).
+    pub channel_capacity: usize,
+    /// How long per-scope state and kept checkpoints live in the cache.
+    pub state_ttl: Duration,
+    /// A progress event at least every this many entities.
+    pub progress_every: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            channel_capacity: 256,
+            state_ttl: Duration::from_secs(30 * 24 * 3600),
+            progress_every: 500,
+        }
+    }
+}
+
+/// Validated, connector-independent sync options.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// FULL or INCREMENTAL (UNSPECIFIED is FULL).
+    pub mode: SyncMode,
+    /// Token from a previous checkpoint or summary; empty when none.
+    pub checkpoint: Vec<u8>,
+    /// Kinds wanted; empty = every kind of the connector.
+    pub kinds: Vec<EntityKind>,
+    /// Where the server keeps this sync's checkpoint.
+    pub state_key: Option<String>,
+}
+
+/// The events of one sync. Dropping it cancels the sync.
+pub type SyncStream = ReceiverStream<Result<SyncEvent, SyncError>>;
+
+/// Runs syncs.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    store: StateStore,
+    shutdown: CancellationToken,
+}
+
+/// Everything one running sync accumulates.
+pub(super) struct Run {
+    pub(super) connector_id: &'static str,
+    connector_version: &'static str,
+    pub(super) sync_id: String,
+    mode: SyncMode,
+    source_mode: SourceMode,
+    pub(super) kinds: Vec<EntityKind>,
+    fingerprint: String,
+    pub(super) events: mpsc::Sender<Result<SyncEvent, SyncError>>,
+    pub(super) store: StateStore,
+    state_key: Option<String>,
+    /// The baseline the client holds (from its checkpoint).
+    baseline: BTreeMap<String, String>,
+    /// Scopes done in this sync (including before a resume) and their new generation.
+    done: Vec<(String, Option<String>)>,
+    counts: BTreeMap<i32, (u64, u64)>,
+    pub(super) deletions: u64,
+    entities_since_progress: u64,
+    progress_every: u64,
+    scopes_total: u32,
+    scopes_ok: u32,
+    scopes_failed: u32,
+    started: Instant,
+    start_time: chrono::DateTime<Utc>,
+    stats: Arc<RequestStats>,
+}
+
+fn fingerprint(connector: &str, scopes: &[Scope], kinds: &[EntityKind], extra: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(connector.as_bytes());
+    for scope in scopes {
+        hasher.update(b"\0scope\0");
+        hasher.update(scope.key.as_bytes());
+    }
+    let mut kinds: Vec<i32> = kinds.iter().map(|k| *k as i32).collect();
+    kinds.sort_unstable();
+    for kind in kinds {
+        hasher.update(kind.to_le_bytes());
+    }
+    hasher.update(b"\0extra\0");
+    hasher.update(extra.as_bytes());
+    hex::encode(&hasher.finalize()[..12])
+}
+
+impl Engine {
+    /// An engine keeping its state in `cache`.
+    pub fn new(config: EngineConfig, cache: SharedCache, shutdown: CancellationToken) -> Self {
+        let store = StateStore::new(cache, config.state_ttl);
+        Self {
+            config,
+            store,
+            shutdown,
+        }
+    }
+
+    /// Validates a sync and starts it. Errors here are errors of the whole
+    /// request (no stream is opened).
+    pub async fn start<C: Connector>(
+        &self,
+        connector: Arc<C>,
+        request: C::Request,
+        options: SyncOptions,
+    ) -> Result<SyncStream, SyncError> {
+        let descriptor = connector.descriptor();
+        if self.shutdown.is_cancelled() {
+            return Err(SyncError::Unavailable("server is draining".into()));
+        }
+        let availability = connector.availability();
+        if let super::Availability::Unavailable { reason } = &availability {
+            return Err(SyncError::FailedPrecondition {
+                reason: "CONNECTOR_NOT_CONFIGURED",
+                message: reason.clone(),
+            });
+        }
+        for (i, kind) in options.kinds.iter().enumerate() {
+            if !descriptor.kinds.contains(kind) {
+                return Err(SyncError::invalid(
+                    format!("options.kinds[{i}]"),
+                    format!("connector {} does not emit {}", descriptor.id, kind.as_str_name()),
+                ));
+            }
+        }
+        let mut kinds: Vec<EntityKind> = if options.kinds.is_empty() {
+            descriptor.kinds.to_vec()
+        } else {
+            options.kinds.clone()
+        };
+        kinds.sort_by_key(|k| *k as i32);
+        kinds.dedup();
+        let scopes = connector.scopes(&request)?;
+        let fingerprint = fingerprint(descriptor.id, &scopes, &kinds, &connector.request_fingerprint(&request));
+
+        // The token: from the request, else the one kept under state_key.
+        let (token_bytes, field) = if !options.checkpoint.is_empty() {
+            (Some(options.checkpoint.clone()), "options.checkpoint")
+        } else if let Some(key) = &options.state_key {
+            (
+                self.store.load_checkpoint(descriptor.id, key).await.map(|b| b.to_vec()),
+                "options.state_key",
+            )
+        } else {
+            (None, "options.checkpoint")
+        };
+        let token = match token_bytes {
+            Some(bytes) => Some(
+                Token::decode(&bytes, descriptor.id, &fingerprint)
+                    .map_err(|error| SyncError::invalid(field, error.to_string()))?,
+            ),
+            None => None,
+        };
+        let requested_mode = match options.mode {
+            SyncMode::Unspecified => SyncMode::Full,
+            mode => mode,
+        };
+        let (sync_id, mode, baseline, done, resume_current) = match token {
+            Some(Token {
+                resume: Some(resume),
+                baseline,
+                ..
+            }) => {
+                let mode = SyncMode::try_from(resume.mode).unwrap_or(SyncMode::Full);
+                let current = resume.current.map(|scope| (scope, resume.cursor, resume.chunks));
+                (resume.sync_id, mode, baseline, resume.done, current)
+            }
+            Some(Token { baseline, .. }) => (
+                uuid::Uuid::now_v7().to_string(),
+                requested_mode,
+                baseline,
+                Vec::new(),
+                None,
+            ),
+            None => (
+                uuid::Uuid::now_v7().to_string(),
+                requested_mode,
+                BTreeMap::new(),
+                Vec::new(),
+                None,
+            ),
+        };
+        // FULL syncs diff against nothing.
+        let baseline = if mode == SyncMode::Incremental {
+            baseline
+        } else {
+            BTreeMap::new()
+        };
+
+        let (tx, rx) = mpsc::channel(self.config.channel_capacity);
+        let stats = Arc::new(RequestStats::default());
+        let run = Run {
+            connector_id: descriptor.id,
+            connector_version: descriptor.version,
+            sync_id,
+            mode,
+            source_mode: availability.source_mode(),
+            kinds,
+            fingerprint,
+            events: tx.clone(),
+            store: self.store.clone(),
+            state_key: options.state_key.clone(),
+            baseline,
+            done,
+            counts: BTreeMap::new(),
+            deletions: 0,
+            entities_since_progress: 0,
+            progress_every: self.config.progress_every,
+            scopes_total: u32::try_from(scopes.len()).unwrap_or(u32::MAX),
+            scopes_ok: 0,
+            scopes_failed: 0,
+            started: Instant::now(),
+            start_time: Utc::now(),
+            stats: stats.clone(),
+        };
+        let shutdown = self.shutdown.clone();
+        let connector_id = descriptor.id;
+        metrics::gauge!("connectors_active_streams", "connector" => connector_id).increment(1.0);
+        tokio::spawn(SYNC_STATS.scope(stats, async move {
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                _ = tx.closed() => "cancelled",
+                _ = shutdown.cancelled() => {
+                    let _ = tx.send(Err(SyncError::Unavailable("server is draining; resume from the last checkpoint".into()))).await;
+                    "drained"
+                }
+                result = run.execute(connector.as_ref(), &request, scopes, resume_current) => match result {
+                    Ok(true) => "ok",
+                    Ok(false) => "partial",
+                    Err(RunEnd::Cancelled) => "cancelled",
+                    Err(RunEnd::Failed(error)) => {
+                        tracing::warn!(connector = connector_id, %error, "sync failed");
+                        let _ = tx.send(Err(error)).await;
+                        "failed"
+                    }
+                },
+            };
+            tracing::info!(connector = connector_id, outcome, elapsed_ms = started.elapsed().as_millis() as u64, "sync ended");
+            metrics::counter!("connectors_syncs_total", "connector" => connector_id, "outcome" => outcome).increment(1);
+            metrics::histogram!("connectors_sync_duration_seconds", "connector" => connector_id)
+                .record(started.elapsed().as_secs_f64());
+            metrics::gauge!("connectors_active_streams", "connector" => connector_id).decrement(1.0);
+        }));
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+enum RunEnd {
+    Cancelled,
+    Failed(SyncError),
+}
+
+impl From<ScopeError> for RunEnd {
+    fn from(error: ScopeError) -> Self {
+        match error {
+            ScopeError::Cancelled => RunEnd::Cancelled,
+            ScopeError::Fatal(error) => RunEnd::Failed(error),
+            other => RunEnd::Failed(SyncError::Internal(other.to_string())),
+        }
+    }
+}
+
+impl Run {
+    pub(super) async fn send(&mut self, event: SyncEvent) -> Result<(), ScopeError> {
+        self.events.send(Ok(event)).await.map_err(|_| ScopeError::Cancelled)
+    }
+
+    pub(super) fn count_upsert(&mut self, kind: i32) {
+        self.counts.entry(kind).or_default().0 += 1;
+        self.entities_since_progress += 1;
+        let kind = EntityKind::try_from(kind)
+            .map(super::hash::kind_segment)
+            .unwrap_or("unspecified");
+        metrics::counter!("connectors_entities_total", "connector" => self.connector_id, "kind" => kind).increment(1);
+    }
+
+    pub(super) fn count_unchanged(&mut self, kind: i32) {
+        self.counts.entry(kind).or_default().1 += 1;
+        self.entities_since_progress += 1;
+    }
+
+    pub(super) fn provenance(
+        &self,
+        scope: &str,
+        region: &str,
+        operation: &str,
+        upstream_version: String,
+        content_hash: String,
+    ) -> Provenance {
+        let now = Utc::now();
+        Provenance {
+            connector_id: self.connector_id.to_owned(),
+            connector_version: self.connector_version.to_owned(),
+            sync_id: self.sync_id.clone(),
+            source: scope.to_owned(),
+            region: region.to_owned(),
+            operation: operation.to_owned(),
+            fetch_time: Some(pbjson_types::Timestamp {
+                seconds: now.timestamp(),
+                nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
+            }),
+            upstream_version,
+            content_hash,
+            source_mode: self.source_mode as i32,
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-6);
+        let entities: u64 = self.counts.values().map(|(u, n)| u + n).sum();
+        let requests = self.stats.requests();
+        Progress {
+            entities,
+            upstream_requests: requests,
+            cache_hits: self.stats.not_modified(),
+            rate_limit_remaining: self.stats.rate_limit_remaining(),
+            entities_per_second: entities as f64 / elapsed,
+            requests_per_second: requests as f64 / elapsed,
+            scopes_done: u32::try_from(self.done.len()).unwrap_or(u32::MAX),
+            scopes_total: self.scopes_total,
+        }
+    }
+
+    pub(super) async fn maybe_progress(&mut self) -> Result<(), ScopeError> {
+        if self.entities_since_progress >= self.progress_every {
+            self.entities_since_progress = 0;
+            let progress = self.progress();
+            self.send(SyncEvent {
+                event: Some(Event::Progress(progress)),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A mid-stream token: done scopes, and the scope in progress with its cursor.
+    pub(super) fn resume_token(&self, current: Option<(&str, String, u32)>) -> Token {
+        let (current, cursor, chunks) = match current {
+            Some((scope, cursor, chunks)) => (Some(scope.to_owned()), Some(cursor), chunks),
+            None => (None, None, 0),
+        };
+        Token {
+            connector: self.connector_id.to_owned(),
+            fingerprint: self.fingerprint.clone(),
+            baseline: self.baseline.clone(),
+            resume: Some(ResumePoint {
+                sync_id: self.sync_id.clone(),
+                mode: self.mode as i32,
+                done: self.done.clone(),
+                current,
+                cursor,
+                chunks,
+            }),
+        }
+    }
+
+    /// The token for the next sync: every scope at its newest generation.
+    fn final_token(&self) -> Token {
+        let mut baseline = self.baseline.clone();
+        for (scope, generation) in &self.done {
+            match generation {
+                Some(generation) => {
+                    baseline.insert(scope.clone(), generation.clone());
+                }
+                None => {
+                    baseline.remove(scope);
+                }
+            }
+        }
+        Token {
+            connector: self.connector_id.to_owned(),
+            fingerprint: self.fingerprint.clone(),
+            baseline,
+            resume: None,
+        }
+    }
+
+    pub(super) async fn send_checkpoint(&mut self, token: Token, scope: &str) -> Result<(), ScopeError> {
+        let bytes = token.encode();
+        if let Some(key) = &self.state_key {
+            self.store.save_checkpoint(self.connector_id, key, bytes.clone()).await;
+        }
+        self.send(SyncEvent {
+            event: Some(Event::Checkpoint(Checkpoint {
+                token: bytes,
+                scope: scope.to_owned(),
+            })),
+        })
+        .await
+    }
+
+    /// Runs every scope; Ok(true) when all ended OK.
+    async fn execute<C: Connector>(
+        mut self,
+        connector: &C,
+        request: &C::Request,
+        scopes: Vec<Scope>,
+        resume_current: Option<(String, Option<String>, u32)>,
+    ) -> Result<bool, RunEnd> {
+        let already_done: HashSet<String> = self.done.iter().map(|(scope, _)| scope.clone()).collect();
+        for scope in &scopes {
+            if already_done.contains(&scope.key) {
+                continue;
+            }
+            let generation = self.baseline.get(&scope.key).cloned();
+            let baseline = match &generation {
+                Some(generation) => {
+                    match self
+                        .store
+                        .load(self.connector_id, &self.fingerprint, &scope.key, generation)
+                        .await
+                    {
+                        Some(state) => Some(Baseline::new(state)),
+                        None => {
+                            return Err(RunEnd::Failed(SyncError::FailedPrecondition {
+                                reason: "CHECKPOINT_STATE_EXPIRED",
+                                message: format!(
+                                    "options.checkpoint: the state of scope {} it refers to is no longer in the cache; run a FULL sync",
+                                    scope.key
+                                ),
+                            }));
+                        }
+                    }
+                }
+                None => None,
+            };
+            let (resume_cursor, entries, chunks) = match &resume_current {
+                Some((current, cursor, chunks)) if *current == scope.key => {
+                    let entries = self
+                        .store
+                        .load_chunks(self.connector_id, &self.sync_id, &scope.key, *chunks)
+                        .await
+                        .ok_or_else(|| {
+                            RunEnd::Failed(SyncError::FailedPrecondition {
+                                reason: "CHECKPOINT_STATE_EXPIRED",
+                                message: "options.checkpoint: the partial state it refers to is no longer in the cache; sync again without it".into(),
+                            })
+                        })?;
+                    (cursor.clone(), entries, *chunks)
+                }
+                _ => (None, Vec::new(), 0),
+            };
+            let seen = entries.iter().map(|e| e.urn.clone()).collect();
+            let saved_entries = entries.len();
+            let mut ctx = ScopeContext {
+                run: &mut self,
+                scope_key: scope.key.clone(),
+                region: scope.region.clone(),
+                baseline,
+                resume_cursor,
+                entries,
+                seen,
+                saved_entries,
+                chunks,
+                emitted: 0,
+            };
+            let result = connector.sync_scope(request, scope, &mut ctx).await;
+            let status = match result {
+                Ok(()) => {
+                    ctx.emit_deletions().await?;
+                    let state = ScopeState {
+                        entries: std::mem::take(&mut ctx.entries),
+                    };
+                    let emitted = ctx.emitted;
+                    drop(ctx);
+                    let new_generation = if self
+                        .store
+                        .save(self.connector_id, &self.fingerprint, &scope.key, &self.sync_id, &state)
+                        .await
+                    {
+                        Some(self.sync_id.clone())
+                    } else {
+                        // Without saved state the next INCREMENTAL sync of this
+                        // scope is a FULL one; say so in the log.
+                        tracing::warn!(connector = self.connector_id, scope = %scope.key, "scope state not saved; next incremental sync of it will be full");
+                        None
+                    };
+                    self.done.push((scope.key.clone(), new_generation));
+                    self.scopes_ok += 1;
+                    ScopeStatus {
+                        scope: scope.key.clone(),
+                        state: ProtoScopeState::Ok as i32,
+                        entities: u64::try_from(state.entries.len()).unwrap_or(u64::MAX).max(emitted),
+                        ..Default::default()
+                    }
+                }
+                Err(ScopeError::Failed { reason, message }) => {
+                    drop(ctx);
+                    tracing::warn!(connector = self.connector_id, scope = %scope.key, reason, %message, "scope failed");
+                    self.done.push((scope.key.clone(), generation));
+                    self.scopes_failed += 1;
+                    ScopeStatus {
+                        scope: scope.key.clone(),
+                        state: ProtoScopeState::Failed as i32,
+                        error: message,
+                        reason: reason.to_owned(),
+                        ..Default::default()
+                    }
+                }
+                Err(ScopeError::RateLimited { reset_time, message }) => {
+                    drop(ctx);
+                    tracing::warn!(connector = self.connector_id, scope = %scope.key, %message, "scope rate limited");
+                    self.done.push((scope.key.clone(), generation));
+                    self.scopes_failed += 1;
+                    ScopeStatus {
+                        scope: scope.key.clone(),
+                        state: ProtoScopeState::RateLimited as i32,
+                        error: message,
+                        reason: "UPSTREAM_RATE_LIMITED".into(),
+                        retry_time: reset_time.map(|t| pbjson_types::Timestamp {
+                            seconds: t.timestamp(),
+                            nanos: 0,
+                        }),
+                        ..Default::default()
+                    }
+                }
+                Err(other) => return Err(other.into()),
+            };
+            self.send(SyncEvent {
+                event: Some(Event::ScopeStatus(status)),
+            })
+            .await?;
+            let token = self.resume_token(None);
+            self.send_checkpoint(token, &scope.key).await?;
+            let progress = self.progress();
+            self.send(SyncEvent {
+                event: Some(Event::Progress(progress)),
+            })
+            .await?;
+        }
+
+        let token = self.final_token().encode();
+        if let Some(key) = &self.state_key {
+            self.store.save_checkpoint(self.connector_id, key, token.clone()).await;
+        }
+        let elapsed = self.started.elapsed();
+        let complete = self.scopes_failed == 0;
+        let summary = Summary {
+            sync_id: self.sync_id.clone(),
+            mode: self.mode as i32,
+            counts: self
+                .counts
+                .iter()
+                .map(|(kind, (upserts, unchanged))| KindCount {
+                    kind: *kind,
+                    upserts: *upserts,
+                    unchanged: *unchanged,
+                })
+                .collect(),
+            deletions: self.deletions,
+            upstream_requests: self.stats.requests(),
+            cache_hits: self.stats.not_modified(),
+            duration: Some(pbjson_types::Duration {
+                seconds: i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(elapsed.subsec_nanos()).unwrap_or(0),
+            }),
+            complete,
+            checkpoint: token,
+            scopes_ok: self.scopes_ok,
+            scopes_failed: self.scopes_failed,
+            start_time: Some(pbjson_types::Timestamp {
+                seconds: self.start_time.timestamp(),
+                nanos: i32::try_from(self.start_time.timestamp_subsec_nanos()).unwrap_or(0),
+            }),
+        };
+        self.send(SyncEvent {
+            event: Some(Event::Summary(summary)),
+        })
+        .await?;
+        Ok(complete)
+    }
+}
