@@ -1,0 +1,228 @@
+//! Server configuration from the environment (see docs/Connectors.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How connectors choose between live upstreams and fixtures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorsMode {
+    /// Live where credentials are configured, fixtures elsewhere.
+    Auto,
+    /// Fixtures everywhere, even with credentials.
+    Fixtures,
+    /// Live only: a connector without credentials is unavailable.
+    Live,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration error; names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// GitHub settings from the environment.
+#[derive(Clone, Default)]
+pub struct GithubEnv {
+    /// `GITHUB_API_URL`.
+    pub api_url: Option<url::Url>,
+    /// `GITHUB_TOKEN`.
+    pub token: Option<String>,
+    /// `GITHUB_APP_ID`.
+    pub app_id: Option<u64>,
+    /// `GITHUB_APP_PRIVATE_KEY` (PEM, or a path to a PEM file).
+    pub app_private_key: Option<String>,
+    /// `GITHUB_ORGS`.
+    pub orgs: Vec<String>,
+    /// `GITHUB_PAGE_SIZE`.
+    pub page_size: Option<u8>,
+}
+
+impl std::fmt::Debug for GithubEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubEnv")
+            .field("api_url", &self.api_url.as_ref().map(|u| u.as_str()))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("app_id", &self.app_id)
+            .field("app_private_key", &self.app_private_key.as_ref().map(|_| "<redacted>"))
+            .field("orgs", &self.orgs)
+            .finish()
+    }
+}
+
+/// Everything the server reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CONNECTORS_LISTEN`.
+    pub listen: SocketAddr,
+    /// `CONNECTORS_METRICS_LISTEN`; `None` disables the endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `CONNECTORS_MODE`.
+    pub mode: ConnectorsMode,
+    /// `REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `CONNECTORS_CACHE_MAX_BYTES` for the in-memory cache.
+    pub memory_cache_bytes: u64,
+    /// `CONNECTORS_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `CONNECTORS_FIXTURES_DIR`.
+    pub fixtures_dir: PathBuf,
+    /// `CONNECTORS_DRAIN_TIMEOUT_SECS`.
+    pub drain_timeout: Duration,
+    /// GitHub.
+    pub github: GithubEnv,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    var(name)
+        .map(|v| {
+            v.parse::<T>().map_err(|e| ConfigError {
+                var: name,
+                message: format!("invalid value: {e}"),
+            })
+        })
+        .transpose()
+}
+
+/// Splits a comma-separated list.
+pub fn list(value: Option<String>) -> Vec<String> {
+    value
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn default_fixtures_dir() -> PathBuf {
+    let cwd = PathBuf::from("fixtures");
+    if cwd.is_dir() {
+        return cwd;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+impl Config {
+    /// Defaults suited to tests: loopback, ephemeral port, fixtures, no metrics endpoint.
+    pub fn for_tests() -> Self {
+        Self {
+            listen: "127.0.0.1:0"
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            metrics_listen: None,
+            mode: ConnectorsMode::Fixtures,
+            redis_url: None,
+            memory_cache_bytes: 64 * 1024 * 1024,
+            log_format: LogFormat::Text,
+            fixtures_dir: default_fixtures_dir(),
+            drain_timeout: Duration::from_secs(5),
+            github: GithubEnv::default(),
+        }
+    }
+
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mode = match var("CONNECTORS_MODE").as_deref() {
+            None | Some("auto") => ConnectorsMode::Auto,
+            Some("fixtures") | Some("fixture") => ConnectorsMode::Fixtures,
+            Some("live") => ConnectorsMode::Live,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "CONNECTORS_MODE",
+                    message: format!("expected auto, fixtures or live, got {other:?}"),
+                });
+            }
+        };
+        let log_format = match var("CONNECTORS_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "CONNECTORS_LOG_FORMAT",
+                    message: format!("expected text or json, got {other:?}"),
+                });
+            }
+        };
+        let metrics_listen = match var("CONNECTORS_METRICS_LISTEN").as_deref() {
+            Some("off") | Some("none") => None,
+            _ => Some(parse("CONNECTORS_METRICS_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9464)))),
+        };
+        let api_url = match var("GITHUB_API_URL") {
+            Some(raw) => {
+                let url = url::Url::parse(&raw).map_err(|e| ConfigError {
+                    var: "GITHUB_API_URL",
+                    message: format!("not a url: {e}"),
+                })?;
+                if !matches!(url.scheme(), "https" | "http") {
+                    return Err(ConfigError {
+                        var: "GITHUB_API_URL",
+                        message: "must be an http or https url".into(),
+                    });
+                }
+                Some(url)
+            }
+            None => None,
+        };
+        let page_size: Option<u8> = parse("GITHUB_PAGE_SIZE")?;
+        if page_size.is_some_and(|p| p == 0 || p > 100) {
+            return Err(ConfigError {
+                var: "GITHUB_PAGE_SIZE",
+                message: "must be 1 to 100".into(),
+            });
+        }
+        let app_private_key = match var("GITHUB_APP_PRIVATE_KEY") {
+            Some(value) if !value.starts_with("-----BEGIN") => {
+                Some(std::fs::read_to_string(&value).map_err(|e| ConfigError {
+                    var: "GITHUB_APP_PRIVATE_KEY",
+                    message: format!("neither a PEM key nor a readable file: {e}"),
+                })?)
+            }
+            other => other,
+        };
+        Ok(Self {
+            listen: parse("CONNECTORS_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
+            metrics_listen,
+            mode,
+            redis_url: var("REDIS_URL"),
+            memory_cache_bytes: parse("CONNECTORS_CACHE_MAX_BYTES")?.unwrap_or(256 * 1024 * 1024),
+            log_format,
+            fixtures_dir: var("CONNECTORS_FIXTURES_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(default_fixtures_dir),
+            drain_timeout: Duration::from_secs(parse("CONNECTORS_DRAIN_TIMEOUT_SECS")?.unwrap_or(20)),
+            github: GithubEnv {
+                api_url,
+                token: var("GITHUB_TOKEN"),
+                app_id: parse("GITHUB_APP_ID")?,
+                app_private_key,
+                orgs: list(var("GITHUB_ORGS")),
+                page_size,
+            },
+        })
+    }
+}

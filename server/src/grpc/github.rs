@@ -1,0 +1,80 @@
+//! `connectors.github.v1.GithubConnectorService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use connectors_proto::github::v1::SyncRequest;
+use connectors_proto::github::v1::github_connector_service_server::GithubConnectorService;
+use connectors_proto::v1::SyncEvent;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::validate;
+use crate::providers::github::{GithubConnector, GithubRequest};
+use crate::sync::{Engine, SyncError};
+
+/// The GitHub connector service.
+#[derive(Debug, Clone)]
+pub struct GithubService {
+    connector: Arc<GithubConnector>,
+    engine: Engine,
+}
+
+impl GithubService {
+    /// Serves `connector` through `engine`.
+    pub fn new(connector: Arc<GithubConnector>, engine: Engine) -> Self {
+        Self { connector, engine }
+    }
+}
+
+impl TryFrom<&SyncRequest> for GithubRequest {
+    type Error = SyncError;
+
+    fn try_from(request: &SyncRequest) -> Result<Self, SyncError> {
+        validate::list_len("orgs", &request.orgs, validate::MAX_SCOPES)?;
+        validate::list_len("repositories", &request.repositories, validate::MAX_RESOURCES)?;
+        for (i, org) in request.orgs.iter().enumerate() {
+            validate::login(&format!("orgs[{i}]"), org)?;
+        }
+        let mut repositories = Vec::with_capacity(request.repositories.len());
+        for (i, full) in request.repositories.iter().enumerate() {
+            let field = format!("repositories[{i}]");
+            let Some((owner, name)) = full.split_once('/') else {
+                return Err(SyncError::invalid(
+                    field,
+                    format!("{:?} is not of the form owner/name", validate::truncate(full)),
+                ));
+            };
+            validate::login(&field, owner)?;
+            validate::repo_name(&field, name)?;
+            repositories.push((owner.to_owned(), name.to_owned()));
+        }
+        Ok(GithubRequest {
+            orgs: request.orgs.clone(),
+            repositories,
+            exclude_archived: request.exclude_archived,
+            exclude_forks: request.exclude_forks,
+        })
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<SyncEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GithubConnectorService for GithubService {
+    type SyncStream = EventStream;
+
+    async fn sync(&self, request: Request<SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
+        let request = request.into_inner();
+        let domain = GithubRequest::try_from(&request).map_err(super::status_from)?;
+        let options = validate::options(request.options).map_err(super::status_from)?;
+        let stream = self
+            .engine
+            .start(self.connector.clone(), domain, options)
+            .await
+            .map_err(super::status_from)?;
+        Ok(Response::new(Box::pin(
+            stream.map(|item| item.map_err(super::status_from)),
+        )))
+    }
+}

@@ -1,0 +1,13 @@
+//! The connectors service: a gRPC server that inventories software and cloud
+//! estates through one streaming `Sync` RPC per connector.
+
+pub mod cache;
+pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod providers;
+pub mod replay;
+pub mod server;
+pub mod sync;
+pub mod telemetry;
+pub mod testing;

@@ -1,0 +1,254 @@
+//! The GitHub client: octocrab over the shared upstream HTTP layer, with PAT
+//! or GitHub App authentication, and the upstream shapes octocrab has no
+//! model for (git trees and blobs, the dependency-graph SBOM).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, header};
+use octocrab::{AuthState, Octocrab, OctocrabBuilder};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::http::{TowerAdapter, UpstreamClient};
+
+/// How the connector authenticates.
+#[derive(Clone)]
+pub enum GithubAuth {
+    /// No credential (fixture mode).
+    None,
+    /// A personal access token (classic or fine-grained) or any bearer token.
+    Token(String),
+    /// A GitHub App: installation tokens are minted per organization.
+    App {
+        /// The App id.
+        app_id: u64,
+        /// The App's RSA private key, PEM.
+        private_key_pem: String,
+    },
+}
+
+impl std::fmt::Debug for GithubAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print credentials.
+        match self {
+            GithubAuth::None => f.write_str("None"),
+            GithubAuth::Token(_) => f.write_str("Token(<redacted>)"),
+            GithubAuth::App { app_id, .. } => write!(f, "App {{ app_id: {app_id}, private_key_pem: <redacted> }}"),
+        }
+    }
+}
+
+impl GithubAuth {
+    /// The mode name shown in the registry.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            GithubAuth::None => "none",
+            GithubAuth::Token(_) => "pat",
+            GithubAuth::App { .. } => "github_app",
+        }
+    }
+}
+
+/// Octocrab clients per installation.
+pub struct GithubClient {
+    base: Octocrab,
+    app: bool,
+    installations: Mutex<HashMap<String, Octocrab>>,
+}
+
+impl std::fmt::Debug for GithubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubClient")
+            .field("app", &self.app)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors building the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The App private key is not a valid RSA PEM key.
+    #[error("GITHUB_APP_PRIVATE_KEY is not a valid RSA private key in PEM form")]
+    InvalidAppKey,
+    /// The token has characters a header cannot carry.
+    #[error("GITHUB_TOKEN contains characters not allowed in an HTTP header")]
+    InvalidToken,
+}
+
+impl GithubClient {
+    /// Builds octocrab on the shared upstream client.
+    pub fn new(upstream: Arc<UpstreamClient>, auth: &GithubAuth) -> Result<Self, ClientError> {
+        let mut headers: Vec<(HeaderName, HeaderValue)> = vec![
+            (
+                header::USER_AGENT,
+                HeaderValue::from_static(concat!("connectors-server/", env!("CARGO_PKG_VERSION"))),
+            ),
+            (header::ACCEPT, HeaderValue::from_static("application/vnd.github+json")),
+            (
+                HeaderName::from_static("x-github-api-version"),
+                HeaderValue::from_static("2022-11-28"),
+            ),
+        ];
+        let auth_state = match auth {
+            GithubAuth::None => AuthState::None,
+            GithubAuth::Token(token) => {
+                let mut value =
+                    HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| ClientError::InvalidToken)?;
+                value.set_sensitive(true);
+                headers.push((header::AUTHORIZATION, value));
+                AuthState::None
+            }
+            GithubAuth::App {
+                app_id,
+                private_key_pem,
+            } => {
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
+                    .map_err(|_| ClientError::InvalidAppKey)?;
+                AuthState::App(octocrab::auth::AppAuth {
+                    app_id: (*app_id).into(),
+                    key,
+                })
+            }
+        };
+        let base = OctocrabBuilder::new_empty()
+            .with_service(TowerAdapter::new(upstream))
+            .with_layer(&octocrab::service::middleware::extra_headers::ExtraHeadersLayer::new(
+                Arc::new(headers),
+            ))
+            .with_auth(auth_state)
+            .build()
+            .map_err(|never| match never {})?;
+        Ok(Self {
+            base,
+            app: matches!(auth, GithubAuth::App { .. }),
+            installations: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client for an organization's (or a repository owner's) installation
+    /// when authenticated as an App; the token client otherwise.
+    pub async fn for_owner(&self, owner: &str, repo: Option<&str>) -> octocrab::Result<Octocrab> {
+        if !self.app {
+            return Ok(self.base.clone());
+        }
+        let key = match repo {
+            Some(repo) => format!("{owner}/{repo}"),
+            None => owner.to_owned(),
+        };
+        let mut installations = self.installations.lock().await;
+        if let Some(client) = installations.get(&key) {
+            return Ok(client.clone());
+        }
+        let installation = match repo {
+            Some(repo) => self.base.apps().get_repository_installation(owner, repo).await?,
+            None => self.base.apps().get_org_installation(owner).await?,
+        };
+        let client = self.base.installation(installation.id)?;
+        installations.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// The client without installation (for checks).
+    pub fn base(&self) -> &Octocrab {
+        &self.base
+    }
+}
+
+/// `GET /repos/{owner}/{repo}/git/trees/{tree_sha}?recursive=1`.
+#[derive(Debug, Deserialize)]
+pub struct GitTree {
+    /// Tree sha.
+    pub sha: String,
+    /// Entries, in GitHub's (path) order.
+    #[serde(default)]
+    pub tree: Vec<GitTreeEntry>,
+    /// Whether GitHub cut the listing short.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// One entry of a git tree.
+#[derive(Debug, Deserialize)]
+pub struct GitTreeEntry {
+    /// Path from the root.
+    pub path: String,
+    /// "blob", "tree" or "commit".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Object sha.
+    pub sha: String,
+}
+
+/// `GET /repos/{owner}/{repo}/git/blobs/{file_sha}`.
+#[derive(Debug, Deserialize)]
+pub struct GitBlob {
+    /// Blob sha.
+    pub sha: String,
+    /// Content in `encoding`.
+    pub content: String,
+    /// "base64" or "utf-8".
+    pub encoding: String,
+}
+
+/// `GET /repos/{owner}/{repo}/dependency-graph/sbom`.
+#[derive(Debug, Deserialize)]
+pub struct SbomResponse {
+    /// The SPDX document.
+    pub sbom: SpdxDocument,
+}
+
+/// The SPDX document of the dependency graph.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpdxDocument {
+    /// "SPDX-2.3".
+    #[serde(rename = "spdxVersion")]
+    pub spdx_version: String,
+    /// Document name.
+    pub name: String,
+    /// Document namespace.
+    pub document_namespace: String,
+    /// Creation info.
+    pub creation_info: SpdxCreationInfo,
+    /// Packages.
+    #[serde(default)]
+    pub packages: Vec<SpdxPackage>,
+}
+
+/// SPDX creation info.
+#[derive(Debug, Deserialize)]
+pub struct SpdxCreationInfo {
+    /// RFC 3339 creation time.
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
+/// An SPDX package.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpdxPackage {
+    /// "SPDXRef-...".
+    #[serde(rename = "SPDXID")]
+    pub spdx_id: String,
+    /// Package name.
+    pub name: String,
+    /// Version.
+    #[serde(default)]
+    pub version_info: Option<String>,
+    /// Concluded license.
+    #[serde(default)]
+    pub license_concluded: Option<String>,
+    /// External references (purls).
+    #[serde(default)]
+    pub external_refs: Vec<SpdxExternalRef>,
+}
+
+/// An SPDX external reference.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpdxExternalRef {
+    /// "purl", ...
+    pub reference_type: String,
+    /// The locator.
+    pub reference_locator: String,
+}

@@ -1,0 +1,215 @@
+//! Assembles and runs the gRPC server: registry, engine, health, reflection,
+//! and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::cache::{RedisCache, SharedCache};
+use crate::config::Config;
+use crate::providers::Registry;
+use crate::replay::ReplayServer;
+use crate::sync::{Availability, Engine, EngineConfig};
+
+/// A running server.
+pub struct RunningServer {
+    /// The gRPC address it listens on.
+    pub addr: SocketAddr,
+    /// The registry (connectors, replay servers in fixture mode).
+    pub registry: Arc<Registry>,
+    /// The cache.
+    pub cache: SharedCache,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// `http://<addr>` for clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The replay server of a connector in fixture mode.
+    pub fn replay(&self, connector: &str) -> Option<&ReplayServer> {
+        self.registry.replay.get(connector)
+    }
+
+    /// Starts a graceful shutdown (health NOT_SERVING, open syncs end with UNAVAILABLE).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the server stopped.
+    pub async fn wait(self) -> Result<(), tonic::transport::Error> {
+        match self.handle.await {
+            Ok(result) => result,
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The registry could not be built.
+    #[error(transparent)]
+    Registry(#[from] crate::providers::RegistryError),
+    /// The cache could not be configured.
+    #[error("REDIS_URL: {0}")]
+    Cache(String),
+    /// Reflection could not be built.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Builds the cache from configuration.
+pub fn build_cache(config: &Config) -> Result<SharedCache, StartError> {
+    match &config.redis_url {
+        Some(url) => {
+            let redis = RedisCache::new(url, "connectors:").map_err(|e| StartError::Cache(e.to_string()))?;
+            Ok(SharedCache::new(Arc::new(redis)))
+        }
+        None => Ok(SharedCache::memory(config.memory_cache_bytes)),
+    }
+}
+
+async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>) {
+    for entry in &registry.entries {
+        let status = match &entry.availability {
+            Availability::Unavailable { .. } => ServingStatus::NotServing,
+            _ => ServingStatus::Serving,
+        };
+        reporter.set_service_status(entry.service, status).await;
+    }
+    // Live connectors: check the credentials against the upstream.
+    #[cfg(feature = "github")]
+    if let Some(github) = &registry.github
+        && matches!(
+            crate::sync::Connector::availability(github.as_ref()),
+            Availability::Live { .. }
+        )
+    {
+        let status = match crate::sync::Connector::authenticate(github.as_ref()).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(connector = "github", %error, "authentication failed; connector not serving");
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("connectors.github.v1.GithubConnectorService", status)
+            .await;
+    }
+}
+
+/// Starts the server.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let cache = build_cache(&config)?;
+    tracing::info!(backend = cache.backend(), "cache configured");
+    let registry = Arc::new(Registry::build(&config, cache.clone()).await?);
+    let shutdown = CancellationToken::new();
+    let engine = Engine::new(EngineConfig::default(), cache.clone(), shutdown.clone());
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    reporter
+        .set_serving::<connectors_proto::v1::registry_service_server::RegistryServiceServer<crate::grpc::RegistryApi>>()
+        .await;
+    tokio::spawn(set_connector_health(reporter.clone(), registry.clone()));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(connectors_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(connectors_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let max_message = 4 * 1024 * 1024;
+    let registry_service = connectors_proto::v1::registry_service_server::RegistryServiceServer::new(
+        crate::grpc::RegistryApi::new(registry.clone()),
+    )
+    .max_decoding_message_size(max_message);
+    #[allow(unused_mut)]
+    let mut router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(registry_service);
+    #[cfg(feature = "github")]
+    if let Some(github) = &registry.github {
+        let service = connectors_proto::github::v1::github_connector_service_server::GithubConnectorServiceServer::new(
+            crate::grpc::GithubService::new(github.clone(), engine.clone()),
+        )
+        .max_decoding_message_size(max_message);
+        router = router.add_service(service);
+    }
+
+    let drain = config.drain_timeout;
+    let token = shutdown.clone();
+    let health = reporter.clone();
+    let registry_for_shutdown = registry.clone();
+    let handle = tokio::spawn(async move {
+        let signal = async move {
+            token.cancelled().await;
+            // Health first, so balancers stop sending new streams.
+            health.set_service_status("", ServingStatus::NotServing).await;
+            for entry in &registry_for_shutdown.entries {
+                health
+                    .set_service_status(entry.service, ServingStatus::NotServing)
+                    .await;
+            }
+            tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down");
+        };
+        router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+            .await
+    });
+    tracing::info!(%addr, "grpc server listening");
+    Ok(RunningServer {
+        addr,
+        registry,
+        cache,
+        shutdown,
+        handle,
+    })
+}
