@@ -1,1 +1,475 @@
+//! Engine tests with a scripted connector: event order, incremental diffs,
+//! scope failures, resume, state keys, cancellation and validation.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use connectors_proto::v1::{
+    Entity, EntityKind, ScopeState as ProtoScopeState, SourceMode, SyncEvent, SyncMode, Tag, entity::Body, sync_event::Event,
+};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::cache::SharedCache;
+
+static FAKE: Descriptor = Descriptor {
+    id: "fake",
+    display_name: "Fake",
+    version: "1.0.0",
+    kinds: &[EntityKind::Tag, EntityKind::Asset],
+    native_incremental: false,
+    auth_modes: &[],
+    service: "connectors.fake.v1.FakeConnectorService",
+};
+
+/// Entities per scope, editable between syncs; a scope can be made to fail;
+/// a checkpoint after every `page` entities; an endless scope for cancellation.
+#[derive(Default)]
+struct Fake {
+    data: Mutex<BTreeMap<String, Vec<(String, String)>>>,
+    failing: Mutex<Option<String>>,
+    endless: bool,
+    pushed: AtomicU64,
+}
+
+const PAGE: usize = 2;
+
+fn tag(scope: &str, id: &str, value: &str) -> Entity {
+    Entity {
+        urn: urn("fake", EntityKind::Tag, &format!("{scope}/{id}")),
+        kind: EntityKind::Tag as i32,
+        native_id: format!("{scope}/{id}"),
+        display_name: id.to_owned(),
+        labels: Vec::new(),
+        parent_urn: String::new(),
+        body: Some(Body::Tag(Tag {
+            resource_id: scope.to_owned(),
+            key: id.to_owned(),
+            value: value.to_owned(),
+        })),
+    }
+}
+
+impl Fake {
+    fn with(data: &[(&str, &[(&str, &str)])]) -> Arc<Self> {
+        let fake = Fake::default();
+        {
+            let mut map = fake.data.lock().unwrap();
+            for (scope, items) in data {
+                map.insert(
+                    (*scope).to_owned(),
+                    items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                );
+            }
+        }
+        Arc::new(fake)
+    }
+}
+
+#[async_trait]
+impl Connector for Fake {
+    type Request = ();
+
+    fn descriptor(&self) -> &'static Descriptor {
+        &FAKE
+    }
+
+    fn availability(&self) -> Availability {
+        Availability::Fixture { reason: "test".into() }
+    }
+
+    async fn authenticate(&self) -> Result<(), SyncError> {
+        Ok(())
+    }
+
+    fn scopes(&self, _request: &()) -> Result<Vec<Scope>, SyncError> {
+        Ok(self.data.lock().unwrap().keys().map(|k| Scope::new(k.clone())).collect())
+    }
+
+    fn request_fingerprint(&self, _request: &()) -> String {
+        String::new()
+    }
+
+    async fn sync_scope(&self, _request: &(), scope: &Scope, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
+        if self.endless {
+            loop {
+                let n = self.pushed.fetch_add(1, Ordering::SeqCst);
+                ctx.upsert(tag(&scope.key, &n.to_string(), "v"), UpsertMeta::default()).await?;
+            }
+        }
+        let items = self.data.lock().unwrap().get(&scope.key).cloned().unwrap_or_default();
+        let start: usize = ctx.resume_cursor().map(|c| c.parse().unwrap()).unwrap_or(0);
+        for (i, (id, value)) in items.iter().enumerate().skip(start) {
+            if self.failing.lock().unwrap().as_deref() == Some(scope.key.as_str()) && i == 1 {
+                return Err(ScopeError::Failed {
+                    reason: "UPSTREAM_UNAVAILABLE",
+                    message: "boom".into(),
+                });
+            }
+            ctx.upsert(tag(&scope.key, id, value), UpsertMeta::new("list", value.clone())).await?;
+            if (i + 1) % PAGE == 0 && i + 1 < items.len() {
+                ctx.checkpoint((i + 1).to_string()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig::default(), SharedCache::memory(16 << 20), CancellationToken::new())
+}
+
+fn opts(mode: SyncMode, checkpoint: Vec<u8>) -> SyncOptions {
+    SyncOptions {
+        mode,
+        checkpoint,
+        ..Default::default()
+    }
+}
+
+async fn collect(engine: &Engine, fake: &Arc<Fake>, options: SyncOptions) -> Vec<SyncEvent> {
+    let stream = engine.start(fake.clone(), (), options).await.unwrap();
+    stream.map(|e| e.unwrap()).collect().await
+}
+
+/// A compact rendering of the stream, for exact comparisons.
+fn render(events: &[SyncEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e.event.as_ref()? {
+            Event::Upsert(u) => Some(format!("upsert {}", u.entity.as_ref()?.urn)),
+            Event::Deletion(d) => Some(format!("delete {}", d.urn)),
+            Event::Checkpoint(c) => Some(format!("checkpoint {}", c.scope)),
+            Event::Progress(_) => None,
+            Event::ScopeStatus(s) => Some(format!("scope {} {}", s.scope, s.state)),
+            Event::Summary(s) => Some(format!("summary complete={} deletions={}", s.complete, s.deletions)),
+        })
+        .collect()
+}
+
+fn summary(events: &[SyncEvent]) -> connectors_proto::v1::Summary {
+    match events.last().and_then(|e| e.event.clone()) {
+        Some(Event::Summary(s)) => s,
+        other => panic!("last event is not a summary: {other:?}"),
+    }
+}
+
+fn checkpoints(events: &[SyncEvent]) -> Vec<Vec<u8>> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Checkpoint(c)) => Some(c.token.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const T: &str = "urn:connectors:fake:tag:";
+
+#[tokio::test]
+async fn full_sync_emits_scopes_in_order_with_checkpoints_and_one_summary() {
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")]), ("b", &[("1", "q")])]);
+    let events = collect(&engine(), &fake, opts(SyncMode::Full, vec![])).await;
+    assert_eq!(
+        render(&events),
+        vec![
+            format!("upsert {T}a/1"),
+            format!("upsert {T}a/2"),
+            "checkpoint a".into(),
+            format!("upsert {T}a/3"),
+            "scope a 1".into(),
+            "checkpoint a".into(),
+            format!("upsert {T}b/1"),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=true deletions=0".into(),
+        ]
+    );
+    let s = summary(&events);
+    assert_eq!(s.mode, SyncMode::Full as i32);
+    assert_eq!(s.counts.len(), 1);
+    assert_eq!((s.counts[0].kind, s.counts[0].upserts, s.counts[0].unchanged), (EntityKind::Tag as i32, 4, 0));
+    assert_eq!((s.scopes_ok, s.scopes_failed), (2, 0));
+    // Provenance and hash of the first upsert.
+    let Some(Event::Upsert(first)) = &events[0].event else { panic!() };
+    let p = first.provenance.as_ref().unwrap();
+    assert_eq!(p.connector_id, "fake");
+    assert_eq!(p.connector_version, "1.0.0");
+    assert_eq!(p.sync_id, s.sync_id);
+    assert_eq!(p.source, "a");
+    assert_eq!(p.operation, "list");
+    assert_eq!(p.upstream_version, "x");
+    assert_eq!(p.source_mode, SourceMode::Fixture as i32);
+    assert_eq!(p.content_hash, content_hash(first.entity.as_ref().unwrap()));
+}
+
+#[tokio::test]
+async fn incremental_emits_nothing_when_nothing_changed_and_exact_diffs_when_it_did() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")]), ("b", &[("1", "q")])]);
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    let token = summary(&full).checkpoint;
+
+    let same = collect(&engine, &fake, opts(SyncMode::Incremental, token.clone())).await;
+    assert_eq!(
+        render(&same),
+        vec![
+            "checkpoint a",
+            "scope a 1",
+            "checkpoint a",
+            "scope b 1",
+            "checkpoint b",
+            "summary complete=true deletions=0"
+        ]
+    );
+    assert_eq!(summary(&same).counts[0].unchanged, 4);
+
+    // Change a/2, delete a/3, add b/2.
+    {
+        let mut data = fake.data.lock().unwrap();
+        data.insert("a".into(), vec![("1".into(), "x".into()), ("2".into(), "CHANGED".into())]);
+        data.insert("b".into(), vec![("1".into(), "q".into()), ("2".into(), "new".into())]);
+    }
+    let changed = collect(&engine, &fake, opts(SyncMode::Incremental, token.clone())).await;
+    assert_eq!(
+        render(&changed),
+        vec![
+            format!("upsert {T}a/2"),
+            format!("delete {T}a/3"),
+            "scope a 1".into(),
+            "checkpoint a".into(),
+            format!("upsert {T}b/2"),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=true deletions=1".into(),
+        ]
+    );
+    // From the newest checkpoint nothing changed any more.
+    let again = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&changed).checkpoint)).await;
+    assert_eq!(render(&again).iter().filter(|e| e.starts_with("upsert") || e.starts_with("delete")).count(), 0);
+    // FULL ignores the baseline and emits everything.
+    let full_again = collect(&engine, &fake, opts(SyncMode::Full, token)).await;
+    assert_eq!(render(&full_again).iter().filter(|e| e.starts_with("upsert")).count(), 4);
+}
+
+#[tokio::test]
+async fn a_failed_scope_is_reported_and_keeps_its_baseline() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")]), ("b", &[("1", "q")])]);
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    let token = summary(&full).checkpoint;
+
+    *fake.failing.lock().unwrap() = Some("a".into());
+    fake.data.lock().unwrap().insert("b".into(), vec![("1".into(), "q2".into())]);
+    let failed = collect(&engine, &fake, opts(SyncMode::Incremental, token)).await;
+    assert_eq!(
+        render(&failed),
+        vec![
+            "scope a 2".to_owned(),
+            "checkpoint a".into(),
+            format!("upsert {T}b/1"),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=false deletions=0".into(),
+        ]
+    );
+    let status = failed
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) if s.state == ProtoScopeState::Failed as i32 => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((status.reason.as_str(), status.error.as_str()), ("UPSTREAM_UNAVAILABLE", "boom"));
+    // No deletions for a failed scope; the next sync diffs "a" against its old baseline.
+    *fake.failing.lock().unwrap() = None;
+    let next = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&failed).checkpoint)).await;
+    assert_eq!(render(&next).iter().filter(|e| e.starts_with("upsert") || e.starts_with("delete")).count(), 0);
+}
+
+#[tokio::test]
+async fn resume_from_a_mid_scope_checkpoint_sends_the_rest_exactly_once() {
+    let engine = engine();
+    let items: &[(&str, &str)] = &[("1", "a"), ("2", "b"), ("3", "c"), ("4", "d"), ("5", "e")];
+    let fake = Fake::with(&[("a", items), ("b", &[("1", "q")])]);
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    let baseline = summary(&full).checkpoint;
+    // Change one entity and delete one, then run INCREMENTAL but "lose" the
+    // stream after its first page checkpoint.
+    fake.data.lock().unwrap().insert(
+        "a".into(),
+        vec![
+            ("1".into(), "A".into()),
+            ("2".into(), "b".into()),
+            ("3".into(), "C".into()),
+            ("4".into(), "d".into()),
+        ],
+    );
+    let mut stream = engine
+        .start(fake.clone(), (), opts(SyncMode::Incremental, baseline.clone()))
+        .await
+        .unwrap();
+    let mut before = Vec::new();
+    let token = loop {
+        let event = stream.next().await.unwrap().unwrap();
+        if let Some(Event::Checkpoint(c)) = &event.event {
+            break c.token.clone();
+        }
+        before.push(event);
+    };
+    drop(stream);
+    assert_eq!(render(&before), vec![format!("upsert {T}a/1")]);
+    // The client resumes with the mid-stream token (and its original options).
+    let resumed = collect(&engine, &fake, opts(SyncMode::Incremental, token)).await;
+    assert_eq!(
+        render(&resumed),
+        vec![
+            format!("upsert {T}a/3"),
+            format!("delete {T}a/5"),
+            "scope a 1".into(),
+            "checkpoint a".into(),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=true deletions=1".into(),
+        ]
+    );
+    // The resumed summary's checkpoint is a valid baseline: nothing changed since.
+    let after = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&resumed).checkpoint)).await;
+    assert_eq!(render(&after).iter().filter(|e| e.starts_with("upsert") || e.starts_with("delete")).count(), 0);
+}
+
+#[tokio::test]
+async fn resume_after_a_finished_scope_skips_it() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x")]), ("b", &[("1", "q"), ("2", "r")])]);
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    let after_a = checkpoints(&full)[0].clone();
+    let resumed = collect(&engine, &fake, opts(SyncMode::Full, after_a)).await;
+    assert_eq!(
+        render(&resumed),
+        vec![
+            format!("upsert {T}b/1"),
+            format!("upsert {T}b/2"),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=true deletions=0".into(),
+        ]
+    );
+    assert_eq!(summary(&resumed).sync_id, summary(&full).sync_id);
+}
+
+#[tokio::test]
+async fn the_server_keeps_the_checkpoint_under_a_state_key() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x")])]);
+    let keyed = |mode| SyncOptions {
+        mode,
+        state_key: Some("nightly".into()),
+        ..Default::default()
+    };
+    let first = collect(&engine, &fake, keyed(SyncMode::Incremental)).await;
+    assert_eq!(render(&first).iter().filter(|e| e.starts_with("upsert")).count(), 1);
+    let second = collect(&engine, &fake, keyed(SyncMode::Incremental)).await;
+    assert_eq!(render(&second).iter().filter(|e| e.starts_with("upsert")).count(), 0);
+    assert_eq!(summary(&second).mode, SyncMode::Incremental as i32);
+}
+
+#[tokio::test]
+async fn bad_options_name_the_field() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x")])]);
+    let err = |options| {
+        let engine = engine.clone();
+        let fake = fake.clone();
+        async move {
+            match engine.start(fake, (), options).await {
+                Err(SyncError::InvalidArgument { field, message }) => (field, message),
+                other => panic!("expected InvalidArgument, got {:?}", other.map(|_| ())),
+            }
+        }
+    };
+    let (field, message) = err(SyncOptions {
+        kinds: vec![EntityKind::Repository],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(field, "options.kinds[0]");
+    assert_eq!(message, "connector fake does not emit ENTITY_KIND_REPOSITORY");
+    let (field, message) = err(opts(SyncMode::Incremental, b"garbage".to_vec())).await;
+    assert_eq!((field.as_str(), message.as_str()), ("options.checkpoint", "not a checkpoint issued by this service"));
+
+    // A token from another request (different kinds) is refused.
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    let (field, message) = err(SyncOptions {
+        mode: SyncMode::Incremental,
+        checkpoint: summary(&full).checkpoint,
+        kinds: vec![EntityKind::Asset],
+        state_key: None,
+    })
+    .await;
+    assert_eq!(field, "options.checkpoint");
+    assert!(message.contains("different request"), "{message}");
+}
+
+#[tokio::test]
+async fn a_checkpoint_whose_state_expired_is_a_failed_precondition() {
+    let fake = Fake::with(&[("a", &[("1", "x")])]);
+    let full = collect(&engine(), &fake, opts(SyncMode::Full, vec![])).await;
+    // Another engine with an empty cache: the state is gone.
+    let mut stream = engine()
+        .start(fake.clone(), (), opts(SyncMode::Incremental, summary(&full).checkpoint))
+        .await
+        .unwrap();
+    match stream.next().await {
+        Some(Err(SyncError::FailedPrecondition { reason, .. })) => assert_eq!(reason, "CHECKPOINT_STATE_EXPIRED"),
+        other => panic!("expected FailedPrecondition, got {other:?}"),
+    }
+    assert!(stream.next().await.is_none());
+}
+
+#[tokio::test]
+async fn dropping_the_stream_stops_the_connector() {
+    let fake = Arc::new(Fake {
+        endless: true,
+        ..Default::default()
+    });
+    fake.data.lock().unwrap().insert("a".into(), Vec::new());
+    let mut stream = engine().start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    for _ in 0..10 {
+        stream.next().await.unwrap().unwrap();
+    }
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped_at = fake.pushed.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.pushed.load(Ordering::SeqCst), stopped_at);
+    // Bounded channel: the producer never ran far ahead of the consumer.
+    assert!(stopped_at <= 10 + 256 + 2, "producer pushed {stopped_at}");
+}
+
+#[tokio::test]
+async fn a_draining_engine_refuses_new_syncs_and_ends_open_ones_with_unavailable() {
+    let shutdown = CancellationToken::new();
+    let engine = Engine::new(EngineConfig::default(), SharedCache::memory(1 << 20), shutdown.clone());
+    let fake = Arc::new(Fake {
+        endless: true,
+        ..Default::default()
+    });
+    fake.data.lock().unwrap().insert("a".into(), Vec::new());
+    let mut stream = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    shutdown.cancel();
+    let mut last = None;
+    while let Some(item) = stream.next().await {
+        last = Some(item);
+    }
+    assert!(matches!(last, Some(Err(SyncError::Unavailable(_)))), "{last:?}");
+    assert!(matches!(
+        engine.start(fake, (), SyncOptions::default()).await,
+        Err(SyncError::Unavailable(_))
+    ));
+}
