@@ -1,0 +1,314 @@
+//! The connector conformance suite, written once and run against every
+//! connector through a [`Harness`] (see the `conformance_suite!` invocations).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use connectors_proto::v1::{
+    ConnectorAvailability, EntityKind, ScopeState, SourceMode, SyncEvent, SyncMode, SyncOptions, sync_event::Event,
+};
+use connectors_server::replay::{Fault, ReplayOptions};
+use futures::StreamExt;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::{Code, Status};
+
+use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
+
+/// What the suite needs to know about a connector.
+#[async_trait]
+pub trait Harness: Send + Sync + Sized + 'static {
+    /// Connector id.
+    const ID: &'static str;
+    /// Starts a raw (non-resuming) sync of the connector's default fixture scope.
+    async fn open(server: &TestServer, options: SyncOptions) -> Result<tonic::Streaming<SyncEvent>, Status>;
+    /// Upserts per kind of a FULL sync of the default fixture scope.
+    fn expected_counts() -> Vec<(EntityKind, u64)>;
+    /// Switches the replay server to the "changed" scenario.
+    fn apply_change(server: &TestServer);
+    /// Urns an INCREMENTAL sync across the change must upsert and delete.
+    fn expected_change() -> (Vec<String>, Vec<String>);
+    /// Bad requests and the field each must be rejected for.
+    async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)>;
+}
+
+pub async fn collect(stream: Result<tonic::Streaming<SyncEvent>, Status>) -> Vec<SyncEvent> {
+    let mut stream = stream.expect("sync starts");
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        events.push(event.expect("stream ends ok"));
+    }
+    events
+}
+
+pub fn full() -> SyncOptions {
+    SyncOptions {
+        mode: SyncMode::Full as i32,
+        ..Default::default()
+    }
+}
+
+pub fn incremental(checkpoint: Vec<u8>) -> SyncOptions {
+    SyncOptions {
+        mode: SyncMode::Incremental as i32,
+        checkpoint,
+        ..Default::default()
+    }
+}
+
+pub async fn descriptor<H: Harness>() {
+    let server = TestServer::start().await;
+    let listed = server.client.list_connectors().await.unwrap();
+    let entry = listed.iter().find(|c| c.id == H::ID).expect("listed");
+    assert_eq!(entry.availability, ConnectorAvailability::Fixture as i32);
+    assert!(!entry.kinds.is_empty());
+    assert!(entry.reason.contains("set "), "fixture reason names what to set: {}", entry.reason);
+    let got = server.client.get_connector(H::ID).await.unwrap();
+    assert_eq!(&got, entry);
+}
+
+pub async fn full_sync<H: Harness>() {
+    let server = TestServer::start().await;
+    let events = collect(H::open(&server, full()).await).await;
+    let s = summary(&events);
+    assert!(s.complete);
+    assert_eq!(s.mode, SyncMode::Full as i32);
+    let counts: Vec<(EntityKind, u64)> = s
+        .counts
+        .iter()
+        .map(|c| (EntityKind::try_from(c.kind).unwrap(), c.upserts))
+        .collect();
+    assert_eq!(counts, H::expected_counts());
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let ups = upserts(&events);
+    assert_eq!(ups.len() as u64, total);
+    assert_eq!(ups.iter().map(|(u, _)| u).collect::<BTreeSet<_>>().len(), ups.len(), "urns are unique");
+    let prefix = format!("urn:connectors:{}:", H::ID);
+    for event in &events {
+        if let Some(Event::Upsert(u)) = &event.event {
+            let entity = u.entity.as_ref().unwrap();
+            let p = u.provenance.as_ref().unwrap();
+            assert!(entity.urn.starts_with(&prefix), "{}", entity.urn);
+            assert_eq!(p.connector_id, H::ID);
+            assert_eq!(p.sync_id, s.sync_id);
+            assert_eq!(p.source_mode, SourceMode::Fixture as i32);
+            assert!(!p.source.is_empty() && !p.operation.is_empty());
+            assert!(p.fetch_time.is_some());
+            // The hash is SHA-256 of the entity's protobuf encoding, as received.
+            assert_eq!(p.content_hash, hex::encode(Sha256::digest(entity.encode_to_vec())));
+        }
+    }
+    // Every scope ended OK, each followed by a checkpoint.
+    let statuses = scope_statuses(&events);
+    assert!(!statuses.is_empty());
+    assert!(statuses.iter().all(|(_, state)| *state == ScopeState::Ok as i32));
+    assert_eq!(s.scopes_ok as usize, statuses.len());
+    assert_eq!(s.upstream_requests, server.upstream_requests(H::ID));
+    assert_eq!(server.unmatched(H::ID), Vec::<String>::new());
+}
+
+pub async fn idempotent<H: Harness>() {
+    let server = TestServer::start().await;
+    let first = upserts(&collect(H::open(&server, full()).await).await);
+    let second = upserts(&collect(H::open(&server, full()).await).await);
+    assert!(!first.is_empty());
+    assert_eq!(first, second);
+}
+
+pub async fn incremental_without_change<H: Harness>() {
+    let server = TestServer::start().await;
+    let base = collect(H::open(&server, full()).await).await;
+    let events = collect(H::open(&server, incremental(summary(&base).checkpoint)).await).await;
+    assert_eq!(upserts(&events), Vec::<(String, String)>::new());
+    assert_eq!(deletions(&events), Vec::<String>::new());
+    let s = summary(&events);
+    assert!(s.complete);
+    let unchanged: u64 = s.counts.iter().map(|c| c.unchanged).sum();
+    let expected: u64 = H::expected_counts().iter().map(|(_, n)| n).sum();
+    assert_eq!(unchanged, expected);
+}
+
+pub async fn incremental_with_change<H: Harness>() {
+    let server = TestServer::start().await;
+    let base = collect(H::open(&server, full()).await).await;
+    H::apply_change(&server);
+    let events = collect(H::open(&server, incremental(summary(&base).checkpoint)).await).await;
+    let (mut want_up, mut want_del) = H::expected_change();
+    want_up.sort();
+    want_del.sort();
+    let mut got_up: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    got_up.sort();
+    let mut got_del = deletions(&events);
+    got_del.sort();
+    assert_eq!(got_up, want_up);
+    assert_eq!(got_del, want_del);
+    assert_eq!(summary(&events).deletions, want_del.len() as u64);
+    assert_eq!(server.unmatched(H::ID), Vec::<String>::new());
+}
+
+pub async fn resume<H: Harness>() {
+    let server = TestServer::start().await;
+    let reference = upserts(&collect(H::open(&server, full()).await).await);
+    // Read until the first checkpoint taken inside a scope (a page boundary)
+    // or, failing that, after the first scope; then drop the stream.
+    let mut stream = H::open(&server, full()).await.unwrap();
+    let mut before = Vec::new();
+    let mut finished_scopes = BTreeSet::new();
+    let token = loop {
+        let event = stream.next().await.expect("stream has a checkpoint").unwrap();
+        match &event.event {
+            Some(Event::Checkpoint(c)) => break c.token.clone(),
+            Some(Event::ScopeStatus(s)) => {
+                finished_scopes.insert(s.scope.clone());
+            }
+            _ => {}
+        }
+        before.push(event);
+    };
+    drop(stream);
+    let mut options = full();
+    options.checkpoint = token;
+    let after = collect(H::open(&server, options).await).await;
+    let mut combined = upserts(&before);
+    combined.extend(upserts(&after));
+    assert_eq!(combined, reference, "before + after the break = an unbroken sync, without duplicates");
+    for (scope, _) in scope_statuses(&after) {
+        assert!(!finished_scopes.contains(&scope), "scope {scope} sent again");
+    }
+}
+
+pub async fn cancellation<H: Harness>() {
+    let server = TestServer::start().await;
+    let replay = server.server.replay(H::ID).unwrap();
+    let full_requests = {
+        let before = replay.stats().requests();
+        collect(H::open(&server, full()).await).await;
+        replay.stats().requests() - before
+    };
+    replay.set_options(ReplayOptions {
+        latency: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let start = replay.stats().requests();
+    let mut stream = H::open(&server, full()).await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let settled = replay.stats().requests();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(replay.stats().requests(), settled, "upstream work stopped after the client left");
+    assert!(settled - start < full_requests, "{} of {full_requests} requests", settled - start);
+}
+
+/// (source scope, urn, content hash) of every upsert.
+fn sourced(events: &[SyncEvent]) -> BTreeSet<(String, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => {
+                let p = u.provenance.as_ref()?;
+                Some((p.source.clone(), u.entity.as_ref()?.urn.clone(), p.content_hash.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+pub async fn faults<H: Harness>() {
+    let server = TestServer::start().await;
+    let reference = sourced(&collect(H::open(&server, full()).await).await);
+    let replay = server.server.replay(H::ID).unwrap();
+    replay.set_options(ReplayOptions {
+        fault_rate: 0.2,
+        faults: vec![Fault::ServerError, Fault::RateLimited, Fault::TruncatedBody],
+        seed: 7,
+        ..Default::default()
+    });
+    let events = collect(H::open(&server, full()).await).await;
+    assert!(replay.stats().faults() > 0, "faults were injected");
+    let got = sourced(&events);
+    let failed: BTreeSet<String> = scope_statuses(&events)
+        .into_iter()
+        .filter(|(_, state)| *state != ScopeState::Ok as i32)
+        .map(|(scope, _)| scope)
+        .collect();
+    assert!(got.is_subset(&reference), "nothing invented under faults");
+    // Every scope not reported as failed is complete; whatever is missing
+    // belongs to a scope with a non-OK scope_status.
+    let missing: Vec<_> = reference.difference(&got).filter(|(source, _, _)| !failed.contains(source)).collect();
+    assert_eq!(missing, Vec::<&(String, String, String)>::new(), "silently lost under faults");
+    assert_eq!(summary(&events).complete, failed.is_empty());
+}
+
+pub async fn bad_input<H: Harness>() {
+    let server = TestServer::start().await;
+    for (result, field) in H::bad_requests(&server).await {
+        let status = result.expect_err(&format!("bad {field} is rejected"));
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().starts_with(field), "message names {field}: {}", status.message());
+    }
+    // Shared options are validated the same for every connector.
+    let garbage = incremental(b"not a checkpoint".to_vec());
+    let status = H::open(&server, garbage).await.expect_err("garbage checkpoint");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("options.checkpoint"), "{}", status.message());
+    let unknown_kind = SyncOptions {
+        kinds: vec![99],
+        ..Default::default()
+    };
+    let status = H::open(&server, unknown_kind).await.expect_err("unknown kind");
+    assert_eq!(status.message(), "options.kinds[0]: unknown entity kind 99");
+    let bad_key = SyncOptions {
+        state_key: "../../etc".into(),
+        ..Default::default()
+    };
+    let status = H::open(&server, bad_key).await.expect_err("bad state key");
+    assert!(status.message().starts_with("options.state_key"), "{}", status.message());
+}
+
+/// Expands to one `#[tokio::test]` per conformance check for a harness.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($name:ident, $harness:ty) => {
+        mod $name {
+            use $crate::conformance as c;
+            #[tokio::test]
+            async fn descriptor() {
+                c::descriptor::<$harness>().await
+            }
+            #[tokio::test]
+            async fn full_sync() {
+                c::full_sync::<$harness>().await
+            }
+            #[tokio::test]
+            async fn idempotent() {
+                c::idempotent::<$harness>().await
+            }
+            #[tokio::test]
+            async fn incremental_without_change() {
+                c::incremental_without_change::<$harness>().await
+            }
+            #[tokio::test]
+            async fn incremental_with_change() {
+                c::incremental_with_change::<$harness>().await
+            }
+            #[tokio::test]
+            async fn resume() {
+                c::resume::<$harness>().await
+            }
+            #[tokio::test]
+            async fn cancellation() {
+                c::cancellation::<$harness>().await
+            }
+            #[tokio::test]
+            async fn faults() {
+                c::faults::<$harness>().await
+            }
+            #[tokio::test]
+            async fn bad_input() {
+                c::bad_input::<$harness>().await
+            }
+        }
+    };
+}

@@ -1,0 +1,354 @@
+//! The GitHub connector: the conformance suite on fixtures, and the
+//! GitHub-specific behaviour (scopes, filters, request counts, live mode).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use connectors_proto::github::v1::SyncRequest;
+use connectors_proto::v1::{EntityKind, SyncEvent, SyncOptions, sync_event::Event};
+use connectors_server::config::{Config, ConnectorsMode};
+use connectors_server::replay::{Exchange, FixtureSet, ReplayOptions, ReplayServer};
+use serde::Deserialize;
+use tonic::{Code, Status};
+
+use crate::conformance::{Harness, collect, full, incremental};
+use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
+
+fn fixtures_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+#[derive(Debug, Deserialize)]
+struct EstateRepo {
+    id: u64,
+    full_name: String,
+    archived: bool,
+    fork: bool,
+    manifests: Vec<String>,
+    has_sbom: bool,
+}
+
+/// fixtures/github/estate.json: org -> repos in listing order.
+fn estate() -> BTreeMap<String, Vec<EstateRepo>> {
+    let text = std::fs::read_to_string(fixtures_root().join("github/estate.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    upserts: Vec<String>,
+    deletions: Vec<String>,
+}
+
+pub struct Github;
+
+async fn open(server: &TestServer, request: SyncRequest) -> Result<tonic::Streaming<SyncEvent>, Status> {
+    server.client.github().sync(request).await.map(|r| r.into_inner())
+}
+
+fn request(options: SyncOptions) -> SyncRequest {
+    SyncRequest {
+        options: Some(options),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Harness for Github {
+    const ID: &'static str = "github";
+
+    async fn open(server: &TestServer, options: SyncOptions) -> Result<tonic::Streaming<SyncEvent>, Status> {
+        open(server, request(options)).await
+    }
+
+    fn expected_counts() -> Vec<(EntityKind, u64)> {
+        let repos: Vec<EstateRepo> = estate().into_values().flatten().collect();
+        let counts = vec![
+            (EntityKind::Repository, repos.len() as u64),
+            (EntityKind::Manifest, repos.iter().map(|r| r.manifests.len() as u64).sum()),
+            (EntityKind::Sbom, repos.iter().filter(|r| r.has_sbom).count() as u64),
+        ];
+        // The estate the fixture generator wrote (fixtures/github/generate.py).
+        assert_eq!(
+            counts,
+            vec![(EntityKind::Repository, 34), (EntityKind::Manifest, 37), (EntityKind::Sbom, 31)]
+        );
+        counts
+    }
+
+    fn apply_change(server: &TestServer) {
+        let root = fixtures_root();
+        let mut set = FixtureSet::load_provider(&root, "github").unwrap();
+        set.overlay_dir(&root.join("github/scenarios/changed/exchanges")).unwrap();
+        server.server.replay("github").unwrap().set_fixtures(set);
+    }
+
+    fn expected_change() -> (Vec<String>, Vec<String>) {
+        let text = std::fs::read_to_string(fixtures_root().join("github/scenarios/changed/expected.json")).unwrap();
+        let expected: Expected = serde_json::from_str(&text).unwrap();
+        (expected.upserts, expected.deletions)
+    }
+
+    async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
+        let orgs = |orgs: &[&str]| SyncRequest {
+            orgs: orgs.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        let repos = |repos: &[&str]| SyncRequest {
+            repositories: repos.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        let many: Vec<String> = (0..101).map(|i| format!("org{i}")).collect();
+        let cases: Vec<(SyncRequest, &'static str)> = vec![
+            (orgs(&[""]), "orgs[0]"),
+            (orgs(&["acme", "bad/org"]), "orgs[1]"),
+            (orgs(&["-leading"]), "orgs[0]"),
+            (orgs(&["a".repeat(40).as_str()]), "orgs[0]"),
+            (orgs(&["acme", "acme"]), "orgs[1]"),
+            (
+                SyncRequest {
+                    orgs: many,
+                    ..Default::default()
+                },
+                "orgs",
+            ),
+            (repos(&["no-slash"]), "repositories[0]"),
+            (repos(&["acme/.."]), "repositories[0]"),
+            (repos(&["../etc/passwd"]), "repositories[0]"),
+            (repos(&["acme/api", "acme/a b"]), "repositories[1]"),
+            (
+                SyncRequest {
+                    options: Some(SyncOptions {
+                        kinds: vec![EntityKind::Pipeline as i32],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "options.kinds[0]",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (request, field) in cases {
+            out.push((open(server, request).await, field));
+        }
+        out
+    }
+}
+
+crate::conformance_suite!(conformance, crate::github::Github);
+
+fn urns_of(events: &[SyncEvent], kind: EntityKind) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Upsert(u)) if u.entity.as_ref()?.kind == kind as i32 => Some(u.entity.as_ref()?.urn.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    let full_summary = summary(&base);
+    let events = collect(open(&server, request(incremental(full_summary.checkpoint.clone()))).await).await;
+    let inc = summary(&events);
+    println!(
+        "github requests: full {} / no-change incremental {} ({} answered 304) = {:.1}%",
+        full_summary.upstream_requests,
+        inc.upstream_requests,
+        inc.cache_hits,
+        100.0 * inc.upstream_requests as f64 / full_summary.upstream_requests as f64
+    );
+    // Full: 5 listing pages + 33 trees + 37 blobs + 34 SBOM requests.
+    assert_eq!(full_summary.upstream_requests, 5 + 34 + 37 + 34);
+    // Incremental: only the 5 listing pages, each answered 304 from the cache.
+    assert_eq!(inc.upstream_requests, 5);
+    assert_eq!(inc.cache_hits, 5);
+    assert_eq!(upserts(&events).len(), 0);
+}
+
+#[tokio::test]
+async fn explicit_repositories_are_scopes_of_their_own() {
+    let server = TestServer::start().await;
+    let estate = estate();
+    let pick = |org: &str, i: usize| &estate[org][i];
+    let chosen = [pick("acme-corp", 0), pick("globex", 3)];
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                repositories: chosen.iter().map(|r| r.full_name.clone()).collect(),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    let scopes: Vec<String> = scope_statuses(&events).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        scopes,
+        chosen.iter().map(|r| format!("repo:{}", r.full_name)).collect::<Vec<_>>()
+    );
+    let mut expected = Vec::new();
+    for repo in &chosen {
+        expected.push(format!("urn:connectors:github:repository:{}", repo.id));
+        for path in &repo.manifests {
+            expected.push(format!("urn:connectors:github:manifest:{}:{path}", repo.id));
+        }
+        if repo.has_sbom {
+            expected.push(format!("urn:connectors:github:sbom:{}", repo.id));
+        }
+    }
+    let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, expected);
+    assert_eq!(server.unmatched("github"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn kinds_select_what_is_fetched() {
+    let server = TestServer::start().await;
+    let mut options = full();
+    options.kinds = vec![EntityKind::Sbom as i32];
+    let before = server.upstream_requests("github");
+    let events = collect(open(&server, request(options)).await).await;
+    let sboms = urns_of(&events, EntityKind::Sbom);
+    assert_eq!(sboms.len(), 31);
+    assert_eq!(upserts(&events).len(), 31);
+    // Listing pages and SBOMs only: no tree or blob requests.
+    assert_eq!(server.upstream_requests("github") - before, 5 + 34);
+}
+
+#[tokio::test]
+async fn archived_repositories_and_forks_can_be_excluded() {
+    let server = TestServer::start().await;
+    let repos: Vec<EstateRepo> = estate().into_values().flatten().collect();
+    let kept: Vec<String> = repos
+        .iter()
+        .filter(|r| !r.archived && !r.fork)
+        .map(|r| format!("urn:connectors:github:repository:{}", r.id))
+        .collect();
+    assert_eq!(kept.len(), 30);
+    let mut options = full();
+    options.kinds = vec![EntityKind::Repository as i32];
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                exclude_archived: true,
+                exclude_forks: true,
+                options: Some(options),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    let mut got = urns_of(&events, EntityKind::Repository);
+    got.sort();
+    let mut kept = kept;
+    kept.sort();
+    assert_eq!(got, kept);
+}
+
+#[tokio::test]
+async fn the_change_scenario_works_on_the_redis_cache() {
+    let Some(redis) = connectors_server::testing::RedisServer::start_or_skip() else {
+        return;
+    };
+    let mut config = Config::for_tests();
+    config.redis_url = Some(redis.url());
+    let server = TestServer::with_config(config).await;
+    assert_eq!(server.server.cache.backend(), "redis");
+    let base = collect(open(&server, request(full())).await).await;
+    <Github as Harness>::apply_change(&server);
+    let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    let (want_up, want_del) = <Github as Harness>::expected_change();
+    let mut got_up: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    got_up.sort();
+    let mut got_del = deletions(&events);
+    got_del.sort();
+    assert_eq!((got_up, got_del), (want_up, want_del));
+    assert!(!server.server.cache.is_degraded());
+}
+
+#[tokio::test]
+async fn live_mode_without_credentials_is_a_failed_precondition_naming_the_variables() {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    let server = TestServer::with_config(config).await;
+    let status = open(&server, request(full())).await.expect_err("not configured");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("GITHUB_TOKEN"), "{}", status.message());
+    assert!(status.message().contains("GITHUB_APP_ID"), "{}", status.message());
+}
+
+/// Live mode with a token against a GitHub Enterprise style base URL (path
+/// prefix): the token is sent as a bearer credential and the prefix is kept.
+#[tokio::test]
+async fn live_mode_sends_the_token_to_the_configured_enterprise_url() {
+    let page: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_root().join("github/exchanges/orgs/acme-corp/repos-page-1.json")).unwrap(),
+    )
+    .unwrap();
+    let first_repo = page["exchanges"][0]["response"]["body"][0].clone();
+    let repo_id = first_repo["id"].as_u64().unwrap();
+    let exchange: Exchange = serde_json::from_value(serde_json::json!({
+        "request": {
+            "method": "GET",
+            "path": "/api/v3/orgs/octo-org/repos",
+            "query": {"per_page": "100"},
+            "headers": {"authorization": "Bearer ghp_testtoken"}
+        },
+        "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": [first_repo]}
+    }))
+    .unwrap();
+    let mut set = FixtureSet::default();
+    set.insert(exchange);
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.token = Some("ghp_testtoken".into());
+    config.github.api_url = Some(url::Url::parse(&format!("{}/api/v3", upstream.base_url())).unwrap());
+    let server = TestServer::with_config(config).await;
+    let listed = server.client.get_connector("github").await.unwrap();
+    assert_eq!(listed.auth_mode, "pat");
+    let mut options = full();
+    options.kinds = vec![EntityKind::Repository as i32];
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                orgs: vec!["octo-org".into()],
+                options: Some(options),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        vec![format!("urn:connectors:github:repository:{repo_id}")]
+    );
+    let Some(Event::Upsert(u)) = events.iter().find_map(|e| match &e.event {
+        Some(Event::Upsert(_)) => e.event.clone(),
+        _ => None,
+    }) else {
+        panic!("no upsert")
+    };
+    assert_eq!(
+        u.provenance.unwrap().source_mode,
+        connectors_proto::v1::SourceMode::Live as i32
+    );
+    // Only the health check (GET /api/v3/user) may be unmatched.
+    let unmatched: Vec<String> = upstream
+        .unmatched_requests()
+        .into_iter()
+        .filter(|r| !r.starts_with("GET /api/v3/user"))
+        .collect();
+    assert_eq!(unmatched, Vec::<String>::new());
+}

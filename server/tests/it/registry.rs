@@ -1,0 +1,118 @@
+//! Registry, health and reflection.
+
+use connectors_proto::v1::ConnectorAvailability;
+use futures::StreamExt;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::support::TestServer;
+
+#[tokio::test]
+async fn list_and_get_connectors() {
+    let server = TestServer::start().await;
+    let listed = server.client.list_connectors().await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, vec!["github"]);
+    let github = &listed[0];
+    assert_eq!(github.service, "connectors.github.v1.GithubConnectorService");
+    assert_eq!(github.availability, ConnectorAvailability::Fixture as i32);
+    assert!(github.supports_incremental);
+    assert_eq!(github.auth_modes, vec!["pat", "github_app"]);
+    let status = server.client.get_connector("nope").await.expect_err("unknown id");
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn health_is_served_overall_and_per_connector_service() {
+    let server = TestServer::start().await;
+    let mut health = HealthClient::new(server.client.channel().clone());
+    for service in ["", "connectors.v1.RegistryService", "connectors.github.v1.GithubConnectorService"] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "connectors.nope.v1.NopeService".into(),
+        })
+        .await
+        .expect_err("unknown service");
+    assert_eq!(unknown.code(), Code::NotFound);
+    // Shutdown flips health to NOT_SERVING before the listener closes.
+    let mut watch = health
+        .watch(HealthCheckRequest { service: "".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    server.server.shutdown();
+    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::NotServing as i32);
+}
+
+#[tokio::test]
+async fn reflection_lists_every_service_in_v1_and_v1alpha() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as V1;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest as V1Req;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse as V1Resp;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as V1a;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as V1aReq;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as V1aResp;
+
+    let server = TestServer::start().await;
+    let expected = |reflection: &str| {
+        vec![
+            "connectors.github.v1.GithubConnectorService".to_owned(),
+            "connectors.v1.RegistryService".to_owned(),
+            "grpc.health.v1.Health".to_owned(),
+            reflection.to_owned(),
+        ]
+    };
+
+    let mut v1 = V1::new(server.client.channel().clone());
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(V1Req::ListServices(String::new())),
+    };
+    let mut responses = v1.server_reflection_info(futures::stream::iter(vec![request])).await.unwrap().into_inner();
+    let Some(V1Resp::ListServicesResponse(list)) = responses.next().await.unwrap().unwrap().message_response else {
+        panic!("not a list response")
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, expected("grpc.reflection.v1.ServerReflection"));
+
+    // A symbol lookup returns the file that defines it (what grpcurl describe uses).
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(V1Req::FileContainingSymbol("connectors.v1.SyncEvent".into())),
+    };
+    let mut responses = v1.server_reflection_info(futures::stream::iter(vec![request])).await.unwrap().into_inner();
+    let Some(V1Resp::FileDescriptorResponse(files)) = responses.next().await.unwrap().unwrap().message_response else {
+        panic!("not a file descriptor response")
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+
+    let mut v1alpha = V1a::new(server.client.channel().clone());
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(V1aReq::ListServices(String::new())),
+    };
+    let mut responses = v1alpha
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(V1aResp::ListServicesResponse(list)) = responses.next().await.unwrap().unwrap().message_response else {
+        panic!("not a list response")
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, expected("grpc.reflection.v1alpha.ServerReflection"));
+}

@@ -1,0 +1,105 @@
+//! Starting servers for tests.
+
+use std::sync::Once;
+
+use connectors_client::ConnectorsClient;
+use connectors_proto::v1::{SyncEvent, sync_event::Event};
+use connectors_server::config::Config;
+use connectors_server::server::{RunningServer, start};
+
+static TRACING: Once = Once::new();
+
+fn init_tracing() {
+    TRACING.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A server in fixture mode on an ephemeral loopback port, and a client for it.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub client: ConnectorsClient,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with_config(Config::for_tests()).await
+    }
+
+    pub async fn with_config(config: Config) -> Self {
+        init_tracing();
+        let server = start(config).await.expect("server starts");
+        let client = ConnectorsClient::connect(server.endpoint()).await.expect("client connects");
+        Self { server, client }
+    }
+
+    /// Requests the fixture replay server of `connector` received.
+    pub fn upstream_requests(&self, connector: &str) -> u64 {
+        self.server.replay(connector).expect("fixture mode").stats().requests()
+    }
+
+    /// Requests no fixture matched (must stay empty).
+    pub fn unmatched(&self, connector: &str) -> Vec<String> {
+        self.server.replay(connector).expect("fixture mode").unmatched_requests()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.server.shutdown();
+    }
+}
+
+/// (urn, content_hash) of every upsert, in order.
+pub fn upserts(events: &[SyncEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => Some((
+                u.entity.as_ref()?.urn.clone(),
+                u.provenance.as_ref()?.content_hash.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Urns of every deletion, in order.
+pub fn deletions(events: &[SyncEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Deletion(d)) => Some(d.urn.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The summary, asserting it is the only one and the last event.
+pub fn summary(events: &[SyncEvent]) -> connectors_proto::v1::Summary {
+    let count = events
+        .iter()
+        .filter(|e| matches!(e.event, Some(Event::Summary(_))))
+        .count();
+    assert_eq!(count, 1, "exactly one summary");
+    match events.last().and_then(|e| e.event.clone()) {
+        Some(Event::Summary(s)) => s,
+        other => panic!("last event is not the summary: {other:?}"),
+    }
+}
+
+/// Scope statuses (scope, state).
+pub fn scope_statuses(events: &[SyncEvent]) -> Vec<(String, i32)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) => Some((s.scope.clone(), s.state)),
+            _ => None,
+        })
+        .collect()
+}
