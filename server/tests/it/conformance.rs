@@ -63,7 +63,11 @@ pub async fn descriptor<H: Harness>() {
     let entry = listed.iter().find(|c| c.id == H::ID).expect("listed");
     assert_eq!(entry.availability, ConnectorAvailability::Fixture as i32);
     assert!(!entry.kinds.is_empty());
-    assert!(entry.reason.contains("set "), "fixture reason names what to set: {}", entry.reason);
+    assert!(
+        entry.reason.contains("set "),
+        "fixture reason names what to set: {}",
+        entry.reason
+    );
     let got = server.client.get_connector(H::ID).await.unwrap();
     assert_eq!(&got, entry);
 }
@@ -83,7 +87,11 @@ pub async fn full_sync<H: Harness>() {
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
     let ups = upserts(&events);
     assert_eq!(ups.len() as u64, total);
-    assert_eq!(ups.iter().map(|(u, _)| u).collect::<BTreeSet<_>>().len(), ups.len(), "urns are unique");
+    assert_eq!(
+        ups.iter().map(|(u, _)| u).collect::<BTreeSet<_>>().len(),
+        ups.len(),
+        "urns are unique"
+    );
     let prefix = format!("urn:connectors:{}:", H::ID);
     for event in &events {
         if let Some(Event::Upsert(u)) = &event.event {
@@ -172,7 +180,10 @@ pub async fn resume<H: Harness>() {
     let after = collect(H::open(&server, options).await).await;
     let mut combined = upserts(&before);
     combined.extend(upserts(&after));
-    assert_eq!(combined, reference, "before + after the break = an unbroken sync, without duplicates");
+    assert_eq!(
+        combined, reference,
+        "before + after the break = an unbroken sync, without duplicates"
+    );
     for (scope, _) in scope_statuses(&after) {
         assert!(!finished_scopes.contains(&scope), "scope {scope} sent again");
     }
@@ -197,8 +208,16 @@ pub async fn cancellation<H: Harness>() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let settled = replay.stats().requests();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(replay.stats().requests(), settled, "upstream work stopped after the client left");
-    assert!(settled - start < full_requests, "{} of {full_requests} requests", settled - start);
+    assert_eq!(
+        replay.stats().requests(),
+        settled,
+        "upstream work stopped after the client left"
+    );
+    assert!(
+        settled - start < full_requests,
+        "{} of {full_requests} requests",
+        settled - start
+    );
 }
 
 /// (source scope, urn, content hash) of every upsert.
@@ -236,8 +255,15 @@ pub async fn faults<H: Harness>() {
     assert!(got.is_subset(&reference), "nothing invented under faults");
     // Every scope not reported as failed is complete; whatever is missing
     // belongs to a scope with a non-OK scope_status.
-    let missing: Vec<_> = reference.difference(&got).filter(|(source, _, _)| !failed.contains(source)).collect();
-    assert_eq!(missing, Vec::<&(String, String, String)>::new(), "silently lost under faults");
+    let missing: Vec<_> = reference
+        .difference(&got)
+        .filter(|(source, _, _)| !failed.contains(source))
+        .collect();
+    assert_eq!(
+        missing,
+        Vec::<&(String, String, String)>::new(),
+        "silently lost under faults"
+    );
     assert_eq!(summary(&events).complete, failed.is_empty());
 }
 
@@ -246,13 +272,21 @@ pub async fn bad_input<H: Harness>() {
     for (result, field) in H::bad_requests(&server).await {
         let status = result.expect_err(&format!("bad {field} is rejected"));
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(status.message().starts_with(field), "message names {field}: {}", status.message());
+        assert!(
+            status.message().starts_with(field),
+            "message names {field}: {}",
+            status.message()
+        );
     }
     // Shared options are validated the same for every connector.
     let garbage = incremental(b"not a checkpoint".to_vec());
     let status = H::open(&server, garbage).await.expect_err("garbage checkpoint");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().starts_with("options.checkpoint"), "{}", status.message());
+    assert!(
+        status.message().starts_with("options.checkpoint"),
+        "{}",
+        status.message()
+    );
     let unknown_kind = SyncOptions {
         kinds: vec![99],
         ..Default::default()
@@ -264,7 +298,11 @@ pub async fn bad_input<H: Harness>() {
         ..Default::default()
     };
     let status = H::open(&server, bad_key).await.expect_err("bad state key");
-    assert!(status.message().starts_with("options.state_key"), "{}", status.message());
+    assert!(
+        status.message().starts_with("options.state_key"),
+        "{}",
+        status.message()
+    );
 }
 
 /// Expands to one `#[tokio::test]` per conformance check for a harness.

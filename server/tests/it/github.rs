@@ -66,13 +66,20 @@ impl Harness for Github {
         let repos: Vec<EstateRepo> = estate().into_values().flatten().collect();
         let counts = vec![
             (EntityKind::Repository, repos.len() as u64),
-            (EntityKind::Manifest, repos.iter().map(|r| r.manifests.len() as u64).sum()),
+            (
+                EntityKind::Manifest,
+                repos.iter().map(|r| r.manifests.len() as u64).sum(),
+            ),
             (EntityKind::Sbom, repos.iter().filter(|r| r.has_sbom).count() as u64),
         ];
         // The estate the fixture generator wrote (fixtures/github/generate.py).
         assert_eq!(
             counts,
-            vec![(EntityKind::Repository, 34), (EntityKind::Manifest, 37), (EntityKind::Sbom, 31)]
+            vec![
+                (EntityKind::Repository, 34),
+                (EntityKind::Manifest, 37),
+                (EntityKind::Sbom, 31)
+            ]
         );
         counts
     }
@@ -80,7 +87,8 @@ impl Harness for Github {
     fn apply_change(server: &TestServer) {
         let root = fixtures_root();
         let mut set = FixtureSet::load_provider(&root, "github").unwrap();
-        set.overlay_dir(&root.join("github/scenarios/changed/exchanges")).unwrap();
+        set.overlay_dir(&root.join("github/scenarios/changed/exchanges"))
+            .unwrap();
         server.server.replay("github").unwrap().set_fixtures(set);
     }
 
@@ -190,7 +198,10 @@ async fn explicit_repositories_are_scopes_of_their_own() {
     let scopes: Vec<String> = scope_statuses(&events).into_iter().map(|(s, _)| s).collect();
     assert_eq!(
         scopes,
-        chosen.iter().map(|r| format!("repo:{}", r.full_name)).collect::<Vec<_>>()
+        chosen
+            .iter()
+            .map(|r| format!("repo:{}", r.full_name))
+            .collect::<Vec<_>>()
     );
     let mut expected = Vec::new();
     for repo in &chosen {

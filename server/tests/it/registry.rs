@@ -3,9 +3,9 @@
 use connectors_proto::v1::ConnectorAvailability;
 use futures::StreamExt;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use crate::support::TestServer;
 
@@ -28,7 +28,11 @@ async fn list_and_get_connectors() {
 async fn health_is_served_overall_and_per_connector_service() {
     let server = TestServer::start().await;
     let mut health = HealthClient::new(server.client.channel().clone());
-    for service in ["", "connectors.v1.RegistryService", "connectors.github.v1.GithubConnectorService"] {
+    for service in [
+        "",
+        "connectors.v1.RegistryService",
+        "connectors.github.v1.GithubConnectorService",
+    ] {
         let response = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -51,9 +55,15 @@ async fn health_is_served_overall_and_per_connector_service() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
     server.server.shutdown();
-    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::NotServing as i32);
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32
+    );
 }
 
 #[tokio::test]
@@ -80,7 +90,11 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
         host: String::new(),
         message_request: Some(V1Req::ListServices(String::new())),
     };
-    let mut responses = v1.server_reflection_info(futures::stream::iter(vec![request])).await.unwrap().into_inner();
+    let mut responses = v1
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
     let Some(V1Resp::ListServicesResponse(list)) = responses.next().await.unwrap().unwrap().message_response else {
         panic!("not a list response")
     };
@@ -93,7 +107,11 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
         host: String::new(),
         message_request: Some(V1Req::FileContainingSymbol("connectors.v1.SyncEvent".into())),
     };
-    let mut responses = v1.server_reflection_info(futures::stream::iter(vec![request])).await.unwrap().into_inner();
+    let mut responses = v1
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
     let Some(V1Resp::FileDescriptorResponse(files)) = responses.next().await.unwrap().unwrap().message_response else {
         panic!("not a file descriptor response")
     };

@@ -12,9 +12,7 @@ static TRACING: Once = Once::new();
 fn init_tracing() {
     TRACING.call_once(|| {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
             .try_init();
     });
@@ -34,7 +32,9 @@ impl TestServer {
     pub async fn with_config(config: Config) -> Self {
         init_tracing();
         let server = start(config).await.expect("server starts");
-        let client = ConnectorsClient::connect(server.endpoint()).await.expect("client connects");
+        let client = ConnectorsClient::connect(server.endpoint())
+            .await
+            .expect("client connects");
         Self { server, client }
     }
 
@@ -45,7 +45,10 @@ impl TestServer {
 
     /// Requests no fixture matched (must stay empty).
     pub fn unmatched(&self, connector: &str) -> Vec<String> {
-        self.server.replay(connector).expect("fixture mode").unmatched_requests()
+        self.server
+            .replay(connector)
+            .expect("fixture mode")
+            .unmatched_requests()
     }
 }
 

@@ -1,0 +1,150 @@
+//! The `connectors-server` binary as an operator runs it: environment
+//! configuration, JSON logs, Prometheus metrics, and a clean exit on SIGTERM.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use connectors_client::ConnectorsClient;
+use connectors_proto::github::v1::SyncRequest;
+use connectors_server::testing::free_port;
+
+use crate::conformance::{collect, full};
+use crate::support::summary;
+
+fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
+    body.lines()
+        .find(|line| line.starts_with(name_and_labels) && line[name_and_labels.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn binary_serves_metrics_logs_json_and_exits_cleanly_on_sigterm() {
+    let grpc_port = free_port();
+    let metrics_port = free_port();
+    let secret = "ghp_NOT_A_REAL_TOKEN_0123456789";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
+        .env("CONNECTORS_LISTEN", format!("127.0.0.1:{grpc_port}"))
+        .env("CONNECTORS_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+        .env("CONNECTORS_MODE", "fixtures")
+        .env(
+            "CONNECTORS_FIXTURES_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
+        )
+        .env("CONNECTORS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("GITHUB_TOKEN", secret)
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn connectors-server");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        if let Ok(client) = ConnectorsClient::connect(format!("http://127.0.0.1:{grpc_port}")).await {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "server did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let events = collect(
+        client
+            .github()
+            .sync(SyncRequest {
+                options: Some(full()),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner()),
+    )
+    .await;
+    assert!(summary(&events).complete);
+
+    let body = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&body, r#"connectors_syncs_total{connector="github",outcome="ok"}"#),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"connectors_entities_total{connector="github",kind="repository"}"#
+        ),
+        Some(34.0)
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"connectors_entities_total{connector="github",kind="manifest"}"#
+        ),
+        Some(37.0)
+    );
+    assert_eq!(
+        metric(&body, r#"connectors_entities_total{connector="github",kind="sbom"}"#),
+        Some(31.0)
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"connectors_upstream_requests_total{connector="github",status="200"}"#
+        ),
+        Some(106.0)
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"connectors_upstream_requests_total{connector="github",status="404"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"connectors_upstream_requests_total{connector="github",status="409"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&body, r#"connectors_active_streams{connector="github"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&body, r#"connectors_sync_duration_seconds_count{connector="github"}"#),
+        Some(1.0)
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exit.code(), Some(0));
+
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("log line is not json ({e}): {line}")))
+        .collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert!(messages.contains(&"grpc server listening"), "{messages:?}");
+    assert!(messages.contains(&"sync ended"), "{messages:?}");
+    assert!(messages.contains(&"shutting down"), "{messages:?}");
+    assert!(messages.contains(&"stopped"), "{messages:?}");
+    assert!(!logs.contains(secret), "the token appears in the logs");
+}
