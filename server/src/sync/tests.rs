@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connectors_proto::v1::{
-    Entity, EntityKind, ScopeState as ProtoScopeState, SourceMode, SyncEvent, SyncMode, Tag, entity::Body, sync_event::Event,
+    Entity, EntityKind, ScopeState as ProtoScopeState, SourceMode, SyncEvent, SyncMode, Tag, entity::Body,
+    sync_event::Event,
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -87,7 +88,13 @@ impl Connector for Fake {
     }
 
     fn scopes(&self, _request: &()) -> Result<Vec<Scope>, SyncError> {
-        Ok(self.data.lock().unwrap().keys().map(|k| Scope::new(k.clone())).collect())
+        Ok(self
+            .data
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|k| Scope::new(k.clone()))
+            .collect())
     }
 
     fn request_fingerprint(&self, _request: &()) -> String {
@@ -98,7 +105,8 @@ impl Connector for Fake {
         if self.endless {
             loop {
                 let n = self.pushed.fetch_add(1, Ordering::SeqCst);
-                ctx.upsert(tag(&scope.key, &n.to_string(), "v"), UpsertMeta::default()).await?;
+                ctx.upsert(tag(&scope.key, &n.to_string(), "v"), UpsertMeta::default())
+                    .await?;
             }
         }
         let items = self.data.lock().unwrap().get(&scope.key).cloned().unwrap_or_default();
@@ -110,7 +118,8 @@ impl Connector for Fake {
                     message: "boom".into(),
                 });
             }
-            ctx.upsert(tag(&scope.key, id, value), UpsertMeta::new("list", value.clone())).await?;
+            ctx.upsert(tag(&scope.key, id, value), UpsertMeta::new("list", value.clone()))
+                .await?;
             if (i + 1) % PAGE == 0 && i + 1 < items.len() {
                 ctx.checkpoint((i + 1).to_string()).await?;
             }
@@ -120,7 +129,11 @@ impl Connector for Fake {
 }
 
 fn engine() -> Engine {
-    Engine::new(EngineConfig::default(), SharedCache::memory(16 << 20), CancellationToken::new())
+    Engine::new(
+        EngineConfig::default(),
+        SharedCache::memory(16 << 20),
+        CancellationToken::new(),
+    )
 }
 
 fn opts(mode: SyncMode, checkpoint: Vec<u8>) -> SyncOptions {
@@ -192,10 +205,15 @@ async fn full_sync_emits_scopes_in_order_with_checkpoints_and_one_summary() {
     let s = summary(&events);
     assert_eq!(s.mode, SyncMode::Full as i32);
     assert_eq!(s.counts.len(), 1);
-    assert_eq!((s.counts[0].kind, s.counts[0].upserts, s.counts[0].unchanged), (EntityKind::Tag as i32, 4, 0));
+    assert_eq!(
+        (s.counts[0].kind, s.counts[0].upserts, s.counts[0].unchanged),
+        (EntityKind::Tag as i32, 4, 0)
+    );
     assert_eq!((s.scopes_ok, s.scopes_failed), (2, 0));
     // Provenance and hash of the first upsert.
-    let Some(Event::Upsert(first)) = &events[0].event else { panic!() };
+    let Some(Event::Upsert(first)) = &events[0].event else {
+        panic!()
+    };
     let p = first.provenance.as_ref().unwrap();
     assert_eq!(p.connector_id, "fake");
     assert_eq!(p.connector_version, "1.0.0");
@@ -231,7 +249,10 @@ async fn incremental_emits_nothing_when_nothing_changed_and_exact_diffs_when_it_
     // Change a/2, delete a/3, add b/2.
     {
         let mut data = fake.data.lock().unwrap();
-        data.insert("a".into(), vec![("1".into(), "x".into()), ("2".into(), "CHANGED".into())]);
+        data.insert(
+            "a".into(),
+            vec![("1".into(), "x".into()), ("2".into(), "CHANGED".into())],
+        );
         data.insert("b".into(), vec![("1".into(), "q".into()), ("2".into(), "new".into())]);
     }
     let changed = collect(&engine, &fake, opts(SyncMode::Incremental, token.clone())).await;
@@ -249,11 +270,25 @@ async fn incremental_emits_nothing_when_nothing_changed_and_exact_diffs_when_it_
         ]
     );
     // From the newest checkpoint nothing changed any more.
-    let again = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&changed).checkpoint)).await;
-    assert_eq!(render(&again).iter().filter(|e| e.starts_with("upsert") || e.starts_with("delete")).count(), 0);
+    let again = collect(
+        &engine,
+        &fake,
+        opts(SyncMode::Incremental, summary(&changed).checkpoint),
+    )
+    .await;
+    assert_eq!(
+        render(&again)
+            .iter()
+            .filter(|e| e.starts_with("upsert") || e.starts_with("delete"))
+            .count(),
+        0
+    );
     // FULL ignores the baseline and emits everything.
     let full_again = collect(&engine, &fake, opts(SyncMode::Full, token)).await;
-    assert_eq!(render(&full_again).iter().filter(|e| e.starts_with("upsert")).count(), 4);
+    assert_eq!(
+        render(&full_again).iter().filter(|e| e.starts_with("upsert")).count(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -264,7 +299,10 @@ async fn a_failed_scope_is_reported_and_keeps_its_baseline() {
     let token = summary(&full).checkpoint;
 
     *fake.failing.lock().unwrap() = Some("a".into());
-    fake.data.lock().unwrap().insert("b".into(), vec![("1".into(), "q2".into())]);
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("b".into(), vec![("1".into(), "q2".into())]);
     let failed = collect(&engine, &fake, opts(SyncMode::Incremental, token)).await;
     assert_eq!(
         render(&failed),
@@ -284,11 +322,20 @@ async fn a_failed_scope_is_reported_and_keeps_its_baseline() {
             _ => None,
         })
         .unwrap();
-    assert_eq!((status.reason.as_str(), status.error.as_str()), ("UPSTREAM_UNAVAILABLE", "boom"));
+    assert_eq!(
+        (status.reason.as_str(), status.error.as_str()),
+        ("UPSTREAM_UNAVAILABLE", "boom")
+    );
     // No deletions for a failed scope; the next sync diffs "a" against its old baseline.
     *fake.failing.lock().unwrap() = None;
     let next = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&failed).checkpoint)).await;
-    assert_eq!(render(&next).iter().filter(|e| e.starts_with("upsert") || e.starts_with("delete")).count(), 0);
+    assert_eq!(
+        render(&next)
+            .iter()
+            .filter(|e| e.starts_with("upsert") || e.starts_with("delete"))
+            .count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -338,8 +385,19 @@ async fn resume_from_a_mid_scope_checkpoint_sends_the_rest_exactly_once() {
         ]
     );
     // The resumed summary's checkpoint is a valid baseline: nothing changed since.
-    let after = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&resumed).checkpoint)).await;
-    assert_eq!(render(&after).iter().filter(|e| e.starts_with("upsert") || e.starts_with("delete")).count(), 0);
+    let after = collect(
+        &engine,
+        &fake,
+        opts(SyncMode::Incremental, summary(&resumed).checkpoint),
+    )
+    .await;
+    assert_eq!(
+        render(&after)
+            .iter()
+            .filter(|e| e.starts_with("upsert") || e.starts_with("delete"))
+            .count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -400,7 +458,10 @@ async fn bad_options_name_the_field() {
     assert_eq!(field, "options.kinds[0]");
     assert_eq!(message, "connector fake does not emit ENTITY_KIND_REPOSITORY");
     let (field, message) = err(opts(SyncMode::Incremental, b"garbage".to_vec())).await;
-    assert_eq!((field.as_str(), message.as_str()), ("options.checkpoint", "not a checkpoint issued by this service"));
+    assert_eq!(
+        (field.as_str(), message.as_str()),
+        ("options.checkpoint", "not a checkpoint issued by this service")
+    );
 
     // A token from another request (different kinds) is refused.
     let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
