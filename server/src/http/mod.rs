@@ -199,6 +199,25 @@ impl UpstreamClient {
         Url::parse(&joined).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))
     }
 
+    /// Turns an absolute URL on the configured origin (a pagination link) into a
+    /// path relative to the base URL, so that clients treat it as their own
+    /// upstream (octocrab only authenticates relative or api.github.com URIs).
+    pub fn relativize(&self, uri: &http::Uri) -> Result<http::Uri, UpstreamError> {
+        if uri.scheme().is_none() {
+            return Ok(uri.clone());
+        }
+        let url = self.resolve(uri)?;
+        let prefix = self.config.base_url.path().trim_end_matches('/');
+        let path = url.path().strip_prefix(prefix).unwrap_or(url.path());
+        let relative = match url.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        relative
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| UpstreamError::InvalidRequest(e.to_string()))
+    }
+
     fn cache_key(&self, url: &Url, headers: &HeaderMap) -> String {
         let mut hasher = Sha256::new();
         hasher.update(url.as_str().as_bytes());

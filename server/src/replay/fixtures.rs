@@ -268,6 +268,11 @@ impl FixtureSet {
         self.by_path.values().flatten()
     }
 
+    /// Mutable access to every exchange (for tests that add request matchers).
+    pub fn exchanges_mut_all(&mut self) -> impl Iterator<Item = &mut Exchange> {
+        self.by_path.values_mut().flatten()
+    }
+
     /// Mutable access to the exchanges of a path.
     pub fn exchanges_mut(&mut self, path: &str) -> Option<&mut Vec<Exchange>> {
         self.by_path.get_mut(path)

@@ -363,3 +363,77 @@ async fn live_mode_sends_the_token_to_the_configured_enterprise_url() {
         .collect();
     assert_eq!(unmatched, Vec::<String>::new());
 }
+
+/// An RSA key for a test GitHub App, made with openssl for this test only.
+fn test_app_key() -> Option<String> {
+    let output = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "2048"])
+        .output();
+    match output {
+        Ok(out) if out.status.success() => Some(String::from_utf8(out.stdout).unwrap()),
+        other => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("openssl is required under CI=true: {other:?}");
+            }
+            eprintln!("skipping: openssl not available");
+            None
+        }
+    }
+}
+
+/// GitHub App authentication: the connector looks up each org's installation
+/// with the App JWT, mints an installation token, and sends every request of
+/// that org with it (every fixture requires the org's token).
+#[tokio::test]
+async fn github_app_mints_and_uses_an_installation_token_per_org() {
+    let Some(key) = test_app_key() else {
+        return;
+    };
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "github").unwrap();
+    for exchange in set.exchanges_mut_all() {
+        let path = exchange.request.path.clone();
+        let token = if path.contains("/acme-corp") || path.starts_with("/organizations/1001/") {
+            "Bearer ghs_acmeInstallationToken0000000000001"
+        } else {
+            "Bearer ghs_globexInstallationToken00000000002"
+        };
+        exchange.request.headers.insert("authorization".into(), token.into());
+    }
+    set.overlay_dir(&root.join("github/scenarios/github-app/exchanges"))
+        .unwrap();
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.app_id = Some(424242);
+    config.github.app_private_key = Some(key);
+    config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
+    config.github.orgs = vec!["acme-corp".into(), "globex".into()];
+    config.github.page_size = Some(10);
+    let server = TestServer::with_config(config).await;
+    assert_eq!(
+        server.client.get_connector("github").await.unwrap().auth_mode,
+        "github_app"
+    );
+
+    let events = collect(open(&server, request(full())).await).await;
+    let s = summary(&events);
+    assert!(s.complete, "{:?}", scope_statuses(&events));
+    let counts: Vec<(i32, u64)> = s.counts.iter().map(|c| (c.kind, c.upserts)).collect();
+    assert_eq!(
+        counts,
+        vec![
+            (EntityKind::Repository as i32, 34),
+            (EntityKind::Manifest as i32, 37),
+            (EntityKind::Sbom as i32, 31)
+        ]
+    );
+    // Only the start-up credential check (GET /app) may be unmatched.
+    let unmatched: Vec<String> = upstream
+        .unmatched_requests()
+        .into_iter()
+        .filter(|r| r != "GET /app")
+        .collect();
+    assert_eq!(unmatched, Vec::<String>::new());
+}

@@ -71,6 +71,7 @@ pub struct GithubSettings {
 pub struct GithubConnector {
     settings: GithubSettings,
     client: GithubClient,
+    upstream: Arc<crate::http::UpstreamClient>,
 }
 
 impl GithubConnector {
@@ -79,8 +80,12 @@ impl GithubConnector {
         settings: GithubSettings,
         upstream: Arc<crate::http::UpstreamClient>,
     ) -> Result<Self, client::ClientError> {
-        let client = GithubClient::new(upstream, &settings.auth)?;
-        Ok(Self { settings, client })
+        let client = GithubClient::new(upstream.clone(), &settings.auth)?;
+        Ok(Self {
+            settings,
+            client,
+            upstream,
+        })
     }
 }
 
@@ -431,12 +436,18 @@ impl GithubConnector {
             .map_err(|e| scope_error(e, &format!("installation of {org}")))?;
         let mut page = match ctx.resume_cursor() {
             Some(cursor) => {
-                let uri: Uri = cursor.parse().map_err(|_| {
-                    ScopeError::Fatal(SyncError::invalid(
-                        "options.checkpoint",
-                        "the page cursor it holds is not valid",
-                    ))
-                })?;
+                // Cursors are relative paths this server wrote; anything else
+                // (an absolute URL in a crafted token) is refused.
+                let uri: Uri = cursor
+                    .parse()
+                    .ok()
+                    .filter(|uri: &Uri| uri.scheme().is_none() && cursor.starts_with('/'))
+                    .ok_or_else(|| {
+                        ScopeError::Fatal(SyncError::invalid(
+                            "options.checkpoint",
+                            "the page cursor it holds is not valid",
+                        ))
+                    })?;
                 crab.get_page::<GhRepository>(&Some(uri))
                     .await
                     .map_err(|e| scope_error(e, &format!("repositories of {org}")))?
@@ -456,9 +467,13 @@ impl GithubConnector {
             let Some(next_uri) = next else {
                 break;
             };
-            // Keep only path and query: the cursor must not pin an origin.
-            let cursor = next_uri.path_and_query().map(|pq| pq.to_string()).unwrap_or_default();
-            ctx.checkpoint(cursor).await?;
+            // Relative to the configured base: the cursor pins no origin, and
+            // octocrab authenticates the request as one to its own upstream.
+            let next_uri = self.upstream.relativize(&next_uri).map_err(|e| ScopeError::Failed {
+                reason: "UPSTREAM_MALFORMED",
+                message: format!("repositories of {org}: next page link refused: {e}"),
+            })?;
+            ctx.checkpoint(next_uri.to_string()).await?;
             page = crab
                 .get_page::<GhRepository>(&Some(next_uri))
                 .await
