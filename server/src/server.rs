@@ -131,7 +131,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     tracing::info!(backend = cache.backend(), "cache configured");
     let registry = Arc::new(Registry::build(&config, cache.clone()).await?);
     let shutdown = CancellationToken::new();
-    let engine = Engine::new(EngineConfig::default(), cache.clone(), shutdown.clone());
+    let engine = Engine::new(EngineConfig::default(), cache.clone(), CancellationToken::new());
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     reporter.set_service_status("", ServingStatus::Serving).await;

@@ -189,7 +189,14 @@ impl UpstreamClient {
         let base = &self.config.base_url;
         if uri.scheme().is_some() {
             let url = Url::parse(&uri.to_string()).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))?;
-            if url.origin() != base.origin() || !url.path().starts_with(base.path().trim_end_matches('/')) {
+            let prefix = base.path().trim_end_matches('/');
+            let within_prefix = prefix.is_empty()
+                || url.path() == prefix
+                || url
+                    .path()
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'));
+            if url.origin() != base.origin() || !within_prefix {
                 return Err(UpstreamError::ForeignOrigin);
             }
             return Ok(url);

@@ -44,6 +44,11 @@ impl RequestStats {
         self.not_modified.load(Ordering::Relaxed)
     }
 
+    /// Retries so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
     /// Lowest remaining rate limit seen, -1 when unknown.
     pub fn rate_limit_remaining(&self) -> i64 {
         self.rate_limit_remaining.load(Ordering::Relaxed)
@@ -74,9 +79,10 @@ pub(super) fn record_retry() {
 
 pub(super) fn record_rate_limit_remaining(remaining: i64) {
     with(|s| {
-        let current = s.rate_limit_remaining.load(Ordering::Relaxed);
-        if current < 0 || remaining < current {
-            s.rate_limit_remaining.store(remaining, Ordering::Relaxed);
-        }
+        let _ = s
+            .rate_limit_remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                (current < 0 || remaining < current).then_some(remaining)
+            });
     });
 }

@@ -1,1 +1,1074 @@
+//! Tests of the shared upstream client against the fixture replay server:
+//! conditional requests, credentials in cache keys, retries, broken bodies,
+//! rate limits, origin safety, per-sync figures and the tower adapter.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::*;
+use crate::cache::SharedCache;
+use crate::replay::{Exchange, Fault, FixtureSet, ReplayOptions, ReplayServer};
+
+fn exchange(value: Value) -> Exchange {
+    serde_json::from_value(value).expect("valid exchange json")
+}
+
+async fn replay(exchanges: impl IntoIterator<Item = Exchange>, options: ReplayOptions) -> ReplayServer {
+    let mut set = FixtureSet::default();
+    for exchange in exchanges {
+        set.insert(exchange);
+    }
+    ReplayServer::start(set, options).await.expect("start replay server")
+}
+
+fn config(base_url: &str) -> UpstreamConfig {
+    let mut config = UpstreamConfig::new("test", Url::parse(base_url).expect("valid base url"));
+    config.base_backoff = Duration::from_millis(1);
+    config.max_backoff = Duration::from_millis(5);
+    config.request_timeout = Duration::from_secs(2);
+    config
+}
+
+fn client_with(config: UpstreamConfig) -> UpstreamClient {
+    UpstreamClient::new(config, SharedCache::memory(16 << 20)).expect("build upstream client")
+}
+
+fn client(server: &ReplayServer) -> UpstreamClient {
+    client_with(config(server.base_url()))
+}
+
+fn get(uri: &str) -> ::http::Request<Bytes> {
+    ::http::Request::get(uri).body(Bytes::new()).expect("valid request")
+}
+
+fn get_with(uri: &str, headers: &[(&str, &str)]) -> ::http::Request<Bytes> {
+    let mut builder = ::http::Request::get(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Bytes::new()).expect("valid request")
+}
+
+/// Runs `future` with a fresh per-sync [`RequestStats`] in scope.
+async fn scoped<F: Future>(future: F) -> (F::Output, Arc<RequestStats>) {
+    let stats = Arc::new(RequestStats::default());
+    let output = SYNC_STATS.scope(stats.clone(), future).await;
+    (output, stats)
+}
+
+fn retries(stats: &RequestStats) -> u64 {
+    stats.retries.load(Ordering::Relaxed)
+}
+
+fn json_body(response: &::http::Response<Bytes>) -> Value {
+    serde_json::from_slice(response.body()).expect("json body")
+}
+
+fn header<'a>(response: &'a ::http::Response<Bytes>, name: &str) -> Option<&'a str> {
+    response.headers().get(name).map(|v| v.to_str().expect("ascii header"))
+}
+
+/// One GET exchange per path `/items/{i}`, each answering `{"n": i}` with an etag.
+fn numbered(count: usize) -> Vec<Exchange> {
+    (0..count)
+        .map(|i| {
+            exchange(json!({
+                "request": { "path": format!("/items/{i}") },
+                "response": { "headers": { "etag": format!("\"e{i}\"") }, "body": { "n": i } }
+            }))
+        })
+        .collect()
+}
+
+fn repo_exchange() -> Exchange {
+    exchange(json!({
+        "request": { "path": "/repos/acme/app" },
+        "response": {
+            "headers": {
+                "content-type": "application/json; charset=utf-8",
+                "etag": "W/\"v1\"",
+                "link": "<{{base_url}}/repos/acme/app?page=2>; rel=\"next\"",
+                "x-ratelimit-remaining": "4990"
+            },
+            "body": { "id": 1, "name": "app" }
+        }
+    }))
+}
+
+// ---------------------------------------------------------------------------
+// Conditional requests
+
+#[tokio::test]
+async fn second_get_is_conditional_and_served_from_the_cache_on_304() {
+    let server = replay([repo_exchange()], ReplayOptions::default()).await;
+    let client = client(&server);
+
+    let ((first, second), stats) = scoped(async {
+        let first = client.execute(get("/repos/acme/app")).await.expect("first get");
+        let second = client.execute(get("/repos/acme/app")).await.expect("second get");
+        (first, second)
+    })
+    .await;
+
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(json_body(&first), json!({ "id": 1, "name": "app" }));
+    let link = format!("<{}/repos/acme/app?page=2>; rel=\"next\"", server.base_url());
+    assert_eq!(header(&first, "link"), Some(link.as_str()));
+
+    // The server answered 304; the client hands back the cached 200.
+    assert_eq!(server.stats().requests(), 2);
+    assert_eq!(server.stats().not_modified(), 1);
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(second.body(), first.body());
+    assert_eq!(header(&second, "link"), Some(link.as_str()));
+    assert_eq!(header(&second, "etag"), Some("W/\"v1\""));
+    assert_eq!(header(&second, "content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(header(&second, "x-ratelimit-remaining"), Some("4990"));
+    // Every original header but `date` is kept.
+    let mut expected = first.headers().clone();
+    expected.remove("date");
+    assert_eq!(second.headers(), &expected);
+
+    assert_eq!(stats.requests(), 2);
+    assert_eq!(stats.not_modified(), 1);
+    assert_eq!(retries(&stats), 0);
+    assert_eq!(stats.rate_limit_remaining(), 4990);
+}
+
+#[tokio::test]
+async fn no_conditional_request_without_an_etag() {
+    let server = replay(
+        [exchange(json!({
+            "request": { "path": "/plain" },
+            "response": { "headers": { "content-type": "application/json" }, "body": { "ok": true } }
+        }))],
+        ReplayOptions::default(),
+    )
+    .await;
+    let client = client(&server);
+    let (responses, stats) = scoped(async {
+        let mut responses = Vec::new();
+        for _ in 0..3 {
+            responses.push(client.execute(get("/plain")).await.expect("get"));
+        }
+        responses
+    })
+    .await;
+    for response in &responses {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(json_body(response), json!({ "ok": true }));
+    }
+    assert_eq!(server.stats().requests(), 3);
+    assert_eq!(server.stats().not_modified(), 0);
+    assert_eq!(stats.requests(), 3);
+    assert_eq!(stats.not_modified(), 0);
+}
+
+#[tokio::test]
+async fn no_conditional_request_when_disabled() {
+    let server = replay([repo_exchange()], ReplayOptions::default()).await;
+    let mut config = config(server.base_url());
+    config.conditional_requests = false;
+    let client = client_with(config);
+    let (statuses, stats) = scoped(async {
+        let mut statuses = Vec::new();
+        for _ in 0..2 {
+            statuses.push(client.execute(get("/repos/acme/app")).await.expect("get").status());
+        }
+        statuses
+    })
+    .await;
+    assert_eq!(statuses, vec![StatusCode::OK, StatusCode::OK]);
+    assert_eq!(server.stats().requests(), 2);
+    assert_eq!(server.stats().not_modified(), 0);
+    assert_eq!(stats.not_modified(), 0);
+}
+
+#[tokio::test]
+async fn post_requests_are_never_conditional() {
+    let server = replay(
+        [exchange(json!({
+            "request": { "method": "POST", "path": "/graphql", "body_json": { "query": "{ viewer }" } },
+            "response": { "headers": { "etag": "\"g1\"" }, "body": { "data": { "viewer": "octo" } } }
+        }))],
+        ReplayOptions::default(),
+    )
+    .await;
+    let client = client(&server);
+    for _ in 0..2 {
+        let request = ::http::Request::post("/graphql")
+            .header("content-type", "application/json")
+            .body(Bytes::from_static(br#"{"query":"{ viewer }"}"#))
+            .unwrap();
+        let response = client.execute(request).await.expect("post");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(json_body(&response), json!({ "data": { "viewer": "octo" } }));
+    }
+    assert_eq!(server.stats().requests(), 2);
+    assert_eq!(server.stats().not_modified(), 0);
+    assert_eq!(server.stats().unmatched(), 0);
+}
+
+#[tokio::test]
+async fn credentials_get_separate_cache_entries() {
+    let server = replay([repo_exchange()], ReplayOptions::default()).await;
+    let client = client(&server);
+    let token_a = [("authorization", "Bearer token-a")];
+    let token_b = [("authorization", "Bearer token-b")];
+
+    let (_, stats) = scoped(async {
+        let response = client.execute(get_with("/repos/acme/app", &token_a)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(server.stats().not_modified(), 0);
+
+        // The second token's first request is not conditional.
+        let response = client.execute(get_with("/repos/acme/app", &token_b)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(server.stats().not_modified(), 0);
+
+        // Each token's second request is.
+        let response = client.execute(get_with("/repos/acme/app", &token_a)).await.unwrap();
+        assert_eq!(json_body(&response), json!({ "id": 1, "name": "app" }));
+        assert_eq!(server.stats().not_modified(), 1);
+        let response = client.execute(get_with("/repos/acme/app", &token_b)).await.unwrap();
+        assert_eq!(json_body(&response), json!({ "id": 1, "name": "app" }));
+        assert_eq!(server.stats().not_modified(), 2);
+
+        // No credential at all is a third entry.
+        client.execute(get("/repos/acme/app")).await.unwrap();
+        assert_eq!(server.stats().not_modified(), 2);
+    })
+    .await;
+    assert_eq!(stats.requests(), 5);
+    assert_eq!(stats.not_modified(), 2);
+    assert_eq!(server.stats().requests(), 5);
+}
+
+#[test]
+fn cache_keys_hash_url_credentials_and_accept() {
+    let client = client_with(config("http://127.0.0.1:1"));
+    let url = Url::parse("http://127.0.0.1:1/repos/acme/app").unwrap();
+    let headers = |pairs: &[(&'static str, &'static str)]| {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    };
+    let plain = client.cache_key(&url, &HeaderMap::new());
+    let token_a = client.cache_key(&url, &headers(&[("authorization", "Bearer secret-a")]));
+    let token_b = client.cache_key(&url, &headers(&[("authorization", "Bearer secret-b")]));
+    let accept = client.cache_key(&url, &headers(&[("accept", "application/vnd.github.raw+json")]));
+    let other_url = client.cache_key(
+        &Url::parse("http://127.0.0.1:1/repos/acme/lib").unwrap(),
+        &HeaderMap::new(),
+    );
+    // Unrelated headers do not change the key.
+    let user_agent = client.cache_key(&url, &headers(&[("user-agent", "x")]));
+
+    assert_eq!(plain, user_agent);
+    assert_eq!(
+        token_a,
+        client.cache_key(&url, &headers(&[("authorization", "Bearer secret-a")]))
+    );
+    let keys = [&plain, &token_a, &token_b, &accept, &other_url];
+    for (i, a) in keys.iter().enumerate() {
+        assert!(a.starts_with("http:v1:test:"), "{a}");
+        assert_eq!(a.len(), "http:v1:test:".len() + 64, "{a}");
+        assert!(!a.contains("secret"), "{a}");
+        for b in &keys[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Retries and broken bodies
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported() {
+    let options = ReplayOptions {
+        fault_rate: 1.0,
+        faults: vec![Fault::ServerError],
+        ..ReplayOptions::default()
+    };
+    let server = replay(numbered(1), options).await;
+    let client = client(&server);
+    let (result, stats) = scoped(client.execute(get("/items/0"))).await;
+    match result {
+        Err(UpstreamError::ServerError { status, attempts }) => {
+            assert_eq!(status, 503);
+            assert_eq!(attempts, 4);
+        }
+        other => panic!("expected a server error, got {other:?}"),
+    }
+    assert_eq!(server.stats().requests(), 4);
+    assert_eq!(server.stats().faults(), 4);
+    assert_eq!(stats.requests(), 4);
+    assert_eq!(retries(&stats), 3);
+}
+
+#[tokio::test]
+async fn max_attempts_bounds_the_retries() {
+    let options = ReplayOptions {
+        fault_rate: 1.0,
+        faults: vec![Fault::ServerError],
+        ..ReplayOptions::default()
+    };
+    let server = replay(numbered(1), options).await;
+    let mut config = config(server.base_url());
+    config.max_attempts = 2;
+    let client = client_with(config);
+    let error = client.execute(get("/items/0")).await.expect_err("server error");
+    assert!(
+        matches!(
+            error,
+            UpstreamError::ServerError {
+                status: 503,
+                attempts: 2
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.to_string(), "upstream answered 503 after 2 attempts");
+    assert_eq!(server.stats().requests(), 2);
+}
+
+#[tokio::test]
+async fn intermittent_server_errors_are_retried_to_success() {
+    // With seed 6 every one of the 20 requests succeeds within 4 attempts, after
+    // 19 injected 503s in all (the replay server's fault choice is deterministic).
+    let options = ReplayOptions {
+        fault_rate: 0.5,
+        faults: vec![Fault::ServerError],
+        seed: 6,
+        ..ReplayOptions::default()
+    };
+    let server = replay(numbered(20), options).await;
+    let client = client(&server);
+    let (results, stats) = scoped(async {
+        let mut results = Vec::new();
+        for i in 0..20 {
+            results.push(client.execute(get(&format!("/items/{i}"))).await);
+        }
+        results
+    })
+    .await;
+    for (i, result) in results.iter().enumerate() {
+        let response = result.as_ref().unwrap_or_else(|e| panic!("request {i} failed: {e:?}"));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(json_body(response), json!({ "n": i }));
+    }
+    assert!(retries(&stats) > 0);
+    assert_eq!(retries(&stats), 19);
+    assert_eq!(server.stats().faults(), 19);
+    assert_eq!(stats.requests(), 39);
+    assert_eq!(server.stats().requests(), 39);
+    assert_eq!(server.stats().unmatched(), 0);
+}
+
+#[tokio::test]
+async fn truncated_bodies_are_retried_then_reported_as_transport_errors() {
+    let options = ReplayOptions {
+        fault_rate: 1.0,
+        faults: vec![Fault::TruncatedBody],
+        ..ReplayOptions::default()
+    };
+    let server = replay(
+        [exchange(json!({
+            "request": { "path": "/private", "query": { "sig": "s3cr3t" } },
+            "response": { "body": { "ok": true } }
+        }))],
+        options,
+    )
+    .await;
+    let client = client(&server);
+    let (result, stats) = scoped(client.execute(get("/private?sig=s3cr3t"))).await;
+    match result {
+        Err(UpstreamError::Transport { message, attempts }) => {
+            assert_eq!(attempts, 4);
+            // "reading the 200 body: ..." when the head arrives before the
+            // connection ends, "request failed: ..." when it does not (see the
+            // replay server's TruncatedBody); never the URL or its query.
+            assert!(
+                message.starts_with("reading the 200 body: ") || message.starts_with("request failed: "),
+                "{message}"
+            );
+            assert!(
+                !message.contains("127.0.0.1") && !message.contains("s3cr3t"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+    assert_eq!(stats.requests(), 4);
+    assert_eq!(retries(&stats), 3);
+    assert_eq!(server.stats().faults(), 4);
+    assert_eq!(server.stats().requests(), 4);
+    assert_eq!(server.stats().unmatched(), 0);
+}
+
+#[tokio::test]
+async fn a_truncated_body_then_a_good_one_succeeds() {
+    let options = ReplayOptions {
+        fault_rate: 1.0,
+        faults: vec![Fault::TruncatedBody],
+        ..ReplayOptions::default()
+    };
+    let server = replay(numbered(1), options).await;
+    // A first retry delay of 100 to 200 ms leaves time to turn the faults off.
+    let mut config = config(server.base_url());
+    config.base_backoff = Duration::from_millis(200);
+    config.max_backoff = Duration::from_millis(400);
+    let client = Arc::new(client_with(config));
+    let task = {
+        let client = client.clone();
+        tokio::spawn(SYNC_STATS.scope(Arc::new(RequestStats::default()), async move {
+            let response = client.execute(get("/items/0")).await;
+            let stats = SYNC_STATS.with(|s| (s.requests(), s.retries.load(Ordering::Relaxed)));
+            (response, stats)
+        }))
+    };
+    while server.stats().faults() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.set_options(ReplayOptions::default());
+    let (response, (requests, retried)) = task.await.unwrap();
+    let response = response.expect("succeeds once the faults stop");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_body(&response), json!({ "n": 0 }));
+    assert_eq!(server.stats().faults(), 1);
+    assert_eq!(server.stats().requests(), 2);
+    assert_eq!(requests, 2);
+    assert_eq!(retried, 1);
+}
+
+#[tokio::test]
+async fn slow_answers_time_out_as_transport_errors() {
+    let options = ReplayOptions {
+        latency: Duration::from_millis(500),
+        ..ReplayOptions::default()
+    };
+    let server = replay(numbered(1), options).await;
+    let mut config = config(server.base_url());
+    config.request_timeout = Duration::from_millis(100);
+    config.max_attempts = 2;
+    let client = client_with(config);
+    let (result, stats) = scoped(client.execute(get("/items/0"))).await;
+    match result {
+        Err(UpstreamError::Transport { message, attempts }) => {
+            assert_eq!(attempts, 2);
+            assert!(message.starts_with("timed out"), "{message}");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(stats.requests(), 2);
+    assert_eq!(retries(&stats), 1);
+}
+
+#[tokio::test]
+async fn connection_failures_are_transport_errors() {
+    // A port nothing listens on: bind one, then release it.
+    let port = crate::testing::free_port();
+    let mut config = config(&format!("http://127.0.0.1:{port}"));
+    config.max_attempts = 2;
+    let client = client_with(config);
+    let (result, stats) = scoped(client.execute(get("/items/0"))).await;
+    match result {
+        Err(UpstreamError::Transport { message, attempts }) => {
+            assert_eq!(attempts, 2);
+            assert!(message.starts_with("connection failed"), "{message}");
+        }
+        other => panic!("expected a connection failure, got {other:?}"),
+    }
+    assert_eq!(stats.requests(), 2);
+    assert_eq!(retries(&stats), 1);
+}
+
+#[test]
+fn backoff_doubles_with_jitter_and_is_capped() {
+    let mut config = config("http://127.0.0.1:1");
+    config.base_backoff = Duration::from_millis(100);
+    config.max_backoff = Duration::from_millis(1000);
+    let client = client_with(config);
+    for _ in 0..50 {
+        let first = client.backoff(1);
+        assert!(
+            first >= Duration::from_millis(50) && first <= Duration::from_millis(100),
+            "{first:?}"
+        );
+        let third = client.backoff(3);
+        assert!(
+            third >= Duration::from_millis(200) && third <= Duration::from_millis(400),
+            "{third:?}"
+        );
+        let capped = client.backoff(30);
+        assert!(
+            capped >= Duration::from_millis(500) && capped <= Duration::from_millis(1000),
+            "{capped:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rate limits and client errors
+
+#[tokio::test]
+async fn recorded_429_with_retry_after_zero_is_retried_then_reported() {
+    let server = replay(
+        [exchange(json!({
+            "request": { "path": "/limited" },
+            "response": {
+                "status": 429,
+                "headers": { "retry-after": "0" },
+                "body": { "message": "slow down" }
+            }
+        }))],
+        ReplayOptions::default(),
+    )
+    .await;
+    let client = client(&server);
+    let before = Utc::now();
+    let (result, stats) = scoped(client.execute(get("/limited"))).await;
+    let after = Utc::now();
+    match result {
+        Err(UpstreamError::RateLimited { status, reset_time }) => {
+            assert_eq!(status, 429);
+            // Retry-After 0: the limit resets "now".
+            let reset = reset_time.expect("a reset time from retry-after");
+            assert!(reset >= before && reset <= after, "{reset} not in {before}..{after}");
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    assert_eq!(server.stats().requests(), 4);
+    assert_eq!(stats.requests(), 4);
+    assert_eq!(retries(&stats), 3);
+}
+
+#[tokio::test]
+async fn injected_rate_limits_are_reported_after_max_attempts() {
+    let options = ReplayOptions {
+        fault_rate: 1.0,
+        faults: vec![Fault::RateLimited],
+        ..ReplayOptions::default()
+    };
+    let server = replay(numbered(1), options).await;
+    let client = client(&server);
+    let (result, stats) = scoped(client.execute(get("/items/0"))).await;
+    assert!(
+        matches!(
+            result,
+            Err(UpstreamError::RateLimited {
+                status: 429,
+                reset_time: Some(_)
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(server.stats().faults(), 4);
+    assert_eq!(stats.requests(), 4);
+    assert_eq!(retries(&stats), 3);
+}
+
+#[tokio::test]
+async fn exhausted_rate_limit_resetting_later_than_the_wait_budget_is_reported_at_once() {
+    let reset = Utc::now().timestamp() + 3600;
+    let server = replay(
+        [exchange(json!({
+            "request": { "path": "/orgs/acme/repos" },
+            "response": {
+                "status": 403,
+                "headers": {
+                    "x-ratelimit-limit": "5000",
+                    "x-ratelimit-remaining": "0",
+                    "x-ratelimit-reset": reset.to_string()
+                },
+                "body": { "message": "API rate limit exceeded" }
+            }
+        }))],
+        ReplayOptions::default(),
+    )
+    .await;
+    let client = client(&server);
+    let started = Instant::now();
+    let (result, stats) = scoped(client.execute(get("/orgs/acme/repos"))).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    match result {
+        Err(UpstreamError::RateLimited { status, reset_time }) => {
+            assert_eq!(status, 403);
+            assert_eq!(reset_time, Some(Utc.timestamp_opt(reset, 0).unwrap()));
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    assert_eq!(server.stats().requests(), 1);
+    assert_eq!(stats.requests(), 1);
+    assert_eq!(retries(&stats), 0);
+    assert_eq!(stats.rate_limit_remaining(), 0);
+}
+
+#[tokio::test]
+async fn exhausted_rate_limit_resetting_within_the_wait_budget_is_waited_out() {
+    // The reset is already due: the client waits 0 s (plus jitter) and retries.
+    let reset = Utc::now().timestamp() - 10;
+    let server = replay(
+        [exchange(json!({
+            "request": { "path": "/orgs/acme/repos" },
+            "response": {
+                "status": 403,
+                "headers": { "x-ratelimit-remaining": "0", "x-ratelimit-reset": reset.to_string() },
+                "body": { "message": "API rate limit exceeded" }
+            }
+        }))],
+        ReplayOptions::default(),
+    )
+    .await;
+    let client = client(&server);
+    let (result, stats) = scoped(client.execute(get("/orgs/acme/repos"))).await;
+    match result {
+        Err(UpstreamError::RateLimited { status, reset_time }) => {
+            assert_eq!(status, 403);
+            assert_eq!(reset_time, DateTime::from_timestamp(reset, 0));
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    assert_eq!(server.stats().requests(), 4);
+    assert_eq!(retries(&stats), 3);
+}
+
+#[tokio::test]
+async fn client_errors_are_responses_not_errors() {
+    let server = replay(
+        [
+            exchange(json!({
+                "request": { "path": "/repos/acme/gone" },
+                "response": { "status": 404, "body": { "message": "Not Found" } }
+            })),
+            exchange(json!({
+                "request": { "path": "/repos/acme/secret" },
+                "response": {
+                    "status": 403,
+                    "headers": { "x-ratelimit-remaining": "4000" },
+                    "body": { "message": "Resource not accessible by integration" }
+                }
+            })),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let client = client(&server);
+    let ((gone, secret), stats) = scoped(async {
+        (
+            client.execute(get("/repos/acme/gone")).await,
+            client.execute(get("/repos/acme/secret")).await,
+        )
+    })
+    .await;
+    let gone = gone.expect("a 404 is a response");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json_body(&gone), json!({ "message": "Not Found" }));
+    // A 403 with quota left is a permissions error, not a rate limit.
+    let secret = secret.expect("a 403 with quota left is a response");
+    assert_eq!(secret.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        json_body(&secret),
+        json!({ "message": "Resource not accessible by integration" })
+    );
+    assert_eq!(server.stats().requests(), 2);
+    assert_eq!(stats.requests(), 2);
+    assert_eq!(retries(&stats), 0);
+}
+
+#[tokio::test]
+async fn rate_limit_remaining_is_the_minimum_seen() {
+    let remaining = ["4990", "4985", "4995"];
+    let server = replay(
+        remaining.iter().enumerate().map(|(i, remaining)| {
+            exchange(json!({
+                "request": { "path": format!("/items/{i}") },
+                "response": {
+                    "headers": { "etag": format!("\"e{i}\""), "x-ratelimit-remaining": remaining },
+                    "body": { "n": i }
+                }
+            }))
+        }),
+        ReplayOptions::default(),
+    )
+    .await;
+    let client = client(&server);
+    let (seen, stats) = scoped(async {
+        let mut seen = vec![SYNC_STATS.with(|s| s.rate_limit_remaining())];
+        for i in 0..3 {
+            client.execute(get(&format!("/items/{i}"))).await.unwrap();
+            seen.push(SYNC_STATS.with(|s| s.rate_limit_remaining()));
+        }
+        seen
+    })
+    .await;
+    assert_eq!(seen, vec![-1, 4990, 4985, 4985]);
+    assert_eq!(stats.rate_limit_remaining(), 4985);
+}
+
+#[tokio::test]
+async fn requests_outside_a_sync_scope_are_not_counted_anywhere() {
+    let server = replay(numbered(1), ReplayOptions::default()).await;
+    let client = client(&server);
+    let response = client.execute(get("/items/0")).await.expect("get without a scope");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, stats) = scoped(async {}).await;
+    assert_eq!(stats.requests(), 0);
+    assert_eq!(stats.rate_limit_remaining(), -1);
+}
+
+fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.insert(*name, HeaderValue::from_static(value));
+    }
+    map
+}
+
+#[test]
+fn rate_limit_from_github_headers() {
+    let rate = RateLimit::from_headers(&headers(&[
+        ("x-ratelimit-limit", "5000"),
+        ("x-ratelimit-remaining", "4990"),
+        ("x-ratelimit-reset", "1795000000"),
+    ]));
+    assert_eq!(
+        rate,
+        RateLimit {
+            remaining: Some(4990),
+            reset_epoch: Some(1_795_000_000),
+            retry_after: None,
+        }
+    );
+    assert!(!rate.is_limited(StatusCode::OK));
+    assert!(!rate.is_limited(StatusCode::FORBIDDEN));
+    assert!(rate.is_limited(StatusCode::TOO_MANY_REQUESTS));
+    let now = Utc.timestamp_opt(1_794_999_900, 0).unwrap();
+    assert_eq!(rate.wait(now), Some(Duration::from_secs(100)));
+    assert_eq!(rate.reset_time(now), Some(Utc.timestamp_opt(1_795_000_000, 0).unwrap()));
+    // A reset in the past means no wait.
+    let later = Utc.timestamp_opt(1_795_000_500, 0).unwrap();
+    assert_eq!(rate.wait(later), Some(Duration::ZERO));
+
+    let exhausted = RateLimit::from_headers(&headers(&[
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", "1795000000"),
+    ]));
+    assert_eq!(exhausted.remaining, Some(0));
+    assert!(exhausted.is_limited(StatusCode::FORBIDDEN));
+    assert!(!exhausted.is_limited(StatusCode::OK));
+    assert!(!exhausted.is_limited(StatusCode::NOT_FOUND));
+}
+
+#[test]
+fn rate_limit_from_gitlab_headers() {
+    let rate = RateLimit::from_headers(&headers(&[
+        ("ratelimit-limit", "2000"),
+        ("ratelimit-remaining", " 0 "),
+        ("ratelimit-reset", "1700000060"),
+    ]));
+    assert_eq!(
+        rate,
+        RateLimit {
+            remaining: Some(0),
+            reset_epoch: Some(1_700_000_060),
+            retry_after: None,
+        }
+    );
+    assert!(rate.is_limited(StatusCode::FORBIDDEN));
+    assert_eq!(
+        rate.wait(Utc.timestamp_opt(1_700_000_000, 0).unwrap()),
+        Some(Duration::from_secs(60))
+    );
+
+    // GitHub's names win when both are present.
+    let both = RateLimit::from_headers(&headers(&[
+        ("x-ratelimit-remaining", "7"),
+        ("ratelimit-remaining", "9"),
+    ]));
+    assert_eq!(both.remaining, Some(7));
+}
+
+#[test]
+fn rate_limit_from_retry_after() {
+    let rate = RateLimit::from_headers(&headers(&[("retry-after", "30"), ("x-ratelimit-reset", "1795000000")]));
+    assert_eq!(
+        rate,
+        RateLimit {
+            remaining: None,
+            reset_epoch: Some(1_795_000_000),
+            retry_after: Some(30),
+        }
+    );
+    let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    // Retry-After wins over the reset epoch for the wait...
+    assert_eq!(rate.wait(now), Some(Duration::from_secs(30)));
+    // ... and a 403 with Retry-After (GitHub's secondary limit) is a rate limit.
+    assert!(rate.is_limited(StatusCode::FORBIDDEN));
+
+    let only_retry = RateLimit::from_headers(&headers(&[("retry-after", "0")]));
+    assert_eq!(only_retry.retry_after, Some(0));
+    assert_eq!(only_retry.wait(now), Some(Duration::ZERO));
+    assert_eq!(only_retry.reset_time(now), Some(now));
+    let in_a_minute = RateLimit::from_headers(&headers(&[("retry-after", "60")]));
+    assert_eq!(
+        in_a_minute.reset_time(now),
+        Some(Utc.timestamp_opt(1_700_000_060, 0).unwrap())
+    );
+}
+
+#[test]
+fn rate_limit_without_headers() {
+    let rate = RateLimit::from_headers(&HeaderMap::new());
+    assert_eq!(rate, RateLimit::default());
+    let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    assert_eq!(rate.wait(now), None);
+    assert_eq!(rate.reset_time(now), None);
+    assert!(rate.is_limited(StatusCode::TOO_MANY_REQUESTS));
+    assert!(!rate.is_limited(StatusCode::FORBIDDEN));
+
+    // Unparsable values are ignored.
+    let junk = RateLimit::from_headers(&headers(&[
+        ("x-ratelimit-remaining", "lots"),
+        ("x-ratelimit-reset", ""),
+        ("retry-after", "-5"),
+    ]));
+    assert_eq!(junk, RateLimit::default());
+}
+
+// ---------------------------------------------------------------------------
+// Origin safety
+
+fn resolve(base: &str, uri: &str) -> Result<String, UpstreamError> {
+    let client = client_with(config(base));
+    let uri: ::http::Uri = uri.parse().expect("valid uri");
+    client.resolve(&uri).map(String::from)
+}
+
+fn assert_foreign(base: &str, uri: &str) {
+    match resolve(base, uri) {
+        Err(UpstreamError::ForeignOrigin) => {}
+        other => panic!("{uri} against {base}: expected ForeignOrigin, got {other:?}"),
+    }
+}
+
+#[test]
+fn relative_paths_are_joined_to_the_base() {
+    assert_eq!(
+        resolve("http://127.0.0.1:1", "/orgs/x").unwrap(),
+        "http://127.0.0.1:1/orgs/x"
+    );
+    assert_eq!(
+        resolve("http://127.0.0.1:1/api/v3", "/orgs/x").unwrap(),
+        "http://127.0.0.1:1/api/v3/orgs/x"
+    );
+    assert_eq!(
+        resolve("http://127.0.0.1:1/api/v3/", "/orgs/x?per_page=10&page=2").unwrap(),
+        "http://127.0.0.1:1/api/v3/orgs/x?per_page=10&page=2"
+    );
+}
+
+#[test]
+fn absolute_urls_on_the_base_origin_and_prefix_are_accepted() {
+    assert_eq!(
+        resolve("http://127.0.0.1:1/api/v3", "http://127.0.0.1:1/api/v3/orgs/x?page=2").unwrap(),
+        "http://127.0.0.1:1/api/v3/orgs/x?page=2"
+    );
+    assert_eq!(
+        resolve(
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:1/organizations/1001/repos?page=3"
+        )
+        .unwrap(),
+        "http://127.0.0.1:1/organizations/1001/repos?page=3"
+    );
+}
+
+#[test]
+fn absolute_urls_off_the_base_origin_or_prefix_are_refused() {
+    let base = "http://127.0.0.1:1/api/v3";
+    // Another host.
+    assert_foreign(base, "http://127.0.0.2:1/api/v3/orgs/x");
+    assert_foreign(base, "http://localhost:1/api/v3/orgs/x");
+    assert_foreign(base, "http://evil.example:1/api/v3/orgs/x");
+    // Another port, including the scheme's default.
+    assert_foreign(base, "http://127.0.0.1:2/api/v3/orgs/x");
+    assert_foreign(base, "http://127.0.0.1/api/v3/orgs/x");
+    // Another scheme.
+    assert_foreign(base, "https://127.0.0.1:1/api/v3/orgs/x");
+    // Same origin, outside the path prefix.
+    assert_foreign(base, "http://127.0.0.1:1/orgs/x");
+    assert_foreign(base, "http://127.0.0.1:1/api/orgs/x");
+    assert_foreign(base, "http://127.0.0.1:1/api/v3/../../admin");
+}
+
+/// `/api/v30` is outside the base path `/api/v3` but passes the string-prefix check.
+#[test]
+fn a_sibling_path_sharing_the_prefix_string_is_refused() {
+    assert_foreign("http://127.0.0.1:1/api/v3", "http://127.0.0.1:1/api/v30/orgs/x");
+    assert_foreign("http://127.0.0.1:1/api/v3", "http://127.0.0.1:1/api/v3-internal");
+}
+
+#[tokio::test]
+async fn execute_refuses_foreign_urls_without_sending() {
+    let server = replay(numbered(1), ReplayOptions::default()).await;
+    let client = client(&server);
+    let other = replay(numbered(1), ReplayOptions::default()).await;
+    let (result, stats) = scoped(client.execute(get(&format!("{}/items/0", other.base_url())))).await;
+    assert!(matches!(result, Err(UpstreamError::ForeignOrigin)), "{result:?}");
+    assert_eq!(stats.requests(), 0);
+    assert_eq!(server.stats().requests(), 0);
+    assert_eq!(other.stats().requests(), 0);
+
+    // The same absolute URL on the client's own origin is followed.
+    let response = client
+        .execute(get(&format!("{}/items/0", server.base_url())))
+        .await
+        .expect("same-origin absolute url");
+    assert_eq!(json_body(&response), json!({ "n": 0 }));
+    assert_eq!(server.stats().requests(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency, errors in chains, tower
+
+#[tokio::test]
+async fn concurrency_limits_requests_in_flight() {
+    let options = ReplayOptions {
+        latency: Duration::from_millis(100),
+        ..ReplayOptions::default()
+    };
+    let server = replay(numbered(3), options).await;
+    let mut config = config(server.base_url());
+    config.concurrency = 1;
+    let client = client_with(config);
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(
+        client.execute(get("/items/0")),
+        client.execute(get("/items/1")),
+        client.execute(get("/items/2")),
+    );
+    let elapsed = started.elapsed();
+    for (i, result) in [a, b, c].into_iter().enumerate() {
+        assert_eq!(json_body(&result.expect("get")), json!({ "n": i }));
+    }
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert_eq!(server.stats().requests(), 3);
+}
+
+#[derive(Debug)]
+struct Wrapper(UpstreamError);
+
+impl std::fmt::Display for Wrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("client wrapper")
+    }
+}
+
+impl std::error::Error for Wrapper {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn upstream_errors_are_found_in_source_chains() {
+    let wrapped = Wrapper(UpstreamError::ServerError {
+        status: 502,
+        attempts: 4,
+    });
+    assert!(matches!(
+        UpstreamError::find(&wrapped),
+        Some(UpstreamError::ServerError {
+            status: 502,
+            attempts: 4
+        })
+    ));
+    let direct = UpstreamError::ForeignOrigin;
+    assert!(matches!(
+        UpstreamError::find(&direct),
+        Some(UpstreamError::ForeignOrigin)
+    ));
+    let unrelated = std::io::Error::other("nope");
+    assert!(UpstreamError::find(&unrelated).is_none());
+}
+
+#[tokio::test]
+async fn tower_adapter_returns_the_body() {
+    use http_body_util::{BodyExt, Full};
+    use tower::ServiceExt;
+
+    let server = replay(
+        [
+            repo_exchange(),
+            exchange(json!({
+                "request": { "method": "POST", "path": "/graphql", "body_json": { "query": "{ viewer }" } },
+                "response": { "body": { "data": { "viewer": "octo" } } }
+            })),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let adapter = TowerAdapter::new(Arc::new(client(&server)));
+
+    let request = ::http::Request::get("/repos/acme/app")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = adapter.clone().oneshot(request).await.expect("tower get");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get("etag").map(|v| v.to_str().unwrap()),
+        Some("W/\"v1\"")
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({ "id": 1, "name": "app" })
+    );
+
+    // The request body is forwarded.
+    let request = ::http::Request::post("/graphql")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(br#"{"query":"{ viewer }"}"#)))
+        .unwrap();
+    let response = adapter.clone().oneshot(request).await.expect("tower post");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({ "data": { "viewer": "octo" } })
+    );
+
+    // The shared behaviour applies: a second GET is a 304 served from the cache.
+    let request = ::http::Request::get("/repos/acme/app")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = adapter.clone().oneshot(request).await.expect("tower conditional get");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({ "id": 1, "name": "app" })
+    );
+    assert_eq!(server.stats().not_modified(), 1);
+
+    // Errors come back boxed, findable in the chain.
+    let request = ::http::Request::get("http://127.0.0.2:1/elsewhere")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let error = adapter.oneshot(request).await.expect_err("foreign origin");
+    assert!(matches!(
+        UpstreamError::find(&*error),
+        Some(UpstreamError::ForeignOrigin)
+    ));
+    assert_eq!(server.stats().requests(), 3);
+}

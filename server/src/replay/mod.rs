@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
@@ -245,7 +246,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if let Some(fault) = fault_for(&options, &key, occurrence) {
         shared.stats.faults.fetch_add(1, Ordering::Relaxed);
         return match fault {
-            Fault::ServerError => json_error(StatusCode::SERVICE_UNAVAILABLE, "injected fault".into()),
+            Fault::ServerError => Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"message":"service unavailable (injected fault)"}"#))
+                .unwrap_or_default(),
             Fault::RateLimited => Response::builder()
                 .status(StatusCode::TOO_MANY_REQUESTS)
                 .header(header::RETRY_AFTER, "0")
@@ -253,13 +258,15 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 .body(Body::from(r#"{"message":"rate limited (injected)"}"#))
                 .unwrap_or_default(),
             Fault::TruncatedBody => {
-                let stream = futures::stream::iter(vec![
-                    Ok::<Bytes, std::io::Error>(Bytes::from_static(b"{\"trunc")),
+                // The head and a first chunk go out; then the body breaks.
+                let head = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from_static(b"{\"trunc"))]);
+                let stream = head.chain(futures::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                     Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionReset,
                         "injected truncation",
-                    )),
-                ]);
+                    ))
+                }));
                 Response::builder()
                     .status(StatusCode::OK)
                     .header(header::CONTENT_TYPE, "application/json")

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::checkpoint::{ResumePoint, Token};
 use super::context::ScopeContext;
@@ -63,7 +64,11 @@ pub type SyncStream = ReceiverStream<Result<SyncEvent, SyncError>>;
 pub struct Engine {
     config: EngineConfig,
     store: StateStore,
+    /// Set when the server drains: new syncs are refused.
+    draining: CancellationToken,
+    /// Set when open syncs must end (drain timeout passed).
     shutdown: CancellationToken,
+    tracker: TaskTracker,
 }
 
 /// Everything one running sync accumulates.
@@ -76,6 +81,8 @@ pub(super) struct Run {
     pub(super) kinds: Vec<EntityKind>,
     fingerprint: String,
     pub(super) events: mpsc::Sender<Result<SyncEvent, SyncError>>,
+    /// The newest checkpoint sent, re-sent when the stream is ended by a drain.
+    last_checkpoint: Arc<std::sync::Mutex<Option<Checkpoint>>>,
     pub(super) store: StateStore,
     state_key: Option<String>,
     /// The baseline the client holds (from its checkpoint).
@@ -112,14 +119,36 @@ fn fingerprint(connector: &str, scopes: &[Scope], kinds: &[EntityKind], extra: &
 }
 
 impl Engine {
-    /// An engine keeping its state in `cache`.
+    /// An engine keeping its state in `cache`. Cancelling `shutdown` ends every
+    /// open sync with UNAVAILABLE (after re-sending its last checkpoint).
     pub fn new(config: EngineConfig, cache: SharedCache, shutdown: CancellationToken) -> Self {
         let store = StateStore::new(cache, config.state_ttl);
         Self {
             config,
             store,
+            draining: CancellationToken::new(),
             shutdown,
+            tracker: TaskTracker::new(),
         }
+    }
+
+    /// Refuses new syncs, lets open ones finish for up to `timeout`, then ends
+    /// the rest with UNAVAILABLE. True when every sync finished in time.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.draining.cancel();
+        self.tracker.close();
+        let finished = tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok();
+        if !finished {
+            tracing::warn!(open = self.tracker.len(), "drain timeout passed; ending open syncs");
+            self.shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
+        }
+        finished
+    }
+
+    /// Syncs running now.
+    pub fn active_syncs(&self) -> usize {
+        self.tracker.len()
     }
 
     /// Validates a sync and starts it. Errors here are errors of the whole
@@ -131,8 +160,10 @@ impl Engine {
         options: SyncOptions,
     ) -> Result<SyncStream, SyncError> {
         let descriptor = connector.descriptor();
-        if self.shutdown.is_cancelled() {
-            return Err(SyncError::Unavailable("server is draining".into()));
+        if self.draining.is_cancelled() || self.shutdown.is_cancelled() {
+            return Err(SyncError::Unavailable(
+                "server is draining; retry on another replica".into(),
+            ));
         }
         let availability = connector.availability();
         if let super::Availability::Unavailable { reason } = &availability {
@@ -214,6 +245,7 @@ impl Engine {
         };
 
         let (tx, rx) = mpsc::channel(self.config.channel_capacity);
+        let last_checkpoint = Arc::new(std::sync::Mutex::new(None));
         let stats = Arc::new(RequestStats::default());
         let run = Run {
             connector_id: descriptor.id,
@@ -224,6 +256,7 @@ impl Engine {
             kinds,
             fingerprint,
             events: tx.clone(),
+            last_checkpoint: last_checkpoint.clone(),
             store: self.store.clone(),
             state_key: options.state_key.clone(),
             baseline,
@@ -242,12 +275,18 @@ impl Engine {
         let shutdown = self.shutdown.clone();
         let connector_id = descriptor.id;
         metrics::gauge!("connectors_active_streams", "connector" => connector_id).increment(1.0);
-        tokio::spawn(SYNC_STATS.scope(stats, async move {
+        self.tracker.spawn(SYNC_STATS.scope(stats, async move {
             let started = Instant::now();
             let outcome = tokio::select! {
                 _ = tx.closed() => "cancelled",
                 _ = shutdown.cancelled() => {
-                    let _ = tx.send(Err(SyncError::Unavailable("server is draining; resume from the last checkpoint".into()))).await;
+                    // The client resumes from the last checkpoint; send it again
+                    // so that it is the last thing before the status.
+                    let last = last_checkpoint.lock().ok().and_then(|l| l.clone());
+                    if let Some(checkpoint) = last {
+                        let _ = tx.send(Ok(SyncEvent { event: Some(Event::Checkpoint(checkpoint)) })).await;
+                    }
+                    let _ = tx.send(Err(SyncError::Unavailable("server is shutting down; resume from the last checkpoint".into()))).await;
                     "drained"
                 }
                 result = run.execute(connector.as_ref(), &request, scopes, resume_current) => match result {
@@ -406,11 +445,15 @@ impl Run {
         if let Some(key) = &self.state_key {
             self.store.save_checkpoint(self.connector_id, key, bytes.clone()).await;
         }
+        let checkpoint = Checkpoint {
+            token: bytes,
+            scope: scope.to_owned(),
+        };
+        if let Ok(mut last) = self.last_checkpoint.lock() {
+            *last = Some(checkpoint.clone());
+        }
         self.send(SyncEvent {
-            event: Some(Event::Checkpoint(Checkpoint {
-                token: bytes,
-                scope: scope.to_owned(),
-            })),
+            event: Some(Event::Checkpoint(checkpoint)),
         })
         .await
     }

@@ -105,6 +105,9 @@ impl Connector for Fake {
         if self.endless {
             loop {
                 let n = self.pushed.fetch_add(1, Ordering::SeqCst);
+                if n % 5 == 4 {
+                    ctx.checkpoint(n.to_string()).await?;
+                }
                 ctx.upsert(tag(&scope.key, &n.to_string(), "v"), UpsertMeta::default())
                     .await?;
             }
@@ -531,6 +534,61 @@ async fn a_draining_engine_refuses_new_syncs_and_ends_open_ones_with_unavailable
     assert!(matches!(last, Some(Err(SyncError::Unavailable(_)))), "{last:?}");
     assert!(matches!(
         engine.start(fake, (), SyncOptions::default()).await,
+        Err(SyncError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn drain_lets_open_syncs_finish_and_ends_the_rest_after_their_last_checkpoint() {
+    // A sync that finishes within the drain timeout ends normally.
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")])]);
+    let stream = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let drained = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.drain(Duration::from_secs(5)).await }
+    });
+    let events: Vec<SyncEvent> = stream.map(|e| e.unwrap()).collect().await;
+    assert!(summary(&events).complete);
+    assert!(drained.await.unwrap(), "drained in time");
+
+    // One that does not gets its last checkpoint again, then UNAVAILABLE.
+    let engine = self::engine();
+    let endless = Arc::new(Fake {
+        endless: true,
+        ..Default::default()
+    });
+    endless.data.lock().unwrap().insert("a".into(), Vec::new());
+    let mut stream = engine.start(endless.clone(), (), SyncOptions::default()).await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    let drained = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.drain(Duration::from_millis(200)).await }
+    });
+    let mut items = Vec::new();
+    while let Some(item) = stream.next().await {
+        items.push(item);
+    }
+    assert!(!drained.await.unwrap(), "the endless sync outlived the drain timeout");
+    let last_sent_checkpoint = items[..items.len() - 2]
+        .iter()
+        .rev()
+        .find_map(|item| match item {
+            Ok(SyncEvent {
+                event: Some(Event::Checkpoint(c)),
+            }) => Some(c.token.clone()),
+            _ => None,
+        })
+        .expect("checkpoints were sent");
+    match &items[items.len() - 2] {
+        Ok(SyncEvent {
+            event: Some(Event::Checkpoint(c)),
+        }) => assert_eq!(c.token, last_sent_checkpoint),
+        other => panic!("expected the final checkpoint, got {other:?}"),
+    }
+    assert!(matches!(items.last(), Some(Err(SyncError::Unavailable(_)))));
+    assert!(matches!(
+        engine.start(endless, (), SyncOptions::default()).await,
         Err(SyncError::Unavailable(_))
     ));
 }
