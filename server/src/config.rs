@@ -59,6 +59,7 @@ impl std::fmt::Debug for GithubEnv {
             .field("app_id", &self.app_id)
             .field("app_private_key", &self.app_private_key.as_ref().map(|_| "<redacted>"))
             .field("orgs", &self.orgs)
+            .field("page_size", &self.page_size)
             .finish()
     }
 }
@@ -193,6 +194,16 @@ impl Config {
             return Err(ConfigError {
                 var: "GITHUB_PAGE_SIZE",
                 message: "must be 1 to 100".into(),
+            });
+        }
+        if var("GITHUB_APP_ID").is_some() != var("GITHUB_APP_PRIVATE_KEY").is_some() {
+            return Err(ConfigError {
+                var: if var("GITHUB_APP_ID").is_some() {
+                    "GITHUB_APP_PRIVATE_KEY"
+                } else {
+                    "GITHUB_APP_ID"
+                },
+                message: "a GitHub App needs both GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY".into(),
             });
         }
         let app_private_key = match var("GITHUB_APP_PRIVATE_KEY") {

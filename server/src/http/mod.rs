@@ -52,6 +52,11 @@ pub struct UpstreamConfig {
     pub conditional_requests: bool,
     /// How long conditional-request entries are kept.
     pub cache_ttl: Duration,
+    /// A stable identity of the configured credential (for example
+    /// "github-app:42"). When set, conditional-request entries are keyed on it
+    /// instead of the `Authorization` header, so that short-lived tokens
+    /// (GitHub App installation tokens rotate hourly) keep their entries.
+    pub credential_id: Option<String>,
 }
 
 impl UpstreamConfig {
@@ -68,6 +73,7 @@ impl UpstreamConfig {
             concurrency: 8,
             conditional_requests: true,
             cache_ttl: Duration::from_secs(7 * 24 * 3600),
+            credential_id: None,
         }
     }
 }
@@ -230,7 +236,10 @@ impl UpstreamClient {
         hasher.update(url.as_str().as_bytes());
         // Different credentials may see different data: key on a hash of the
         // credential, never on the credential itself.
-        if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        if let Some(credential) = &self.config.credential_id {
+            hasher.update(b"\0credential\0");
+            hasher.update(credential.as_bytes());
+        } else if let Some(auth) = headers.get(header::AUTHORIZATION) {
             hasher.update(b"\0auth\0");
             hasher.update(auth.as_bytes());
         }

@@ -170,7 +170,7 @@ impl Registry {
                 Vec::new(),
                 100,
             ),
-            (ConnectorsMode::Fixtures | ConnectorsMode::Auto, _) => {
+            (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
                 let (server, fixture_config) =
                     start_replay(&config.fixtures_dir, "github", ReplayOptions::default()).await?;
                 let base = url::Url::parse(server.base_url()).map_err(|e| RegistryError::Fixtures {
@@ -180,7 +180,11 @@ impl Registry {
                 self.replay.insert("github", server);
                 (
                     Availability::Fixture {
-                        reason: format!("no GitHub credentials configured ({needs} to sync live)"),
+                        reason: if mode == ConnectorsMode::Fixtures {
+                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+                        } else {
+                            format!("no GitHub credentials configured ({needs} to sync live)")
+                        },
                     },
                     GithubAuth::None,
                     base,
@@ -190,6 +194,9 @@ impl Registry {
             }
         };
         let mut upstream = UpstreamConfig::new(github::ID, base_url);
+        if let GithubAuth::App { app_id, .. } = &auth {
+            upstream.credential_id = Some(format!("github-app:{app_id}"));
+        }
         if matches!(availability, Availability::Fixture { .. }) {
             // Loopback replay: fail fast.
             upstream.request_timeout = std::time::Duration::from_secs(5);

@@ -85,6 +85,9 @@ pub(super) struct Run {
     last_checkpoint: Arc<std::sync::Mutex<Option<Checkpoint>>>,
     pub(super) store: StateStore,
     state_key: Option<String>,
+    /// The token came from `state_key` (not from the client): state that has
+    /// expired since is replaced by a FULL sync of the scope instead of an error.
+    lenient: bool,
     /// The baseline the client holds (from its checkpoint).
     baseline: BTreeMap<String, String>,
     /// Scopes done in this sync (including before a resume) and their new generation.
@@ -201,6 +204,7 @@ impl Engine {
         } else {
             (None, "options.checkpoint")
         };
+        let lenient = options.checkpoint.is_empty() && token_bytes.is_some();
         let token = match token_bytes {
             Some(bytes) => Some(
                 Token::decode(&bytes, descriptor.id, &fingerprint)
@@ -259,6 +263,7 @@ impl Engine {
             last_checkpoint: last_checkpoint.clone(),
             store: self.store.clone(),
             state_key: options.state_key.clone(),
+            lenient,
             baseline,
             done,
             counts: BTreeMap::new(),
@@ -480,6 +485,10 @@ impl Run {
                         .await
                     {
                         Some(state) => Some(Baseline::new(state)),
+                        None if self.lenient => {
+                            tracing::warn!(connector = self.connector_id, scope = %scope.key, "state kept under the state key expired; syncing the scope in full");
+                            None
+                        }
                         None => {
                             return Err(RunEnd::Failed(SyncError::FailedPrecondition {
                                 reason: "CHECKPOINT_STATE_EXPIRED",
@@ -498,14 +507,22 @@ impl Run {
                     let entries = self
                         .store
                         .load_chunks(self.connector_id, &self.sync_id, &scope.key, *chunks)
-                        .await
-                        .ok_or_else(|| {
-                            RunEnd::Failed(SyncError::FailedPrecondition {
+                        .await;
+                    let entries = match entries {
+                        Some(entries) => Some(entries),
+                        None if self.lenient => None,
+                        None => {
+                            return Err(RunEnd::Failed(SyncError::FailedPrecondition {
                                 reason: "CHECKPOINT_STATE_EXPIRED",
                                 message: "options.checkpoint: the partial state it refers to is no longer in the cache; sync again without it".into(),
-                            })
-                        })?;
-                    (cursor.clone(), entries, *chunks)
+                            }));
+                        }
+                    };
+                    match entries {
+                        Some(entries) => (cursor.clone(), entries, *chunks),
+                        // Restart the scope from its first page.
+                        None => (None, Vec::new(), 0),
+                    }
                 }
                 _ => (None, Vec::new(), 0),
             };

@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::SharedCache;
 
+/// Partial state of a scope in progress is only needed to resume soon after a break.
+const CHUNK_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// What the engine remembers of one entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateEntry {
@@ -135,7 +138,7 @@ impl StateStore {
             .set(
                 &Self::chunk_key(connector, sync_id, scope, chunk),
                 Bytes::from(bytes),
-                Some(self.ttl),
+                Some(self.ttl.min(CHUNK_TTL)),
             )
             .await
     }

@@ -592,3 +592,38 @@ async fn drain_lets_open_syncs_finish_and_ends_the_rest_after_their_last_checkpo
         Err(SyncError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn a_state_key_whose_state_expired_falls_back_to_a_full_sync() {
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")])]);
+    let keyed = SyncOptions {
+        mode: SyncMode::Incremental,
+        state_key: Some("nightly".into()),
+        ..Default::default()
+    };
+    let first_cache = SharedCache::memory(1 << 20);
+    let first = Engine::new(EngineConfig::default(), first_cache.clone(), CancellationToken::new());
+    collect(&first, &fake, keyed.clone()).await;
+    // A cache that still has the kept checkpoint but lost the scope state.
+    let ttl = Duration::from_secs(60);
+    let kept = super::state::StateStore::new(first_cache, ttl)
+        .load_checkpoint("fake", "nightly")
+        .await
+        .expect("checkpoint kept under the state key");
+    let second_cache = SharedCache::memory(1 << 20);
+    super::state::StateStore::new(second_cache.clone(), ttl)
+        .save_checkpoint("fake", "nightly", kept.to_vec())
+        .await;
+    let second = Engine::new(EngineConfig::default(), second_cache, CancellationToken::new());
+    let events = collect(&second, &fake, keyed.clone()).await;
+    assert_eq!(render(&events).iter().filter(|e| e.starts_with("upsert")).count(), 2);
+    // The same token sent by the client itself is an error instead.
+    let mut stream = second
+        .start(fake.clone(), (), opts(SyncMode::Incremental, kept.to_vec()))
+        .await
+        .unwrap();
+    match stream.next().await {
+        Some(Err(SyncError::FailedPrecondition { reason, .. })) => assert_eq!(reason, "CHECKPOINT_STATE_EXPIRED"),
+        other => panic!("expected CHECKPOINT_STATE_EXPIRED, got {other:?}"),
+    }
+}

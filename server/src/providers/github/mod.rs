@@ -204,6 +204,22 @@ fn push_version(repo: &GhRepository) -> String {
     repo.pushed_at.map(|t| t.to_rfc3339()).unwrap_or_default()
 }
 
+/// A manifest entity with its blob sha (its upstream version).
+struct BlobEntity {
+    entity: Entity,
+    blob_sha: String,
+}
+
+impl From<Entity> for BlobEntity {
+    fn from(entity: Entity) -> Self {
+        let blob_sha = match &entity.body {
+            Some(Body::Manifest(m)) => m.blob_sha.clone(),
+            _ => String::new(),
+        };
+        Self { entity, blob_sha }
+    }
+}
+
 /// What was fetched for one repository besides the repository itself.
 struct Children {
     manifests: Vec<Entity>,
@@ -369,6 +385,7 @@ impl GithubConnector {
         request: &GithubRequest,
         crab: &Octocrab,
         repos: Vec<GhRepository>,
+        operation: &'static str,
         ctx: &mut ScopeContext<'_>,
     ) -> Result<(), ScopeError> {
         let repos: Vec<GhRepository> = repos
@@ -404,15 +421,13 @@ impl GithubConnector {
             if ctx.is_cancelled() {
                 return Err(ScopeError::Cancelled);
             }
-            ctx.upsert(
-                repo_entity(repo),
-                UpsertMeta::new("repos/list-for-org", push_version(repo)),
-            )
-            .await?;
+            ctx.upsert(repo_entity(repo), UpsertMeta::new(operation, push_version(repo)))
+                .await?;
             match fetched {
                 Some(children) => {
                     for manifest in children.manifests {
-                        ctx.upsert(manifest, UpsertMeta::new("git/get-blob", String::new()))
+                        let manifest = BlobEntity::from(manifest);
+                        ctx.upsert(manifest.entity, UpsertMeta::new("git/get-blob", manifest.blob_sha))
                             .await?;
                     }
                     if let Some(sbom) = children.sbom {
@@ -463,7 +478,8 @@ impl GithubConnector {
         };
         while let Some(current) = page {
             let next = current.next.clone();
-            self.push_repos(request, &crab, current.items, ctx).await?;
+            self.push_repos(request, &crab, current.items, "repos/list-for-org", ctx)
+                .await?;
             let Some(next_uri) = next else {
                 break;
             };
@@ -499,7 +515,7 @@ impl GithubConnector {
             .get()
             .await
             .map_err(|e| scope_error(e, &format!("repository {owner}/{name}")))?;
-        self.push_repos(request, &crab, vec![repo], ctx).await
+        self.push_repos(request, &crab, vec![repo], "repos/get", ctx).await
     }
 }
 
