@@ -191,14 +191,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let handle = tokio::spawn(async move {
         let signal = async move {
             token.cancelled().await;
-            // Health first, so balancers stop sending new streams.
+            // Health first, so balancers stop sending new streams; then open
+            // syncs get the drain timeout to finish before they are ended
+            // with UNAVAILABLE after their last checkpoint.
             health.set_service_status("", ServingStatus::NotServing).await;
             for entry in &registry_for_shutdown.entries {
                 health
                     .set_service_status(entry.service, ServingStatus::NotServing)
                     .await;
             }
-            tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down");
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                open_syncs = engine.active_syncs(),
+                "shutting down"
+            );
+            let finished = engine.drain(drain).await;
+            tracing::info!(finished_in_time = finished, "open syncs drained");
         };
         router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)

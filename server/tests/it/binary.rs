@@ -145,6 +145,7 @@ async fn binary_serves_metrics_logs_json_and_exits_cleanly_on_sigterm() {
     assert!(messages.contains(&"grpc server listening"), "{messages:?}");
     assert!(messages.contains(&"sync ended"), "{messages:?}");
     assert!(messages.contains(&"shutting down"), "{messages:?}");
+    assert!(messages.contains(&"open syncs drained"), "{messages:?}");
     assert!(messages.contains(&"stopped"), "{messages:?}");
     assert!(!logs.contains(secret), "the token appears in the logs");
 }

@@ -5,4 +5,5 @@ mod binary;
 mod conformance;
 mod github;
 mod registry;
+mod shutdown;
 mod support;

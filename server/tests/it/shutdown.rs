@@ -1,0 +1,92 @@
+//! Graceful shutdown: health first, open syncs get the drain timeout, the rest
+//! end with UNAVAILABLE right after their last checkpoint.
+
+use std::time::Duration;
+
+use connectors_proto::github::v1::SyncRequest;
+use connectors_proto::v1::sync_event::Event;
+use connectors_server::config::Config;
+use connectors_server::replay::ReplayOptions;
+use futures::StreamExt;
+use tonic::Code;
+
+use crate::conformance::full;
+use crate::support::{TestServer, summary};
+
+async fn slow_server(drain: Duration, latency: Duration) -> TestServer {
+    let mut config = Config::for_tests();
+    config.drain_timeout = drain;
+    let server = TestServer::with_config(config).await;
+    server.server.replay("github").unwrap().set_options(ReplayOptions {
+        latency,
+        ..Default::default()
+    });
+    server
+}
+
+fn request() -> SyncRequest {
+    SyncRequest {
+        options: Some(full()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_sync_that_finishes_within_the_drain_timeout_completes() {
+    let server = slow_server(Duration::from_secs(20), Duration::from_millis(2)).await;
+    let mut stream = server.client.github().sync(request()).await.unwrap().into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    server.server.shutdown();
+    let mut events = vec![first];
+    while let Some(event) = stream.next().await {
+        events.push(event.expect("no error during a drain that has time"));
+    }
+    assert!(summary(&events).complete);
+    // New syncs are refused while draining or after.
+    let refused = server.client.github().sync(request()).await;
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn a_sync_outliving_the_drain_timeout_ends_unavailable_after_its_last_checkpoint() {
+    let server = slow_server(Duration::from_millis(300), Duration::from_millis(50)).await;
+    let mut stream = server.client.github().sync(request()).await.unwrap().into_inner();
+    let mut events = Vec::new();
+    // Shut down once the first checkpoint (end of the first page) arrived.
+    loop {
+        let event = stream.next().await.unwrap().unwrap();
+        let is_checkpoint = matches!(event.event, Some(Event::Checkpoint(_)));
+        events.push(event);
+        if is_checkpoint {
+            break;
+        }
+    }
+    server.server.shutdown();
+    let status = loop {
+        match stream.next().await {
+            Some(Ok(event)) => events.push(event),
+            Some(Err(status)) => break status,
+            None => panic!("stream ended without a status"),
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("resume from the last checkpoint"),
+        "{}",
+        status.message()
+    );
+    let checkpoints: Vec<Vec<u8>> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Checkpoint(c)) => Some(c.token.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(checkpoints.len() >= 2, "a checkpoint during the sync and the final one");
+    assert!(matches!(
+        events.last().and_then(|e| e.event.as_ref()),
+        Some(Event::Checkpoint(_))
+    ));
+    assert_eq!(checkpoints[checkpoints.len() - 1], checkpoints[checkpoints.len() - 2]);
+    assert!(!events.iter().any(|e| matches!(e.event, Some(Event::Summary(_)))));
+}
