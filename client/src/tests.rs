@@ -54,6 +54,7 @@ fn resumes_send_the_checkpoint_in_the_options() {
             checkpoint: b"old".to_vec(),
             kinds: vec![v1::EntityKind::Repository as i32],
             state_key: "nightly".into(),
+            ..Default::default()
         }),
         ..Default::default()
     };

@@ -85,9 +85,24 @@ struct SyncArgs {
     /// Key under which the server keeps this sync's latest checkpoint.
     #[arg(long, value_name = "K")]
     state_key: Option<String>,
+    /// Sync only shard I of N of the request's scopes ("I/N", 0-based); the N
+    /// shards are disjoint and together make the whole request.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(u32, u32)>,
     /// How many times in a row to resume a broken stream before giving up.
     #[arg(long, value_name = "N", default_value_t = ResumePolicy::DEFAULT_MAX_ATTEMPTS)]
     max_attempts: u32,
+}
+
+/// Parses "I/N" with I < N.
+fn parse_shard(value: &str) -> Result<(u32, u32), String> {
+    let (index, count) = value.split_once('/').ok_or("expected I/N, for example 0/4")?;
+    let index: u32 = index.trim().parse().map_err(|_| format!("{index:?} is not a number"))?;
+    let count: u32 = count.trim().parse().map_err(|_| format!("{count:?} is not a number"))?;
+    if count == 0 || index >= count {
+        return Err(format!("shard {index} is not one of 0..{count}"));
+    }
+    Ok((index, count))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -196,6 +211,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         .map(|kind| EntityKind::from(kind) as i32)
                         .collect(),
                     state_key: args.sync.state_key.unwrap_or_default(),
+                    shard_index: args.sync.shard.map_or(0, |(index, _)| index),
+                    shard_count: args.sync.shard.map_or(0, |(_, count)| count),
                 }),
             };
             let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
@@ -390,5 +407,20 @@ impl ProgressLine {
             let _ = writeln!(io::stderr());
             self.drawn = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_shard;
+
+    #[test]
+    fn shards_parse_as_index_of_count() {
+        assert_eq!(parse_shard("0/4"), Ok((0, 4)));
+        assert_eq!(parse_shard("3/4"), Ok((3, 4)));
+        assert_eq!(parse_shard("4/4"), Err("shard 4 is not one of 0..4".to_owned()));
+        assert_eq!(parse_shard("1/0"), Err("shard 1 is not one of 0..0".to_owned()));
+        assert_eq!(parse_shard("x/4"), Err("\"x\" is not a number".to_owned()));
+        assert_eq!(parse_shard("2"), Err("expected I/N, for example 0/4".to_owned()));
     }
 }

@@ -3,10 +3,12 @@
 
 use connectors_proto::v1::{EntityKind, SyncMode};
 
-use crate::sync::{SyncError, SyncOptions};
+use crate::sync::{Shard, SyncError, SyncOptions};
 
 /// Most entries of a scope list (orgs, accounts, ...).
 pub const MAX_SCOPES: usize = 100;
+/// Most shards a request can be split into.
+pub const MAX_SHARDS: u32 = 4096;
 /// Most explicit resources (repositories, projects).
 pub const MAX_RESOURCES: usize = 1000;
 
@@ -52,11 +54,34 @@ pub fn options(options: Option<connectors_proto::v1::SyncOptions>) -> Result<Syn
         }
         Some(key)
     };
+    let shard = match (options.shard_count, options.shard_index) {
+        (0, 0) => None,
+        (0, _) => {
+            return Err(SyncError::invalid(
+                "options.shard_index",
+                "set without options.shard_count",
+            ));
+        }
+        (count, _) if count > MAX_SHARDS => {
+            return Err(SyncError::invalid(
+                "options.shard_count",
+                format!("at most {MAX_SHARDS}"),
+            ));
+        }
+        (count, index) if index >= count => {
+            return Err(SyncError::invalid(
+                "options.shard_index",
+                format!("must be below options.shard_count ({count}), got {index}"),
+            ));
+        }
+        (count, index) => Some(Shard { index, count }),
+    };
     Ok(SyncOptions {
         mode,
         checkpoint: options.checkpoint,
         kinds,
         state_key,
+        shard,
     })
 }
 

@@ -54,6 +54,33 @@ pub struct SyncOptions {
     pub kinds: Vec<EntityKind>,
     /// Where the server keeps this sync's checkpoint.
     pub state_key: Option<String>,
+    /// Only the scopes of this shard.
+    pub shard: Option<Shard>,
+}
+
+/// One shard of a request's scopes (see `SyncOptions.shard_index` in sync.proto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, below `count`.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The shard a scope key belongs to: big-endian u64 of the first 8 bytes of
+    /// SHA-256(key) modulo the count. Any client can compute it.
+    pub fn of(key: &str, count: u32) -> u32 {
+        let digest = Sha256::digest(key.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u32::try_from(u64::from_be_bytes(first) % u64::from(count.max(1))).unwrap_or(0)
+    }
+
+    /// Whether `key` is in this shard.
+    pub fn contains(&self, key: &str) -> bool {
+        Self::of(key, self.count) == self.index
+    }
 }
 
 /// The events of one sync. Dropping it cancels the sync.
@@ -190,7 +217,10 @@ impl Engine {
         };
         kinds.sort_by_key(|k| *k as i32);
         kinds.dedup();
-        let scopes = connector.scopes(&request)?;
+        let mut scopes = connector.scopes(&request)?;
+        if let Some(shard) = options.shard {
+            scopes.retain(|scope| shard.contains(&scope.key));
+        }
         let fingerprint = fingerprint(descriptor.id, &scopes, &kinds, &connector.request_fingerprint(&request));
 
         // The token: from the request, else the one kept under state_key.

@@ -24,7 +24,7 @@ use connectors_proto::v1::{EntityKind, SourceMode};
 
 pub use checkpoint::{CheckpointError, Token};
 pub use context::{ScopeContext, UpsertMeta};
-pub use engine::{Engine, EngineConfig, SyncOptions, SyncStream};
+pub use engine::{Engine, EngineConfig, Shard, SyncOptions, SyncStream};
 pub use hash::{content_hash, urn};
 
 /// What a connector is, for the registry and provenance.

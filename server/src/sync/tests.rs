@@ -1,7 +1,7 @@
 //! Engine tests with a scripted connector: event order, incremental diffs,
 //! scope failures, resume, state keys, cancellation and validation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -473,6 +473,7 @@ async fn bad_options_name_the_field() {
         checkpoint: summary(&full).checkpoint,
         kinds: vec![EntityKind::Asset],
         state_key: None,
+        shard: None,
     })
     .await;
     assert_eq!(field, "options.checkpoint");
@@ -626,4 +627,39 @@ async fn a_state_key_whose_state_expired_falls_back_to_a_full_sync() {
         Some(Err(SyncError::FailedPrecondition { reason, .. })) => assert_eq!(reason, "CHECKPOINT_STATE_EXPIRED"),
         other => panic!("expected CHECKPOINT_STATE_EXPIRED, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn shards_are_disjoint_and_their_union_is_the_whole_request() {
+    let scopes: Vec<String> = (0..40).map(|i| format!("org:org-{i}")).collect();
+    let data: Vec<(&str, &[(&str, &str)])> = scopes.iter().map(|s| (s.as_str(), &[("1", "x")][..])).collect();
+    let fake = Fake::with(&data);
+    let engine = engine();
+    let whole: BTreeSet<String> = render(&collect(&engine, &fake, SyncOptions::default()).await)
+        .into_iter()
+        .filter(|e| e.starts_with("upsert"))
+        .collect();
+    assert_eq!(whole.len(), 40);
+    let mut union = BTreeSet::new();
+    let mut sizes = Vec::new();
+    for index in 0..3 {
+        let options = SyncOptions {
+            shard: Some(Shard { index, count: 3 }),
+            ..Default::default()
+        };
+        let part: BTreeSet<String> = render(&collect(&engine, &fake, options).await)
+            .into_iter()
+            .filter(|e| e.starts_with("upsert"))
+            .collect();
+        assert!(union.is_disjoint(&part), "shard {index} overlaps an earlier one");
+        sizes.push(part.len());
+        union.extend(part);
+    }
+    assert_eq!(union, whole);
+    assert!(sizes.iter().all(|n| *n > 0), "every shard got scopes: {sizes:?}");
+    // The documented assignment (SHA-256, first 8 bytes big-endian, mod n),
+    // values computed with Python's hashlib.
+    assert_eq!(Shard::of("org:acme", 7), 4);
+    assert_eq!(Shard::of("org:acme-corp", 2), 1);
+    assert_eq!(Shard::of("org:globex", 2), 0);
 }

@@ -437,3 +437,39 @@ async fn github_app_mints_and_uses_an_installation_token_per_org() {
         .collect();
     assert_eq!(unmatched, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn two_shards_split_the_default_scope_and_validate_their_bounds() {
+    let server = TestServer::start().await;
+    let whole = upserts(&collect(open(&server, request(full())).await).await);
+    let mut shards = Vec::new();
+    for index in 0..2 {
+        let mut options = full();
+        options.shard_index = index;
+        options.shard_count = 2;
+        let events = collect(open(&server, request(options)).await).await;
+        shards.push((scope_statuses(&events), upserts(&events)));
+    }
+    // sha256("org:acme-corp") -> shard 1 of 2, sha256("org:globex") -> shard 0 (Python hashlib).
+    assert_eq!(
+        shards[0].0.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        vec!["org:globex"]
+    );
+    assert_eq!(
+        shards[1].0.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        vec!["org:acme-corp"]
+    );
+    let mut union: Vec<(String, String)> = shards[1].1.clone();
+    union.extend(shards[0].1.clone());
+    assert_eq!(union, whole);
+
+    let mut bad = full();
+    bad.shard_index = 2;
+    bad.shard_count = 2;
+    let status = open(&server, request(bad)).await.expect_err("index out of range");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "options.shard_index: must be below options.shard_count (2), got 2"
+    );
+}
