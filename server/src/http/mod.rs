@@ -156,6 +156,8 @@ pub struct UpstreamClient {
     cache: SharedCache,
     config: UpstreamConfig,
     permits: Arc<Semaphore>,
+    /// Rate-limit resets learned from the shared cache, re-read at most once a second.
+    budget_memo: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<i64>)>>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -182,6 +184,7 @@ impl UpstreamClient {
             cache,
             config,
             permits,
+            budget_memo: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -231,6 +234,64 @@ impl UpstreamClient {
             .map_err(|e: http::uri::InvalidUri| UpstreamError::InvalidRequest(e.to_string()))
     }
 
+    /// The credential identity conditional-request entries and the shared
+    /// rate-limit budget are keyed on (a hash, never the credential).
+    fn credential_hash(&self, headers: &HeaderMap) -> String {
+        let mut hasher = Sha256::new();
+        if let Some(credential) = &self.config.credential_id {
+            hasher.update(b"credential\0");
+            hasher.update(credential.as_bytes());
+        } else if let Some(auth) = headers.get(header::AUTHORIZATION) {
+            hasher.update(b"auth\0");
+            hasher.update(auth.as_bytes());
+        } else {
+            hasher.update(b"anonymous");
+        }
+        hex::encode(&hasher.finalize()[..16])
+    }
+
+    fn budget_key(&self, headers: &HeaderMap) -> String {
+        format!(
+            "ratelimit:v1:{}:{}",
+            self.config.connector,
+            self.credential_hash(headers)
+        )
+    }
+
+    /// The reset time (epoch seconds) of an exhausted rate limit that any
+    /// replica learned for this credential, if it is still in the future.
+    async fn shared_reset(&self, key: &str) -> Option<i64> {
+        let now = Utc::now().timestamp();
+        if let Ok(memo) = self.budget_memo.lock()
+            && let Some((checked, reset)) = memo.get(key)
+            && checked.elapsed() < Duration::from_secs(1)
+        {
+            return reset.filter(|r| *r > now);
+        }
+        let reset = self
+            .cache
+            .get(key)
+            .await
+            .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<i64>().ok());
+        if let Ok(mut memo) = self.budget_memo.lock() {
+            memo.insert(key.to_owned(), (std::time::Instant::now(), reset));
+        }
+        reset.filter(|r| *r > now)
+    }
+
+    /// Tells every replica that this credential's limit is exhausted until `reset`.
+    async fn share_reset(&self, key: &str, reset: i64) {
+        let ttl = reset - Utc::now().timestamp();
+        if ttl <= 0 {
+            return;
+        }
+        if let Ok(mut memo) = self.budget_memo.lock() {
+            memo.insert(key.to_owned(), (std::time::Instant::now(), Some(reset)));
+        }
+        let ttl = Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
+        self.cache.set(key, Bytes::from(reset.to_string()), Some(ttl)).await;
+    }
+
     fn cache_key(&self, url: &Url, headers: &HeaderMap) -> String {
         let mut hasher = Sha256::new();
         hasher.update(url.as_str().as_bytes());
@@ -278,9 +339,28 @@ impl UpstreamClient {
             None => None,
         };
         let connector = self.config.connector;
+        let budget_key = self.budget_key(&parts.headers);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            // A limit another request (or replica) found exhausted is honoured
+            // without spending a request on it.
+            if let Some(reset) = self.shared_reset(&budget_key).await {
+                let now = Utc::now();
+                let wait = Duration::from_secs(u64::try_from(reset - now.timestamp()).unwrap_or(0));
+                if wait > self.config.max_rate_limit_wait {
+                    return Err(UpstreamError::RateLimited {
+                        status: 429,
+                        reset_time: DateTime::from_timestamp(reset, 0),
+                    });
+                }
+                tracing::info!(
+                    connector,
+                    wait_ms = wait.as_millis() as u64,
+                    "shared rate limit exhausted; waiting"
+                );
+                tokio::time::sleep(wait).await;
+            }
             let mut builder = self
                 .http
                 .request(parts.method.clone(), url.clone())
@@ -336,6 +416,11 @@ impl UpstreamClient {
             let rate = RateLimit::from_headers(&headers);
             if let Some(remaining) = rate.remaining {
                 stats::record_rate_limit_remaining(remaining);
+            }
+            if (rate.is_limited(status) || rate.remaining == Some(0))
+                && let Some(reset) = rate.reset_time(Utc::now())
+            {
+                self.share_reset(&budget_key, reset.timestamp()).await;
             }
 
             if status == StatusCode::NOT_MODIFIED

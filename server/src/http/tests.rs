@@ -1072,3 +1072,86 @@ async fn tower_adapter_returns_the_body() {
     ));
     assert_eq!(server.stats().requests(), 3);
 }
+
+/// Two clients on one cache stand for two replicas sharing Redis: a limit one
+/// of them found exhausted is honoured by the other without a request.
+#[tokio::test]
+async fn a_rate_limit_learned_by_one_replica_is_respected_by_another() {
+    let reset = Utc::now().timestamp() + 3600;
+    let server = replay(
+        [
+            exchange(json!({
+                "request": { "path": "/limited" },
+                "response": {
+                    "status": 403,
+                    "headers": { "x-ratelimit-remaining": "0", "x-ratelimit-reset": reset.to_string() },
+                    "body": { "message": "API rate limit exceeded" }
+                }
+            })),
+            exchange(json!({
+                "request": { "path": "/other" },
+                "response": { "status": 200, "body": { "ok": true } }
+            })),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let shared = SharedCache::memory(16 << 20);
+    let token = [("authorization", "Bearer one-token")];
+    let first = UpstreamClient::new(config(server.base_url()), shared.clone()).unwrap();
+    let second = UpstreamClient::new(config(server.base_url()), shared.clone()).unwrap();
+    assert!(matches!(
+        first.execute(get_with("/limited", &token)).await,
+        Err(UpstreamError::RateLimited { status: 403, .. })
+    ));
+    assert_eq!(server.stats().requests(), 1);
+    match second.execute(get_with("/other", &token)).await {
+        Err(UpstreamError::RateLimited { status, reset_time }) => {
+            assert_eq!(status, 429);
+            assert_eq!(reset_time, DateTime::from_timestamp(reset, 0));
+        }
+        other => panic!("expected the shared limit, got {other:?}"),
+    }
+    assert_eq!(
+        server.stats().requests(),
+        1,
+        "no request spent on a known-exhausted limit"
+    );
+    // Another credential has its own budget.
+    let other_token = [("authorization", "Bearer another-token")];
+    let response = second.execute(get_with("/other", &other_token)).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(server.stats().requests(), 2);
+}
+
+#[tokio::test]
+async fn a_shared_limit_that_resets_soon_is_waited_out() {
+    let server = replay(
+        [exchange(json!({
+            "request": { "path": "/other" },
+            "response": { "status": 200, "body": { "ok": true } }
+        }))],
+        ReplayOptions::default(),
+    )
+    .await;
+    let shared = SharedCache::memory(16 << 20);
+    let client = UpstreamClient::new(config(server.base_url()), shared.clone()).unwrap();
+    // What another replica wrote: exhausted until 2 s from now.
+    let reset = Utc::now().timestamp() + 2;
+    shared
+        .set(
+            &client.budget_key(&HeaderMap::new()),
+            Bytes::from(reset.to_string()),
+            None,
+        )
+        .await;
+    let started = Instant::now();
+    let response = client.execute(get("/other")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.stats().requests(), 1);
+}
