@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub state_ttl: Duration,
     /// A progress event at least every this many entities.
     pub progress_every: u64,
+    /// Let identical concurrent syncs share one crawl (see `coalesce`).
+    pub coalesce: bool,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +41,7 @@ impl Default for EngineConfig {
             channel_capacity: 256,
             state_ttl: Duration::from_secs(30 * 24 * 3600),
             progress_every: 500,
+            coalesce: true,
         }
     }
 }
@@ -90,6 +93,7 @@ pub type SyncStream = ReceiverStream<Result<SyncEvent, SyncError>>;
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
+    cache: SharedCache,
     store: StateStore,
     /// Set when the server drains: new syncs are refused.
     draining: CancellationToken,
@@ -108,6 +112,8 @@ pub(super) struct Run {
     pub(super) kinds: Vec<EntityKind>,
     fingerprint: String,
     pub(super) events: mpsc::Sender<Result<SyncEvent, SyncError>>,
+    /// Set when this sync leads a coalesced crawl: its events go to the shared log too.
+    publisher: Option<Arc<super::coalesce::Publisher>>,
     /// The newest checkpoint sent, re-sent when the stream is ended by a drain.
     last_checkpoint: Arc<std::sync::Mutex<Option<Checkpoint>>>,
     pub(super) store: StateStore,
@@ -152,9 +158,10 @@ impl Engine {
     /// An engine keeping its state in `cache`. Cancelling `shutdown` ends every
     /// open sync with UNAVAILABLE (after re-sending its last checkpoint).
     pub fn new(config: EngineConfig, cache: SharedCache, shutdown: CancellationToken) -> Self {
-        let store = StateStore::new(cache, config.state_ttl);
+        let store = StateStore::new(cache.clone(), config.state_ttl);
         Self {
             config,
+            cache,
             store,
             draining: CancellationToken::new(),
             shutdown,
@@ -279,6 +286,37 @@ impl Engine {
         };
 
         let (tx, rx) = mpsc::channel(self.config.channel_capacity);
+
+        // Identical fresh syncs share one crawl; resumed syncs run on their own.
+        let role = if self.config.coalesce && resume_current.is_none() && done.is_empty() {
+            let key = super::coalesce::key(descriptor.id, &fingerprint, mode as i32, &baseline);
+            match super::coalesce::join(&self.cache, &key, &sync_id).await {
+                super::coalesce::Role::Follower(crawl) => {
+                    tracing::info!(connector = descriptor.id, crawl = %crawl, "joining an identical sync in flight");
+                    let connector_id = descriptor.id;
+                    let keep = super::coalesce::FollowerState {
+                        store: self.store.clone(),
+                        connector: connector_id,
+                        state_key: options.state_key.clone(),
+                    };
+                    let cache = self.cache.clone();
+                    let shutdown = self.shutdown.clone();
+                    metrics::gauge!("connectors_active_streams", "connector" => connector_id).increment(1.0);
+                    self.tracker.spawn(async move {
+                        let outcome = super::coalesce::follow(cache, crawl, key, tx, keep, shutdown).await;
+                        tracing::info!(connector = connector_id, outcome, "coalesced sync ended");
+                        metrics::counter!("connectors_syncs_total", "connector" => connector_id, "outcome" => outcome)
+                            .increment(1);
+                        metrics::gauge!("connectors_active_streams", "connector" => connector_id).decrement(1.0);
+                    });
+                    return Ok(ReceiverStream::new(rx));
+                }
+                super::coalesce::Role::Leader(publisher) => Some(publisher),
+                super::coalesce::Role::Alone => None,
+            }
+        } else {
+            None
+        };
         let last_checkpoint = Arc::new(std::sync::Mutex::new(None));
         let stats = Arc::new(RequestStats::default());
         let run = Run {
@@ -290,6 +328,7 @@ impl Engine {
             kinds,
             fingerprint,
             events: tx.clone(),
+            publisher: role.clone(),
             last_checkpoint: last_checkpoint.clone(),
             store: self.store.clone(),
             state_key: options.state_key.clone(),
@@ -335,6 +374,9 @@ impl Engine {
                     }
                 },
             };
+            if let Some(publisher) = role {
+                publisher.finish(outcome).await;
+            }
             tracing::info!(connector = connector_id, outcome, elapsed_ms = started.elapsed().as_millis() as u64, "sync ended");
             metrics::counter!("connectors_syncs_total", "connector" => connector_id, "outcome" => outcome).increment(1);
             metrics::histogram!("connectors_sync_duration_seconds", "connector" => connector_id)
@@ -362,6 +404,9 @@ impl From<ScopeError> for RunEnd {
 
 impl Run {
     pub(super) async fn send(&mut self, event: SyncEvent) -> Result<(), ScopeError> {
+        if let Some(publisher) = &self.publisher {
+            publisher.push(&event).await;
+        }
         self.events.send(Ok(event)).await.map_err(|_| ScopeError::Cancelled)
     }
 

@@ -11,6 +11,7 @@
 //! canonical encoding the content hash is taken over).
 
 mod checkpoint;
+mod coalesce;
 mod context;
 mod engine;
 mod hash;

@@ -35,6 +35,10 @@ struct Fake {
     failing: Mutex<Option<String>>,
     endless: bool,
     pushed: AtomicU64,
+    /// Delay before each entity (to keep a sync in flight).
+    slow: Option<Duration>,
+    /// Scopes crawled, over all syncs.
+    crawls: AtomicU64,
 }
 
 const PAGE: usize = 2;
@@ -102,6 +106,7 @@ impl Connector for Fake {
     }
 
     async fn sync_scope(&self, _request: &(), scope: &Scope, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
+        self.crawls.fetch_add(1, Ordering::SeqCst);
         if self.endless {
             loop {
                 let n = self.pushed.fetch_add(1, Ordering::SeqCst);
@@ -115,6 +120,9 @@ impl Connector for Fake {
         let items = self.data.lock().unwrap().get(&scope.key).cloned().unwrap_or_default();
         let start: usize = ctx.resume_cursor().map(|c| c.parse().unwrap()).unwrap_or(0);
         for (i, (id, value)) in items.iter().enumerate().skip(start) {
+            if let Some(delay) = self.slow {
+                tokio::time::sleep(delay).await;
+            }
             if self.failing.lock().unwrap().as_deref() == Some(scope.key.as_str()) && i == 1 {
                 return Err(ScopeError::Failed {
                     reason: "UPSTREAM_UNAVAILABLE",
@@ -662,4 +670,77 @@ async fn shards_are_disjoint_and_their_union_is_the_whole_request() {
     assert_eq!(Shard::of("org:acme", 7), 4);
     assert_eq!(Shard::of("org:acme-corp", 2), 1);
     assert_eq!(Shard::of("org:globex", 2), 0);
+}
+
+#[tokio::test]
+async fn identical_concurrent_syncs_share_one_crawl() {
+    let engine = engine();
+    let fake = Fake {
+        slow: Some(Duration::from_millis(20)),
+        ..Default::default()
+    };
+    {
+        let mut data = fake.data.lock().unwrap();
+        for scope in ["a", "b"] {
+            data.insert(scope.into(), (0..5).map(|i| (i.to_string(), "v".to_owned())).collect());
+        }
+    }
+    let fake = Arc::new(fake);
+    let first = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let second = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let (first, second): (Vec<SyncEvent>, Vec<SyncEvent>) = tokio::join!(
+        first.map(|e| e.unwrap()).collect(),
+        second.map(|e| e.unwrap()).collect()
+    );
+    assert_eq!(fake.crawls.load(Ordering::SeqCst), 2, "two scopes crawled once");
+    assert_eq!(render(&first), render(&second));
+    assert_eq!(render(&first).iter().filter(|e| e.starts_with("upsert")).count(), 10);
+    assert_eq!(summary(&first), summary(&second));
+    // A sync after both ended crawls again (the lease is released).
+    collect(&engine, &fake, SyncOptions::default()).await;
+    assert_eq!(fake.crawls.load(Ordering::SeqCst), 4);
+    // Different requests (here: FULL vs INCREMENTAL from a checkpoint) do not coalesce.
+    let token = summary(&first).checkpoint;
+    let full = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let incremental = engine
+        .start(fake.clone(), (), opts(SyncMode::Incremental, token))
+        .await
+        .unwrap();
+    let _: (Vec<_>, Vec<_>) = tokio::join!(full.collect(), incremental.collect());
+    assert_eq!(fake.crawls.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test]
+async fn followers_end_unavailable_when_the_leader_stops_early() {
+    let engine = engine();
+    let fake = Fake {
+        slow: Some(Duration::from_millis(20)),
+        ..Default::default()
+    };
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), (0..50).map(|i| (i.to_string(), "v".to_owned())).collect());
+    let fake = Arc::new(fake);
+    let mut leader = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let mut follower = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    // The follower receives what the leader sent, checkpoints included.
+    loop {
+        let event = follower.next().await.unwrap().unwrap();
+        if matches!(event.event, Some(Event::Checkpoint(_))) {
+            break;
+        }
+    }
+    leader.next().await.unwrap().unwrap();
+    drop(leader);
+    let mut last = None;
+    while let Some(item) = follower.next().await {
+        last = Some(item);
+    }
+    match last {
+        Some(Err(SyncError::Unavailable(message))) => {
+            assert!(message.contains("resume from the last checkpoint"), "{message}")
+        }
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
 }

@@ -149,3 +149,80 @@ async fn binary_serves_metrics_logs_json_and_exits_cleanly_on_sigterm() {
     assert!(messages.contains(&"stopped"), "{messages:?}");
     assert!(!logs.contains(secret), "the token appears in the logs");
 }
+
+/// Two server processes sharing one Redis, both live against the same
+/// upstream: identical syncs started together crawl the upstream once.
+#[tokio::test]
+async fn two_replicas_sharing_redis_crawl_the_upstream_once() {
+    use connectors_server::replay::{FixtureSet, ReplayOptions, ReplayServer};
+
+    let Some(redis) = connectors_server::testing::RedisServer::start_or_skip() else {
+        return;
+    };
+    let fixtures = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"));
+    let upstream = ReplayServer::start(
+        FixtureSet::load_provider(&fixtures, "github").unwrap(),
+        ReplayOptions {
+            latency: Duration::from_millis(10),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // A prefix of our own, so that a shared REDIS_URL does not mix runs.
+    let mut children = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
+            .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CONNECTORS_METRICS_LISTEN", "off")
+            .env("CONNECTORS_MODE", "live")
+            .env("GITHUB_TOKEN", "ghp_NOT_A_REAL_TOKEN")
+            .env("GITHUB_API_URL", upstream.base_url())
+            .env("GITHUB_ORGS", "acme-corp,globex")
+            .env("GITHUB_PAGE_SIZE", "10")
+            .env("REDIS_URL", redis.url())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn connectors-server");
+        children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            if let Ok(client) = ConnectorsClient::connect(format!("http://127.0.0.1:{port}")).await {
+                break client;
+            }
+            assert!(Instant::now() < deadline, "server did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        clients.push(client);
+    }
+    // The start-up credential check (GET /user, no fixture) is not part of a crawl.
+    let matched = || upstream.stats().requests() - upstream.stats().unmatched();
+    let before = matched();
+    let sync = |client: ConnectorsClient| async move {
+        collect(
+            client
+                .github()
+                .sync(SyncRequest {
+                    options: Some(full()),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner()),
+        )
+        .await
+    };
+    let (a, b) = tokio::join!(sync(clients[0].clone()), sync(clients[1].clone()));
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let upserts = |events: &[connectors_proto::v1::SyncEvent]| crate::support::upserts(events);
+    assert_eq!(upserts(&a).len(), 102);
+    assert_eq!(upserts(&a), upserts(&b));
+    let crawl_requests = matched() - before;
+    assert_eq!(crawl_requests, 110, "the two replicas crawled the upstream once");
+}

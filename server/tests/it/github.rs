@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use connectors_proto::github::v1::SyncRequest;
@@ -472,4 +473,21 @@ async fn two_shards_split_the_default_scope_and_validate_their_bounds() {
         status.message(),
         "options.shard_index: must be below options.shard_count (2), got 2"
     );
+}
+
+#[tokio::test]
+async fn identical_concurrent_syncs_crawl_github_once() {
+    let server = TestServer::start().await;
+    let replay = server.server.replay("github").unwrap();
+    replay.set_options(ReplayOptions {
+        latency: Duration::from_millis(10),
+        ..Default::default()
+    });
+    let (first, second) = tokio::join!(async { collect(open(&server, request(full())).await).await }, async {
+        collect(open(&server, request(full())).await).await
+    });
+    assert_eq!(upserts(&first), upserts(&second));
+    assert_eq!(upserts(&first).len(), 102);
+    // One crawl: the requests of a single FULL sync.
+    assert_eq!(replay.stats().requests(), 110);
 }

@@ -1,0 +1,283 @@
+//! Coalescing identical concurrent syncs, within one process and across
+//! replicas that share a cache (Redis).
+//!
+//! The first sync of a given (connector, request fingerprint, mode, baseline)
+//! takes a lease in the cache and becomes the leader: it crawls the upstream
+//! and appends every event it sends to a log in the cache, in batches. A sync
+//! that finds the lease held follows: it replays the leader's log to its own
+//! client and crawls nothing. The log is namespaced by the leader's crawl id,
+//! which is the fencing token: a leader that lost its lease (paused, partitioned)
+//! can only write to its own crawl's keys, never into another crawl's log.
+//!
+//! A follower gets exactly the leader's events, checkpoints included, so a
+//! follower that is cut off resumes from them like any client. If the leader
+//! ends early (its client left, the process died), followers end with
+//! UNAVAILABLE and resume from the last checkpoint they received.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use connectors_proto::v1::{SyncEvent, sync_event::Event};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::SyncError;
+use super::state::StateStore;
+use crate::cache::SharedCache;
+
+/// How long a lease lives without renewal (renewed every third of it).
+const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How long a crawl's log stays readable.
+const LOG_TTL: Duration = Duration::from_secs(600);
+/// Events per batch before a flush (batches are also flushed at checkpoints).
+const BATCH: usize = 256;
+
+/// The coalescing key of a sync.
+pub(super) fn key(
+    connector: &str,
+    fingerprint: &str,
+    mode: i32,
+    baseline: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(connector.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(fingerprint.as_bytes());
+    hasher.update(mode.to_le_bytes());
+    for (scope, generation) in baseline {
+        hasher.update(scope.as_bytes());
+        hasher.update(b"=");
+        hasher.update(generation.as_bytes());
+        hasher.update(b"\0");
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+fn lease_key(key: &str) -> String {
+    format!("lease:v1:{key}")
+}
+
+fn batch_key(crawl: &str, n: u32) -> String {
+    format!("crawl:v1:{crawl}:{n}")
+}
+
+fn end_key(crawl: &str) -> String {
+    format!("crawl:v1:{crawl}:end")
+}
+
+/// What a new sync does.
+pub(super) enum Role {
+    /// Crawl and publish.
+    Leader(Arc<Publisher>),
+    /// Replay the crawl with this id.
+    Follower(String),
+    /// Crawl without publishing (the cache is unavailable).
+    Alone,
+}
+
+/// Takes the lease for `key` or finds who holds it.
+pub(super) async fn join(cache: &SharedCache, key: &str, crawl: &str) -> Role {
+    let lease = lease_key(key);
+    match cache
+        .set_if_absent(&lease, Bytes::from(crawl.to_owned()), LEASE_TTL)
+        .await
+    {
+        Some(true) => {
+            let publisher = Arc::new(Publisher {
+                cache: cache.clone(),
+                lease,
+                crawl: crawl.to_owned(),
+                state: Mutex::new((Vec::new(), 0)),
+                done: CancellationToken::new(),
+            });
+            publisher.clone().spawn_renewal();
+            Role::Leader(publisher)
+        }
+        Some(false) => match cache.get(&lease).await.and_then(|v| String::from_utf8(v.to_vec()).ok()) {
+            Some(leader) if uuid::Uuid::parse_str(&leader).is_ok() => Role::Follower(leader),
+            // The lease ended between the two calls: crawl alone.
+            _ => Role::Alone,
+        },
+        None => Role::Alone,
+    }
+}
+
+/// The leader's side: batches its events into the shared log.
+pub(super) struct Publisher {
+    cache: SharedCache,
+    lease: String,
+    crawl: String,
+    /// Buffered events and the number of batches written.
+    state: Mutex<(Vec<SyncEvent>, u32)>,
+    done: CancellationToken,
+}
+
+impl Publisher {
+    fn spawn_renewal(self: Arc<Self>) {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = self.done.cancelled() => return,
+                    _ = tokio::time::sleep(LEASE_TTL / 3) => {}
+                }
+                let holder = self.cache.get(&self.lease).await;
+                if holder.as_deref() != Some(self.crawl.as_bytes()) {
+                    tracing::warn!(crawl = %self.crawl, "coalescing lease lost; followers will move on");
+                    return;
+                }
+                self.cache
+                    .set(&self.lease, Bytes::from(self.crawl.clone()), Some(LEASE_TTL))
+                    .await;
+            }
+        });
+    }
+
+    /// Appends an event; flushes at checkpoints, scope ends, the summary and every `BATCH` events.
+    pub(super) async fn push(&self, event: &SyncEvent) {
+        let boundary = matches!(
+            event.event,
+            Some(Event::Checkpoint(_) | Event::ScopeStatus(_) | Event::Summary(_))
+        );
+        let mut state = self.state.lock().await;
+        state.0.push(event.clone());
+        if boundary || state.0.len() >= BATCH {
+            self.flush(&mut state).await;
+        }
+    }
+
+    async fn flush(&self, state: &mut (Vec<SyncEvent>, u32)) {
+        if state.0.is_empty() {
+            return;
+        }
+        let mut buf = BytesMut::new();
+        for event in state.0.drain(..) {
+            // Encoding into a growable buffer cannot fail.
+            let _ = event.encode_length_delimited(&mut buf);
+        }
+        self.cache
+            .set(&batch_key(&self.crawl, state.1), buf.freeze(), Some(LOG_TTL))
+            .await;
+        state.1 += 1;
+    }
+
+    /// Ends the log with the outcome ("ok", "partial", "failed", ...) and releases the lease.
+    pub(super) async fn finish(&self, outcome: &str) {
+        {
+            let mut state = self.state.lock().await;
+            self.flush(&mut state).await;
+            let end = format!("{}:{outcome}", state.1);
+            self.cache
+                .set(&end_key(&self.crawl), Bytes::from(end), Some(LOG_TTL))
+                .await;
+        }
+        self.done.cancel();
+        if self.cache.get(&self.lease).await.as_deref() == Some(self.crawl.as_bytes()) {
+            self.cache.delete(&self.lease).await;
+        }
+    }
+}
+
+/// Where a follower keeps its own checkpoints.
+pub(super) struct FollowerState {
+    pub(super) store: StateStore,
+    pub(super) connector: &'static str,
+    pub(super) state_key: Option<String>,
+}
+
+/// Replays the crawl `crawl` to `tx`. Returns the outcome for metrics.
+pub(super) async fn follow(
+    cache: SharedCache,
+    crawl: String,
+    key: String,
+    tx: mpsc::Sender<Result<SyncEvent, SyncError>>,
+    keep: FollowerState,
+    shutdown: CancellationToken,
+) -> &'static str {
+    let lease = lease_key(&key);
+    let mut next = 0u32;
+    let mut idle = Duration::from_millis(10);
+    let mut last_checkpoint = None;
+    loop {
+        if tx.is_closed() {
+            return "cancelled";
+        }
+        if shutdown.is_cancelled() {
+            if let Some(checkpoint) = last_checkpoint {
+                let _ = tx
+                    .send(Ok(SyncEvent {
+                        event: Some(Event::Checkpoint(checkpoint)),
+                    }))
+                    .await;
+            }
+            let _ = tx
+                .send(Err(SyncError::Unavailable(
+                    "server is shutting down; resume from the last checkpoint".into(),
+                )))
+                .await;
+            return "drained";
+        }
+        if let Some(batch) = cache.get(&batch_key(&crawl, next)).await {
+            next += 1;
+            idle = Duration::from_millis(10);
+            let mut buf = batch;
+            while !buf.is_empty() {
+                let Ok(event) = SyncEvent::decode_length_delimited(&mut buf) else {
+                    let _ = tx
+                        .send(Err(SyncError::Internal("corrupt coalesced batch".into())))
+                        .await;
+                    return "failed";
+                };
+                let token = match &event.event {
+                    Some(Event::Checkpoint(c)) => {
+                        last_checkpoint = Some(c.clone());
+                        Some(c.token.clone())
+                    }
+                    Some(Event::Summary(s)) => Some(s.checkpoint.clone()),
+                    _ => None,
+                };
+                if let (Some(token), Some(state_key)) = (token, &keep.state_key) {
+                    keep.store.save_checkpoint(keep.connector, state_key, token).await;
+                }
+                if tx.send(Ok(event)).await.is_err() {
+                    return "cancelled";
+                }
+            }
+            continue;
+        }
+        if let Some(end) = cache.get(&end_key(&crawl)).await {
+            let text = String::from_utf8_lossy(&end).into_owned();
+            let (batches, outcome) = text.split_once(':').unwrap_or(("0", "failed"));
+            if batches.parse::<u32>().is_ok_and(|total| next >= total) {
+                if matches!(outcome, "ok" | "partial") {
+                    return "coalesced";
+                }
+                let _ = tx
+                    .send(Err(SyncError::Unavailable(format!(
+                        "the crawl this sync joined ended early ({outcome}); resume from the last checkpoint"
+                    ))))
+                    .await;
+                return "failed";
+            }
+            // Batches are written before the end marker: read on.
+            continue;
+        }
+        if cache.get(&lease).await.as_deref() != Some(crawl.as_bytes()) {
+            // No end marker and no lease: the leader is gone. Check the end
+            // marker once more (it may have been written just now).
+            if cache.get(&end_key(&crawl)).await.is_some() {
+                continue;
+            }
+            let _ = tx
+                .send(Err(SyncError::Unavailable(
+                    "the crawl this sync joined stopped; resume from the last checkpoint".into(),
+                )))
+                .await;
+            return "failed";
+        }
+        tokio::time::sleep(idle).await;
+        idle = (idle * 2).min(Duration::from_millis(250));
+    }
+}
