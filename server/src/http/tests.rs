@@ -1096,10 +1096,27 @@ async fn a_rate_limit_learned_by_one_replica_is_respected_by_another() {
         ReplayOptions::default(),
     )
     .await;
-    let shared = SharedCache::memory(16 << 20);
+    // Two replicas: two independent connections to one Redis (or, without
+    // redis-server outside CI, one shared memory cache).
+    let redis = crate::testing::RedisServer::start_or_skip();
+    let (cache_a, cache_b) = match &redis {
+        Some(redis) => {
+            let prefix = format!("budget-{}:", uuid::Uuid::new_v4());
+            (
+                SharedCache::new(Arc::new(
+                    crate::cache::RedisCache::new(&redis.url(), prefix.clone()).unwrap(),
+                )),
+                SharedCache::new(Arc::new(crate::cache::RedisCache::new(&redis.url(), prefix).unwrap())),
+            )
+        }
+        None => {
+            let shared = SharedCache::memory(16 << 20);
+            (shared.clone(), shared)
+        }
+    };
     let token = [("authorization", "Bearer one-token")];
-    let first = UpstreamClient::new(config(server.base_url()), shared.clone()).unwrap();
-    let second = UpstreamClient::new(config(server.base_url()), shared.clone()).unwrap();
+    let first = UpstreamClient::new(config(server.base_url()), cache_a).unwrap();
+    let second = UpstreamClient::new(config(server.base_url()), cache_b).unwrap();
     assert!(matches!(
         first.execute(get_with("/limited", &token)).await,
         Err(UpstreamError::RateLimited { status: 403, .. })
