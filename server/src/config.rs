@@ -83,6 +83,12 @@ pub struct Config {
     pub fixtures_dir: PathBuf,
     /// `CONNECTORS_DRAIN_TIMEOUT_SECS`.
     pub drain_timeout: Duration,
+    /// `CONNECTORS_API_KEYS` (digests only), `CONNECTORS_AUTH_HEALTH`, `CONNECTORS_AUTH_REFLECTION`.
+    pub api_keys: crate::grpc::auth::ApiKeys,
+    /// `CONNECTORS_MAX_STREAMS`: open Sync streams on this server.
+    pub max_streams: usize,
+    /// `CONNECTORS_MAX_STREAMS_PER_CLIENT`: per API key (or peer IP without keys).
+    pub max_streams_per_client: usize,
     /// GitHub.
     pub github: GithubEnv,
 }
@@ -142,6 +148,9 @@ impl Config {
             log_format: LogFormat::Text,
             fixtures_dir: default_fixtures_dir(),
             drain_timeout: Duration::from_secs(5),
+            api_keys: crate::grpc::auth::ApiKeys::default(),
+            max_streams: 256,
+            max_streams_per_client: 64,
             github: GithubEnv::default(),
         }
     }
@@ -226,6 +235,19 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(default_fixtures_dir),
             drain_timeout: Duration::from_secs(parse("CONNECTORS_DRAIN_TIMEOUT_SECS")?.unwrap_or(20)),
+            api_keys: {
+                let mut keys =
+                    crate::grpc::auth::ApiKeys::parse(&std::env::var("CONNECTORS_API_KEYS").unwrap_or_default())
+                        .map_err(|e| ConfigError {
+                            var: "CONNECTORS_API_KEYS",
+                            message: e.to_string(),
+                        })?;
+                keys.protect_health = parse::<bool>("CONNECTORS_AUTH_HEALTH")?.unwrap_or(false);
+                keys.protect_reflection = parse::<bool>("CONNECTORS_AUTH_REFLECTION")?.unwrap_or(false);
+                keys
+            },
+            max_streams: parse("CONNECTORS_MAX_STREAMS")?.unwrap_or(256),
+            max_streams_per_client: parse("CONNECTORS_MAX_STREAMS_PER_CLIENT")?.unwrap_or(32),
             github: GithubEnv {
                 api_url,
                 token: var("GITHUB_TOKEN"),

@@ -45,10 +45,7 @@ async fn main() -> ExitCode {
             }
         }
     }
-    if std::env::var("CONNECTORS_API_KEYS")
-        .map(|v| v.trim().is_empty())
-        .unwrap_or(true)
-    {
+    if config.api_keys.is_open() {
         tracing::warn!("CONNECTORS_API_KEYS is not set: the API is open to every client that can reach it");
     }
     tracing::info!(mode = ?config.mode, listen = %config.listen, "starting");

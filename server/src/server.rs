@@ -163,6 +163,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })?;
 
     let max_message = 4 * 1024 * 1024;
+    let gate = crate::grpc::SyncGate {
+        engine: engine.clone(),
+        limits: Arc::new(crate::grpc::limits::StreamLimits::new(
+            config.max_streams,
+            config.max_streams_per_client,
+        )),
+    };
+    let mut api_keys = config.api_keys.clone();
+    for entry in &registry.entries {
+        api_keys = api_keys.with_service(entry.service, entry.id);
+    }
     let registry_service = connectors_proto::v1::registry_service_server::RegistryServiceServer::new(
         crate::grpc::RegistryApi::new(registry.clone()),
     )
@@ -171,6 +182,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(crate::grpc::auth::AuthLayer::new(api_keys))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -178,7 +190,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     #[cfg(feature = "github")]
     if let Some(github) = &registry.github {
         let service = connectors_proto::github::v1::github_connector_service_server::GithubConnectorServiceServer::new(
-            crate::grpc::GithubService::new(github.clone(), engine.clone()),
+            crate::grpc::GithubService::new(github.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
         router = router.add_service(service);

@@ -1,29 +1,27 @@
 //! `connectors.github.v1.GithubConnectorService`.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use connectors_proto::github::v1::SyncRequest;
 use connectors_proto::github::v1::github_connector_service_server::GithubConnectorService;
-use connectors_proto::v1::SyncEvent;
-use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::validate;
+use super::{EventStream, SyncGate};
 use crate::providers::github::{GithubConnector, GithubRequest};
-use crate::sync::{Engine, SyncError};
+use crate::sync::SyncError;
 
 /// The GitHub connector service.
 #[derive(Debug, Clone)]
 pub struct GithubService {
     connector: Arc<GithubConnector>,
-    engine: Engine,
+    gate: SyncGate,
 }
 
 impl GithubService {
-    /// Serves `connector` through `engine`.
-    pub fn new(connector: Arc<GithubConnector>, engine: Engine) -> Self {
-        Self { connector, engine }
+    /// Serves `connector` through the gate.
+    pub fn new(connector: Arc<GithubConnector>, gate: SyncGate) -> Self {
+        Self { connector, gate }
     }
 }
 
@@ -58,23 +56,14 @@ impl TryFrom<&SyncRequest> for GithubRequest {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<SyncEvent, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl GithubConnectorService for GithubService {
     type SyncStream = EventStream;
 
     async fn sync(&self, request: Request<SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
-        let request = request.into_inner();
-        let domain = GithubRequest::try_from(&request).map_err(super::status_from)?;
-        let options = validate::options(request.options).map_err(super::status_from)?;
-        let stream = self
-            .engine
-            .start(self.connector.clone(), domain, options)
-            .await
-            .map_err(super::status_from)?;
-        Ok(Response::new(Box::pin(
-            stream.map(|item| item.map_err(super::status_from)),
-        )))
+        let message = request.get_ref();
+        let domain = GithubRequest::try_from(message).map_err(super::status_from)?;
+        let options = validate::options(message.options.clone()).map_err(super::status_from)?;
+        self.gate.start(&request, self.connector.clone(), domain, options).await
     }
 }

@@ -1,8 +1,10 @@
 //! Thin gRPC handlers: validate, convert, call the engine, map errors.
 
+pub mod auth;
 mod errors;
 #[cfg(feature = "github")]
 mod github;
+pub mod limits;
 mod registry;
 pub mod validate;
 
@@ -10,3 +12,44 @@ pub use errors::status_from;
 #[cfg(feature = "github")]
 pub use github::GithubService;
 pub use registry::RegistryApi;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use connectors_proto::v1::SyncEvent;
+use futures::{Stream, StreamExt};
+
+/// The response stream of every connector's Sync.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<SyncEvent, tonic::Status>> + Send>>;
+
+/// What every connector's handler shares: the engine and the stream limits.
+#[derive(Debug, Clone)]
+pub struct SyncGate {
+    /// The engine.
+    pub engine: crate::sync::Engine,
+    /// Open-stream caps.
+    pub limits: Arc<limits::StreamLimits>,
+}
+
+impl SyncGate {
+    /// Takes the client's stream slots, starts the sync, maps errors. The slots
+    /// are held until the response stream ends or is dropped.
+    pub async fn start<C: crate::sync::Connector, T>(
+        &self,
+        request: &tonic::Request<T>,
+        connector: Arc<C>,
+        domain: C::Request,
+        options: crate::sync::SyncOptions,
+    ) -> Result<tonic::Response<EventStream>, tonic::Status> {
+        let permits = self.limits.acquire(&limits::StreamLimits::client_of(request))?;
+        let stream = self
+            .engine
+            .start(connector, domain, options)
+            .await
+            .map_err(status_from)?;
+        Ok(tonic::Response::new(Box::pin(stream.map(move |item| {
+            let _held = &permits;
+            item.map_err(status_from)
+        }))))
+    }
+}

@@ -5,5 +5,6 @@ mod binary;
 mod conformance;
 mod github;
 mod registry;
+mod security;
 mod shutdown;
 mod support;

@@ -1,0 +1,122 @@
+//! Stream limits: a server-wide and a per-client cap on open Sync streams.
+//! Excess is shed with RESOURCE_EXHAUSTED carrying RetryInfo.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::auth::ClientId;
+
+/// Caps on open Sync streams.
+#[derive(Debug)]
+pub struct StreamLimits {
+    global: Arc<Semaphore>,
+    per_client_max: usize,
+    per_client: Mutex<HashMap<String, Arc<Semaphore>>>,
+    retry_after: Duration,
+}
+
+/// Permits held by an open stream; dropping them frees the slots.
+#[derive(Debug)]
+pub struct StreamPermits {
+    _global: OwnedSemaphorePermit,
+    _client: OwnedSemaphorePermit,
+}
+
+impl StreamLimits {
+    /// At most `global` streams in all and `per_client` per client.
+    pub fn new(global: usize, per_client: usize) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(global.max(1))),
+            per_client_max: per_client.max(1),
+            per_client: Mutex::new(HashMap::new()),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+
+    /// The identity a request is limited under: its API key's id, else its peer IP.
+    pub fn client_of<T>(request: &tonic::Request<T>) -> String {
+        if let Some(ClientId(id)) = request.extensions().get::<ClientId>() {
+            return format!("key:{id}");
+        }
+        match request.remote_addr() {
+            Some(addr) => format!("ip:{}", addr.ip()),
+            None => "unknown".to_owned(),
+        }
+    }
+
+    fn exhausted(&self, message: &str, reason: &str) -> Status {
+        metrics::counter!("connectors_streams_shed_total", "reason" => reason.to_owned()).increment(1);
+        let mut details = ErrorDetails::with_retry_info(Some(self.retry_after));
+        details.set_error_info(reason, "connectors.example.invalid", HashMap::new());
+        Status::with_error_details(Code::ResourceExhausted, message, details)
+    }
+
+    /// Takes a slot for `client`, or sheds the stream.
+    pub fn acquire(&self, client: &str) -> Result<StreamPermits, Status> {
+        let global = self
+            .global
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.exhausted("the server is at its stream limit; retry later", "SERVER_STREAM_LIMIT"))?;
+        let semaphore = {
+            let mut map = self
+                .per_client
+                .lock()
+                .map_err(|_| Status::internal("limits lock poisoned"))?;
+            // Forget idle clients so the map does not grow without bound.
+            map.retain(|_, s| s.available_permits() < self.per_client_max);
+            map.entry(client.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_client_max)))
+                .clone()
+        };
+        let client_permit = semaphore.try_acquire_owned().map_err(|_| {
+            self.exhausted(
+                &format!(
+                    "this client has {} open streams, the most allowed; retry later",
+                    self.per_client_max
+                ),
+                "CLIENT_STREAM_LIMIT",
+            )
+        })?;
+        Ok(StreamPermits {
+            _global: global,
+            _client: client_permit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_client_and_global_limits_shed_with_retry_info() {
+        let limits = StreamLimits::new(3, 2);
+        let a1 = limits.acquire("a").unwrap();
+        let _a2 = limits.acquire("a").unwrap();
+        let denied = limits.acquire("a").unwrap_err();
+        assert_eq!(denied.code(), Code::ResourceExhausted);
+        let details = denied.get_error_details();
+        assert_eq!(
+            details.retry_info().and_then(|r| r.retry_delay),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("CLIENT_STREAM_LIMIT")
+        );
+        let _b1 = limits.acquire("b").unwrap();
+        let global = limits.acquire("c").unwrap_err();
+        assert_eq!(
+            global.get_error_details().error_info().map(|i| i.reason.clone()),
+            Some("SERVER_STREAM_LIMIT".into())
+        );
+        drop(a1);
+        assert!(limits.acquire("a").is_ok(), "a closed stream frees its slot");
+    }
+}

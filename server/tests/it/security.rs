@@ -1,0 +1,174 @@
+//! Client authentication (API keys) and stream limits.
+
+use std::time::Duration;
+
+use connectors_client::ConnectorsClient;
+use connectors_proto::github::v1::SyncRequest;
+use connectors_proto::github::v1::github_connector_service_client::GithubConnectorServiceClient;
+use connectors_proto::v1::EntityKind;
+use connectors_server::config::Config;
+use connectors_server::grpc::auth::ApiKeys;
+use connectors_server::replay::ReplayOptions;
+use futures::StreamExt;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
+
+use crate::conformance::{collect, full};
+use crate::support::{TestServer, summary};
+
+const ALL: &str = "all-access-key-0123456789";
+const GITLAB_ONLY: &str = "gitlab-only-key-0123456789";
+
+fn request() -> SyncRequest {
+    SyncRequest {
+        options: Some(full()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn api_keys_guard_every_connector_and_registry_rpc() {
+    let mut config = Config::for_tests();
+    config.api_keys = ApiKeys::parse(&format!("{ALL},{GITLAB_ONLY}=gitlab")).unwrap();
+    let server = TestServer::with_config(config).await;
+    let endpoint = server.server.endpoint();
+
+    // No key: UNAUTHENTICATED on the registry and on Sync.
+    let anonymous = ConnectorsClient::connect(endpoint.clone()).await.unwrap();
+    let status = anonymous.list_connectors().await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = anonymous.github().sync(request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(
+        status.message(),
+        "missing API key: send authorization: Bearer <key> or x-api-key: <key>"
+    );
+
+    // A wrong key: UNAUTHENTICATED, and the key is not echoed.
+    let wrong = ConnectorsClient::connect(endpoint.clone())
+        .await
+        .unwrap()
+        .with_api_key("wrong-key-0123456789abcd")
+        .unwrap();
+    let status = wrong.list_connectors().await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(!status.message().contains("wrong-key"));
+
+    // The full key as a bearer token: everything works.
+    let client = ConnectorsClient::connect(endpoint.clone())
+        .await
+        .unwrap()
+        .with_api_key(ALL)
+        .unwrap();
+    assert_eq!(client.list_connectors().await.unwrap().len(), 1);
+    let events = collect(client.github().sync(request()).await.map(|r| r.into_inner())).await;
+    assert!(summary(&events).complete);
+
+    // The same key as x-api-key.
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raw = GithubConnectorServiceClient::new(channel.clone());
+    let mut with_header = tonic::Request::new(request());
+    with_header.metadata_mut().insert("x-api-key", ALL.parse().unwrap());
+    let events = collect(raw.sync(with_header).await.map(|r| r.into_inner())).await;
+    assert!(summary(&events).complete);
+
+    // A key limited to GitLab may list connectors but not sync GitHub.
+    let limited = ConnectorsClient::connect(endpoint.clone())
+        .await
+        .unwrap()
+        .with_api_key(GITLAB_ONLY)
+        .unwrap();
+    assert!(limited.list_connectors().await.is_ok());
+    let status = limited.github().sync(request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(status.message(), "this API key may not use connector github");
+
+    // Health stays open by default (probes carry no key).
+    let mut health = HealthClient::new(channel);
+    let response = health
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap();
+    assert_eq!(response.into_inner().status, 1);
+}
+
+#[tokio::test]
+async fn excess_streams_are_shed_with_retry_info() {
+    let mut config = Config::for_tests();
+    config.max_streams_per_client = 2;
+    let server = TestServer::with_config(config).await;
+    server.server.replay("github").unwrap().set_options(ReplayOptions {
+        latency: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let github = server.client.github();
+    let mut first = github.clone().sync(request()).await.unwrap().into_inner();
+    let _second = github.clone().sync(request()).await.unwrap().into_inner();
+    let status = github.clone().sync(request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "this client has 2 open streams, the most allowed; retry later"
+    );
+    let details = status.get_error_details();
+    assert_eq!(
+        details.retry_info().and_then(|r| r.retry_delay),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        details.error_info().map(|i| i.reason.as_str()),
+        Some("CLIENT_STREAM_LIMIT")
+    );
+    // Closing a stream frees its slot.
+    first.next().await.unwrap().unwrap();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(github.clone().sync(request()).await.is_ok());
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_streams_complete() {
+    let mut config = Config::for_tests();
+    config.max_streams_per_client = 256;
+    let server = TestServer::with_config(config).await;
+    let kinds = [
+        vec![],
+        vec![EntityKind::Repository as i32],
+        vec![EntityKind::Manifest as i32],
+        vec![EntityKind::Sbom as i32],
+    ];
+    let expected = [102usize, 34, 37, 31];
+    let mut tasks = Vec::new();
+    for i in 0..200usize {
+        let mut github = server.client.github();
+        let mut options = full();
+        options.kinds = kinds[i % 4].clone();
+        tasks.push(tokio::spawn(async move {
+            let events = collect(
+                github
+                    .sync(SyncRequest {
+                        options: Some(options),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|r| r.into_inner()),
+            )
+            .await;
+            (i, crate::support::upserts(&events).len(), summary(&events).complete)
+        }));
+    }
+    let mut done = 0;
+    for task in tasks {
+        let (i, upserts, complete) = task.await.unwrap();
+        assert!(complete, "stream {i}");
+        assert_eq!(upserts, expected[i % 4], "stream {i}");
+        done += 1;
+    }
+    assert_eq!(done, 200);
+}
