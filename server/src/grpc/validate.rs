@@ -152,3 +152,80 @@ pub fn truncate(value: &str) -> String {
         value.to_owned()
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests: the request validators and the checkpoint decoder never
+    //! panic, and every rejection is INVALID_ARGUMENT naming a request field.
+
+    use connectors_proto::github::v1::SyncRequest;
+    use proptest::prelude::*;
+
+    use crate::providers::github::GithubRequest;
+    use crate::sync::{SyncError, Token};
+
+    fn field_of(error: SyncError) -> String {
+        match error {
+            SyncError::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn github_requests_validate_or_name_the_field(
+            orgs in prop::collection::vec(".{0,50}", 0..5),
+            repositories in prop::collection::vec(".{0,60}", 0..5),
+        ) {
+            let request = SyncRequest { orgs, repositories, ..Default::default() };
+            match GithubRequest::try_from(&request) {
+                Ok(valid) => {
+                    for org in &valid.orgs {
+                        prop_assert!(!org.is_empty() && org.len() <= 39);
+                        prop_assert!(org.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                    }
+                    for (owner, name) in &valid.repositories {
+                        prop_assert!(!owner.contains('/') && !name.contains('/') && name != "..");
+                    }
+                }
+                Err(error) => {
+                    let field = field_of(error);
+                    prop_assert!(field.starts_with("orgs") || field.starts_with("repositories"), "{}", field);
+                }
+            }
+        }
+
+        #[test]
+        fn sync_options_validate_or_name_the_field(
+            mode in any::<i32>(),
+            kinds in prop::collection::vec(any::<i32>(), 0..20),
+            state_key in ".{0,140}",
+            shard_index in any::<u32>(),
+            shard_count in any::<u32>(),
+            checkpoint in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let options = connectors_proto::v1::SyncOptions { mode, kinds, state_key, shard_index, shard_count, checkpoint };
+            if let Err(error) = super::options(Some(options)) {
+                let field = field_of(error);
+                prop_assert!(field.starts_with("options."), "{}", field);
+            }
+        }
+
+        #[test]
+        fn checkpoint_decoding_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Token::decode(&bytes, "github", "fp");
+            let mut prefixed = b"ckpt1:".to_vec();
+            prefixed.extend(&bytes);
+            let _ = Token::decode(&prefixed, "github", "fp");
+        }
+
+        #[test]
+        fn checkpoint_json_of_any_shape_is_decoded_or_rejected(json in r#"\{("[a-z_]{1,10}":("[ -~]{0,12}"|[0-9]{1,5}|null|\[\]|\{\}),?){0,6}\}"#) {
+            let mut bytes = b"ckpt1:".to_vec();
+            bytes.extend(json.as_bytes());
+            let _ = Token::decode(&bytes, "github", "fp");
+        }
+    }
+}
