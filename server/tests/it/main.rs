@@ -7,3 +7,4 @@ mod github;
 mod registry;
 mod shutdown;
 mod support;
+mod wiz;
