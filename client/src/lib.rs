@@ -55,8 +55,8 @@ mod resume;
 use std::time::Duration;
 
 use connectors_proto::github::v1::github_connector_service_client::GithubConnectorServiceClient;
-use connectors_proto::wiz::v1::wiz_connector_service_client::WizConnectorServiceClient;
 use connectors_proto::v1::registry_service_client::RegistryServiceClient;
+use connectors_proto::wiz::v1::wiz_connector_service_client::WizConnectorServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;

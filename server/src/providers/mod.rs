@@ -292,7 +292,8 @@ impl Registry {
                 500,
             ),
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
-                let (server, fixture_config) = start_replay(&config.fixtures_dir, "wiz", ReplayOptions::default()).await?;
+                let (server, fixture_config) =
+                    start_replay(&config.fixtures_dir, "wiz", ReplayOptions::default()).await?;
                 let join = |path: &str| {
                     url::Url::parse(&format!("{}{path}", server.base_url())).map_err(|e| RegistryError::Fixtures {
                         provider: "wiz",

@@ -107,7 +107,25 @@ impl Harness for Wiz {
             (platforms(&["AWS", "Mars"]), "cloud_platforms[1]"),
             (platforms(&["AWS", "AWS"]), "cloud_platforms[1]"),
             (
-                platforms(&["AWS", "Azure", "GCP", "OCI", "Alibaba", "Kubernetes", "OpenShift", "vSphere", "Linode", "a", "b", "c", "d", "e", "f", "g", "h"]),
+                platforms(&[
+                    "AWS",
+                    "Azure",
+                    "GCP",
+                    "OCI",
+                    "Alibaba",
+                    "Kubernetes",
+                    "OpenShift",
+                    "vSphere",
+                    "Linode",
+                    "a",
+                    "b",
+                    "c",
+                    "d",
+                    "e",
+                    "f",
+                    "g",
+                    "h",
+                ]),
                 "cloud_platforms",
             ),
             (
@@ -203,12 +221,12 @@ async fn the_tenant_is_paged_with_cursors_and_mapped_to_assets() {
         .filter(|e| matches!(e.event, Some(Event::Checkpoint(_))))
         .count();
     assert_eq!(checkpoints, 4);
-    assert_eq!(scope_statuses(&events), vec![("tenant".to_owned(), ScopeState::Ok as i32)]);
-    let platforms: std::collections::BTreeSet<String> = assets(&events).into_iter().map(|a| a.cloud_platform).collect();
     assert_eq!(
-        platforms.into_iter().collect::<Vec<_>>(),
-        ["aws", "azure", "gcp"]
+        scope_statuses(&events),
+        vec![("tenant".to_owned(), ScopeState::Ok as i32)]
     );
+    let platforms: std::collections::BTreeSet<String> = assets(&events).into_iter().map(|a| a.cloud_platform).collect();
+    assert_eq!(platforms.into_iter().collect::<Vec<_>>(), ["aws", "azure", "gcp"]);
 
     // One resource, field by field.
     let orders = events
@@ -222,9 +240,14 @@ async fn the_tenant_is_paged_with_cursors_and_mapped_to_assets() {
     let labels: Vec<(String, String)> = entity.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect();
     assert_eq!(
         labels,
-        [("env".to_owned(), "prod".to_owned()), ("team".to_owned(), "orders".to_owned())]
+        [
+            ("env".to_owned(), "prod".to_owned()),
+            ("team".to_owned(), "orders".to_owned())
+        ]
     );
-    let Some(Body::Asset(asset)) = entity.body else { panic!("asset") };
+    let Some(Body::Asset(asset)) = entity.body else {
+        panic!("asset")
+    };
     assert_eq!(asset.asset_type, "wiz.db_server");
     assert_eq!(asset.native_type, "AWS::RDS::DBInstance");
     assert_eq!(asset.cloud_platform, "aws");
@@ -316,7 +339,11 @@ async fn a_failed_scope_sends_no_deletions_and_the_next_sync_recovers() {
     let replay = server.server.replay("wiz").unwrap();
     replay.set_fixtures(with_scenario("partial-errors"));
     let failed = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
-    assert_eq!(deletions(&failed), Vec::<String>::new(), "no deletions from a partial scope");
+    assert_eq!(
+        deletions(&failed),
+        Vec::<String>::new(),
+        "no deletions from a partial scope"
+    );
     replay.set_fixtures(FixtureSet::load_provider(&fixtures_root(), "wiz").unwrap());
     let again = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
     assert_eq!(upserts(&again), Vec::<(String, String)>::new());
@@ -333,9 +360,15 @@ async fn a_429_with_retry_after_is_waited_out() {
         .set_fixtures(with_scenario("rate-limited"));
     let started = std::time::Instant::now();
     let events = collect(open(&server, request(full())).await).await;
-    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After: 1 honoured");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After: 1 honoured"
+    );
     assert_eq!(upserts(&events).len(), 42);
-    assert_eq!(scope_statuses(&events), vec![("tenant".to_owned(), ScopeState::Ok as i32)]);
+    assert_eq!(
+        scope_statuses(&events),
+        vec![("tenant".to_owned(), ScopeState::Ok as i32)]
+    );
     // 4 pages plus the one 429.
     assert_eq!(server.upstream_requests("wiz"), 5);
     assert_eq!(summary(&events).upstream_requests, 5);
@@ -372,7 +405,10 @@ async fn a_401_on_token_expiry_renews_the_token_once_and_continues() {
     let before = upstream.stats().requests();
     let events = collect(open(&server, request(full())).await).await;
     assert_eq!(upserts(&events).len(), 42);
-    assert_eq!(scope_statuses(&events), vec![("tenant".to_owned(), ScopeState::Ok as i32)]);
+    assert_eq!(
+        scope_statuses(&events),
+        vec![("tenant".to_owned(), ScopeState::Ok as i32)]
+    );
     for event in &events {
         if let Some(Event::Upsert(u)) = &event.event {
             assert_eq!(u.provenance.as_ref().unwrap().source_mode, SourceMode::Live as i32);

@@ -322,7 +322,11 @@ impl WizClient {
         {
             tracing::warn!(connector = "wiz", token_type = %kind, "unexpected token type; sending it as a bearer token");
         }
-        tracing::debug!(connector = "wiz", expires_in = token.expires_in, "wiz access token issued");
+        tracing::debug!(
+            connector = "wiz",
+            expires_in = token.expires_in,
+            "wiz access token issued"
+        );
         Ok(CachedToken {
             value: token.access_token,
             expires: Instant::now() + Duration::from_secs(token.expires_in.unwrap_or(3600)),
@@ -370,7 +374,11 @@ impl WizClient {
                     "wiz answered 403 to the cloud resources query (the service account needs read:resources)".into(),
                 ));
             }
-            _ if !status.is_success() => return Err(ClientError::Status { status: status.as_u16() }),
+            _ if !status.is_success() => {
+                return Err(ClientError::Status {
+                    status: status.as_u16(),
+                });
+            }
             _ => {}
         }
         serde_json::from_slice(response.body())

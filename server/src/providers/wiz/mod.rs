@@ -323,7 +323,10 @@ impl Connector for WizConnector {
             if !page_info.has_next_page {
                 return Ok(());
             }
-            let Some(cursor) = page_info.end_cursor.filter(|c| valid_cursor(c) && after.as_ref() != Some(c)) else {
+            let Some(cursor) = page_info
+                .end_cursor
+                .filter(|c| valid_cursor(c) && after.as_ref() != Some(c))
+            else {
                 return Err(ScopeError::Failed {
                     reason: "UPSTREAM_MALFORMED",
                     message: "cloudResources: hasNextPage without a new endCursor".into(),
@@ -372,7 +375,11 @@ mod tests {
         assert_eq!(entity.urn, "urn:connectors:wiz:asset:9c1b");
         assert_eq!(entity.kind, EntityKind::Asset as i32);
         assert_eq!(entity.display_name, "orders-db");
-        let labels: Vec<(&str, &str)> = entity.labels.iter().map(|l| (l.key.as_str(), l.value.as_str())).collect();
+        let labels: Vec<(&str, &str)> = entity
+            .labels
+            .iter()
+            .map(|l| (l.key.as_str(), l.value.as_str()))
+            .collect();
         assert_eq!(labels, [("cost", "12"), ("env", "prod"), ("team", "orders")]);
         let Some(Body::Asset(asset)) = entity.body else {
             panic!("asset body")
@@ -390,7 +397,10 @@ mod tests {
             .iter()
             .map(|l| (l.key.as_str(), l.value.as_str()))
             .collect();
-        assert_eq!(attributes, [("wiz.graph_entity_id", "g-1"), ("wiz.subscription_id", "sub-1")]);
+        assert_eq!(
+            attributes,
+            [("wiz.graph_entity_id", "g-1"), ("wiz.subscription_id", "sub-1")]
+        );
         assert_eq!(asset.create_time.unwrap().seconds, 1_717_754_400);
         assert_eq!(version, "2025-07-01T12:00:00Z");
     }
