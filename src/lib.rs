@@ -22,3 +22,12 @@ pub mod github {
         include!(concat!(env!("OUT_DIR"), "/connectors.github.v1.serde.rs"));
     }
 }
+
+/// `connectors.wiz.v1`: the Wiz connector service.
+pub mod wiz {
+    /// Version 1 of the Wiz connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.wiz.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.wiz.v1.serde.rs"));
+    }
+}

@@ -56,13 +56,14 @@ use std::time::Duration;
 
 use connectors_proto::github::v1::github_connector_service_client::GithubConnectorServiceClient;
 use connectors_proto::v1::registry_service_client::RegistryServiceClient;
+use connectors_proto::wiz::v1::wiz_connector_service_client::WizConnectorServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use connectors_proto::v1::SyncEvent;
-pub use connectors_proto::{github, v1};
+pub use connectors_proto::{github, v1, wiz};
 pub use error::{Error, code_name};
 pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
 
@@ -118,6 +119,9 @@ pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.github.v1.GithubConnectorService`.
 pub type GithubClient = GithubConnectorServiceClient<AuthChannel>;
+
+/// The generated client of `connectors.wiz.v1.WizConnectorService`.
+pub type WizClient = WizConnectorServiceClient<AuthChannel>;
 
 /// A client of the connectors service.
 ///
@@ -187,6 +191,12 @@ impl ConnectorsClient {
     /// without resuming).
     pub fn github(&self) -> GithubClient {
         GithubConnectorServiceClient::new(self.auth_channel())
+    }
+
+    /// The typed client of the Wiz connector service (single `Sync` calls,
+    /// without resuming).
+    pub fn wiz(&self) -> WizClient {
+        WizConnectorServiceClient::new(self.auth_channel())
     }
 
     /// Lists the connectors the server runs, sorted by id.

@@ -64,6 +64,83 @@ impl std::fmt::Debug for GithubEnv {
     }
 }
 
+/// Wiz settings from the environment.
+#[derive(Clone, Default)]
+pub struct WizEnv {
+    /// `WIZ_API_URL` (the tenant's GraphQL endpoint, e.g. `https://api.us17.app.wiz.io/graphql`).
+    pub api_url: Option<url::Url>,
+    /// `WIZ_AUTH_URL` (the OAuth token endpoint, default `https://auth.app.wiz.io/oauth/token`).
+    pub auth_url: Option<url::Url>,
+    /// `WIZ_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// `WIZ_CLIENT_SECRET`.
+    pub client_secret: Option<String>,
+    /// `WIZ_TOKEN` (a ready bearer token, used when no client credentials are set).
+    pub token: Option<String>,
+    /// `WIZ_PAGE_SIZE` (resources per GraphQL page, 1 to 500).
+    pub page_size: Option<u16>,
+}
+
+impl std::fmt::Debug for WizEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WizEnv")
+            .field("api_url", &self.api_url.as_ref().map(|u| u.as_str()))
+            .field("auth_url", &self.auth_url.as_ref().map(|u| u.as_str()))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("page_size", &self.page_size)
+            .finish()
+    }
+}
+
+fn http_url(name: &'static str) -> Result<Option<url::Url>, ConfigError> {
+    let Some(raw) = var(name) else {
+        return Ok(None);
+    };
+    let url = url::Url::parse(&raw).map_err(|e| ConfigError {
+        var: name,
+        message: format!("not a url: {e}"),
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(ConfigError {
+            var: name,
+            message: "must be an http or https url".into(),
+        });
+    }
+    Ok(Some(url))
+}
+
+impl WizEnv {
+    fn from_env() -> Result<Self, ConfigError> {
+        let page_size: Option<u16> = parse("WIZ_PAGE_SIZE")?;
+        if page_size.is_some_and(|p| p == 0 || p > 500) {
+            return Err(ConfigError {
+                var: "WIZ_PAGE_SIZE",
+                message: "must be 1 to 500".into(),
+            });
+        }
+        if var("WIZ_CLIENT_ID").is_some() != var("WIZ_CLIENT_SECRET").is_some() {
+            return Err(ConfigError {
+                var: if var("WIZ_CLIENT_ID").is_some() {
+                    "WIZ_CLIENT_SECRET"
+                } else {
+                    "WIZ_CLIENT_ID"
+                },
+                message: "client credentials need both WIZ_CLIENT_ID and WIZ_CLIENT_SECRET".into(),
+            });
+        }
+        Ok(Self {
+            api_url: http_url("WIZ_API_URL")?,
+            auth_url: http_url("WIZ_AUTH_URL")?,
+            client_id: var("WIZ_CLIENT_ID"),
+            client_secret: var("WIZ_CLIENT_SECRET"),
+            token: var("WIZ_TOKEN"),
+            page_size,
+        })
+    }
+}
+
 /// Everything the server reads at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,6 +168,8 @@ pub struct Config {
     pub max_streams_per_client: usize,
     /// GitHub.
     pub github: GithubEnv,
+    /// Wiz.
+    pub wiz: WizEnv,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -152,6 +231,7 @@ impl Config {
             max_streams: 256,
             max_streams_per_client: 64,
             github: GithubEnv::default(),
+            wiz: WizEnv::default(),
         }
     }
 
@@ -256,6 +336,7 @@ impl Config {
                 orgs: list(var("GITHUB_ORGS")),
                 page_size,
             },
+            wiz: WizEnv::from_env()?,
         })
     }
 }

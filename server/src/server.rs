@@ -123,6 +123,24 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
             .set_service_status("connectors.github.v1.GithubConnectorService", status)
             .await;
     }
+    #[cfg(feature = "wiz")]
+    if let Some(wiz) = &registry.wiz
+        && matches!(
+            crate::sync::Connector::availability(wiz.as_ref()),
+            Availability::Live { .. }
+        )
+    {
+        let status = match crate::sync::Connector::authenticate(wiz.as_ref()).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(connector = "wiz", %error, "authentication failed; connector not serving");
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("connectors.wiz.v1.WizConnectorService", status)
+            .await;
+    }
 }
 
 /// Starts the server.
@@ -191,6 +209,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if let Some(github) = &registry.github {
         let service = connectors_proto::github::v1::github_connector_service_server::GithubConnectorServiceServer::new(
             crate::grpc::GithubService::new(github.clone(), gate.clone()),
+        )
+        .max_decoding_message_size(max_message);
+        router = router.add_service(service);
+    }
+    #[cfg(feature = "wiz")]
+    if let Some(wiz) = &registry.wiz {
+        let service = connectors_proto::wiz::v1::wiz_connector_service_server::WizConnectorServiceServer::new(
+            crate::grpc::WizService::new(wiz.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
         router = router.add_service(service);

@@ -7,6 +7,8 @@ mod github;
 pub mod limits;
 mod registry;
 pub mod validate;
+#[cfg(feature = "wiz")]
+mod wiz;
 
 pub use errors::status_from;
 #[cfg(feature = "github")]
@@ -53,3 +55,5 @@ impl SyncGate {
         }))))
     }
 }
+#[cfg(feature = "wiz")]
+pub use wiz::WizService;

@@ -4,6 +4,8 @@
 
 #[cfg(feature = "github")]
 pub mod github;
+#[cfg(feature = "wiz")]
+pub mod wiz;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +41,9 @@ pub struct Registry {
     /// The GitHub connector, when available.
     #[cfg(feature = "github")]
     pub github: Option<Arc<github::GithubConnector>>,
+    /// The Wiz connector, when available.
+    #[cfg(feature = "wiz")]
+    pub wiz: Option<Arc<wiz::WizConnector>>,
     /// Replay servers of connectors in fixture mode, by connector id.
     pub replay: BTreeMap<&'static str, ReplayServer>,
 }
@@ -107,6 +112,7 @@ impl Registry {
     pub async fn build(config: &Config, cache: SharedCache) -> Result<Self, RegistryError> {
         let mut registry = Registry::default();
         registry.register_github(config, cache.clone()).await?;
+        registry.register_wiz(config, cache.clone()).await?;
         registry.entries.sort_by_key(|e| e.id);
         Ok(registry)
     }
@@ -229,6 +235,121 @@ impl Registry {
             service: descriptor.service,
         });
         self.github = Some(Arc::new(connector));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "wiz"))]
+    async fn register_wiz(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
+        self.entries.push(Entry {
+            id: "wiz",
+            display_name: "Wiz",
+            descriptor: None,
+            availability: Availability::Unavailable {
+                reason: "compiled without the wiz feature".into(),
+            },
+            service: "connectors.wiz.v1.WizConnectorService",
+        });
+        Ok(())
+    }
+
+    #[cfg(feature = "wiz")]
+    async fn register_wiz(&mut self, config: &Config, cache: SharedCache) -> Result<(), RegistryError> {
+        use crate::http::{UpstreamClient, UpstreamConfig};
+        use wiz::client::WizAuth;
+
+        let env = &config.wiz;
+        let auth = match (&env.client_id, &env.client_secret, &env.token) {
+            (Some(client_id), Some(client_secret), _) => Some(WizAuth::ClientCredentials {
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+            }),
+            (_, _, Some(token)) => Some(WizAuth::Token(token.clone())),
+            _ => None,
+        };
+        let needs = "set WIZ_CLIENT_ID and WIZ_CLIENT_SECRET, or WIZ_TOKEN (and WIZ_API_URL for the tenant's region)";
+        let parse = |raw: &str| url::Url::parse(raw).expect("static url");
+        let (availability, auth, api_url, auth_url, page_size) = match (config.mode, auth) {
+            (ConnectorsMode::Live | ConnectorsMode::Auto, Some(auth)) => (
+                Availability::Live {
+                    auth_mode: auth.mode().to_owned(),
+                },
+                auth,
+                env.api_url
+                    .clone()
+                    .unwrap_or_else(|| parse("https://api.us17.app.wiz.io/graphql")),
+                env.auth_url
+                    .clone()
+                    .unwrap_or_else(|| parse("https://auth.app.wiz.io/oauth/token")),
+                env.page_size.unwrap_or(500),
+            ),
+            (ConnectorsMode::Live, None) => (
+                Availability::Unavailable {
+                    reason: format!("CONNECTORS_MODE=live and no Wiz credentials: {needs}"),
+                },
+                WizAuth::None,
+                parse("http://127.0.0.1:9/graphql"),
+                parse("http://127.0.0.1:9/oauth/token"),
+                500,
+            ),
+            (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
+                let (server, fixture_config) =
+                    start_replay(&config.fixtures_dir, "wiz", ReplayOptions::default()).await?;
+                let join = |path: &str| {
+                    url::Url::parse(&format!("{}{path}", server.base_url())).map_err(|e| RegistryError::Fixtures {
+                        provider: "wiz",
+                        message: e.to_string(),
+                    })
+                };
+                let (api, token) = (join("/graphql")?, join("/oauth/token")?);
+                self.replay.insert("wiz", server);
+                (
+                    Availability::Fixture {
+                        reason: if mode == ConnectorsMode::Fixtures {
+                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+                        } else {
+                            format!("no Wiz credentials configured ({needs} to sync live)")
+                        },
+                    },
+                    WizAuth::None,
+                    api,
+                    token,
+                    fixture_config.page_size.map(u16::from).unwrap_or(500),
+                )
+            }
+        };
+        let fixture = matches!(availability, Availability::Fixture { .. });
+        let build = |base: url::Url| {
+            let mut upstream = UpstreamConfig::new(wiz::ID, base);
+            upstream.conditional_requests = false;
+            if fixture {
+                // Loopback replay: fail fast.
+                upstream.request_timeout = std::time::Duration::from_secs(5);
+                upstream.base_backoff = std::time::Duration::from_millis(20);
+                upstream.max_backoff = std::time::Duration::from_millis(200);
+            }
+            UpstreamClient::new(upstream, cache.clone())
+                .map(Arc::new)
+                .map_err(|e| RegistryError::Connector {
+                    provider: "wiz",
+                    message: e.to_string(),
+                })
+        };
+        let (api, auth_http) = (build(api_url)?, build(auth_url)?);
+        let settings = wiz::WizSettings {
+            availability: availability.clone(),
+            auth,
+            page_size,
+        };
+        let connector = wiz::WizConnector::new(settings, api, auth_http);
+        let descriptor = crate::sync::Connector::descriptor(&connector);
+        self.entries.push(Entry {
+            id: descriptor.id,
+            display_name: descriptor.display_name,
+            descriptor: Some(descriptor),
+            availability,
+            service: descriptor.service,
+        });
+        self.wiz = Some(Arc::new(connector));
         Ok(())
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, Method, Uri};
 use serde::Deserialize;
@@ -104,6 +106,15 @@ pub struct Exchange {
     pub request: RecordedRequest,
     /// What the upstream answered.
     pub response: RecordedResponse,
+    /// When set, the exchange answers only its first `times` matching
+    /// requests, ahead of exchanges without `times`; later matches fall
+    /// through to the next matching exchange (a token that expires, a 429
+    /// answered once).
+    #[serde(default)]
+    pub times: Option<u64>,
+    /// Matches answered so far (shared by clones of the set).
+    #[serde(skip)]
+    hits: Arc<AtomicU64>,
 }
 
 impl Exchange {
@@ -121,8 +132,9 @@ impl Exchange {
             .as_ref()
             .map(|b| b.to_string())
             .unwrap_or_default();
+        let times = self.times.map(|n| format!(" times={n}")).unwrap_or_default();
         format!(
-            "{} {}?{} [{}] {}",
+            "{} {}?{} [{}] {}{times}",
             self.request.method.to_ascii_uppercase(),
             self.request.path,
             query.join("&"),
@@ -278,13 +290,24 @@ impl FixtureSet {
         self.by_path.get_mut(path)
     }
 
-    /// The exchange answering a request.
+    /// The exchange answering a request: a matching exchange with `times`
+    /// left first (counting the answer), else the first matching one without.
     pub fn find(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<&Exchange> {
         let path = uri.path();
         let query = decode_query(uri);
-        self.by_path
-            .get(path)?
-            .iter()
-            .find(|exchange| exchange.matches(method, path, &query, headers, body))
+        let candidates = self.by_path.get(path)?;
+        let limited = candidates.iter().find(|exchange| {
+            exchange.times.is_some_and(|times| {
+                exchange.hits.load(Ordering::Relaxed) < times
+                    && exchange.matches(method, path, &query, headers, body)
+                    && exchange.hits.fetch_add(1, Ordering::Relaxed) < times
+            })
+        });
+        limited.or_else(|| {
+            candidates
+                .iter()
+                .filter(|exchange| exchange.times.is_none())
+                .find(|exchange| exchange.matches(method, path, &query, headers, body))
+        })
     }
 }

@@ -842,3 +842,50 @@ async fn shutdown_stops_serving() {
     }
     assert!(refused, "the server still accepts connections after shutdown");
 }
+
+#[tokio::test]
+async fn an_exchange_with_times_answers_its_first_matches_then_falls_through() {
+    // Listed after the unlimited exchange, and still answered first.
+    let server = start(
+        [
+            exchange(json!({
+                "request": { "method": "POST", "path": "/oauth/token" },
+                "response": { "status": 200, "body": { "access_token": "b" } }
+            })),
+            exchange(json!({
+                "times": 2,
+                "request": { "method": "POST", "path": "/oauth/token" },
+                "response": { "status": 200, "body": { "access_token": "a" } }
+            })),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        let response = http()
+            .post(format!("{}/oauth/token", server.base_url()))
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .expect("send request");
+        assert_eq!(response.status(), 200);
+        tokens.push(json_of(response).await["access_token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(tokens, ["a", "a", "b", "b"]);
+    // A request the limited exchange does not match does not use up its answers.
+    assert_eq!(get(&server, "/oauth/token").await.status(), 404);
+    assert_eq!(server.stats().unmatched(), 1);
+}
+
+#[test]
+fn times_is_part_of_an_exchange_identity() {
+    let limited = exchange(json!({
+        "times": 1,
+        "request": { "path": "/a" },
+        "response": { "status": 429 }
+    }));
+    let recorded = exchange(json!({ "request": { "path": "/a" }, "response": { "status": 200 } }));
+    let set = set_of([recorded, limited]);
+    assert_eq!(set.len(), 2, "an exchange with times does not replace the recorded one");
+}

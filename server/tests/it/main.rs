@@ -8,3 +8,4 @@ mod registry;
 mod security;
 mod shutdown;
 mod support;
+mod wiz;
