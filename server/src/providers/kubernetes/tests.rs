@@ -1,0 +1,1 @@
+//! Mapping tests of the Kubernetes connector.
