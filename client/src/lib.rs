@@ -121,7 +121,9 @@ pub type GithubClient = GithubConnectorServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.kubernetes.v1.KubernetesConnectorService`.
 pub type KubernetesClient =
-    connectors_proto::kubernetes::v1::kubernetes_connector_service_client::KubernetesConnectorServiceClient<AuthChannel>;
+    connectors_proto::kubernetes::v1::kubernetes_connector_service_client::KubernetesConnectorServiceClient<
+        AuthChannel,
+    >;
 
 /// A client of the connectors service.
 ///

@@ -76,8 +76,7 @@ impl Harness for Kubernetes {
     }
 
     fn expected_change() -> (Vec<String>, Vec<String>) {
-        let text =
-            std::fs::read_to_string(fixtures_root().join("kubernetes/scenarios/changed/expected.json")).unwrap();
+        let text = std::fs::read_to_string(fixtures_root().join("kubernetes/scenarios/changed/expected.json")).unwrap();
         let expected: Expected = serde_json::from_str(&text).unwrap();
         (expected.upserts, expected.deletions)
     }
@@ -249,7 +248,10 @@ async fn workloads_carry_images_digests_owners_replicas_and_phase() {
         );
         assert_eq!(pod.images.len(), 2);
         for image in &pod.images {
-            assert!(image.digest.starts_with("sha256:") && image.digest.len() == 71, "{image:?}");
+            assert!(
+                image.digest.starts_with("sha256:") && image.digest.len() == 71,
+                "{image:?}"
+            );
         }
     }
     // A pending pod: not ready, no digest yet. A Job's pod: no Deployment owner.
@@ -272,8 +274,18 @@ async fn workloads_carry_images_digests_owners_replicas_and_phase() {
             _ => None,
         })
         .unwrap();
-    let keys: Vec<&str> = first.entity.as_ref().unwrap().labels.iter().map(|l| l.key.as_str()).collect();
-    assert_eq!(keys, vec!["app.kubernetes.io/name", "app.kubernetes.io/part-of", "tier"]);
+    let keys: Vec<&str> = first
+        .entity
+        .as_ref()
+        .unwrap()
+        .labels
+        .iter()
+        .map(|l| l.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["app.kubernetes.io/name", "app.kubernetes.io/part-of", "tier"]
+    );
     let p = first.provenance.unwrap();
     assert_eq!(p.source, "context:prod-eu");
     assert_eq!(p.operation, "apps/v1/deployments.list");
@@ -310,7 +322,10 @@ async fn namespaces_and_label_selectors_narrow_the_lists() {
             .map(|p| urn("prod-eu", p, "pod")),
     );
     assert_eq!(expected.len(), 2 + 6);
-    assert_eq!(upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(), expected);
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        expected
+    );
     assert_eq!(
         scope_statuses(&events).into_iter().map(|(s, _)| s).collect::<Vec<_>>(),
         vec!["namespace:prod-eu/payments"]
@@ -330,7 +345,10 @@ async fn namespaces_and_label_selectors_narrow_the_lists() {
     .await;
     let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
     assert_eq!(got.len(), 1 + 3);
-    assert_eq!(got[0], "urn:connectors:kubernetes:workload:prod-eu/storefront/deployment/web");
+    assert_eq!(
+        got[0],
+        "urn:connectors:kubernetes:workload:prod-eu/storefront/deployment/web"
+    );
     assert_eq!(server.unmatched("kubernetes"), Vec::<String>::new());
 }
 
@@ -385,7 +403,10 @@ async fn live_mode_uses_the_kubeconfig_context_server_and_token() {
     for exchange in fixtures.exchanges() {
         if exchange.request.path.starts_with("/clusters/staging-us/") {
             let mut exchange = exchange.clone();
-            exchange.request.path = exchange.request.path.replace("/clusters/staging-us/", "/k8s/clusters/c-7xk2p/");
+            exchange.request.path = exchange
+                .request
+                .path
+                .replace("/clusters/staging-us/", "/k8s/clusters/c-7xk2p/");
             exchange
                 .request
                 .headers
@@ -417,7 +438,10 @@ async fn live_mode_uses_the_kubeconfig_context_server_and_token() {
     assert!(s.complete, "{:?}", scope_statuses(&events));
     let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
     assert_eq!(got.len(), 14);
-    assert!(got.iter().all(|u| u.starts_with("urn:connectors:kubernetes:workload:rancher-staging/")));
+    assert!(
+        got.iter()
+            .all(|u| u.starts_with("urn:connectors:kubernetes:workload:rancher-staging/"))
+    );
     // Only the start-up credential check (GET /version) may be unmatched.
     let unmatched: Vec<String> = upstream
         .unmatched_requests()

@@ -143,7 +143,11 @@ pub fn cluster(
     upstream.client_identity = identity(&config)?;
     upstream.accept_invalid_certs = config.accept_invalid_certs;
     if config.accept_invalid_certs {
-        tracing::warn!(connector = super::ID, context = name, "insecure-skip-tls-verify is set: the server certificate is not verified");
+        tracing::warn!(
+            connector = super::ID,
+            context = name,
+            "insecure-skip-tls-verify is set: the server certificate is not verified"
+        );
     }
     if tuning.fixture {
         upstream.request_timeout = Duration::from_secs(5);
@@ -196,7 +200,8 @@ pub fn read_kubeconfig(paths: &str) -> Result<Kubeconfig, ClusterError> {
         if path.as_os_str().is_empty() {
             continue;
         }
-        let config = Kubeconfig::read_from(&path).map_err(|e| ClusterError::Kubeconfig(format!("{}: {e}", path.display())))?;
+        let config =
+            Kubeconfig::read_from(&path).map_err(|e| ClusterError::Kubeconfig(format!("{}: {e}", path.display())))?;
         merged = Some(match merged {
             Some(m) => m.merge(config).map_err(|e| ClusterError::Kubeconfig(e.to_string()))?,
             None => config,

@@ -105,8 +105,7 @@ impl Phase {
             if t.is_empty() {
                 Some(None)
             } else if t.len() <= 4096
-                && t
-                    .bytes()
+                && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'+' | b'/' | b'.'))
             {
                 Some(Some(t.to_owned()))
@@ -183,14 +182,9 @@ pub fn deployment_entity(context: &str, deployment: &Deployment) -> Entity {
     let meta = &deployment.metadata;
     let namespace = meta.namespace.clone().unwrap_or_default();
     let name = meta.name.clone().unwrap_or_default();
-    let pod_spec = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref());
+    let pod_spec = deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref());
     let containers = pod_spec.map(|p| p.containers.as_slice()).unwrap_or_default();
-    let init = pod_spec
-        .and_then(|p| p.init_containers.as_deref())
-        .unwrap_or_default();
+    let init = pod_spec.and_then(|p| p.init_containers.as_deref()).unwrap_or_default();
     let status = deployment.status.as_ref();
     let condition = |kind: &str| {
         status
@@ -251,10 +245,12 @@ pub fn pod_entity(context: &str, pod: &Pod) -> Entity {
     let name = meta.name.clone().unwrap_or_default();
     let spec = pod.spec.as_ref();
     let status = pod.status.as_ref();
-    let mut statuses: Vec<ContainerStatus> = status
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    statuses.extend(status.and_then(|s| s.init_container_statuses.clone()).unwrap_or_default());
+    let mut statuses: Vec<ContainerStatus> = status.and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+    statuses.extend(
+        status
+            .and_then(|s| s.init_container_statuses.clone())
+            .unwrap_or_default(),
+    );
     let ready = status
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
@@ -451,11 +447,13 @@ impl Connector for KubernetesConnector {
     async fn authenticate(&self) -> Result<(), SyncError> {
         for cluster in self.clusters.values() {
             // Cheap and allowed for every authenticated user: the server version.
-            cluster
-                .client
-                .apiserver_version()
-                .await
-                .map_err(|e| SyncError::UpstreamUnauthenticated(format!("context {}: GET /version failed: {}", cluster.name, short(&e))))?;
+            cluster.client.apiserver_version().await.map_err(|e| {
+                SyncError::UpstreamUnauthenticated(format!(
+                    "context {}: GET /version failed: {}",
+                    cluster.name,
+                    short(&e)
+                ))
+            })?;
         }
         Ok(())
     }
@@ -526,9 +524,10 @@ impl Connector for KubernetesConnector {
                 ))));
             }
         };
-        let cluster = self.clusters.get(context).ok_or_else(|| {
-            ScopeError::Fatal(SyncError::Internal(format!("context {context} is not configured")))
-        })?;
+        let cluster = self
+            .clusters
+            .get(context)
+            .ok_or_else(|| ScopeError::Fatal(SyncError::Internal(format!("context {context} is not configured"))))?;
         self.sync_cluster(request, cluster, namespace, ctx).await
     }
 }
