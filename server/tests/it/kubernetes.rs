@@ -451,3 +451,65 @@ async fn live_mode_uses_the_kubeconfig_context_server_and_token() {
     assert_eq!(unmatched, Vec::<String>::new());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A 403 `Status` from the API server (RBAC) fails that context's scope with
+/// UPSTREAM_PERMISSION_DENIED; the other context is synced and the summary is
+/// incomplete.
+#[tokio::test]
+async fn a_forbidden_cluster_is_a_failed_scope_and_the_others_are_synced() {
+    let root = fixtures_root();
+    let mut set = FixtureSet::default();
+    for exchange in FixtureSet::load_provider(&root, "kubernetes").unwrap().exchanges() {
+        if exchange.request.path.starts_with("/clusters/staging-us/") {
+            set.insert(exchange.clone());
+        }
+    }
+    let forbidden: connectors_server::replay::Exchange = serde_json::from_value(serde_json::json!({
+        "request": {"method": "GET", "path": "/clusters/prod-eu/apis/apps/v1/deployments", "query": {"limit": "3"}},
+        "response": {"status": 403, "headers": {"content-type": "application/json"}, "body": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "deployments.apps is forbidden: User \"system:serviceaccount:connectors:connectors-server\" cannot list resource \"deployments\" in API group \"apps\" at the cluster scope",
+            "reason": "Forbidden", "details": {"group": "apps", "kind": "deployments"}, "code": 403}}
+    }))
+    .unwrap();
+    set.insert(forbidden);
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("kubeconfig-forbidden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config");
+    let text = std::fs::read_to_string(root.join("kubernetes/kubeconfig.yaml"))
+        .unwrap()
+        .replace("{{base_url}}", upstream.base_url());
+    std::fs::write(&path, text).unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.kubernetes.kubeconfig = Some(path.display().to_string());
+    config.kubernetes.contexts = vec!["prod-eu".into(), "staging-us".into()];
+    config.kubernetes.page_size = Some(3);
+    let server = TestServer::with_config(config).await;
+    let events = collect(open(&server, request(full())).await).await;
+    let statuses: Vec<(String, String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) => Some((s.scope.clone(), s.reason.clone(), s.error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(statuses[0].0, "context:prod-eu");
+    assert_eq!(statuses[0].1, "UPSTREAM_PERMISSION_DENIED");
+    assert!(
+        statuses[0]
+            .2
+            .starts_with("deployments of prod-eu: kubernetes answered 403 Forbidden: "),
+        "{}",
+        statuses[0].2
+    );
+    assert_eq!(
+        (statuses[1].0.as_str(), statuses[1].1.as_str()),
+        ("context:staging-us", "")
+    );
+    assert_eq!(upserts(&events).len(), 14);
+    assert!(!summary(&events).complete);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -297,6 +297,12 @@ fn scope_error(error: kube::Error, what: &str) -> ScopeError {
         };
     }
     match &error {
+        // kube fills in a Status for any error body; code 0 means the body
+        // was JSON but not a Kubernetes Status (not an API server answering).
+        kube::Error::Api(status) if status.code == 0 => ScopeError::Failed {
+            reason: "UPSTREAM_ERROR",
+            message: format!("{what}: the upstream answered an error that is not a kubernetes status"),
+        },
         kube::Error::Api(status) => {
             let message = format!(
                 "{what}: kubernetes answered {} {}: {}",
