@@ -513,3 +513,70 @@ async fn a_forbidden_cluster_is_a_failed_scope_and_the_others_are_synced() {
     assert!(!summary(&events).complete);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Resuming from a checkpoint whose continue token has expired (410 Gone)
+/// lists that kind again from its first page (which hands out a fresh
+/// token): the resumed stream sends what the broken one had not, without
+/// duplicates.
+#[tokio::test]
+async fn an_expired_continue_token_on_resume_relists_without_duplicates() {
+    let server = TestServer::start().await;
+    let reference = upserts(&collect(open(&server, request(full())).await).await);
+    let mut stream = open(&server, request(full())).await.unwrap();
+    let mut before = Vec::new();
+    let token = loop {
+        let event = futures::StreamExt::next(&mut stream).await.unwrap().unwrap();
+        if let Some(Event::Checkpoint(c)) = &event.event {
+            break c.token.clone();
+        }
+        before.push(event);
+    };
+    drop(stream);
+    assert_eq!(
+        upserts(&before).len(),
+        3,
+        "the checkpoint follows the first deployments page"
+    );
+    // The API server compacted: the old continue token is 410 Gone, and a
+    // new list hands out a new one.
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "kubernetes").unwrap();
+    let fresh = "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6NDEwOTk5OSwic3RhcnQiOiJwYXltZW50cy9hcGlcdTAwMDAifQ";
+    let exchanges = set.exchanges_mut("/clusters/prod-eu/apis/apps/v1/deployments").unwrap();
+    let mut expired = None;
+    for exchange in exchanges.iter_mut() {
+        match exchange.request.query.get("continue").cloned() {
+            Some(old) => {
+                expired = Some((exchange.clone(), old));
+                exchange.request.query.insert("continue".into(), fresh.into());
+            }
+            None if !exchange.request.query.contains_key("labelSelector") => {
+                let body = exchange.response.body.as_mut().unwrap();
+                body["metadata"]["continue"] = fresh.into();
+            }
+            None => {}
+        }
+    }
+    let (mut gone, old) = expired.unwrap();
+    gone.request.query.insert("continue".into(), old);
+    gone.response.status = 410;
+    gone.response.body = Some(serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        "reason": "Expired", "code": 410
+    }));
+    set.insert(gone);
+    let replay = server.server.replay("kubernetes").unwrap();
+    replay.set_fixtures(set);
+    let mut options = full();
+    options.checkpoint = token;
+    let after = collect(open(&server, request(options)).await).await;
+    assert!(summary(&after).complete, "{:?}", scope_statuses(&after));
+    let mut combined = upserts(&before);
+    combined.extend(upserts(&after));
+    assert_eq!(
+        combined, reference,
+        "before + after = an unbroken sync, without duplicates"
+    );
+    assert_eq!(server.unmatched("kubernetes"), Vec::<String>::new());
+}

@@ -322,7 +322,7 @@ fn scope_error(error: kube::Error, what: &str) -> ScopeError {
                 },
                 410 => ScopeError::Failed {
                     reason: "UPSTREAM_CONTINUE_EXPIRED",
-                    message: format!("{message} (the list continue token expired: start a new sync)"),
+                    message: format!("{message} (continue tokens kept expiring: sync again)"),
                 },
                 _ => ScopeError::Failed {
                     reason: "UPSTREAM_ERROR",
@@ -339,6 +339,13 @@ fn scope_error(error: kube::Error, what: &str) -> ScopeError {
             message: format!("{what}: request failed"),
         },
     }
+}
+
+/// Relists after an expired continue token at most this often per scope.
+const MAX_RESTARTS: u32 = 2;
+
+fn is_gone(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 410)
 }
 
 fn short(error: &kube::Error) -> String {
@@ -393,16 +400,29 @@ impl KubernetesConnector {
             Some(ns) => Api::namespaced(cluster.client.clone(), ns),
             None => Api::all(cluster.client.clone()),
         };
+        // Continue tokens expire with etcd compaction (about 5 minutes): a 410
+        // on a continued page restarts that listing from its first page, as
+        // the API documents; entities already pushed are not sent again.
+        let mut restarts = 0;
         loop {
             if ctx.is_cancelled() {
                 return Err(ScopeError::Cancelled);
             }
             let next = match &phase {
                 Phase::Deployments(token) => {
-                    let page: ObjectList<Deployment> = deployments
+                    let page: ObjectList<Deployment> = match deployments
                         .list(&self.list_params(request, token.clone(), false))
                         .await
-                        .map_err(|e| scope_error(e, &format!("deployments of {where_}")))?;
+                    {
+                        Ok(page) => page,
+                        Err(error) if token.is_some() && is_gone(&error) && restarts < MAX_RESTARTS => {
+                            restarts += 1;
+                            tracing::info!(connector = ID, scope = %where_, "continue token expired; listing deployments again");
+                            phase = Phase::Deployments(None);
+                            continue;
+                        }
+                        Err(error) => return Err(scope_error(error, &format!("deployments of {where_}"))),
+                    };
                     for deployment in &page.items {
                         let version = deployment.metadata.resource_version.clone().unwrap_or_default();
                         ctx.upsert(
@@ -417,10 +437,16 @@ impl KubernetesConnector {
                     }
                 }
                 Phase::Pods(token) => {
-                    let page: ObjectList<Pod> = pods
-                        .list(&self.list_params(request, token.clone(), true))
-                        .await
-                        .map_err(|e| scope_error(e, &format!("pods of {where_}")))?;
+                    let page: ObjectList<Pod> = match pods.list(&self.list_params(request, token.clone(), true)).await {
+                        Ok(page) => page,
+                        Err(error) if token.is_some() && is_gone(&error) && restarts < MAX_RESTARTS => {
+                            restarts += 1;
+                            tracing::info!(connector = ID, scope = %where_, "continue token expired; listing pods again");
+                            phase = Phase::Pods(None);
+                            continue;
+                        }
+                        Err(error) => return Err(scope_error(error, &format!("pods of {where_}"))),
+                    };
                     for pod in &page.items {
                         let version = pod.metadata.resource_version.clone().unwrap_or_default();
                         ctx.upsert(pod_entity(&cluster.name, pod), UpsertMeta::new("v1/pods.list", version))
