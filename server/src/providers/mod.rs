@@ -284,11 +284,13 @@ impl Registry {
                     ),
                 };
                 let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-                let defaults = if env.contexts.is_empty() {
+                let mut defaults: Vec<String> = if env.contexts.is_empty() {
                     current.into_iter().collect()
                 } else {
                     env.contexts.clone()
                 };
+                let mut seen = std::collections::BTreeSet::new();
+                defaults.retain(|c| seen.insert(c.clone()));
                 if let Some(unknown) = defaults.iter().find(|c| !names.contains(&c.as_str())) {
                     return Err(error(format!(
                         "KUBERNETES_CONTEXTS names {unknown:?}, which is not a context of the kubeconfig"
