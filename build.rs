@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/connectors/v1/registry.proto",
     "proto/connectors/github/v1/github.proto",
     "proto/connectors/wiz/v1/wiz.proto",
+    "proto/connectors/kubernetes/v1/kubernetes.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

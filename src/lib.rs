@@ -31,3 +31,12 @@ pub mod wiz {
         include!(concat!(env!("OUT_DIR"), "/connectors.wiz.v1.serde.rs"));
     }
 }
+
+/// `connectors.kubernetes.v1`: the Kubernetes connector service.
+pub mod kubernetes {
+    /// Version 1 of the Kubernetes connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.kubernetes.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.kubernetes.v1.serde.rs"));
+    }
+}

@@ -63,7 +63,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use connectors_proto::v1::SyncEvent;
-pub use connectors_proto::{github, v1, wiz};
+pub use connectors_proto::{github, kubernetes, v1, wiz};
 pub use error::{Error, code_name};
 pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
 
@@ -122,6 +122,11 @@ pub type GithubClient = GithubConnectorServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.wiz.v1.WizConnectorService`.
 pub type WizClient = WizConnectorServiceClient<AuthChannel>;
+/// The generated client of `connectors.kubernetes.v1.KubernetesConnectorService`.
+pub type KubernetesClient =
+    connectors_proto::kubernetes::v1::kubernetes_connector_service_client::KubernetesConnectorServiceClient<
+        AuthChannel,
+    >;
 
 /// A client of the connectors service.
 ///
@@ -197,6 +202,12 @@ impl ConnectorsClient {
     /// without resuming).
     pub fn wiz(&self) -> WizClient {
         WizConnectorServiceClient::new(self.auth_channel())
+    }
+
+    /// The typed client of the Kubernetes connector service (single `Sync`
+    /// calls, without resuming).
+    pub fn kubernetes(&self) -> KubernetesClient {
+        KubernetesClient::new(self.auth_channel())
     }
 
     /// Lists the connectors the server runs, sorted by id.

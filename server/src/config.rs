@@ -64,6 +64,20 @@ impl std::fmt::Debug for GithubEnv {
     }
 }
 
+/// Kubernetes settings from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct KubernetesEnv {
+    /// `KUBECONFIG`: kubeconfig paths (separated like `PATH`), merged as kubectl does.
+    pub kubeconfig: Option<String>,
+    /// The in-cluster service account is present (`KUBERNETES_SERVICE_HOST`
+    /// and the mounted token); used when `KUBECONFIG` is unset.
+    pub in_cluster: bool,
+    /// `KUBERNETES_CONTEXTS`: contexts synced when a request names none.
+    pub contexts: Vec<String>,
+    /// `KUBERNETES_PAGE_SIZE`: objects per list page (1 to 5000).
+    pub page_size: Option<u32>,
+}
+
 /// Wiz settings from the environment.
 #[derive(Clone, Default)]
 pub struct WizEnv {
@@ -170,6 +184,8 @@ pub struct Config {
     pub github: GithubEnv,
     /// Wiz.
     pub wiz: WizEnv,
+    /// Kubernetes.
+    pub kubernetes: KubernetesEnv,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -232,6 +248,7 @@ impl Config {
             max_streams_per_client: 64,
             github: GithubEnv::default(),
             wiz: WizEnv::default(),
+            kubernetes: KubernetesEnv::default(),
         }
     }
 
@@ -304,6 +321,13 @@ impl Config {
             }
             other => other,
         };
+        let kube_page_size: Option<u32> = parse("KUBERNETES_PAGE_SIZE")?;
+        if kube_page_size.is_some_and(|p| p == 0 || p > 5000) {
+            return Err(ConfigError {
+                var: "KUBERNETES_PAGE_SIZE",
+                message: "must be 1 to 5000".into(),
+            });
+        }
         Ok(Self {
             listen: parse("CONNECTORS_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
             metrics_listen,
@@ -335,6 +359,13 @@ impl Config {
                 app_private_key,
                 orgs: list(var("GITHUB_ORGS")),
                 page_size,
+            },
+            kubernetes: KubernetesEnv {
+                kubeconfig: var("KUBECONFIG"),
+                in_cluster: var("KUBERNETES_SERVICE_HOST").is_some()
+                    && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists(),
+                contexts: list(var("KUBERNETES_CONTEXTS")),
+                page_size: kube_page_size,
             },
             wiz: WizEnv::from_env()?,
         })

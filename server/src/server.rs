@@ -123,6 +123,24 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
             .set_service_status("connectors.github.v1.GithubConnectorService", status)
             .await;
     }
+    #[cfg(feature = "kubernetes")]
+    if let Some(kubernetes) = &registry.kubernetes
+        && matches!(
+            crate::sync::Connector::availability(kubernetes.as_ref()),
+            Availability::Live { .. }
+        )
+    {
+        let status = match crate::sync::Connector::authenticate(kubernetes.as_ref()).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(connector = "kubernetes", %error, "authentication failed; connector not serving");
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("connectors.kubernetes.v1.KubernetesConnectorService", status)
+            .await;
+    }
     #[cfg(feature = "wiz")]
     if let Some(wiz) = &registry.wiz
         && matches!(
@@ -211,6 +229,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             crate::grpc::GithubService::new(github.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
+        router = router.add_service(service);
+    }
+    #[cfg(feature = "kubernetes")]
+    if let Some(kubernetes) = &registry.kubernetes {
+        let service =
+            connectors_proto::kubernetes::v1::kubernetes_connector_service_server::KubernetesConnectorServiceServer::new(
+                crate::grpc::KubernetesService::new(kubernetes.clone(), gate.clone()),
+            )
+            .max_decoding_message_size(max_message);
         router = router.add_service(service);
     }
     #[cfg(feature = "wiz")]

@@ -4,6 +4,8 @@ pub mod auth;
 mod errors;
 #[cfg(feature = "github")]
 mod github;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 pub mod limits;
 mod registry;
 pub mod validate;
@@ -13,6 +15,8 @@ mod wiz;
 pub use errors::status_from;
 #[cfg(feature = "github")]
 pub use github::GithubService;
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::KubernetesService;
 pub use registry::RegistryApi;
 
 use std::pin::Pin;

@@ -57,6 +57,25 @@ pub struct UpstreamConfig {
     /// instead of the `Authorization` header, so that short-lived tokens
     /// (GitHub App installation tokens rotate hourly) keep their entries.
     pub credential_id: Option<String>,
+    /// Extra trust anchors (DER) beside the public and system roots, for an
+    /// upstream with a private CA (a Kubernetes cluster's CA).
+    pub extra_root_certificates: Vec<Vec<u8>>,
+    /// A TLS client identity (PEM certificate chain and private key), for
+    /// upstreams that authenticate clients by certificate (kubeconfig users).
+    pub client_identity: Option<ClientIdentity>,
+    /// Skip server certificate verification (a kubeconfig's
+    /// `insecure-skip-tls-verify`); logged as a warning when used.
+    pub accept_invalid_certs: bool,
+}
+
+/// A PEM client certificate chain and key; never printed.
+#[derive(Clone)]
+pub struct ClientIdentity(pub Vec<u8>);
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity(<redacted>)")
+    }
 }
 
 impl UpstreamConfig {
@@ -74,6 +93,9 @@ impl UpstreamConfig {
             conditional_requests: true,
             cache_ttl: Duration::from_secs(7 * 24 * 3600),
             credential_id: None,
+            extra_root_certificates: Vec::new(),
+            client_identity: None,
+            accept_invalid_certs: false,
         }
     }
 }
@@ -171,11 +193,25 @@ impl std::fmt::Debug for UpstreamClient {
 impl UpstreamClient {
     /// A client with its own connection pool.
     pub fn new(config: UpstreamConfig, cache: SharedCache) -> Result<Self, UpstreamError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(config.concurrency)
+            .pool_max_idle_per_host(config.concurrency);
+        for der in &config.extra_root_certificates {
+            let certificate = reqwest::Certificate::from_der(der)
+                .map_err(|error| UpstreamError::InvalidRequest(format!("ca certificate: {error}")))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        if let Some(identity) = &config.client_identity {
+            let identity = reqwest::Identity::from_pem(&identity.0)
+                .map_err(|error| UpstreamError::InvalidRequest(format!("client certificate: {error}")))?;
+            builder = builder.identity(identity);
+        }
+        if config.accept_invalid_certs {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder
             .build()
             .map_err(|error| UpstreamError::InvalidRequest(error.to_string()))?;
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));

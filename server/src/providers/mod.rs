@@ -4,6 +4,8 @@
 
 #[cfg(feature = "github")]
 pub mod github;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 #[cfg(feature = "wiz")]
 pub mod wiz;
 
@@ -41,6 +43,9 @@ pub struct Registry {
     /// The GitHub connector, when available.
     #[cfg(feature = "github")]
     pub github: Option<Arc<github::GithubConnector>>,
+    /// The Kubernetes connector, when available.
+    #[cfg(feature = "kubernetes")]
+    pub kubernetes: Option<Arc<kubernetes::KubernetesConnector>>,
     /// The Wiz connector, when available.
     #[cfg(feature = "wiz")]
     pub wiz: Option<Arc<wiz::WizConnector>>,
@@ -57,6 +62,9 @@ pub struct FixtureConfig {
     /// Page size the fixtures were recorded with.
     #[serde(default)]
     pub page_size: Option<u8>,
+    /// The default scope in fixture mode (Kubernetes contexts).
+    #[serde(default)]
+    pub default_contexts: Vec<String>,
 }
 
 /// Errors building the registry.
@@ -112,6 +120,7 @@ impl Registry {
     pub async fn build(config: &Config, cache: SharedCache) -> Result<Self, RegistryError> {
         let mut registry = Registry::default();
         registry.register_github(config, cache.clone()).await?;
+        registry.register_kubernetes(config, cache.clone()).await?;
         registry.register_wiz(config, cache.clone()).await?;
         registry.entries.sort_by_key(|e| e.id);
         Ok(registry)
@@ -235,6 +244,129 @@ impl Registry {
             service: descriptor.service,
         });
         self.github = Some(Arc::new(connector));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "kubernetes"))]
+    async fn register_kubernetes(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
+        self.entries.push(Entry {
+            id: "kubernetes",
+            display_name: "Kubernetes",
+            descriptor: None,
+            availability: Availability::Unavailable {
+                reason: "compiled without the kubernetes feature".into(),
+            },
+            service: "connectors.kubernetes.v1.KubernetesConnectorService",
+        });
+        Ok(())
+    }
+
+    #[cfg(feature = "kubernetes")]
+    async fn register_kubernetes(&mut self, config: &Config, cache: SharedCache) -> Result<(), RegistryError> {
+        use kubernetes::client::{self as kclient, UpstreamTuning};
+
+        let env = &config.kubernetes;
+        let error = |message: String| RegistryError::Connector {
+            provider: "kubernetes",
+            message,
+        };
+        let needs = "set KUBECONFIG, or run in a pod with a service account";
+        let credentials = env.kubeconfig.is_some() || env.in_cluster;
+        let (availability, clusters, default_contexts, page_size) = match (config.mode, credentials) {
+            (ConnectorsMode::Live | ConnectorsMode::Auto, true) => {
+                let tuning = UpstreamTuning { fixture: false };
+                let (clusters, current, auth_mode) = match &env.kubeconfig {
+                    Some(paths) => {
+                        let kubeconfig = kclient::read_kubeconfig(paths).map_err(|e| error(e.to_string()))?;
+                        let clusters = kclient::from_kubeconfig(&kubeconfig, cache.clone(), tuning)
+                            .await
+                            .map_err(|e| error(e.to_string()))?;
+                        (clusters, kubeconfig.current_context.clone(), "kubeconfig")
+                    }
+                    None => (
+                        vec![kclient::in_cluster(cache.clone()).map_err(|e| error(e.to_string()))?],
+                        Some(kclient::IN_CLUSTER.to_owned()),
+                        "in_cluster",
+                    ),
+                };
+                let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+                let mut defaults: Vec<String> = if env.contexts.is_empty() {
+                    current.into_iter().collect()
+                } else {
+                    env.contexts.clone()
+                };
+                let mut seen = std::collections::BTreeSet::new();
+                defaults.retain(|c| seen.insert(c.clone()));
+                if let Some(unknown) = defaults.iter().find(|c| !names.contains(&c.as_str())) {
+                    return Err(error(format!(
+                        "KUBERNETES_CONTEXTS names {unknown:?}, which is not a context of the kubeconfig"
+                    )));
+                }
+                (
+                    Availability::Live {
+                        auth_mode: auth_mode.to_owned(),
+                    },
+                    clusters,
+                    defaults,
+                    env.page_size.unwrap_or(500),
+                )
+            }
+            (ConnectorsMode::Live, false) => (
+                Availability::Unavailable {
+                    reason: format!("CONNECTORS_MODE=live and no Kubernetes credentials: {needs}"),
+                },
+                Vec::new(),
+                Vec::new(),
+                500,
+            ),
+            (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
+                let (server, fixture_config) =
+                    start_replay(&config.fixtures_dir, "kubernetes", ReplayOptions::default()).await?;
+                // The fixtures' kubeconfig points every context at the replay
+                // server, each under its own path prefix.
+                let path = config.fixtures_dir.join("kubernetes").join("kubeconfig.yaml");
+                let text = std::fs::read_to_string(&path).map_err(|e| RegistryError::Fixtures {
+                    provider: "kubernetes",
+                    message: format!("{}: {e}", path.display()),
+                })?;
+                let kubeconfig = kube::config::Kubeconfig::from_yaml(&text.replace("{{base_url}}", server.base_url()))
+                    .map_err(|e| RegistryError::Fixtures {
+                        provider: "kubernetes",
+                        message: format!("{}: {e}", path.display()),
+                    })?;
+                self.replay.insert("kubernetes", server);
+                let clusters = kclient::from_kubeconfig(&kubeconfig, cache.clone(), UpstreamTuning { fixture: true })
+                    .await
+                    .map_err(|e| error(e.to_string()))?;
+                (
+                    Availability::Fixture {
+                        reason: if mode == ConnectorsMode::Fixtures {
+                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+                        } else {
+                            format!("no Kubernetes credentials configured ({needs} to sync live)")
+                        },
+                    },
+                    clusters,
+                    fixture_config.default_contexts,
+                    u32::from(fixture_config.page_size.unwrap_or(100)),
+                )
+            }
+        };
+        let settings = kubernetes::KubernetesSettings {
+            availability: availability.clone(),
+            default_contexts,
+            page_size,
+        };
+        let connector = kubernetes::KubernetesConnector::new(settings, clusters);
+        let descriptor = crate::sync::Connector::descriptor(&connector);
+        self.entries.push(Entry {
+            id: descriptor.id,
+            display_name: descriptor.display_name,
+            descriptor: Some(descriptor),
+            availability,
+            service: descriptor.service,
+        });
+        self.kubernetes = Some(Arc::new(connector));
         Ok(())
     }
 

@@ -14,7 +14,7 @@ async fn list_and_get_connectors() {
     let server = TestServer::start().await;
     let listed = server.client.list_connectors().await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, vec!["github", "wiz"]);
+    assert_eq!(ids, vec!["github", "kubernetes", "wiz"]);
     let github = &listed[0];
     assert_eq!(github.service, "connectors.github.v1.GithubConnectorService");
     assert_eq!(github.availability, ConnectorAvailability::Fixture as i32);
@@ -32,6 +32,7 @@ async fn health_is_served_overall_and_per_connector_service() {
         "",
         "connectors.v1.RegistryService",
         "connectors.github.v1.GithubConnectorService",
+        "connectors.kubernetes.v1.KubernetesConnectorService",
         "connectors.wiz.v1.WizConnectorService",
     ] {
         let response = health
@@ -80,6 +81,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
     let expected = |reflection: &str| {
         vec![
             "connectors.github.v1.GithubConnectorService".to_owned(),
+            "connectors.kubernetes.v1.KubernetesConnectorService".to_owned(),
             "connectors.v1.RegistryService".to_owned(),
             "connectors.wiz.v1.WizConnectorService".to_owned(),
             "grpc.health.v1.Health".to_owned(),

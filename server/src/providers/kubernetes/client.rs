@@ -1,0 +1,241 @@
+//! Clusters: one kube `Client` per kubeconfig context (or the in-cluster
+//! service account), each over its own shared [`UpstreamClient`] whose base
+//! URL is that context's server from the server's kubeconfig.
+//!
+//! kube's own auth layer (static bearer tokens, token files re-read as they
+//! rotate, exec plugins) runs over [`TowerAdapter`]; TLS settings of the
+//! context (cluster CA, client certificate, `insecure-skip-tls-verify`) go into
+//! the upstream client's TLS configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use kube::Client;
+use kube::client::ConfigExt;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use secrecy::ExposeSecret;
+use tower::ServiceBuilder;
+
+use crate::cache::SharedCache;
+use crate::http::{ClientIdentity, TowerAdapter, UpstreamClient, UpstreamConfig};
+
+/// The name of the in-cluster "context".
+pub const IN_CLUSTER: &str = "in-cluster";
+
+/// One cluster the connector can sync.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The context name (the `cluster` of provenance and urns).
+    pub name: String,
+    /// kube over the shared upstream layer.
+    pub client: Client,
+    /// The upstream client (base URL = the context's server).
+    pub upstream: Arc<UpstreamClient>,
+    /// "bearer_token", "token_file", "exec", "client_certificate" or "none".
+    pub auth_mode: &'static str,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("server", &self.upstream.config().base_url.as_str())
+            .field("auth_mode", &self.auth_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors building clusters from configuration (no secrets in messages).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The kubeconfig could not be read or parsed.
+    #[error("KUBECONFIG: {0}")]
+    Kubeconfig(String),
+    /// A context could not be turned into a client.
+    #[error("kubeconfig context {context:?}: {message}")]
+    Context {
+        /// Context name.
+        context: String,
+        /// Cause.
+        message: String,
+    },
+    /// The in-cluster service account could not be used.
+    #[error("in-cluster service account: {0}")]
+    InCluster(String),
+}
+
+/// Settings shared by every cluster's upstream client.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTuning {
+    /// Fast timeouts and backoff for the loopback replay server.
+    pub fixture: bool,
+}
+
+fn auth_mode(config: &kube::Config) -> &'static str {
+    let auth = &config.auth_info;
+    if auth.exec.is_some() || auth.auth_provider.is_some() {
+        "exec"
+    } else if auth.token_file.is_some() {
+        "token_file"
+    } else if auth.token.is_some() {
+        "bearer_token"
+    } else if auth.client_certificate_data.is_some() || auth.client_certificate.is_some() {
+        "client_certificate"
+    } else {
+        "none"
+    }
+}
+
+/// The PEM client certificate and key of a kubeconfig user, if it has one.
+fn identity(config: &kube::Config) -> Result<Option<ClientIdentity>, String> {
+    let auth = &config.auth_info;
+    let decode = |data: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| "client certificate data is not base64".to_owned())
+    };
+    let read = |path: &str| std::fs::read(path).map_err(|e| format!("reading a client certificate file: {e}"));
+    let cert = match (&auth.client_certificate_data, &auth.client_certificate) {
+        (Some(data), _) => Some(decode(data)?),
+        (None, Some(path)) => Some(read(path)?),
+        (None, None) => None,
+    };
+    let key = match (&auth.client_key_data, &auth.client_key) {
+        (Some(data), _) => Some(decode(data.expose_secret())?),
+        (None, Some(path)) => Some(read(path)?),
+        (None, None) => None,
+    };
+    match (cert, key) {
+        (Some(mut cert), Some(key)) => {
+            cert.push(b'\n');
+            cert.extend_from_slice(&key);
+            Ok(Some(ClientIdentity(cert)))
+        }
+        (None, None) => Ok(None),
+        _ => Err("a client certificate needs both the certificate and the key".into()),
+    }
+}
+
+/// Builds one cluster from a resolved kube config.
+pub fn cluster(
+    name: &str,
+    config: kube::Config,
+    cache: SharedCache,
+    tuning: UpstreamTuning,
+) -> Result<Cluster, String> {
+    let base_url = url::Url::parse(&config.cluster_url.to_string()).map_err(|e| format!("server url: {e}"))?;
+    if !matches!(base_url.scheme(), "https" | "http") {
+        return Err("server must be an http or https url".into());
+    }
+    let mut upstream = UpstreamConfig::new(super::ID, base_url);
+    // Kubernetes lists carry no ETags: conditional requests would only cost
+    // cache writes.
+    upstream.conditional_requests = false;
+    upstream.credential_id = Some(format!("kubernetes:{name}"));
+    upstream.extra_root_certificates = config.root_cert.clone().unwrap_or_default();
+    if let Some(path) = &config.root_cert_file
+        && config.root_cert.is_none()
+    {
+        let pem = std::fs::read(path).map_err(|e| format!("reading the cluster ca file: {e}"))?;
+        upstream.extra_root_certificates = pem_to_der(&pem);
+    }
+    upstream.client_identity = identity(&config)?;
+    upstream.accept_invalid_certs = config.accept_invalid_certs;
+    if config.accept_invalid_certs {
+        tracing::warn!(
+            connector = super::ID,
+            context = name,
+            "insecure-skip-tls-verify is set: the server certificate is not verified"
+        );
+    }
+    if tuning.fixture {
+        upstream.request_timeout = Duration::from_secs(5);
+        upstream.base_backoff = Duration::from_millis(20);
+        upstream.max_backoff = Duration::from_millis(200);
+    }
+    let upstream = Arc::new(UpstreamClient::new(upstream, cache).map_err(|e| e.to_string())?);
+    let auth = config.auth_layer().map_err(|e| format!("credentials: {e}"))?;
+    let headers = config.extra_headers_layer().map_err(|e| format!("headers: {e}"))?;
+    let service = ServiceBuilder::new()
+        .layer(headers)
+        .option_layer(auth)
+        .map_err(|e: tower::BoxError| e)
+        .service(TowerAdapter::new(upstream.clone()));
+    let client = Client::new(service, config.default_namespace.clone());
+    Ok(Cluster {
+        name: name.to_owned(),
+        client,
+        upstream,
+        auth_mode: auth_mode(&config),
+    })
+}
+
+fn pem_to_der(pem: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut body = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN CERTIFICATE") {
+            inside = true;
+            body.clear();
+        } else if line.starts_with("-----END CERTIFICATE") {
+            inside = false;
+            if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&body) {
+                out.push(der);
+            }
+        } else if inside {
+            body.push_str(line);
+        }
+    }
+    out
+}
+
+/// Reads `KUBECONFIG` (a path list, merged as kubectl does).
+pub fn read_kubeconfig(paths: &str) -> Result<Kubeconfig, ClusterError> {
+    let mut merged: Option<Kubeconfig> = None;
+    for path in std::env::split_paths(paths) {
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        let config =
+            Kubeconfig::read_from(&path).map_err(|e| ClusterError::Kubeconfig(format!("{}: {e}", path.display())))?;
+        merged = Some(match merged {
+            Some(m) => m.merge(config).map_err(|e| ClusterError::Kubeconfig(e.to_string()))?,
+            None => config,
+        });
+    }
+    merged.ok_or_else(|| ClusterError::Kubeconfig("no file named".into()))
+}
+
+/// Every context of a kubeconfig as a cluster, in the kubeconfig's order.
+pub async fn from_kubeconfig(
+    kubeconfig: &Kubeconfig,
+    cache: SharedCache,
+    tuning: UpstreamTuning,
+) -> Result<Vec<Cluster>, ClusterError> {
+    let mut clusters = Vec::new();
+    for named in &kubeconfig.contexts {
+        let options = KubeConfigOptions {
+            context: Some(named.name.clone()),
+            ..Default::default()
+        };
+        let context_error = |message: String| ClusterError::Context {
+            context: named.name.clone(),
+            message,
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
+            .await
+            .map_err(|e| context_error(e.to_string()))?;
+        clusters.push(cluster(&named.name, config, cache.clone(), tuning).map_err(context_error)?);
+    }
+    Ok(clusters)
+}
+
+/// The in-cluster service account as the cluster named [`IN_CLUSTER`].
+pub fn in_cluster(cache: SharedCache) -> Result<Cluster, ClusterError> {
+    let config = kube::Config::incluster().map_err(|e| ClusterError::InCluster(e.to_string()))?;
+    cluster(IN_CLUSTER, config, cache, UpstreamTuning { fixture: false }).map_err(ClusterError::InCluster)
+}

@@ -1,0 +1,582 @@
+//! The Kubernetes connector: the conformance suite on fixtures, and the
+//! Kubernetes-specific behaviour (contexts, namespaces, selectors, owner
+//! links, request counts, live mode).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use connectors_proto::kubernetes::v1::SyncRequest;
+use connectors_proto::v1::{EntityKind, SyncEvent, SyncOptions, Workload, entity::Body, sync_event::Event};
+use connectors_server::config::{Config, ConnectorsMode};
+use connectors_server::replay::{FixtureSet, ReplayOptions, ReplayServer};
+use serde::Deserialize;
+use tonic::{Code, Status};
+
+use crate::conformance::{Harness, collect, full, incremental};
+use crate::support::{TestServer, scope_statuses, summary, upserts};
+
+fn fixtures_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+#[derive(Debug, Deserialize)]
+struct EstateCluster {
+    deployments: Vec<String>,
+    pods: Vec<String>,
+}
+
+/// fixtures/kubernetes/estate.json: context -> "namespace/name" lists.
+fn estate() -> BTreeMap<String, EstateCluster> {
+    let text = std::fs::read_to_string(fixtures_root().join("kubernetes/estate.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    upserts: Vec<String>,
+    deletions: Vec<String>,
+}
+
+pub struct Kubernetes;
+
+async fn open(server: &TestServer, request: SyncRequest) -> Result<tonic::Streaming<SyncEvent>, Status> {
+    server.client.kubernetes().sync(request).await.map(|r| r.into_inner())
+}
+
+fn request(options: SyncOptions) -> SyncRequest {
+    SyncRequest {
+        options: Some(options),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Harness for Kubernetes {
+    const ID: &'static str = "kubernetes";
+
+    async fn open(server: &TestServer, options: SyncOptions) -> Result<tonic::Streaming<SyncEvent>, Status> {
+        open(server, request(options)).await
+    }
+
+    fn expected_counts() -> Vec<(EntityKind, u64)> {
+        let total: usize = estate().values().map(|c| c.deployments.len() + c.pods.len()).sum();
+        // The estate the fixture generator wrote (fixtures/kubernetes/generate.py):
+        // 10 deployments and 24 pods in 2 clusters.
+        assert_eq!(total, 34);
+        vec![(EntityKind::Workload, total as u64)]
+    }
+
+    fn apply_change(server: &TestServer) {
+        let root = fixtures_root();
+        let mut set = FixtureSet::load_provider(&root, "kubernetes").unwrap();
+        set.overlay_dir(&root.join("kubernetes/scenarios/changed/exchanges"))
+            .unwrap();
+        server.server.replay("kubernetes").unwrap().set_fixtures(set);
+    }
+
+    fn expected_change() -> (Vec<String>, Vec<String>) {
+        let text = std::fs::read_to_string(fixtures_root().join("kubernetes/scenarios/changed/expected.json")).unwrap();
+        let expected: Expected = serde_json::from_str(&text).unwrap();
+        (expected.upserts, expected.deletions)
+    }
+
+    async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
+        let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let many: Vec<String> = (0..101).map(|i| format!("ns{i}")).collect();
+        let cases: Vec<(SyncRequest, &'static str)> = vec![
+            (
+                SyncRequest {
+                    contexts: strings(&["prod-eu", "https://evil.example.com"]),
+                    ..Default::default()
+                },
+                "contexts[1]",
+            ),
+            (
+                SyncRequest {
+                    contexts: strings(&[""]),
+                    ..Default::default()
+                },
+                "contexts[0]",
+            ),
+            (
+                SyncRequest {
+                    contexts: strings(&["prod-eu", "prod-eu"]),
+                    ..Default::default()
+                },
+                "contexts[1]",
+            ),
+            (
+                SyncRequest {
+                    namespaces: strings(&["payments", "Bad_NS"]),
+                    ..Default::default()
+                },
+                "namespaces[1]",
+            ),
+            (
+                SyncRequest {
+                    namespaces: strings(&["../kube-system"]),
+                    ..Default::default()
+                },
+                "namespaces[0]",
+            ),
+            (
+                SyncRequest {
+                    namespaces: many,
+                    ..Default::default()
+                },
+                "namespaces",
+            ),
+            (
+                SyncRequest {
+                    label_selector: "app in (web".into(),
+                    ..Default::default()
+                },
+                "label_selector",
+            ),
+            (
+                SyncRequest {
+                    label_selector: "app=web=x".into(),
+                    ..Default::default()
+                },
+                "label_selector",
+            ),
+            (
+                SyncRequest {
+                    field_selector: "status.phase".into(),
+                    ..Default::default()
+                },
+                "field_selector",
+            ),
+            (
+                SyncRequest {
+                    options: Some(SyncOptions {
+                        kinds: vec![EntityKind::Repository as i32],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "options.kinds[0]",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (request, field) in cases {
+            out.push((open(server, request).await, field));
+        }
+        out
+    }
+}
+
+crate::conformance_suite!(conformance, crate::kubernetes::Kubernetes);
+
+fn workloads(events: &[SyncEvent]) -> Vec<(String, Workload)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => match &u.entity.as_ref()?.body {
+                Some(Body::Workload(w)) => Some((u.entity.as_ref()?.urn.clone(), w.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn urn(context: &str, namespace_name: &str, kind: &str) -> String {
+    let (ns, name) = namespace_name.split_once('/').unwrap();
+    format!("urn:connectors:kubernetes:workload:{context}/{ns}/{kind}/{name}")
+}
+
+#[tokio::test]
+async fn full_sync_lists_deployments_then_pods_per_context_in_api_order() {
+    let server = TestServer::start().await;
+    let events = collect(open(&server, request(full())).await).await;
+    let mut expected = Vec::new();
+    for (context, cluster) in estate() {
+        expected.extend(cluster.deployments.iter().map(|d| urn(&context, d, "deployment")));
+        expected.extend(cluster.pods.iter().map(|p| urn(&context, p, "pod")));
+    }
+    let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        scope_statuses(&events).into_iter().map(|(s, _)| s).collect::<Vec<_>>(),
+        vec!["context:prod-eu", "context:staging-us"]
+    );
+    // prod-eu: 6 deployments (2 pages of 3), 14 pods (5 pages);
+    // staging-us: 4 deployments (2 pages), 10 pods (4 pages).
+    assert_eq!(summary(&events).upstream_requests, 2 + 5 + 2 + 4);
+    assert_eq!(server.unmatched("kubernetes"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn workloads_carry_images_digests_owners_replicas_and_phase() {
+    let server = TestServer::start().await;
+    let events = collect(open(&server, request(full())).await).await;
+    let all: BTreeMap<String, Workload> = workloads(&events).into_iter().collect();
+    let api = &all["urn:connectors:kubernetes:workload:prod-eu/payments/deployment/api"];
+    assert_eq!(api.workload_type, "Deployment");
+    assert_eq!(api.cluster, "prod-eu");
+    assert_eq!(api.namespace, "payments");
+    assert_eq!((api.desired_replicas, api.ready_replicas), (3, 3));
+    assert_eq!(api.status, "Available");
+    let images: Vec<(&str, &str, &str)> = api
+        .images
+        .iter()
+        .map(|i| (i.container.as_str(), i.image.as_str(), i.digest.as_str()))
+        .collect();
+    assert_eq!(
+        images,
+        vec![
+            ("api", "registry.example.com/payments/api:1.4.2", ""),
+            ("envoy", "docker.io/envoyproxy/envoy:v1.30.2", "")
+        ]
+    );
+    // Pods of the deployment: owner link through the ReplicaSet, digests from status.
+    let api_pods: Vec<&Workload> = all
+        .iter()
+        .filter(|(u, _)| u.starts_with("urn:connectors:kubernetes:workload:prod-eu/payments/pod/api-"))
+        .map(|(_, w)| w)
+        .collect();
+    assert_eq!(api_pods.len(), 3);
+    for pod in api_pods {
+        assert_eq!(pod.workload_type, "Pod");
+        assert_eq!(pod.status, "Running");
+        assert_eq!((pod.desired_replicas, pod.ready_replicas), (1, 1));
+        assert_eq!(
+            pod.owner_urns,
+            vec!["urn:connectors:kubernetes:workload:prod-eu/payments/deployment/api"]
+        );
+        assert_eq!(pod.images.len(), 2);
+        for image in &pod.images {
+            assert!(
+                image.digest.starts_with("sha256:") && image.digest.len() == 71,
+                "{image:?}"
+            );
+        }
+    }
+    // A pending pod: not ready, no digest yet. A Job's pod: no Deployment owner.
+    let pending: Vec<&Workload> = all.values().filter(|w| w.status == "Pending").collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].ready_replicas, 0);
+    assert_eq!(pending[0].images[0].digest, "");
+    let job_pod = all
+        .iter()
+        .find(|(u, _)| u.contains("/pod/nightly-reconcile-"))
+        .map(|(_, w)| w)
+        .unwrap();
+    assert_eq!(job_pod.status, "Succeeded");
+    assert!(job_pod.owner_urns.is_empty());
+    // Labels are sorted and provenance carries the resourceVersion.
+    let first = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => Some(u.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let keys: Vec<&str> = first
+        .entity
+        .as_ref()
+        .unwrap()
+        .labels
+        .iter()
+        .map(|l| l.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["app.kubernetes.io/name", "app.kubernetes.io/part-of", "tier"]
+    );
+    let p = first.provenance.unwrap();
+    assert_eq!(p.source, "context:prod-eu");
+    assert_eq!(p.operation, "apps/v1/deployments.list");
+    assert!(p.upstream_version.parse::<u64>().is_ok(), "{}", p.upstream_version);
+}
+
+#[tokio::test]
+async fn namespaces_and_label_selectors_narrow_the_lists() {
+    let server = TestServer::start().await;
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                contexts: vec!["prod-eu".into()],
+                namespaces: vec!["payments".into()],
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    let estate = estate();
+    let prod = &estate["prod-eu"];
+    let mut expected: Vec<String> = prod
+        .deployments
+        .iter()
+        .filter(|d| d.starts_with("payments/"))
+        .map(|d| urn("prod-eu", d, "deployment"))
+        .collect();
+    expected.extend(
+        prod.pods
+            .iter()
+            .filter(|p| p.starts_with("payments/"))
+            .map(|p| urn("prod-eu", p, "pod")),
+    );
+    assert_eq!(expected.len(), 2 + 6);
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(
+        scope_statuses(&events).into_iter().map(|(s, _)| s).collect::<Vec<_>>(),
+        vec!["namespace:prod-eu/payments"]
+    );
+
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                contexts: vec!["prod-eu".into()],
+                label_selector: "tier=frontend".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got.len(), 1 + 3);
+    assert_eq!(
+        got[0],
+        "urn:connectors:kubernetes:workload:prod-eu/storefront/deployment/web"
+    );
+    assert_eq!(server.unmatched("kubernetes"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_unknown_context_names_the_field_and_the_configured_contexts_only() {
+    let server = TestServer::start().await;
+    let status = open(
+        &server,
+        SyncRequest {
+            contexts: vec!["prod-eu".into(), "dev".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("unknown context");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "contexts[1]: \"dev\" is not a context configured on this server (configured: prod-eu, staging-us)"
+    );
+    assert!(!status.message().contains("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn no_change_incremental_sends_nothing_and_lists_once_more() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    let s = summary(&events);
+    assert_eq!(upserts(&events).len(), 0);
+    assert_eq!(s.upstream_requests, 13);
+    assert_eq!(s.counts.iter().map(|c| c.unchanged).sum::<u64>(), 34);
+}
+
+#[tokio::test]
+async fn live_mode_without_credentials_is_a_failed_precondition_naming_the_variables() {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    let server = TestServer::with_config(config).await;
+    let status = open(&server, request(full())).await.expect_err("not configured");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("KUBECONFIG"), "{}", status.message());
+}
+
+/// Live mode from a KUBECONFIG with a bearer token: kube-rs sends it to the
+/// context's server (with its path prefix), the request names only the context.
+#[tokio::test]
+async fn live_mode_uses_the_kubeconfig_context_server_and_token() {
+    let root = fixtures_root();
+    let mut set = FixtureSet::default();
+    let fixtures = FixtureSet::load_provider(&root, "kubernetes").unwrap();
+    for exchange in fixtures.exchanges() {
+        if exchange.request.path.starts_with("/clusters/staging-us/") {
+            let mut exchange = exchange.clone();
+            exchange.request.path = exchange
+                .request
+                .path
+                .replace("/clusters/staging-us/", "/k8s/clusters/c-7xk2p/");
+            exchange
+                .request
+                .headers
+                .insert("authorization".into(), "Bearer live-token-123".into());
+            set.insert(exchange);
+        }
+    }
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("kubeconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: rancher\n  cluster:\n    server: {}/k8s/clusters/c-7xk2p\nusers:\n- name: reader\n  user:\n    token: live-token-123\ncontexts:\n- name: rancher-staging\n  context:\n    cluster: rancher\n    user: reader\ncurrent-context: rancher-staging\n",
+            upstream.base_url()
+        ),
+    )
+    .unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.kubernetes.kubeconfig = Some(path.display().to_string());
+    config.kubernetes.page_size = Some(3);
+    let server = TestServer::with_config(config).await;
+    let listed = server.client.get_connector("kubernetes").await.unwrap();
+    assert_eq!(listed.auth_mode, "kubeconfig");
+    let events = collect(open(&server, request(full())).await).await;
+    let s = summary(&events);
+    assert!(s.complete, "{:?}", scope_statuses(&events));
+    let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got.len(), 14);
+    assert!(
+        got.iter()
+            .all(|u| u.starts_with("urn:connectors:kubernetes:workload:rancher-staging/"))
+    );
+    // Only the start-up credential check (GET /version) may be unmatched.
+    let unmatched: Vec<String> = upstream
+        .unmatched_requests()
+        .into_iter()
+        .filter(|r| !r.starts_with("GET /k8s/clusters/c-7xk2p/version"))
+        .collect();
+    assert_eq!(unmatched, Vec::<String>::new());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A 403 `Status` from the API server (RBAC) fails that context's scope with
+/// UPSTREAM_PERMISSION_DENIED; the other context is synced and the summary is
+/// incomplete.
+#[tokio::test]
+async fn a_forbidden_cluster_is_a_failed_scope_and_the_others_are_synced() {
+    let root = fixtures_root();
+    let mut set = FixtureSet::default();
+    for exchange in FixtureSet::load_provider(&root, "kubernetes").unwrap().exchanges() {
+        if exchange.request.path.starts_with("/clusters/staging-us/") {
+            set.insert(exchange.clone());
+        }
+    }
+    let forbidden: connectors_server::replay::Exchange = serde_json::from_value(serde_json::json!({
+        "request": {"method": "GET", "path": "/clusters/prod-eu/apis/apps/v1/deployments", "query": {"limit": "3"}},
+        "response": {"status": 403, "headers": {"content-type": "application/json"}, "body": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "deployments.apps is forbidden: User \"system:serviceaccount:connectors:connectors-server\" cannot list resource \"deployments\" in API group \"apps\" at the cluster scope",
+            "reason": "Forbidden", "details": {"group": "apps", "kind": "deployments"}, "code": 403}}
+    }))
+    .unwrap();
+    set.insert(forbidden);
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("kubeconfig-forbidden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config");
+    let text = std::fs::read_to_string(root.join("kubernetes/kubeconfig.yaml"))
+        .unwrap()
+        .replace("{{base_url}}", upstream.base_url());
+    std::fs::write(&path, text).unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.kubernetes.kubeconfig = Some(path.display().to_string());
+    config.kubernetes.contexts = vec!["prod-eu".into(), "staging-us".into()];
+    config.kubernetes.page_size = Some(3);
+    let server = TestServer::with_config(config).await;
+    let events = collect(open(&server, request(full())).await).await;
+    let statuses: Vec<(String, String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) => Some((s.scope.clone(), s.reason.clone(), s.error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(statuses[0].0, "context:prod-eu");
+    assert_eq!(statuses[0].1, "UPSTREAM_PERMISSION_DENIED");
+    assert!(
+        statuses[0]
+            .2
+            .starts_with("deployments of prod-eu: kubernetes answered 403 Forbidden: "),
+        "{}",
+        statuses[0].2
+    );
+    assert_eq!(
+        (statuses[1].0.as_str(), statuses[1].1.as_str()),
+        ("context:staging-us", "")
+    );
+    assert_eq!(upserts(&events).len(), 14);
+    assert!(!summary(&events).complete);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Resuming from a checkpoint whose continue token has expired (410 Gone)
+/// lists that kind again from its first page (which hands out a fresh
+/// token): the resumed stream sends what the broken one had not, without
+/// duplicates.
+#[tokio::test]
+async fn an_expired_continue_token_on_resume_relists_without_duplicates() {
+    let server = TestServer::start().await;
+    let reference = upserts(&collect(open(&server, request(full())).await).await);
+    let mut stream = open(&server, request(full())).await.unwrap();
+    let mut before = Vec::new();
+    let token = loop {
+        let event = futures::StreamExt::next(&mut stream).await.unwrap().unwrap();
+        if let Some(Event::Checkpoint(c)) = &event.event {
+            break c.token.clone();
+        }
+        before.push(event);
+    };
+    drop(stream);
+    assert_eq!(
+        upserts(&before).len(),
+        3,
+        "the checkpoint follows the first deployments page"
+    );
+    // The API server compacted: the old continue token is 410 Gone, and a
+    // new list hands out a new one.
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "kubernetes").unwrap();
+    let fresh = "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6NDEwOTk5OSwic3RhcnQiOiJwYXltZW50cy9hcGlcdTAwMDAifQ";
+    let exchanges = set.exchanges_mut("/clusters/prod-eu/apis/apps/v1/deployments").unwrap();
+    let mut expired = None;
+    for exchange in exchanges.iter_mut() {
+        match exchange.request.query.get("continue").cloned() {
+            Some(old) => {
+                expired = Some((exchange.clone(), old));
+                exchange.request.query.insert("continue".into(), fresh.into());
+            }
+            None if !exchange.request.query.contains_key("labelSelector") => {
+                let body = exchange.response.body.as_mut().unwrap();
+                body["metadata"]["continue"] = fresh.into();
+            }
+            None => {}
+        }
+    }
+    let (mut gone, old) = expired.unwrap();
+    gone.request.query.insert("continue".into(), old);
+    gone.response.status = 410;
+    gone.response.body = Some(serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        "reason": "Expired", "code": 410
+    }));
+    set.insert(gone);
+    let replay = server.server.replay("kubernetes").unwrap();
+    replay.set_fixtures(set);
+    let mut options = full();
+    options.checkpoint = token;
+    let after = collect(open(&server, request(options)).await).await;
+    assert!(summary(&after).complete, "{:?}", scope_statuses(&after));
+    let mut combined = upserts(&before);
+    combined.extend(upserts(&after));
+    assert_eq!(
+        combined, reference,
+        "before + after = an unbroken sync, without duplicates"
+    );
+    assert_eq!(server.unmatched("kubernetes"), Vec::<String>::new());
+}
