@@ -529,13 +529,15 @@ impl Run {
             token: bytes,
             scope: scope.to_owned(),
         };
-        if let Ok(mut last) = self.last_checkpoint.lock() {
-            *last = Some(checkpoint.clone());
-        }
         self.send(SyncEvent {
-            event: Some(Event::Checkpoint(checkpoint)),
+            event: Some(Event::Checkpoint(checkpoint.clone())),
         })
-        .await
+        .await?;
+        // Only a checkpoint the client was sent is re-sent at a drain.
+        if let Ok(mut last) = self.last_checkpoint.lock() {
+            *last = Some(checkpoint);
+        }
+        Ok(())
     }
 
     /// Runs every scope; Ok(true) when all ended OK.
