@@ -22,3 +22,12 @@ pub mod github {
         include!(concat!(env!("OUT_DIR"), "/connectors.github.v1.serde.rs"));
     }
 }
+
+/// `connectors.gitlab.v1`: the GitLab connector service.
+pub mod gitlab {
+    /// Version 1 of the GitLab connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.gitlab.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.gitlab.v1.serde.rs"));
+    }
+}

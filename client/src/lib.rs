@@ -55,6 +55,7 @@ mod resume;
 use std::time::Duration;
 
 use connectors_proto::github::v1::github_connector_service_client::GithubConnectorServiceClient;
+use connectors_proto::gitlab::v1::gitlab_connector_service_client::GitlabConnectorServiceClient;
 use connectors_proto::v1::registry_service_client::RegistryServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
@@ -62,7 +63,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use connectors_proto::v1::SyncEvent;
-pub use connectors_proto::{github, v1};
+pub use connectors_proto::{github, gitlab, v1};
 pub use error::{Error, code_name};
 pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
 
@@ -118,6 +119,9 @@ pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.github.v1.GithubConnectorService`.
 pub type GithubClient = GithubConnectorServiceClient<AuthChannel>;
+
+/// The generated client of `connectors.gitlab.v1.GitlabConnectorService`.
+pub type GitlabClient = GitlabConnectorServiceClient<AuthChannel>;
 
 /// A client of the connectors service.
 ///
@@ -187,6 +191,12 @@ impl ConnectorsClient {
     /// without resuming).
     pub fn github(&self) -> GithubClient {
         GithubConnectorServiceClient::new(self.auth_channel())
+    }
+
+    /// The typed client of the GitLab connector service (single `Sync` calls,
+    /// without resuming).
+    pub fn gitlab(&self) -> GitlabClient {
+        GitlabConnectorServiceClient::new(self.auth_channel())
     }
 
     /// Lists the connectors the server runs, sorted by id.
