@@ -64,6 +64,65 @@ impl std::fmt::Debug for GithubEnv {
     }
 }
 
+/// GitLab settings from the environment.
+#[derive(Clone, Default)]
+pub struct GitlabEnv {
+    /// `GITLAB_BASE_URL` (the instance, without `/api/v4`).
+    pub base_url: Option<url::Url>,
+    /// `GITLAB_TOKEN` (personal, group or project access token).
+    pub token: Option<String>,
+    /// `GITLAB_GROUPS`.
+    pub groups: Vec<String>,
+    /// `GITLAB_PIPELINES_PER_PROJECT` (1 to 100).
+    pub pipelines_per_project: Option<u32>,
+}
+
+impl std::fmt::Debug for GitlabEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitlabEnv")
+            .field("base_url", &self.base_url.as_ref().map(|u| u.as_str()))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("groups", &self.groups)
+            .field("pipelines_per_project", &self.pipelines_per_project)
+            .finish()
+    }
+}
+
+impl GitlabEnv {
+    /// Reads `GITLAB_*`.
+    fn from_env() -> Result<Self, ConfigError> {
+        let base_url = match var("GITLAB_BASE_URL") {
+            Some(raw) => {
+                let url = url::Url::parse(&raw).map_err(|e| ConfigError {
+                    var: "GITLAB_BASE_URL",
+                    message: format!("not a url: {e}"),
+                })?;
+                if !matches!(url.scheme(), "https" | "http") || url.query().is_some() || url.fragment().is_some() {
+                    return Err(ConfigError {
+                        var: "GITLAB_BASE_URL",
+                        message: "must be an http or https url without query or fragment".into(),
+                    });
+                }
+                Some(url)
+            }
+            None => None,
+        };
+        let pipelines_per_project: Option<u32> = parse("GITLAB_PIPELINES_PER_PROJECT")?;
+        if pipelines_per_project.is_some_and(|n| n == 0 || n > 100) {
+            return Err(ConfigError {
+                var: "GITLAB_PIPELINES_PER_PROJECT",
+                message: "must be 1 to 100".into(),
+            });
+        }
+        Ok(Self {
+            base_url,
+            token: var("GITLAB_TOKEN"),
+            groups: list(var("GITLAB_GROUPS")),
+            pipelines_per_project,
+        })
+    }
+}
+
 /// Everything the server reads at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -85,6 +144,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// GitHub.
     pub github: GithubEnv,
+    /// GitLab.
+    pub gitlab: GitlabEnv,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -143,6 +204,7 @@ impl Config {
             fixtures_dir: default_fixtures_dir(),
             drain_timeout: Duration::from_secs(5),
             github: GithubEnv::default(),
+            gitlab: GitlabEnv::default(),
         }
     }
 
@@ -234,6 +296,7 @@ impl Config {
                 orgs: list(var("GITHUB_ORGS")),
                 page_size,
             },
+            gitlab: GitlabEnv::from_env()?,
         })
     }
 }
