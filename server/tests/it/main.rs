@@ -4,6 +4,7 @@
 mod binary;
 mod conformance;
 mod github;
+mod gitlab;
 mod registry;
 mod shutdown;
 mod support;
