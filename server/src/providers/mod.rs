@@ -264,7 +264,7 @@ impl Registry {
         use sha2::Digest;
 
         let env = &config.gitlab;
-        let needs = "set GITLAB_TOKEN (and GITLAB_BASE_URL for a self-managed instance)";
+        let needs = "set GITLAB_TOKEN, and GITLAB_BASE_URL for a self-managed instance";
         let default_pipelines = env.pipelines_per_project.unwrap_or(20);
         let (availability, token, instance, default_groups, page_size, pipelines) = match (config.mode, &env.token) {
             (ConnectorsMode::Live | ConnectorsMode::Auto, Some(token)) => (
@@ -302,7 +302,7 @@ impl Registry {
                         reason: if mode == ConnectorsMode::Fixtures {
                             "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
                         } else {
-                            format!("no GitLab credentials configured ({needs} to sync live)")
+                            format!("no GitLab credentials configured ({needs}, to sync live)")
                         },
                     },
                     None,
@@ -315,11 +315,12 @@ impl Registry {
         };
         // The API lives under /api/v4 of the instance (also behind a path
         // prefix, https://example.com/gitlab/api/v4).
-        let api = url::Url::parse(&format!("{}/api/v4", instance.as_str().trim_end_matches('/'))).map_err(|e| {
-            RegistryError::Connector {
-                provider: "gitlab",
-                message: format!("GITLAB_BASE_URL: {e}"),
-            }
+        // A base URL given with its /api/v4 already is accepted as well.
+        let root = instance.as_str().trim_end_matches('/');
+        let root = root.strip_suffix("/api/v4").unwrap_or(root);
+        let api = url::Url::parse(&format!("{root}/api/v4")).map_err(|e| RegistryError::Connector {
+            provider: "gitlab",
+            message: format!("GITLAB_BASE_URL: {e}"),
         })?;
         let mut upstream = UpstreamConfig::new(gitlab::ID, api);
         // The token travels in PRIVATE-TOKEN, which the shared cache key does

@@ -396,3 +396,19 @@ async fn live_mode_sends_the_token_to_the_self_managed_instance() {
         "the credential check, the listing, the pipelines"
     );
 }
+
+#[tokio::test]
+async fn without_a_token_auto_mode_runs_on_fixtures_and_says_what_to_set() {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Auto;
+    let server = TestServer::with_config(config).await;
+    let entry = server.client.get_connector("gitlab").await.unwrap();
+    assert_eq!(
+        entry.availability,
+        connectors_proto::v1::ConnectorAvailability::Fixture as i32
+    );
+    assert_eq!(
+        entry.reason,
+        "no GitLab credentials configured (set GITLAB_TOKEN, and GITLAB_BASE_URL for a self-managed instance, to sync live)"
+    );
+}
