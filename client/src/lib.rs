@@ -241,6 +241,27 @@ impl ConnectorsClient {
             self.policy.clone(),
         )
     }
+
+    /// Syncs GitLab, resuming from the last checkpoint when the stream breaks
+    /// (like [`sync_github`](Self::sync_github)).
+    pub fn sync_gitlab(&self, request: gitlab::v1::SyncRequest) -> SyncStream {
+        let initial = request
+            .options
+            .as_ref()
+            .map(|options| options.checkpoint.clone())
+            .unwrap_or_default();
+        let client = self.gitlab();
+        resumable_from(
+            initial,
+            move |checkpoint| {
+                let mut client = client.clone();
+                let mut request = request.clone();
+                request.options = with_options_checkpoint(request.options.take(), checkpoint);
+                async move { client.sync(request).await.map(tonic::Response::into_inner) }
+            },
+            self.policy.clone(),
+        )
+    }
 }
 
 /// `request` with `options.checkpoint` set to `checkpoint` (options are only
@@ -296,3 +317,19 @@ fn endpoint_from(endpoint: String) -> Result<Endpoint, Error> {
 
 #[cfg(test)]
 mod tests;
+
+/// `options` with `checkpoint` set (options are only added when there is a
+/// checkpoint to send).
+fn with_options_checkpoint(options: Option<v1::SyncOptions>, checkpoint: Vec<u8>) -> Option<v1::SyncOptions> {
+    match options {
+        Some(mut options) => {
+            options.checkpoint = checkpoint;
+            Some(options)
+        }
+        None if checkpoint.is_empty() => None,
+        None => Some(v1::SyncOptions {
+            checkpoint,
+            ..Default::default()
+        }),
+    }
+}

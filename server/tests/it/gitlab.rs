@@ -412,3 +412,17 @@ async fn without_a_token_auto_mode_runs_on_fixtures_and_says_what_to_set() {
         "no GitLab credentials configured (set GITLAB_TOKEN, and GITLAB_BASE_URL for a self-managed instance, to sync live)"
     );
 }
+
+/// The resuming client stream of the `connectors-client` crate.
+#[tokio::test]
+async fn the_client_crate_syncs_gitlab_with_resume() {
+    use futures::StreamExt;
+    let server = TestServer::start().await;
+    let mut stream = server.client.sync_gitlab(request(full()));
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        events.push(event.expect("no error"));
+    }
+    assert_eq!(upserts(&events).len(), 25 + 42);
+    assert!(summary(&events).complete);
+}
