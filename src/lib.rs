@@ -23,6 +23,15 @@ pub mod github {
     }
 }
 
+/// `connectors.gitlab.v1`: the GitLab connector service.
+pub mod gitlab {
+    /// Version 1 of the GitLab connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.gitlab.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.gitlab.v1.serde.rs"));
+    }
+}
+
 /// `connectors.wiz.v1`: the Wiz connector service.
 pub mod wiz {
     /// Version 1 of the Wiz connector API.

@@ -55,6 +55,7 @@ mod resume;
 use std::time::Duration;
 
 use connectors_proto::github::v1::github_connector_service_client::GithubConnectorServiceClient;
+use connectors_proto::gitlab::v1::gitlab_connector_service_client::GitlabConnectorServiceClient;
 use connectors_proto::v1::registry_service_client::RegistryServiceClient;
 use connectors_proto::wiz::v1::wiz_connector_service_client::WizConnectorServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
@@ -63,7 +64,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use connectors_proto::v1::SyncEvent;
-pub use connectors_proto::{github, kubernetes, v1, wiz};
+pub use connectors_proto::{github, gitlab, kubernetes, v1, wiz};
 pub use error::{Error, code_name};
 pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
 
@@ -119,6 +120,9 @@ pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.github.v1.GithubConnectorService`.
 pub type GithubClient = GithubConnectorServiceClient<AuthChannel>;
+
+/// The generated client of `connectors.gitlab.v1.GitlabConnectorService`.
+pub type GitlabClient = GitlabConnectorServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.wiz.v1.WizConnectorService`.
 pub type WizClient = WizConnectorServiceClient<AuthChannel>;
@@ -198,6 +202,12 @@ impl ConnectorsClient {
         GithubConnectorServiceClient::new(self.auth_channel())
     }
 
+    /// The typed client of the GitLab connector service (single `Sync` calls,
+    /// without resuming).
+    pub fn gitlab(&self) -> GitlabClient {
+        GitlabConnectorServiceClient::new(self.auth_channel())
+    }
+
     /// The typed client of the Wiz connector service (single `Sync` calls,
     /// without resuming).
     pub fn wiz(&self) -> WizClient {
@@ -247,6 +257,27 @@ impl ConnectorsClient {
             move |checkpoint| {
                 let mut client = client.clone();
                 let request = with_checkpoint(request.clone(), checkpoint);
+                async move { client.sync(request).await.map(tonic::Response::into_inner) }
+            },
+            self.policy.clone(),
+        )
+    }
+
+    /// Syncs GitLab, resuming from the last checkpoint when the stream breaks
+    /// (like [`sync_github`](Self::sync_github)).
+    pub fn sync_gitlab(&self, request: gitlab::v1::SyncRequest) -> SyncStream {
+        let initial = request
+            .options
+            .as_ref()
+            .map(|options| options.checkpoint.clone())
+            .unwrap_or_default();
+        let client = self.gitlab();
+        resumable_from(
+            initial,
+            move |checkpoint| {
+                let mut client = client.clone();
+                let mut request = request.clone();
+                request.options = with_options_checkpoint(request.options.take(), checkpoint);
                 async move { client.sync(request).await.map(tonic::Response::into_inner) }
             },
             self.policy.clone(),
@@ -307,3 +338,19 @@ fn endpoint_from(endpoint: String) -> Result<Endpoint, Error> {
 
 #[cfg(test)]
 mod tests;
+
+/// `options` with `checkpoint` set (options are only added when there is a
+/// checkpoint to send).
+fn with_options_checkpoint(options: Option<v1::SyncOptions>, checkpoint: Vec<u8>) -> Option<v1::SyncOptions> {
+    match options {
+        Some(mut options) => {
+            options.checkpoint = checkpoint;
+            Some(options)
+        }
+        None if checkpoint.is_empty() => None,
+        None => Some(v1::SyncOptions {
+            checkpoint,
+            ..Default::default()
+        }),
+    }
+}

@@ -64,6 +64,65 @@ impl std::fmt::Debug for GithubEnv {
     }
 }
 
+/// GitLab settings from the environment.
+#[derive(Clone, Default)]
+pub struct GitlabEnv {
+    /// `GITLAB_BASE_URL` (the instance, without `/api/v4`).
+    pub base_url: Option<url::Url>,
+    /// `GITLAB_TOKEN` (personal, group or project access token).
+    pub token: Option<String>,
+    /// `GITLAB_GROUPS`.
+    pub groups: Vec<String>,
+    /// `GITLAB_PIPELINES_PER_PROJECT` (1 to 100).
+    pub pipelines_per_project: Option<u32>,
+}
+
+impl std::fmt::Debug for GitlabEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitlabEnv")
+            .field("base_url", &self.base_url.as_ref().map(|u| u.as_str()))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("groups", &self.groups)
+            .field("pipelines_per_project", &self.pipelines_per_project)
+            .finish()
+    }
+}
+
+impl GitlabEnv {
+    /// Reads `GITLAB_*`.
+    fn from_env() -> Result<Self, ConfigError> {
+        let base_url = match var("GITLAB_BASE_URL") {
+            Some(raw) => {
+                let url = url::Url::parse(&raw).map_err(|e| ConfigError {
+                    var: "GITLAB_BASE_URL",
+                    message: format!("not a url: {e}"),
+                })?;
+                if !matches!(url.scheme(), "https" | "http") || url.query().is_some() || url.fragment().is_some() {
+                    return Err(ConfigError {
+                        var: "GITLAB_BASE_URL",
+                        message: "must be an http or https url without query or fragment".into(),
+                    });
+                }
+                Some(url)
+            }
+            None => None,
+        };
+        let pipelines_per_project: Option<u32> = parse("GITLAB_PIPELINES_PER_PROJECT")?;
+        if pipelines_per_project.is_some_and(|n| n == 0 || n > 100) {
+            return Err(ConfigError {
+                var: "GITLAB_PIPELINES_PER_PROJECT",
+                message: "must be 1 to 100".into(),
+            });
+        }
+        Ok(Self {
+            base_url,
+            token: var("GITLAB_TOKEN"),
+            groups: list(var("GITLAB_GROUPS")),
+            pipelines_per_project,
+        })
+    }
+}
+
 /// Kubernetes settings from the environment.
 #[derive(Debug, Clone, Default)]
 pub struct KubernetesEnv {
@@ -186,6 +245,8 @@ pub struct Config {
     pub wiz: WizEnv,
     /// Kubernetes.
     pub kubernetes: KubernetesEnv,
+    /// GitLab.
+    pub gitlab: GitlabEnv,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -249,6 +310,7 @@ impl Config {
             github: GithubEnv::default(),
             wiz: WizEnv::default(),
             kubernetes: KubernetesEnv::default(),
+            gitlab: GitlabEnv::default(),
         }
     }
 
@@ -360,6 +422,7 @@ impl Config {
                 orgs: list(var("GITHUB_ORGS")),
                 page_size,
             },
+            gitlab: GitlabEnv::from_env()?,
             kubernetes: KubernetesEnv {
                 kubeconfig: var("KUBECONFIG"),
                 in_cluster: var("KUBERNETES_SERVICE_HOST").is_some()

@@ -123,6 +123,24 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
             .set_service_status("connectors.github.v1.GithubConnectorService", status)
             .await;
     }
+    #[cfg(feature = "gitlab")]
+    if let Some(gitlab) = &registry.gitlab
+        && matches!(
+            crate::sync::Connector::availability(gitlab.as_ref()),
+            Availability::Live { .. }
+        )
+    {
+        let status = match crate::sync::Connector::authenticate(gitlab.as_ref()).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(connector = "gitlab", %error, "authentication failed; connector not serving");
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("connectors.gitlab.v1.GitlabConnectorService", status)
+            .await;
+    }
     #[cfg(feature = "kubernetes")]
     if let Some(kubernetes) = &registry.kubernetes
         && matches!(
@@ -227,6 +245,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if let Some(github) = &registry.github {
         let service = connectors_proto::github::v1::github_connector_service_server::GithubConnectorServiceServer::new(
             crate::grpc::GithubService::new(github.clone(), gate.clone()),
+        )
+        .max_decoding_message_size(max_message);
+        router = router.add_service(service);
+    }
+    #[cfg(feature = "gitlab")]
+    if let Some(gitlab) = &registry.gitlab {
+        let service = connectors_proto::gitlab::v1::gitlab_connector_service_server::GitlabConnectorServiceServer::new(
+            crate::grpc::GitlabService::new(gitlab.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
         router = router.add_service(service);

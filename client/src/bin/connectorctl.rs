@@ -1,7 +1,7 @@
 //! `connectorctl`: command line client of the connectors service.
 //!
 //! `connectorctl list` prints the connectors and `connectorctl sync github`
-//! streams a GitHub sync, both as proto3 JSON, one object per line.
+//! (or `sync gitlab`) streams a sync, both as proto3 JSON, one object per line.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -48,6 +48,42 @@ enum Command {
 enum SyncCommand {
     /// Sync GitHub repositories, dependency manifests and SBOMs.
     Github(GithubArgs),
+    /// Sync GitLab projects (as repositories) and their recent pipelines.
+    Gitlab(GitlabArgs),
+}
+
+#[derive(Debug, Args)]
+struct GitlabArgs {
+    /// Group full path to sync, subgroups included (repeatable); with neither
+    /// --group nor --project the server's default scope is synced.
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Project to sync, as its full path namespace/project (repeatable).
+    #[arg(long = "project", value_name = "NAMESPACE/PROJECT")]
+    projects: Vec<String>,
+    /// Entity kind to emit (repeatable); default: every kind.
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    kinds: Vec<GitlabKind>,
+    /// Most recent pipelines per project (1 to 100; default: the server's).
+    #[arg(long, value_name = "N")]
+    pipelines_per_project: Option<u32>,
+    #[command(flatten)]
+    sync: SyncArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum GitlabKind {
+    Repository,
+    Pipeline,
+}
+
+impl From<GitlabKind> for EntityKind {
+    fn from(kind: GitlabKind) -> Self {
+        match kind {
+            GitlabKind::Repository => EntityKind::Repository,
+            GitlabKind::Pipeline => EntityKind::Pipeline,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +128,20 @@ struct SyncArgs {
     /// How many times in a row to resume a broken stream before giving up.
     #[arg(long, value_name = "N", default_value_t = ResumePolicy::DEFAULT_MAX_ATTEMPTS)]
     max_attempts: u32,
+}
+
+impl SyncArgs {
+    /// The shared `SyncOptions` of a sync command.
+    fn options(&self, checkpoint: Vec<u8>, kinds: impl Iterator<Item = EntityKind>) -> SyncOptions {
+        SyncOptions {
+            mode: self.mode.map_or(SyncMode::Unspecified, SyncMode::from) as i32,
+            checkpoint,
+            kinds: kinds.map(|kind| kind as i32).collect(),
+            state_key: self.state_key.clone().unwrap_or_default(),
+            shard_index: self.shard.map_or(0, |(index, _)| index),
+            shard_count: self.shard.map_or(0, |(_, count)| count),
+        }
+    }
 }
 
 /// Parses "I/N" with I < N.
@@ -202,21 +252,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 repositories: args.repos,
                 exclude_archived: args.exclude_archived,
                 exclude_forks: args.exclude_forks,
-                options: Some(SyncOptions {
-                    mode: args.sync.mode.map_or(SyncMode::Unspecified, SyncMode::from) as i32,
-                    checkpoint,
-                    kinds: args
-                        .kinds
-                        .into_iter()
-                        .map(|kind| EntityKind::from(kind) as i32)
-                        .collect(),
-                    state_key: args.sync.state_key.unwrap_or_default(),
-                    shard_index: args.sync.shard.map_or(0, |(index, _)| index),
-                    shard_count: args.sync.shard.map_or(0, |(_, count)| count),
-                }),
+                options: Some(
+                    args.sync
+                        .options(checkpoint, args.kinds.into_iter().map(EntityKind::from)),
+                ),
             };
             let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
             let stream = client.sync_github(request);
+            write_sync(stream, &mut out, args.sync.checkpoint_file.as_deref()).await
+        }
+        Command::Sync(SyncCommand::Gitlab(args)) => {
+            let checkpoint = read_checkpoint(args.sync.checkpoint_file.as_deref())?;
+            let request = connectors_client::gitlab::v1::SyncRequest {
+                groups: args.groups,
+                projects: args.projects,
+                pipelines_per_project: args.pipelines_per_project.unwrap_or(0),
+                options: Some(
+                    args.sync
+                        .options(checkpoint, args.kinds.into_iter().map(EntityKind::from)),
+                ),
+            };
+            let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
+            let stream = client.sync_gitlab(request);
             write_sync(stream, &mut out, args.sync.checkpoint_file.as_deref()).await
         }
     }

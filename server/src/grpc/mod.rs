@@ -4,6 +4,8 @@ pub mod auth;
 mod errors;
 #[cfg(feature = "github")]
 mod github;
+#[cfg(feature = "gitlab")]
+mod gitlab;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 pub mod limits;
@@ -15,6 +17,8 @@ mod wiz;
 pub use errors::status_from;
 #[cfg(feature = "github")]
 pub use github::GithubService;
+#[cfg(feature = "gitlab")]
+pub use gitlab::GitlabService;
 #[cfg(feature = "kubernetes")]
 pub use kubernetes::KubernetesService;
 pub use registry::RegistryApi;

@@ -4,6 +4,8 @@
 
 #[cfg(feature = "github")]
 pub mod github;
+#[cfg(feature = "gitlab")]
+pub mod gitlab;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 #[cfg(feature = "wiz")]
@@ -43,6 +45,9 @@ pub struct Registry {
     /// The GitHub connector, when available.
     #[cfg(feature = "github")]
     pub github: Option<Arc<github::GithubConnector>>,
+    /// The GitLab connector, when available.
+    #[cfg(feature = "gitlab")]
+    pub gitlab: Option<Arc<gitlab::GitlabConnector>>,
     /// The Kubernetes connector, when available.
     #[cfg(feature = "kubernetes")]
     pub kubernetes: Option<Arc<kubernetes::KubernetesConnector>>,
@@ -62,6 +67,12 @@ pub struct FixtureConfig {
     /// Page size the fixtures were recorded with.
     #[serde(default)]
     pub page_size: Option<u8>,
+    /// The default scope in fixture mode, for connectors scoped by groups (GitLab).
+    #[serde(default)]
+    pub default_groups: Vec<String>,
+    /// Pipelines per project the fixtures were recorded with (GitLab).
+    #[serde(default)]
+    pub pipelines_per_project: Option<u32>,
     /// The default scope in fixture mode (Kubernetes contexts).
     #[serde(default)]
     pub default_contexts: Vec<String>,
@@ -120,6 +131,7 @@ impl Registry {
     pub async fn build(config: &Config, cache: SharedCache) -> Result<Self, RegistryError> {
         let mut registry = Registry::default();
         registry.register_github(config, cache.clone()).await?;
+        registry.register_gitlab(config, cache.clone()).await?;
         registry.register_kubernetes(config, cache.clone()).await?;
         registry.register_wiz(config, cache.clone()).await?;
         registry.entries.sort_by_key(|e| e.id);
@@ -244,6 +256,128 @@ impl Registry {
             service: descriptor.service,
         });
         self.github = Some(Arc::new(connector));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "gitlab"))]
+    async fn register_gitlab(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
+        self.entries.push(Entry {
+            id: "gitlab",
+            display_name: "GitLab",
+            descriptor: None,
+            availability: Availability::Unavailable {
+                reason: "compiled without the gitlab feature".into(),
+            },
+            service: "connectors.gitlab.v1.GitlabConnectorService",
+        });
+        Ok(())
+    }
+
+    #[cfg(feature = "gitlab")]
+    async fn register_gitlab(&mut self, config: &Config, cache: SharedCache) -> Result<(), RegistryError> {
+        use crate::http::{UpstreamClient, UpstreamConfig};
+        use sha2::Digest;
+
+        let env = &config.gitlab;
+        let needs = "set GITLAB_TOKEN, and GITLAB_BASE_URL for a self-managed instance";
+        let default_pipelines = env.pipelines_per_project.unwrap_or(20);
+        let (availability, token, instance, default_groups, page_size, pipelines) = match (config.mode, &env.token) {
+            (ConnectorsMode::Live | ConnectorsMode::Auto, Some(token)) => (
+                Availability::Live {
+                    auth_mode: "token".to_owned(),
+                },
+                Some(token.clone()),
+                env.base_url
+                    .clone()
+                    .unwrap_or_else(|| url::Url::parse("https://gitlab.com").expect("static url")),
+                env.groups.clone(),
+                100,
+                default_pipelines,
+            ),
+            (ConnectorsMode::Live, None) => (
+                Availability::Unavailable {
+                    reason: format!("CONNECTORS_MODE=live and no GitLab credentials: {needs}"),
+                },
+                None,
+                url::Url::parse("http://127.0.0.1:9").expect("static url"),
+                Vec::new(),
+                100,
+                default_pipelines,
+            ),
+            (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
+                let (server, fixture_config) =
+                    start_replay(&config.fixtures_dir, "gitlab", ReplayOptions::default()).await?;
+                let base = url::Url::parse(server.base_url()).map_err(|e| RegistryError::Fixtures {
+                    provider: "gitlab",
+                    message: e.to_string(),
+                })?;
+                self.replay.insert("gitlab", server);
+                (
+                    Availability::Fixture {
+                        reason: if mode == ConnectorsMode::Fixtures {
+                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+                        } else {
+                            format!("no GitLab credentials configured ({needs}, to sync live)")
+                        },
+                    },
+                    None,
+                    base,
+                    fixture_config.default_groups,
+                    u32::from(fixture_config.page_size.unwrap_or(100)),
+                    fixture_config.pipelines_per_project.unwrap_or(20),
+                )
+            }
+        };
+        // The API lives under /api/v4 of the instance (also behind a path
+        // prefix, https://example.com/gitlab/api/v4).
+        // A base URL given with its /api/v4 already is accepted as well.
+        let root = instance.as_str().trim_end_matches('/');
+        let root = root.strip_suffix("/api/v4").unwrap_or(root);
+        let api = url::Url::parse(&format!("{root}/api/v4")).map_err(|e| RegistryError::Connector {
+            provider: "gitlab",
+            message: format!("GITLAB_BASE_URL: {e}"),
+        })?;
+        let mut upstream = UpstreamConfig::new(gitlab::ID, api);
+        // The token travels in PRIVATE-TOKEN, which the shared cache key does
+        // not read: key conditional-request entries on a hash of it instead.
+        if let Some(token) = &token {
+            let digest = sha2::Sha256::digest(token.as_bytes());
+            upstream.credential_id = Some(format!("gitlab-token:{}", hex::encode(&digest[..16])));
+        }
+        if matches!(availability, Availability::Fixture { .. }) {
+            // Loopback replay: fail fast.
+            upstream.request_timeout = std::time::Duration::from_secs(5);
+            upstream.base_backoff = std::time::Duration::from_millis(20);
+            upstream.max_backoff = std::time::Duration::from_millis(200);
+        }
+        let upstream = Arc::new(
+            UpstreamClient::new(upstream, cache).map_err(|e| RegistryError::Connector {
+                provider: "gitlab",
+                message: e.to_string(),
+            })?,
+        );
+        let settings = gitlab::GitlabSettings {
+            availability: availability.clone(),
+            default_groups,
+            page_size,
+            pipelines_per_project: pipelines,
+            project_concurrency: 8,
+        };
+        let connector = gitlab::GitlabConnector::new(settings, upstream, token.as_deref()).map_err(|e| {
+            RegistryError::Connector {
+                provider: "gitlab",
+                message: e.to_string(),
+            }
+        })?;
+        let descriptor = crate::sync::Connector::descriptor(&connector);
+        self.entries.push(Entry {
+            id: descriptor.id,
+            display_name: descriptor.display_name,
+            descriptor: Some(descriptor),
+            availability,
+            service: descriptor.service,
+        });
+        self.gitlab = Some(Arc::new(connector));
         Ok(())
     }
 

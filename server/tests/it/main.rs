@@ -4,6 +4,7 @@
 mod binary;
 mod conformance;
 mod github;
+mod gitlab;
 mod kubernetes;
 mod registry;
 mod security;

@@ -14,12 +14,17 @@ async fn list_and_get_connectors() {
     let server = TestServer::start().await;
     let listed = server.client.list_connectors().await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, vec!["github", "kubernetes", "wiz"]);
+    assert_eq!(ids, vec!["github", "gitlab", "kubernetes", "wiz"]);
     let github = &listed[0];
     assert_eq!(github.service, "connectors.github.v1.GithubConnectorService");
     assert_eq!(github.availability, ConnectorAvailability::Fixture as i32);
     assert!(github.supports_incremental);
     assert_eq!(github.auth_modes, vec!["pat", "github_app"]);
+    let gitlab = &listed[1];
+    assert_eq!(gitlab.service, "connectors.gitlab.v1.GitlabConnectorService");
+    assert_eq!(gitlab.availability, ConnectorAvailability::Fixture as i32);
+    assert!(gitlab.supports_incremental);
+    assert_eq!(gitlab.auth_modes, vec!["token"]);
     let status = server.client.get_connector("nope").await.expect_err("unknown id");
     assert_eq!(status.code(), Code::NotFound);
 }
@@ -32,6 +37,7 @@ async fn health_is_served_overall_and_per_connector_service() {
         "",
         "connectors.v1.RegistryService",
         "connectors.github.v1.GithubConnectorService",
+        "connectors.gitlab.v1.GitlabConnectorService",
         "connectors.kubernetes.v1.KubernetesConnectorService",
         "connectors.wiz.v1.WizConnectorService",
     ] {
@@ -81,6 +87,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
     let expected = |reflection: &str| {
         vec![
             "connectors.github.v1.GithubConnectorService".to_owned(),
+            "connectors.gitlab.v1.GitlabConnectorService".to_owned(),
             "connectors.kubernetes.v1.KubernetesConnectorService".to_owned(),
             "connectors.v1.RegistryService".to_owned(),
             "connectors.wiz.v1.WizConnectorService".to_owned(),

@@ -1,0 +1,578 @@
+//! The GitLab connector: projects of groups (subgroups included) or explicit
+//! projects, as repository entities, and the most recent pipelines of each
+//! project, over the GitLab REST API v4 through the shared HTTP layer.
+//!
+//! Incremental: group listings are conditional requests (GitLab sends weak
+//! ETags; 304s reuse the cached page); a project whose `last_activity_at`
+//! equals the baseline's keeps its pipelines without refetching them.
+
+pub mod client;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use connectors_proto::v1::{Entity, EntityKind, Pipeline, Repository, SyncMode, entity::Body};
+use futures::StreamExt;
+
+use self::client::{GitlabClient, GitlabError, PipelineBasic, PipelineDetail, Project, User};
+use crate::http::{UpstreamClient, UpstreamError};
+use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
+
+/// The connector id.
+pub const ID: &str = "gitlab";
+
+static DESCRIPTOR: Descriptor = Descriptor {
+    id: ID,
+    display_name: "GitLab",
+    version: env!("CARGO_PKG_VERSION"),
+    kinds: &[EntityKind::Repository, EntityKind::Pipeline],
+    native_incremental: true,
+    auth_modes: &["token"],
+    service: "connectors.gitlab.v1.GitlabConnectorService",
+};
+
+/// Pipeline statuses that will not change again: only these have a finish
+/// time and duration worth a `GET /projects/:id/pipelines/:pipeline_id`.
+const FINISHED: &[&str] = &["success", "failed", "canceled", "skipped"];
+
+/// Most pipelines per project a request may ask for (GitLab's `per_page` cap).
+pub const MAX_PIPELINES_PER_PROJECT: u32 = 100;
+
+/// A validated GitLab sync request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitlabRequest {
+    /// Group full paths.
+    pub groups: Vec<String>,
+    /// Explicit project full paths.
+    pub projects: Vec<String>,
+    /// Pipelines per project; `None` = the server default.
+    pub pipelines_per_project: Option<u32>,
+}
+
+/// Settings of the GitLab connector.
+#[derive(Debug, Clone)]
+pub struct GitlabSettings {
+    /// Live, fixture or unavailable.
+    pub availability: Availability,
+    /// Groups synced when a request names neither groups nor projects.
+    pub default_groups: Vec<String>,
+    /// Projects per listing page (1 to 100).
+    pub page_size: u32,
+    /// Pipelines per project when the request does not say (1 to 100).
+    pub pipelines_per_project: u32,
+    /// Projects whose pipelines are fetched at once.
+    pub project_concurrency: usize,
+}
+
+/// The GitLab connector.
+#[derive(Debug)]
+pub struct GitlabConnector {
+    settings: GitlabSettings,
+    client: GitlabClient,
+    live: bool,
+}
+
+impl GitlabConnector {
+    /// A connector on the shared upstream client (whose base URL is the API
+    /// root, `<GITLAB_BASE_URL>/api/v4`), sending `token` as `PRIVATE-TOKEN`.
+    pub fn new(
+        settings: GitlabSettings,
+        upstream: Arc<UpstreamClient>,
+        token: Option<&str>,
+    ) -> Result<Self, client::ClientError> {
+        let live = token.is_some();
+        let client = GitlabClient::new(upstream, token)?;
+        Ok(Self { settings, client, live })
+    }
+
+    fn pipelines_limit(&self, request: &GitlabRequest) -> u32 {
+        request
+            .pipelines_per_project
+            .unwrap_or(self.settings.pipelines_per_project)
+            .clamp(1, MAX_PIPELINES_PER_PROJECT)
+    }
+}
+
+/// A path segment or full path as GitLab wants it in `:id` (URL-encoded).
+/// Validated paths hold only `[A-Za-z0-9_.-/]`, so '/' is all there is to encode.
+pub fn encode_path(path: &str) -> String {
+    path.replace('/', "%2F")
+}
+
+/// Maps a GitLab error to a scope outcome.
+fn scope_error(error: GitlabError, what: &str) -> ScopeError {
+    match error {
+        GitlabError::Upstream(UpstreamError::RateLimited { reset_time, .. }) => ScopeError::RateLimited {
+            reset_time,
+            message: format!("{what}: gitlab rate limit exhausted"),
+        },
+        GitlabError::Upstream(other) => ScopeError::Failed {
+            reason: "UPSTREAM_UNAVAILABLE",
+            message: format!("{what}: {other}"),
+        },
+        GitlabError::Status { status, message } => {
+            let message = format!("{what}: gitlab answered {status}: {message}");
+            match status {
+                401 => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
+                403 => ScopeError::Failed {
+                    reason: "UPSTREAM_PERMISSION_DENIED",
+                    message,
+                },
+                404 => ScopeError::Failed {
+                    reason: "UPSTREAM_NOT_FOUND",
+                    message,
+                },
+                _ => ScopeError::Failed {
+                    reason: "UPSTREAM_ERROR",
+                    message,
+                },
+            }
+        }
+        GitlabError::Malformed(detail) => ScopeError::Failed {
+            reason: "UPSTREAM_MALFORMED",
+            message: format!("{what}: gitlab returned a body that does not parse: {detail}"),
+        },
+    }
+}
+
+/// An RFC 3339 time as a protobuf timestamp (GitLab sends milliseconds).
+fn timestamp(value: Option<&str>) -> Option<pbjson_types::Timestamp> {
+    let t = chrono::DateTime::parse_from_rfc3339(value?).ok()?;
+    Some(pbjson_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    })
+}
+
+fn project_urn(project: &Project) -> String {
+    urn(ID, EntityKind::Repository, &project.id.to_string())
+}
+
+fn activity_version(project: &Project) -> String {
+    project.last_activity_at.clone().unwrap_or_default()
+}
+
+/// A project as a repository entity.
+pub fn project_entity(project: &Project) -> Entity {
+    let mut topics = project
+        .topics
+        .clone()
+        .or_else(|| project.tag_list.clone())
+        .unwrap_or_default();
+    topics.sort();
+    topics.dedup();
+    Entity {
+        urn: project_urn(project),
+        kind: EntityKind::Repository as i32,
+        native_id: project.id.to_string(),
+        display_name: project.path_with_namespace.clone(),
+        labels: Vec::new(),
+        parent_urn: String::new(),
+        body: Some(Body::Repository(Repository {
+            owner: project.namespace.full_path.clone(),
+            name: project.path.clone(),
+            full_name: project.path_with_namespace.clone(),
+            description: project.description.clone().unwrap_or_default(),
+            default_branch: project.default_branch.clone().unwrap_or_default(),
+            visibility: project.visibility.clone().unwrap_or_default(),
+            archived: project.archived,
+            fork: project.forked_from_project.is_some(),
+            language: String::new(),
+            topics,
+            web_url: project.web_url.clone(),
+            clone_url: project.http_url_to_repo.clone().unwrap_or_default(),
+            license_spdx_id: String::new(),
+            create_time: timestamp(project.created_at.as_deref()),
+            push_time: timestamp(project.last_activity_at.as_deref()),
+        })),
+    }
+}
+
+/// A pipeline as an entity; `detail` adds the finish time and duration.
+pub fn pipeline_entity(project: &Project, pipeline: &PipelineBasic, detail: Option<&PipelineDetail>) -> Entity {
+    let native_id = format!("{}:{}", project.id, pipeline.id);
+    Entity {
+        urn: urn(ID, EntityKind::Pipeline, &native_id),
+        kind: EntityKind::Pipeline as i32,
+        native_id,
+        display_name: format!("{} pipeline {}", project.path_with_namespace, pipeline.id),
+        labels: Vec::new(),
+        parent_urn: project_urn(project),
+        body: Some(Body::Pipeline(Pipeline {
+            project: project.path_with_namespace.clone(),
+            status: pipeline.status.clone(),
+            r#ref: pipeline.git_ref.clone(),
+            sha: pipeline.sha.clone(),
+            source: pipeline.source.clone().unwrap_or_default(),
+            web_url: pipeline.web_url.clone(),
+            create_time: timestamp(pipeline.created_at.as_deref()),
+            update_time: timestamp(pipeline.updated_at.as_deref()),
+            finish_time: detail.and_then(|d| timestamp(d.finished_at.as_deref())),
+            duration_seconds: detail
+                .and_then(|d| d.duration)
+                .filter(|d| d.is_finite() && *d >= 0.0)
+                .map(|d| d.round() as u64)
+                .unwrap_or(0),
+        })),
+    }
+}
+
+/// A pipeline entity with its upstream version and operation.
+struct PipelineEntity {
+    entity: Entity,
+    version: String,
+    operation: &'static str,
+}
+
+impl GitlabConnector {
+    /// The most recent pipelines of a project (newest first), with details
+    /// for finished ones. A project whose pipelines are not visible (403) or
+    /// gone (404) has none.
+    async fn fetch_pipelines(&self, project: &Project, limit: u32) -> Result<Vec<PipelineEntity>, ScopeError> {
+        let full = &project.path_with_namespace;
+        let route = format!(
+            "/projects/{}/pipelines?per_page={limit}&order_by=id&sort=desc",
+            project.id
+        );
+        let listed = match self.client.get::<Vec<PipelineBasic>>(&route).await {
+            Ok(page) => page.body,
+            Err(error) if matches!(error.status(), Some(403 | 404)) => {
+                tracing::warn!(connector = ID, project = %full, %error, "pipelines not readable; none synced for this project");
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(scope_error(error, &format!("pipelines of {full}"))),
+        };
+        let client = &self.client;
+        let fetches: Vec<_> = listed
+            .into_iter()
+            .take(limit as usize)
+            .map(|pipeline| async move {
+                if !FINISHED.contains(&pipeline.status.as_str()) {
+                    return (pipeline, None);
+                }
+                let route = format!("/projects/{}/pipelines/{}", project.id, pipeline.id);
+                let detail = client.get::<PipelineDetail>(&route).await;
+                (pipeline, Some(detail))
+            })
+            .collect();
+        let fetched = futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await;
+        let mut out = Vec::with_capacity(fetched.len());
+        for (pipeline, detail) in fetched {
+            let (detail, operation) = match detail {
+                None => (None, "pipelines/list"),
+                Some(Ok(page)) => (Some(page.body), "pipelines/get"),
+                // Deleted between the listing and this request.
+                Some(Err(error)) if error.status() == Some(404) => continue,
+                Some(Err(error)) => {
+                    return Err(scope_error(error, &format!("pipeline {} of {full}", pipeline.id)));
+                }
+            };
+            out.push(PipelineEntity {
+                entity: pipeline_entity(project, &pipeline, detail.as_ref()),
+                version: pipeline.updated_at.clone().unwrap_or_default(),
+                operation,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn maybe_fetch_pipelines(
+        &self,
+        project: &Project,
+        fetch: bool,
+        limit: u32,
+    ) -> Result<Option<Vec<PipelineEntity>>, ScopeError> {
+        if fetch {
+            self.fetch_pipelines(project, limit).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Pushes a batch of projects (one listing page) and their pipelines.
+    async fn push_projects(
+        &self,
+        request: &GitlabRequest,
+        projects: Vec<Project>,
+        operation: &'static str,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        let want_pipelines = ctx.wants(EntityKind::Pipeline);
+        let incremental = ctx.mode() == SyncMode::Incremental;
+        let limit = self.pipelines_limit(request);
+        // What to do with each project's pipelines: fetch them, keep the
+        // baseline's (project unchanged since), or nothing (CI disabled).
+        let plans: Vec<(bool, bool)> = projects
+            .iter()
+            .map(|project| {
+                let ci = want_pipelines && project.jobs_enabled != Some(false);
+                let unchanged = incremental
+                    && project.last_activity_at.is_some()
+                    && ctx.prior_version(&project_urn(project)) == Some(activity_version(project).as_str());
+                (ci && !unchanged, ci && unchanged)
+            })
+            .collect();
+        let jobs: Vec<_> = projects
+            .iter()
+            .zip(&plans)
+            .map(|(project, (fetch, _))| self.maybe_fetch_pipelines(project, *fetch, limit))
+            .collect();
+        let mut pipelines = futures::stream::iter(jobs).buffered(self.settings.project_concurrency.max(1));
+        for (project, (_, retain)) in projects.iter().zip(&plans) {
+            let fetched = pipelines.next().await.unwrap_or(Ok(None))?;
+            if ctx.is_cancelled() {
+                return Err(ScopeError::Cancelled);
+            }
+            ctx.upsert(
+                project_entity(project),
+                UpsertMeta::new(operation, activity_version(project)),
+            )
+            .await?;
+            if *retain {
+                ctx.retain_children(&project_urn(project));
+            }
+            for pipeline in fetched.unwrap_or_default() {
+                ctx.upsert(pipeline.entity, UpsertMeta::new(pipeline.operation, pipeline.version))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_group(
+        &self,
+        request: &GitlabRequest,
+        group: &str,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        let listing = format!("/groups/{}/projects?", encode_path(group));
+        let mut route = match ctx.resume_cursor() {
+            // Cursors are listing pages of this group this server wrote;
+            // anything else (a crafted token) is refused.
+            Some(cursor) if cursor.starts_with(&listing) && !cursor.contains("://") => cursor.to_owned(),
+            Some(_) => {
+                return Err(ScopeError::Fatal(SyncError::invalid(
+                    "options.checkpoint",
+                    "the page cursor it holds is not valid",
+                )));
+            }
+            None => format!(
+                "{listing}include_subgroups=true&per_page={}&order_by=id&sort=asc",
+                self.settings.page_size
+            ),
+        };
+        loop {
+            let page = self
+                .client
+                .get::<Vec<Project>>(&route)
+                .await
+                .map_err(|e| scope_error(e, &format!("projects of group {group}")))?;
+            self.push_projects(request, page.body, "groups/projects", ctx).await?;
+            let Some(next) = page.next else {
+                break;
+            };
+            if !next.starts_with(&listing) {
+                return Err(ScopeError::Failed {
+                    reason: "UPSTREAM_MALFORMED",
+                    message: format!("projects of group {group}: next page outside the listing refused"),
+                });
+            }
+            ctx.checkpoint(next.clone()).await?;
+            route = next;
+        }
+        Ok(())
+    }
+
+    async fn sync_project(
+        &self,
+        request: &GitlabRequest,
+        path: &str,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        let project = self
+            .client
+            .get::<Project>(&format!("/projects/{}", encode_path(path)))
+            .await
+            .map_err(|e| scope_error(e, &format!("project {path}")))?
+            .body;
+        self.push_projects(request, vec![project], "projects/get", ctx).await
+    }
+}
+
+#[async_trait]
+impl Connector for GitlabConnector {
+    type Request = GitlabRequest;
+
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
+    }
+
+    fn availability(&self) -> Availability {
+        self.settings.availability.clone()
+    }
+
+    async fn authenticate(&self) -> Result<(), SyncError> {
+        if !self.live {
+            return Ok(());
+        }
+        self.client
+            .get::<User>("/user")
+            .await
+            .map(|_| ())
+            .map_err(|e| SyncError::UpstreamUnauthenticated(format!("GET /api/v4/user failed: {e}")))
+    }
+
+    fn scopes(&self, request: &GitlabRequest) -> Result<Vec<Scope>, SyncError> {
+        let mut scopes = Vec::new();
+        if request.groups.is_empty() && request.projects.is_empty() {
+            if self.settings.default_groups.is_empty() {
+                return Err(SyncError::invalid(
+                    "groups",
+                    "no groups or projects given and GITLAB_GROUPS is not set on the server",
+                ));
+            }
+            scopes.extend(
+                self.settings
+                    .default_groups
+                    .iter()
+                    .map(|group| Scope::new(format!("group:{group}"))),
+            );
+        }
+        scopes.extend(request.groups.iter().map(|group| Scope::new(format!("group:{group}"))));
+        scopes.extend(
+            request
+                .projects
+                .iter()
+                .map(|project| Scope::new(format!("project:{project}"))),
+        );
+        Ok(scopes)
+    }
+
+    fn request_fingerprint(&self, request: &GitlabRequest) -> String {
+        format!("pipelines={}", self.pipelines_limit(request))
+    }
+
+    async fn sync_scope(
+        &self,
+        request: &GitlabRequest,
+        scope: &Scope,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        match scope.key.split_once(':') {
+            Some(("group", group)) => self.sync_group(request, group, ctx).await,
+            Some(("project", path)) => self.sync_project(request, path, ctx).await,
+            _ => Err(ScopeError::Fatal(SyncError::Internal(format!(
+                "unknown scope {}",
+                scope.key
+            )))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project() -> Project {
+        serde_json::from_value(serde_json::json!({
+            "id": 52004,
+            "name": "gateway",
+            "path": "gateway",
+            "path_with_namespace": "acme-corp/platform/gateway",
+            "description": null,
+            "default_branch": "main",
+            "visibility": "internal",
+            "archived": false,
+            "topics": ["go", "edge", "go"],
+            "tag_list": ["ignored"],
+            "web_url": "https://gitlab.example.com/acme-corp/platform/gateway",
+            "http_url_to_repo": "https://gitlab.example.com/acme-corp/platform/gateway.git",
+            "created_at": "2025-08-06T11:02:45.120Z",
+            "last_activity_at": "2026-10-03T12:00:00.000Z",
+            "namespace": {"id": 1002, "full_path": "acme-corp/platform", "kind": "group"},
+            "forked_from_project": null,
+            "jobs_enabled": true
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_project_maps_to_a_repository() {
+        let entity = project_entity(&project());
+        assert_eq!(entity.urn, "urn:connectors:gitlab:repository:52004");
+        assert_eq!(entity.display_name, "acme-corp/platform/gateway");
+        let Some(Body::Repository(repo)) = entity.body else {
+            panic!("not a repository")
+        };
+        assert_eq!(repo.owner, "acme-corp/platform");
+        assert_eq!(repo.name, "gateway");
+        assert_eq!(repo.full_name, "acme-corp/platform/gateway");
+        assert_eq!(repo.topics, vec!["edge", "go"]);
+        assert!(!repo.fork, "forked_from_project: null is not a fork");
+        assert_eq!(repo.visibility, "internal");
+        assert_eq!(
+            repo.clone_url,
+            "https://gitlab.example.com/acme-corp/platform/gateway.git"
+        );
+        let created = repo.create_time.unwrap();
+        assert_eq!((created.seconds, created.nanos), (1_754_478_165, 120_000_000));
+    }
+
+    #[test]
+    fn topics_fall_back_to_tag_list_and_forks_are_detected() {
+        let mut value = serde_json::to_value(serde_json::json!({
+            "id": 1, "path": "p", "path_with_namespace": "g/p", "web_url": "w",
+            "tag_list": ["b", "a"], "namespace": {"full_path": "g"},
+            "forked_from_project": {"id": 9}
+        }))
+        .unwrap();
+        let p: Project = serde_json::from_value(value.take()).unwrap();
+        let Some(Body::Repository(repo)) = project_entity(&p).body else {
+            panic!()
+        };
+        assert_eq!(repo.topics, vec!["a", "b"]);
+        assert!(repo.fork);
+    }
+
+    #[test]
+    fn a_pipeline_maps_with_its_detail() {
+        let basic: PipelineBasic = serde_json::from_value(serde_json::json!({
+            "id": 310012, "iid": 3, "project_id": 52004, "sha": "abc", "ref": "main",
+            "status": "success", "source": "push",
+            "created_at": "2026-10-01T10:00:00.000Z", "updated_at": "2026-10-01T10:05:00.500Z",
+            "web_url": "https://gitlab.example.com/acme-corp/platform/gateway/-/pipelines/310012"
+        }))
+        .unwrap();
+        let detail: PipelineDetail = serde_json::from_value(serde_json::json!({
+            "id": 310012, "finished_at": "2026-10-01T10:05:00.500Z", "duration": 290
+        }))
+        .unwrap();
+        let entity = pipeline_entity(&project(), &basic, Some(&detail));
+        assert_eq!(entity.urn, "urn:connectors:gitlab:pipeline:52004:310012");
+        assert_eq!(entity.parent_urn, "urn:connectors:gitlab:repository:52004");
+        let Some(Body::Pipeline(p)) = entity.body else {
+            panic!("not a pipeline")
+        };
+        assert_eq!(p.project, "acme-corp/platform/gateway");
+        assert_eq!(
+            (p.status.as_str(), p.r#ref.as_str(), p.source.as_str()),
+            ("success", "main", "push")
+        );
+        assert_eq!(p.duration_seconds, 290);
+        assert_eq!(p.finish_time.unwrap().nanos, 500_000_000);
+        let without = pipeline_entity(&project(), &basic, None);
+        let Some(Body::Pipeline(p)) = without.body else {
+            panic!()
+        };
+        assert_eq!((p.duration_seconds, p.finish_time), (0, None));
+    }
+
+    #[test]
+    fn paths_are_encoded_for_the_id_parameter() {
+        assert_eq!(
+            encode_path("acme-corp/platform/gateway"),
+            "acme-corp%2Fplatform%2Fgateway"
+        );
+        assert_eq!(encode_path("globex"), "globex");
+    }
+}

@@ -1,0 +1,428 @@
+//! The GitLab connector: the conformance suite on fixtures, and the
+//! GitLab-specific behaviour (scopes, request counts, errors, live mode).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use connectors_proto::gitlab::v1::SyncRequest;
+use connectors_proto::v1::{EntityKind, ScopeState, SyncEvent, SyncOptions, entity::Body, sync_event::Event};
+use connectors_server::config::{Config, ConnectorsMode};
+use connectors_server::replay::{Exchange, FixtureSet, ReplayOptions, ReplayServer};
+use serde::Deserialize;
+use tonic::{Code, Status};
+
+use crate::conformance::{Harness, collect, full, incremental};
+use crate::support::{TestServer, scope_statuses, summary, upserts};
+
+fn fixtures_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+#[derive(Debug, Deserialize)]
+struct EstateProject {
+    id: u64,
+    path_with_namespace: String,
+    pipelines: Vec<u64>,
+    detailed: Vec<u64>,
+}
+
+/// fixtures/gitlab/estate.json: top-level group -> projects in listing order.
+fn estate() -> BTreeMap<String, Vec<EstateProject>> {
+    let text = std::fs::read_to_string(fixtures_root().join("gitlab/estate.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    upserts: Vec<String>,
+    deletions: Vec<String>,
+}
+
+pub struct Gitlab;
+
+async fn open(server: &TestServer, request: SyncRequest) -> Result<tonic::Streaming<SyncEvent>, Status> {
+    server.client.gitlab().sync(request).await.map(|r| r.into_inner())
+}
+
+fn request(options: SyncOptions) -> SyncRequest {
+    SyncRequest {
+        options: Some(options),
+        ..Default::default()
+    }
+}
+
+fn urns(events: &[SyncEvent]) -> Vec<String> {
+    upserts(events).into_iter().map(|(u, _)| u).collect()
+}
+
+#[async_trait]
+impl Harness for Gitlab {
+    const ID: &'static str = "gitlab";
+
+    async fn open(server: &TestServer, options: SyncOptions) -> Result<tonic::Streaming<SyncEvent>, Status> {
+        open(server, request(options)).await
+    }
+
+    fn expected_counts() -> Vec<(EntityKind, u64)> {
+        let projects: Vec<EstateProject> = estate().into_values().flatten().collect();
+        let counts = vec![
+            (EntityKind::Repository, projects.len() as u64),
+            (
+                EntityKind::Pipeline,
+                projects.iter().map(|p| p.pipelines.len() as u64).sum(),
+            ),
+        ];
+        // The estate fixtures/gitlab/generate.py wrote.
+        assert_eq!(counts, vec![(EntityKind::Repository, 25), (EntityKind::Pipeline, 42)]);
+        counts
+    }
+
+    fn apply_change(server: &TestServer) {
+        let root = fixtures_root();
+        let mut set = FixtureSet::load_provider(&root, "gitlab").unwrap();
+        set.overlay_dir(&root.join("gitlab/scenarios/changed/exchanges"))
+            .unwrap();
+        server.server.replay("gitlab").unwrap().set_fixtures(set);
+    }
+
+    fn expected_change() -> (Vec<String>, Vec<String>) {
+        let text = std::fs::read_to_string(fixtures_root().join("gitlab/scenarios/changed/expected.json")).unwrap();
+        let expected: Expected = serde_json::from_str(&text).unwrap();
+        (expected.upserts, expected.deletions)
+    }
+
+    async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
+        let groups = |groups: &[&str]| SyncRequest {
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        let projects = |projects: &[&str]| SyncRequest {
+            projects: projects.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        let many: Vec<String> = (0..101).map(|i| format!("group{i}")).collect();
+        let cases: Vec<(SyncRequest, &'static str)> = vec![
+            (groups(&[""]), "groups[0]"),
+            (groups(&["acme-corp", "https://gitlab.example.com/acme"]), "groups[1]"),
+            (groups(&["acme-corp/../globex"]), "groups[0]"),
+            (groups(&[".hidden"]), "groups[0]"),
+            (groups(&["acme-corp", "acme-corp"]), "groups[1]"),
+            (
+                SyncRequest {
+                    groups: many,
+                    ..Default::default()
+                },
+                "groups",
+            ),
+            (projects(&["no-namespace"]), "projects[0]"),
+            (projects(&["acme-corp/api", "acme-corp/a b"]), "projects[1]"),
+            (projects(&["acme-corp/repo.git"]), "projects[0]"),
+            (
+                SyncRequest {
+                    pipelines_per_project: 101,
+                    ..Default::default()
+                },
+                "pipelines_per_project",
+            ),
+            (
+                SyncRequest {
+                    options: Some(SyncOptions {
+                        kinds: vec![EntityKind::Manifest as i32],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "options.kinds[0]",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (request, field) in cases {
+            out.push((open(server, request).await, field));
+        }
+        out
+    }
+}
+
+crate::conformance_suite!(conformance, crate::gitlab::Gitlab);
+
+#[tokio::test]
+async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    let full_summary = summary(&base);
+    let events = collect(open(&server, request(incremental(full_summary.checkpoint.clone()))).await).await;
+    let inc = summary(&events);
+    println!(
+        "gitlab requests: full {} / no-change incremental {} ({} answered 304) = {:.1}%",
+        full_summary.upstream_requests,
+        inc.upstream_requests,
+        inc.cache_hits,
+        100.0 * inc.upstream_requests as f64 / full_summary.upstream_requests as f64
+    );
+    let projects: Vec<EstateProject> = estate().into_values().flatten().collect();
+    let detailed: usize = projects.iter().map(|p| p.detailed.len()).sum();
+    assert_eq!(detailed, 38);
+    // Full: 5 listing pages, 24 pipeline listings (one project has CI
+    // disabled), 38 finished pipelines read one by one.
+    assert_eq!(full_summary.upstream_requests, 5 + 24 + 38);
+    // Incremental: the 5 listing pages, each answered 304 from the cache;
+    // every project's last_activity_at is unchanged, so no pipeline requests.
+    assert_eq!(inc.upstream_requests, 5);
+    assert_eq!(inc.cache_hits, 5);
+    assert_eq!(upserts(&events).len(), 0);
+    assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn only_the_changed_project_has_its_pipelines_refetched() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    <Gitlab as Harness>::apply_change(&server);
+    let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    let s = summary(&events);
+    // 5 listing pages (acme-corp page 1 and both globex pages changed), then
+    // the gateway's pipeline listing and its 4 finished pipelines (the 3 old
+    // ones answered 304), nothing for the 23 unchanged projects. The two
+    // unchanged acme-corp pages are 304s too.
+    assert_eq!(s.upstream_requests, 5 + 1 + 4);
+    assert_eq!(s.cache_hits, 2 + 3);
+    let new = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Upsert(u)) if u.entity.as_ref()?.kind == EntityKind::Pipeline as i32 => u.clone().entity,
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(new.parent_urn, "urn:connectors:gitlab:repository:52004");
+    let Some(Body::Pipeline(p)) = new.body else { panic!() };
+    assert_eq!(p.project, "acme-corp/platform/gateway");
+    assert_eq!((p.status.as_str(), p.r#ref.as_str()), ("success", "main"));
+    assert!(p.duration_seconds > 0 && p.finish_time.is_some());
+}
+
+#[tokio::test]
+async fn a_subgroup_and_explicit_projects_are_scopes_of_their_own() {
+    let server = TestServer::start().await;
+    let estate = estate();
+    let gateway = estate["acme-corp"]
+        .iter()
+        .find(|p| p.path_with_namespace == "acme-corp/platform/gateway")
+        .unwrap();
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                groups: vec!["acme-corp/platform".into()],
+                projects: vec!["globex/payments".into(), "acme-corp/does-not-exist".into()],
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    let statuses = scope_statuses(&events);
+    assert_eq!(
+        statuses,
+        vec![
+            ("group:acme-corp/platform".to_owned(), ScopeState::Ok as i32),
+            ("project:globex/payments".to_owned(), ScopeState::Ok as i32),
+            ("project:acme-corp/does-not-exist".to_owned(), ScopeState::Failed as i32),
+        ]
+    );
+    let failed = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) if s.state == ScopeState::Failed as i32 => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(failed.reason, "UPSTREAM_NOT_FOUND");
+    assert_eq!(
+        failed.error,
+        "project acme-corp/does-not-exist: gitlab answered 404: 404 project not found"
+    );
+    let got = urns(&events);
+    let platform: Vec<&EstateProject> = estate["acme-corp"]
+        .iter()
+        .filter(|p| p.path_with_namespace.starts_with("acme-corp/platform/"))
+        .collect();
+    assert_eq!(platform.len(), 6);
+    let payments = estate["globex"]
+        .iter()
+        .find(|p| p.path_with_namespace == "globex/payments")
+        .unwrap();
+    let mut expected = Vec::new();
+    for p in platform.iter().copied().chain([payments]) {
+        expected.push(format!("urn:connectors:gitlab:repository:{}", p.id));
+        for pipeline in &p.pipelines {
+            expected.push(format!("urn:connectors:gitlab:pipeline:{}:{pipeline}", p.id));
+        }
+    }
+    assert_eq!(got, expected);
+    assert!(got.contains(&format!("urn:connectors:gitlab:repository:{}", gateway.id)));
+    assert!(!summary(&events).complete);
+    assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_unknown_group_fails_its_scope_only() {
+    let server = TestServer::start().await;
+    let mut options = full();
+    options.kinds = vec![EntityKind::Repository as i32];
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                groups: vec!["no-such-group".into(), "globex".into()],
+                options: Some(options),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    let statuses = scope_statuses(&events);
+    assert_eq!(
+        statuses,
+        vec![
+            ("group:no-such-group".to_owned(), ScopeState::Failed as i32),
+            ("group:globex".to_owned(), ScopeState::Ok as i32),
+        ]
+    );
+    assert_eq!(urns(&events).len(), 9);
+}
+
+#[tokio::test]
+async fn kinds_select_what_is_fetched() {
+    let server = TestServer::start().await;
+    let mut options = full();
+    options.kinds = vec![EntityKind::Repository as i32];
+    let before = server.upstream_requests("gitlab");
+    let events = collect(open(&server, request(options)).await).await;
+    assert_eq!(upserts(&events).len(), 25);
+    // Listing pages only: no pipeline requests.
+    assert_eq!(server.upstream_requests("gitlab") - before, 5);
+    let first = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => Some(u.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let entity = first.entity.unwrap();
+    assert_eq!(entity.urn, "urn:connectors:gitlab:repository:52001");
+    let Some(Body::Repository(repo)) = entity.body else {
+        panic!()
+    };
+    assert_eq!(
+        (repo.owner.as_str(), repo.name.as_str(), repo.full_name.as_str()),
+        ("acme-corp", "billing-api", "acme-corp/billing-api")
+    );
+    assert_eq!(repo.topics, vec!["api", "billing"]);
+    assert_eq!(repo.clone_url, "https://gitlab.example.com/acme-corp/billing-api.git");
+    let provenance = first.provenance.unwrap();
+    assert_eq!(provenance.operation, "groups/projects");
+    assert_eq!(provenance.source, "group:acme-corp");
+}
+
+#[tokio::test]
+async fn live_mode_without_credentials_is_a_failed_precondition_naming_the_variables() {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    let server = TestServer::with_config(config).await;
+    let status = open(&server, request(full())).await.expect_err("not configured");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("GITLAB_TOKEN"), "{}", status.message());
+}
+
+/// Live mode against a self-managed instance behind a path prefix: the token
+/// goes in PRIVATE-TOKEN, the API is under <GITLAB_BASE_URL>/api/v4, and the
+/// default scope is GITLAB_GROUPS.
+#[tokio::test]
+async fn live_mode_sends_the_token_to_the_self_managed_instance() {
+    let root = fixtures_root();
+    let page: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("gitlab/exchanges/groups/globex/projects-page-2.json")).unwrap(),
+    )
+    .unwrap();
+    let project = page["exchanges"][0]["response"]["body"][0].clone();
+    let id = project["id"].as_u64().unwrap();
+    let mut set = FixtureSet::default();
+    for value in [
+        serde_json::json!({
+            "request": {
+                "method": "GET",
+                "path": "/gitlab/api/v4/groups/ops%2Finfra/projects",
+                "query": {"include_subgroups": "true", "per_page": "100", "order_by": "id", "sort": "asc"},
+                "headers": {"private-token": "glpat-testtoken"}
+            },
+            "response": {"status": 200, "headers": {"content-type": "application/json", "x-next-page": ""}, "body": [project]}
+        }),
+        serde_json::json!({
+            "request": {
+                "method": "GET",
+                "path": format!("/gitlab/api/v4/projects/{id}/pipelines"),
+                "query": {"per_page": "5", "order_by": "id", "sort": "desc"},
+                "headers": {"private-token": "glpat-testtoken"}
+            },
+            "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": []}
+        }),
+        serde_json::json!({
+            "request": {"method": "GET", "path": "/gitlab/api/v4/user", "headers": {"private-token": "glpat-testtoken"}},
+            "response": {"status": 200, "body": {"id": 7, "username": "release-bot"}}
+        }),
+    ] {
+        let exchange: Exchange = serde_json::from_value(value).unwrap();
+        set.insert(exchange);
+    }
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.gitlab.token = Some("glpat-testtoken".into());
+    config.gitlab.base_url = Some(url::Url::parse(&format!("{}/gitlab", upstream.base_url())).unwrap());
+    config.gitlab.groups = vec!["ops/infra".into()];
+    config.gitlab.pipelines_per_project = Some(5);
+    let server = TestServer::with_config(config).await;
+    assert_eq!(server.client.get_connector("gitlab").await.unwrap().auth_mode, "token");
+    let events = collect(open(&server, request(full())).await).await;
+    assert_eq!(urns(&events), vec![format!("urn:connectors:gitlab:repository:{id}")]);
+    assert!(summary(&events).complete);
+    assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
+    assert_eq!(
+        upstream.stats().requests(),
+        3,
+        "the credential check, the listing, the pipelines"
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_auto_mode_runs_on_fixtures_and_says_what_to_set() {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Auto;
+    let server = TestServer::with_config(config).await;
+    let entry = server.client.get_connector("gitlab").await.unwrap();
+    assert_eq!(
+        entry.availability,
+        connectors_proto::v1::ConnectorAvailability::Fixture as i32
+    );
+    assert_eq!(
+        entry.reason,
+        "no GitLab credentials configured (set GITLAB_TOKEN, and GITLAB_BASE_URL for a self-managed instance, to sync live)"
+    );
+}
+
+/// The resuming client stream of the `connectors-client` crate.
+#[tokio::test]
+async fn the_client_crate_syncs_gitlab_with_resume() {
+    use futures::StreamExt;
+    let server = TestServer::start().await;
+    let mut stream = server.client.sync_gitlab(request(full()));
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        events.push(event.expect("no error"));
+    }
+    assert_eq!(upserts(&events).len(), 25 + 42);
+    assert!(summary(&events).complete);
+}
