@@ -179,6 +179,33 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
     }
 }
 
+/// The health service that reports the cache: NOT_SERVING while its backend
+/// fails (the server keeps serving, uncached), SERVING again when it recovers.
+pub const CACHE_HEALTH_SERVICE: &str = "connectors.v1.Cache";
+
+/// Probes the cache every few seconds so an outage (and the recovery) shows in
+/// health and metrics even when no sync touches the cache.
+async fn watch_cache(reporter: HealthReporter, cache: SharedCache, shutdown: CancellationToken) {
+    let mut last = None;
+    loop {
+        cache.probe().await;
+        let degraded = cache.is_degraded();
+        if last != Some(degraded) {
+            let status = if degraded {
+                ServingStatus::NotServing
+            } else {
+                ServingStatus::Serving
+            };
+            reporter.set_service_status(CACHE_HEALTH_SERVICE, status).await;
+            last = Some(degraded);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
 /// Starts the server.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let cache = build_cache(&config)?;
@@ -193,6 +220,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .set_serving::<connectors_proto::v1::registry_service_server::RegistryServiceServer<crate::grpc::RegistryApi>>()
         .await;
     tokio::spawn(set_connector_health(reporter.clone(), registry.clone()));
+    tokio::spawn(watch_cache(reporter.clone(), cache.clone(), shutdown.clone()));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(connectors_proto::FILE_DESCRIPTOR_SET)

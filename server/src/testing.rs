@@ -42,7 +42,23 @@ impl RedisServer {
 
     /// Starts a private redis-server on a free loopback port.
     pub fn start() -> Result<Self, String> {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    /// Starts it again on the same port after [`RedisServer::kill`] (for outage tests).
+    pub fn restart(&mut self) -> Result<(), String> {
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or("not a server this test started")?;
+        let started = Self::start_on(port)?;
+        *self = started;
+        Ok(())
+    }
+
+    fn start_on(port: u16) -> Result<Self, String> {
         let child = Command::new("redis-server")
             .args([
                 "--port",

@@ -54,7 +54,13 @@ pub trait Cache: Send + Sync + 'static {
 pub struct SharedCache {
     inner: Arc<dyn Cache>,
     degraded: Arc<AtomicBool>,
+    /// While a failing backend cools down, operations skip it (a circuit
+    /// breaker): an outage costs one timeout, not one per operation.
+    retry_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long a failing backend is skipped before the next operation tries it.
+const COOL_DOWN: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for SharedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,6 +77,7 @@ impl SharedCache {
         Self {
             inner,
             degraded: Arc::new(AtomicBool::new(false)),
+            retry_at: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -89,7 +96,23 @@ impl SharedCache {
         self.degraded.load(Ordering::Relaxed)
     }
 
+    /// True while the backend is cooling down after a failure (operations are skipped).
+    fn skipping(&self) -> bool {
+        let skip = self
+            .retry_at
+            .lock()
+            .map(|at| at.is_some_and(|at| std::time::Instant::now() < at))
+            .unwrap_or(false);
+        if skip {
+            metrics::counter!("connectors_cache_skipped_total").increment(1);
+        }
+        skip
+    }
+
     fn observe<T>(&self, op: &'static str, result: Result<T, CacheError>) -> Option<T> {
+        if let Ok(mut at) = self.retry_at.lock() {
+            *at = result.is_err().then(|| std::time::Instant::now() + COOL_DOWN);
+        }
         match result {
             Ok(value) => {
                 if self.degraded.swap(false, Ordering::Relaxed) {
@@ -109,26 +132,45 @@ impl SharedCache {
         }
     }
 
+    /// Tries the backend even while it cools down (the health watcher's probe),
+    /// updating the degraded state either way.
+    pub async fn probe(&self) {
+        let result = self.inner.get("health:probe").await;
+        self.observe("probe", result);
+    }
+
     /// Reads `key`; a backend failure reads as a miss.
     pub async fn get(&self, key: &str) -> Option<Bytes> {
+        if self.skipping() {
+            return None;
+        }
         let result = self.inner.get(key).await;
         self.observe("get", result).flatten()
     }
 
     /// Writes `key`; a backend failure is logged and counted. Returns whether it was stored.
     pub async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> bool {
+        if self.skipping() {
+            return false;
+        }
         let result = self.inner.set(key, value, ttl).await;
         self.observe("set", result).is_some()
     }
 
     /// Deletes `key`; a backend failure is logged and counted.
     pub async fn delete(&self, key: &str) {
+        if self.skipping() {
+            return;
+        }
         let result = self.inner.delete(key).await;
         self.observe("delete", result);
     }
 
     /// Stores only if absent. `None` when the backend failed.
     pub async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Option<bool> {
+        if self.skipping() {
+            return None;
+        }
         let result = self.inner.set_if_absent(key, value, ttl).await;
         self.observe("set_if_absent", result)
     }

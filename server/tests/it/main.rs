@@ -6,6 +6,7 @@ mod conformance;
 mod github;
 mod gitlab;
 mod kubernetes;
+mod outage;
 mod registry;
 mod security;
 mod shutdown;
