@@ -233,6 +233,9 @@ pub struct Config {
     pub fixtures_dir: PathBuf,
     /// `CONNECTORS_DRAIN_TIMEOUT_SECS`.
     pub drain_timeout: Duration,
+    /// `CONNECTORS_FIXTURE_LATENCY_MS`: latency the fixture replay servers add to every
+    /// upstream request (demos, tests and benchmarks of latency-bound crawls).
+    pub fixture_latency: Duration,
     /// `CONNECTORS_API_KEYS` (digests only), `CONNECTORS_AUTH_HEALTH`, `CONNECTORS_AUTH_REFLECTION`.
     pub api_keys: crate::grpc::auth::ApiKeys,
     /// `CONNECTORS_MAX_STREAMS`: open Sync streams on this server.
@@ -304,6 +307,7 @@ impl Config {
             log_format: LogFormat::Text,
             fixtures_dir: default_fixtures_dir(),
             drain_timeout: Duration::from_secs(5),
+            fixture_latency: Duration::ZERO,
             api_keys: crate::grpc::auth::ApiKeys::default(),
             max_streams: 256,
             max_streams_per_client: 64,
@@ -401,6 +405,7 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(default_fixtures_dir),
             drain_timeout: Duration::from_secs(parse("CONNECTORS_DRAIN_TIMEOUT_SECS")?.unwrap_or(20)),
+            fixture_latency: Duration::from_millis(parse("CONNECTORS_FIXTURE_LATENCY_MS")?.unwrap_or(0)),
             api_keys: {
                 let mut keys =
                     crate::grpc::auth::ApiKeys::parse(&std::env::var("CONNECTORS_API_KEYS").unwrap_or_default())

@@ -99,6 +99,14 @@ pub enum RegistryError {
     },
 }
 
+/// Latency injected by the replay servers of fixture mode (`CONNECTORS_FIXTURE_LATENCY_MS`).
+fn fixture_options(config: &Config) -> ReplayOptions {
+    ReplayOptions {
+        latency: config.fixture_latency,
+        ..Default::default()
+    }
+}
+
 async fn start_replay(
     dir: &Path,
     provider: &'static str,
@@ -199,7 +207,7 @@ impl Registry {
             ),
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
                 let (server, fixture_config) =
-                    start_replay(&config.fixtures_dir, "github", ReplayOptions::default()).await?;
+                    start_replay(&config.fixtures_dir, "github", fixture_options(config)).await?;
                 let base = url::Url::parse(server.base_url()).map_err(|e| RegistryError::Fixtures {
                     provider: "github",
                     message: e.to_string(),
@@ -306,7 +314,7 @@ impl Registry {
             ),
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
                 let (server, fixture_config) =
-                    start_replay(&config.fixtures_dir, "gitlab", ReplayOptions::default()).await?;
+                    start_replay(&config.fixtures_dir, "gitlab", fixture_options(config)).await?;
                 let base = url::Url::parse(server.base_url()).map_err(|e| RegistryError::Fixtures {
                     provider: "gitlab",
                     message: e.to_string(),
@@ -455,7 +463,7 @@ impl Registry {
             ),
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
                 let (server, fixture_config) =
-                    start_replay(&config.fixtures_dir, "kubernetes", ReplayOptions::default()).await?;
+                    start_replay(&config.fixtures_dir, "kubernetes", fixture_options(config)).await?;
                 // The fixtures' kubeconfig points every context at the replay
                 // server, each under its own path prefix.
                 let path = config.fixtures_dir.join("kubernetes").join("kubeconfig.yaml");
@@ -559,7 +567,7 @@ impl Registry {
             ),
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
                 let (server, fixture_config) =
-                    start_replay(&config.fixtures_dir, "wiz", ReplayOptions::default()).await?;
+                    start_replay(&config.fixtures_dir, "wiz", fixture_options(config)).await?;
                 let join = |path: &str| {
                     url::Url::parse(&format!("{}{path}", server.base_url())).map_err(|e| RegistryError::Fixtures {
                         provider: "wiz",

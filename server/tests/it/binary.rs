@@ -226,3 +226,103 @@ async fn two_replicas_sharing_redis_crawl_the_upstream_once() {
     let crawl_requests = matched() - before;
     assert_eq!(crawl_requests, 110, "the two replicas crawled the upstream once");
 }
+
+fn spawn_fixture_server(port: u16, redis_url: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_connectors-server"))
+        .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONNECTORS_METRICS_LISTEN", "off")
+        .env("CONNECTORS_MODE", "fixtures")
+        .env(
+            "CONNECTORS_FIXTURES_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
+        )
+        .env("CONNECTORS_FIXTURE_LATENCY_MS", "15")
+        .env("REDIS_URL", redis_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn connectors-server")
+}
+
+/// The server is killed (SIGKILL) mid-sync and started again on the same
+/// port with the same Redis: the client's resuming stream ends with exactly
+/// the set of an unbroken sync, and nothing of a scope finished before the
+/// kill is sent twice.
+#[tokio::test]
+async fn a_client_resumes_across_a_server_kill_and_restart() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use connectors_client::ResumePolicy;
+    use connectors_proto::v1::sync_event::Event;
+    use futures::StreamExt;
+
+    let Some(redis) = connectors_server::testing::RedisServer::start_or_skip() else {
+        return;
+    };
+    let port = free_port();
+    let mut server = spawn_fixture_server(port, &redis.url());
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        if let Ok(client) = ConnectorsClient::connect(endpoint.clone()).await {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "server did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let request = SyncRequest {
+        options: Some(full()),
+        ..Default::default()
+    };
+    let reference: BTreeSet<(String, String)> =
+        crate::support::upserts(&collect(client.github().sync(request.clone()).await.map(|r| r.into_inner())).await)
+            .into_iter()
+            .collect();
+    assert_eq!(reference.len(), 102);
+
+    let client = client.with_resume_policy(
+        ResumePolicy::default()
+            .with_max_attempts(30)
+            .with_max_backoff(Duration::from_millis(300)),
+    );
+    let mut stream = client.sync_github(request);
+    let mut events = Vec::new();
+    let mut finished_before_kill = BTreeSet::new();
+    loop {
+        let event = stream.next().await.unwrap().unwrap();
+        if let Some(Event::ScopeStatus(s)) = &event.event {
+            finished_before_kill.insert(s.scope.clone());
+        }
+        let checkpoint = matches!(event.event, Some(Event::Checkpoint(_)));
+        events.push(event);
+        // Kill once the first scope is complete (its scope-end checkpoint arrived).
+        if checkpoint && !finished_before_kill.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(finished_before_kill.len(), 1);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut restarted = spawn_fixture_server(port, &redis.url());
+    while let Some(event) = stream.next().await {
+        events.push(event.expect("the client resumes across the restart"));
+    }
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+    assert!(stream.resumes() >= 1, "the stream was resumed");
+    assert!(summary(&events).complete);
+    let got = crate::support::upserts(&events);
+    let set: BTreeSet<(String, String)> = got.iter().cloned().collect();
+    assert_eq!(set, reference, "exactly the fault-free set");
+    // No upsert of a scope finished before the kill was sent twice.
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for event in &events {
+        if let Some(Event::Upsert(u)) = &event.event
+            && finished_before_kill.contains(&u.provenance.as_ref().unwrap().source)
+        {
+            *counts.entry(u.entity.as_ref().unwrap().urn.as_str()).or_default() += 1;
+        }
+    }
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}
