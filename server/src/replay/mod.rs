@@ -35,6 +35,10 @@ pub enum Fault {
     RateLimited,
     /// Headers promising more body than is sent, then the connection ends.
     TruncatedBody,
+    /// The connection is closed before any response (a reset).
+    ConnectionReset,
+    /// 200 with a body that is not valid JSON (and no ETag).
+    MalformedBody,
 }
 
 /// Latency and fault injection.
@@ -206,7 +210,12 @@ fn fault_for(options: &ReplayOptions, key: &str, occurrence: u64) -> Option<Faul
         return None;
     }
     let faults: &[Fault] = if options.faults.is_empty() {
-        &[Fault::ServerError, Fault::RateLimited, Fault::TruncatedBody]
+        &[
+            Fault::ServerError,
+            Fault::RateLimited,
+            Fault::TruncatedBody,
+            Fault::ConnectionReset,
+        ]
     } else {
         &options.faults
     };
@@ -256,6 +265,25 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 .header(header::RETRY_AFTER, "0")
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(r#"{"message":"rate limited (injected)"}"#))
+                .unwrap_or_default(),
+            Fault::ConnectionReset => {
+                // A body that fails before its first byte: hyper drops the
+                // connection without sending the head.
+                let stream = futures::stream::once(async {
+                    Err::<Bytes, std::io::Error>(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "injected reset",
+                    ))
+                });
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .body(Body::from_stream(stream))
+                    .unwrap_or_default()
+            }
+            Fault::MalformedBody => Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"malformed": [1, 2,"#))
                 .unwrap_or_default(),
             Fault::TruncatedBody => {
                 // The head and a first chunk go out; then the body breaks.

@@ -711,7 +711,7 @@ async fn an_empty_fault_list_draws_from_every_fault() {
         let kind = match http().get(format!("{}/items/{i}", server.base_url())).send().await {
             Err(error) => {
                 assert!(error.is_request(), "{error:?}");
-                "truncated"
+                "reset"
             }
             Ok(response) => match response.status().as_u16() {
                 503 => "server error",
@@ -725,7 +725,7 @@ async fn an_empty_fault_list_draws_from_every_fault() {
         };
         *kinds.entry(kind).or_insert(0) += 1;
     }
-    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
     assert_eq!(kinds.values().sum::<i32>(), 30);
     assert_eq!(server.stats().requests(), 30);
     assert_eq!(server.stats().faults(), 30);
@@ -888,4 +888,40 @@ fn times_is_part_of_an_exchange_identity() {
     let recorded = exchange(json!({ "request": { "path": "/a" }, "response": { "status": 200 } }));
     let set = set_of([recorded, limited]);
     assert_eq!(set.len(), 2, "an exchange with times does not replace the recorded one");
+}
+
+#[tokio::test]
+async fn reset_and_malformed_faults() {
+    let reset = start(
+        numbered(2),
+        ReplayOptions {
+            fault_rate: 1.0,
+            faults: vec![Fault::ConnectionReset],
+            ..ReplayOptions::default()
+        },
+    )
+    .await;
+    let error = http()
+        .get(format!("{}/items/0", reset.base_url()))
+        .send()
+        .await
+        .expect_err("the connection is reset before a response");
+    assert!(error.is_request(), "{error:?}");
+    assert_eq!(reset.stats().faults(), 1);
+
+    let malformed = start(
+        numbered(2),
+        ReplayOptions {
+            fault_rate: 1.0,
+            faults: vec![Fault::MalformedBody],
+            ..ReplayOptions::default()
+        },
+    )
+    .await;
+    let response = get(&malformed, "/items/1").await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers().get("etag").is_none());
+    let body = response.bytes().await.unwrap();
+    assert_eq!(&body[..], br#"{"malformed": [1, 2,"#);
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
 }

@@ -240,7 +240,13 @@ pub async fn faults<H: Harness>() {
     let replay = server.server.replay(H::ID).unwrap();
     replay.set_options(ReplayOptions {
         fault_rate: 0.2,
-        faults: vec![Fault::ServerError, Fault::RateLimited, Fault::TruncatedBody],
+        faults: vec![
+            Fault::ServerError,
+            Fault::RateLimited,
+            Fault::TruncatedBody,
+            Fault::ConnectionReset,
+            Fault::MalformedBody,
+        ],
         seed: 7,
         ..Default::default()
     });
