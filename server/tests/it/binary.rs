@@ -326,3 +326,109 @@ async fn a_client_resumes_across_a_server_kill_and_restart() {
     }
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
 }
+
+/// Secrets (client API keys, provider tokens and client secrets) set in the
+/// environment appear neither in the logs (at debug level) nor in any error
+/// a client receives, including errors about those very credentials.
+#[tokio::test]
+async fn secrets_never_reach_logs_or_errors() {
+    let port = free_port();
+    let api_key = "sk-live-API-KEY-0123456789abcdef";
+    let secrets = [
+        api_key,
+        "ghp_GITHUB_TOKEN_SECRET_0123456789",
+        "glpat-GITLAB_TOKEN_SECRET_01234",
+        "WIZ_CLIENT_SECRET_0123456789abcdef",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
+        .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONNECTORS_METRICS_LISTEN", "off")
+        .env("CONNECTORS_MODE", "fixtures")
+        .env(
+            "CONNECTORS_FIXTURES_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
+        )
+        .env("CONNECTORS_API_KEYS", api_key)
+        .env("GITHUB_TOKEN", secrets[1])
+        .env("GITLAB_TOKEN", secrets[2])
+        .env("WIZ_CLIENT_ID", "wiz-client-id")
+        .env("WIZ_CLIENT_SECRET", secrets[3])
+        .env("RUST_LOG", "debug")
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn connectors-server");
+    // Read the logs while the server runs (a full pipe would block it).
+    let mut stderr = child.stderr.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut logs = String::new();
+        let _ = stderr.read_to_string(&mut logs);
+        let _ = stdout.read_to_string(&mut logs);
+        logs
+    });
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let anonymous = loop {
+        if let Ok(client) = ConnectorsClient::connect(endpoint.clone()).await {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "server did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut errors = Vec::new();
+    // Wrong keys, including near misses of the real one.
+    for wrong in [&api_key[..api_key.len() - 1], "sk-live-API-KEY-0123456789abcdeX"] {
+        let client = anonymous.clone().with_api_key(wrong).unwrap();
+        errors.push(client.list_connectors().await.unwrap_err().to_string());
+    }
+    errors.push(anonymous.list_connectors().await.unwrap_err().to_string());
+    let client = anonymous.clone().with_api_key(api_key).unwrap();
+    // Bad input and a whole sync.
+    let bad = client
+        .github()
+        .sync(SyncRequest {
+            orgs: vec![format!("{}/x", secrets[1])],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    errors.push(format!("{bad:?}"));
+    let events = collect(
+        client
+            .github()
+            .sync(SyncRequest {
+                options: Some(full()),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner()),
+    )
+    .await;
+    assert!(summary(&events).complete);
+    let listed = format!("{:?}", client.list_connectors().await.unwrap());
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "server did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = log_reader.join().unwrap();
+    assert!(logs.lines().count() > 20, "debug logs were written");
+    for secret in secrets {
+        assert!(!logs.contains(secret), "a secret appears in the logs");
+        assert!(!listed.contains(secret), "a secret appears in ListConnectors");
+        for error in &errors {
+            // The bad-input error quotes the (invalid) org the client sent, which
+            // embeds the token on purpose; only the server's secrets matter there.
+            if error.contains("orgs[0]") && secret == secrets[1] {
+                continue;
+            }
+            assert!(!error.contains(secret), "a secret appears in an error: {error}");
+        }
+    }
+}
