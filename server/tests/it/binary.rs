@@ -432,3 +432,96 @@ async fn secrets_never_reach_logs_or_errors() {
         }
     }
 }
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 50 clients that read slowly do not grow the server's memory without bound:
+/// the bounded per-stream channels hold the producers back. Prints the figures.
+#[tokio::test]
+async fn fifty_slow_readers_keep_server_memory_bounded() {
+    use connectors_proto::v1::EntityKind;
+    use futures::StreamExt;
+
+    if !std::path::Path::new("/proc/self/status").exists() {
+        eprintln!("skipping: no /proc");
+        return;
+    }
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
+        .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONNECTORS_METRICS_LISTEN", "off")
+        .env("CONNECTORS_MODE", "fixtures")
+        .env(
+            "CONNECTORS_FIXTURES_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
+        )
+        .env("CONNECTORS_CACHE_MAX_BYTES", "33554432")
+        .env("CONNECTORS_MAX_STREAMS_PER_CLIENT", "64")
+        .env("RUST_LOG", "warn")
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn connectors-server");
+    let pid = child.id();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        if let Ok(client) = ConnectorsClient::connect(endpoint.clone()).await {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "server did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let baseline = status_kib(pid, "VmRSS:");
+    let kinds = [
+        vec![],
+        vec![EntityKind::Repository as i32],
+        vec![EntityKind::Manifest as i32],
+        vec![EntityKind::Sbom as i32],
+    ];
+    let mut readers = Vec::new();
+    for i in 0..50usize {
+        let mut github = client.github();
+        let mut options = full();
+        options.kinds = kinds[i % 4].clone();
+        readers.push(tokio::spawn(async move {
+            let mut stream = github
+                .sync(SyncRequest {
+                    options: Some(options),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut read = 0;
+            while let Some(event) = stream.next().await {
+                event.unwrap();
+                read += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            read
+        }));
+    }
+    let mut total = 0;
+    for reader in readers {
+        total += reader.await.unwrap();
+    }
+    let peak = status_kib(pid, "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "50 slow readers: {total} events read; server RSS at start {} MiB, peak {} MiB",
+        baseline / 1024,
+        peak / 1024
+    );
+    assert!(total > 50 * 30, "every reader read its stream ({total} events)");
+    assert!(peak < 150 * 1024, "peak RSS {} MiB", peak / 1024);
+}
