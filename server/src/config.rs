@@ -214,6 +214,17 @@ impl WizEnv {
     }
 }
 
+/// PEM files of the gRPC server's TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// CA whose client certificates are required (mTLS), if any.
+    pub client_ca: Option<PathBuf>,
+}
+
 /// Everything the server reads at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -233,6 +244,9 @@ pub struct Config {
     pub fixtures_dir: PathBuf,
     /// `CONNECTORS_DRAIN_TIMEOUT_SECS`.
     pub drain_timeout: Duration,
+    /// `CONNECTORS_TLS_CERT` / `CONNECTORS_TLS_KEY` (PEM files): serve gRPC over TLS;
+    /// with `CONNECTORS_TLS_CLIENT_CA`, require client certificates it signed (mTLS).
+    pub tls: Option<TlsFiles>,
     /// `CONNECTORS_FIXTURE_LATENCY_MS`: latency the fixture replay servers add to every
     /// upstream request (demos, tests and benchmarks of latency-bound crawls).
     pub fixture_latency: Duration,
@@ -308,6 +322,7 @@ impl Config {
             fixtures_dir: default_fixtures_dir(),
             drain_timeout: Duration::from_secs(5),
             fixture_latency: Duration::ZERO,
+            tls: None,
             api_keys: crate::grpc::auth::ApiKeys::default(),
             max_streams: 256,
             max_streams_per_client: 64,
@@ -406,6 +421,30 @@ impl Config {
                 .unwrap_or_else(default_fixtures_dir),
             drain_timeout: Duration::from_secs(parse("CONNECTORS_DRAIN_TIMEOUT_SECS")?.unwrap_or(20)),
             fixture_latency: Duration::from_millis(parse("CONNECTORS_FIXTURE_LATENCY_MS")?.unwrap_or(0)),
+            tls: match (var("CONNECTORS_TLS_CERT"), var("CONNECTORS_TLS_KEY")) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: PathBuf::from(cert),
+                    key: PathBuf::from(key),
+                    client_ca: var("CONNECTORS_TLS_CLIENT_CA").map(PathBuf::from),
+                }),
+                (None, None) if var("CONNECTORS_TLS_CLIENT_CA").is_some() => {
+                    return Err(ConfigError {
+                        var: "CONNECTORS_TLS_CLIENT_CA",
+                        message: "needs CONNECTORS_TLS_CERT and CONNECTORS_TLS_KEY".into(),
+                    });
+                }
+                (None, None) => None,
+                (cert, _) => {
+                    return Err(ConfigError {
+                        var: if cert.is_some() {
+                            "CONNECTORS_TLS_KEY"
+                        } else {
+                            "CONNECTORS_TLS_CERT"
+                        },
+                        message: "TLS needs both CONNECTORS_TLS_CERT and CONNECTORS_TLS_KEY".into(),
+                    });
+                }
+            },
             api_keys: {
                 let mut keys =
                     crate::grpc::auth::ApiKeys::parse(&std::env::var("CONNECTORS_API_KEYS").unwrap_or_default())

@@ -80,6 +80,9 @@ pub enum StartError {
     /// The cache could not be configured.
     #[error("REDIS_URL: {0}")]
     Cache(String),
+    /// The TLS files could not be read.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -261,7 +264,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )
     .max_decoding_message_size(max_message);
     #[allow(unused_mut)]
-    let mut router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| StartError::Tls(format!("reading {}: {e}", path.display())))
+        };
+        let mut tls_config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+        if let Some(ca) = &tls.client_ca {
+            tls_config = tls_config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        builder = builder
+            .tls_config(tls_config)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+        tracing::info!(mtls = tls.client_ca.is_some(), "serving gRPC over TLS");
+    }
+    let mut router = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(crate::grpc::auth::AuthLayer::new(api_keys))

@@ -11,4 +11,5 @@ mod registry;
 mod security;
 mod shutdown;
 mod support;
+mod tls;
 mod wiz;

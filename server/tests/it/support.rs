@@ -29,6 +29,14 @@ impl TestServer {
         Self::with_config(Config::for_tests()).await
     }
 
+    /// A server whose client the test makes itself (TLS); `client` is lazy and unusable.
+    pub async fn start_without_client(config: Config) -> Self {
+        init_tracing();
+        let server = start(config).await.expect("server starts");
+        let client = ConnectorsClient::connect_lazy(server.endpoint()).expect("lazy client");
+        Self { server, client }
+    }
+
     pub async fn with_config(config: Config) -> Self {
         init_tracing();
         let server = start(config).await.expect("server starts");
