@@ -161,7 +161,6 @@ mod fuzz {
     use connectors_proto::github::v1::SyncRequest;
     use proptest::prelude::*;
 
-    use crate::providers::github::GithubRequest;
     use crate::sync::{SyncError, Token};
 
     fn field_of(error: SyncError) -> String {
@@ -174,13 +173,14 @@ mod fuzz {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
+        #[cfg(feature = "github")]
         #[test]
         fn github_requests_validate_or_name_the_field(
             orgs in prop::collection::vec(".{0,50}", 0..5),
             repositories in prop::collection::vec(".{0,60}", 0..5),
         ) {
             let request = SyncRequest { orgs, repositories, ..Default::default() };
-            match GithubRequest::try_from(&request) {
+            match crate::providers::github::GithubRequest::try_from(&request) {
                 Ok(valid) => {
                     for org in &valid.orgs {
                         prop_assert!(!org.is_empty() && org.len() <= 39);
@@ -194,6 +194,60 @@ mod fuzz {
                     let field = field_of(error);
                     prop_assert!(field.starts_with("orgs") || field.starts_with("repositories"), "{}", field);
                 }
+            }
+        }
+
+        #[cfg(feature = "gitlab")]
+        #[test]
+        fn gitlab_requests_validate_or_name_the_field(
+            groups in prop::collection::vec(".{0,40}", 0..4),
+            projects in prop::collection::vec(".{0,60}", 0..4),
+            pipelines_per_project in any::<u32>(),
+        ) {
+            let request = connectors_proto::gitlab::v1::SyncRequest { groups, projects, pipelines_per_project, options: None };
+            if let Err(error) = crate::providers::gitlab::GitlabRequest::try_from(&request) {
+                let field = field_of(error);
+                prop_assert!(
+                    field.starts_with("groups") || field.starts_with("projects") || field == "pipelines_per_project",
+                    "{}", field
+                );
+            }
+        }
+
+        #[cfg(feature = "kubernetes")]
+        #[test]
+        fn kubernetes_requests_validate_or_name_the_field(
+            contexts in prop::collection::vec(".{0,40}", 0..4),
+            namespaces in prop::collection::vec(".{0,70}", 0..4),
+            label_selector in ".{0,80}",
+            field_selector in ".{0,80}",
+        ) {
+            let request = connectors_proto::kubernetes::v1::SyncRequest {
+                contexts, namespaces, label_selector, field_selector, options: None,
+            };
+            if let Err(error) = crate::providers::kubernetes::KubernetesRequest::try_from(&request) {
+                let field = field_of(error);
+                prop_assert!(
+                    ["contexts", "namespaces", "label_selector", "field_selector"].iter().any(|f| field.starts_with(f)),
+                    "{}", field
+                );
+            }
+        }
+
+        #[cfg(feature = "wiz")]
+        #[test]
+        fn wiz_requests_validate_or_name_the_field(
+            cloud_platforms in prop::collection::vec(".{0,20}", 0..4),
+            resource_types in prop::collection::vec(".{0,40}", 0..4),
+            subscription_ids in prop::collection::vec(".{0,60}", 0..4),
+        ) {
+            let request = connectors_proto::wiz::v1::SyncRequest { cloud_platforms, resource_types, subscription_ids, options: None };
+            if let Err(error) = crate::providers::wiz::WizRequest::try_from(&request) {
+                let field = field_of(error);
+                prop_assert!(
+                    ["cloud_platforms", "resource_types", "subscription_ids"].iter().any(|f| field.starts_with(f)),
+                    "{}", field
+                );
             }
         }
 

@@ -179,3 +179,28 @@ async fn two_hundred_concurrent_streams_complete() {
     }
     assert_eq!(done, 200);
 }
+
+#[tokio::test]
+async fn oversized_requests_are_refused_before_decoding() {
+    let server = TestServer::start().await;
+    // About 6 MiB of repository names: over the 4 MiB message limit.
+    let huge = SyncRequest {
+        repositories: (0..10_000).map(|i| format!("acme/{i:0>600}")).collect(),
+        ..Default::default()
+    };
+    let status = server.client.github().sync(huge).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains("message length too large"),
+        "{}",
+        status.message()
+    );
+    // Under the size limit but over the list limit: INVALID_ARGUMENT naming the field.
+    let long = SyncRequest {
+        repositories: (0..1001).map(|i| format!("acme/r{i}")).collect(),
+        ..Default::default()
+    };
+    let status = server.client.github().sync(long).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.message(), "repositories: at most 1000 entries, got 1001");
+}
