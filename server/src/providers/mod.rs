@@ -81,6 +81,9 @@ pub struct FixtureConfig {
     /// The default scope in fixture mode (Kubernetes contexts).
     #[serde(default)]
     pub default_contexts: Vec<String>,
+    /// The regions of the fixtures (AWS).
+    #[serde(default)]
+    pub default_regions: Vec<String>,
 }
 
 /// Errors building the registry.
@@ -646,6 +649,12 @@ impl Registry {
         let env = &config.aws;
         let needs = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE \
                      (and AWS_ACCOUNTS, AWS_REGIONS; AWS_ENDPOINT_URL for an emulator or private endpoint)";
+        let mut regions = env.regions.clone();
+        let mut endpoint_url = env
+            .endpoint_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned());
+        let mut static_keys = env.static_keys.clone();
         let availability = match (config.mode, env.credentials) {
             (ConnectorsMode::Live | ConnectorsMode::Auto, true) => Availability::Live {
                 auth_mode: if env.accounts.is_empty() {
@@ -657,9 +666,23 @@ impl Registry {
             (ConnectorsMode::Live, false) => Availability::Unavailable {
                 reason: format!("CONNECTORS_MODE=live and no AWS credentials: {needs}"),
             },
-            (ConnectorsMode::Fixtures | ConnectorsMode::Auto, _) => Availability::Unavailable {
-                reason: format!("no AWS credentials configured ({needs}); the aws connector has no fixtures yet"),
-            },
+            (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
+                let (server, fixture_config) =
+                    start_replay(&config.fixtures_dir, "aws", ReplayOptions::default()).await?;
+                // The real SDK against the replay server: AWS_ENDPOINT_URL's
+                // mechanism, fixed keys (signatures are not matched).
+                endpoint_url = Some(server.base_url().trim_end_matches('/').to_owned());
+                static_keys = Some(("AKIDFIXTURES".into(), "fixtures".into(), None));
+                regions = fixture_config.default_regions;
+                self.replay.insert("aws", server);
+                Availability::Fixture {
+                    reason: if mode == ConnectorsMode::Fixtures {
+                        "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+                    } else {
+                        format!("no AWS credentials configured ({needs} to sync live)")
+                    },
+                }
+            }
         };
         let live = matches!(availability, Availability::Live { .. });
         let template: aws::http::Template = Arc::new(move |base: url::Url| {
@@ -669,11 +692,13 @@ impl Registry {
             upstream.conditional_requests = false;
             upstream.max_attempts = 2;
             if !live {
+                // Loopback replay: fail fast.
                 upstream.request_timeout = std::time::Duration::from_secs(5);
+                upstream.base_backoff = std::time::Duration::from_millis(20);
+                upstream.max_backoff = std::time::Duration::from_millis(200);
             }
             upstream
         });
-        let mut regions = env.regions.clone();
         if regions.is_empty() {
             regions.push("us-east-1".into());
         }
@@ -681,11 +706,9 @@ impl Registry {
             availability: availability.clone(),
             accounts: env.accounts.iter().cloned().collect(),
             regions,
-            endpoint_url: env
-                .endpoint_url
-                .as_ref()
-                .map(|u| u.as_str().trim_end_matches('/').to_owned()),
-            static_keys: env.static_keys.clone(),
+            endpoint_url,
+            static_keys,
+            fast_retries: !live,
         };
         let connector = aws::AwsConnector::new(settings, aws::http::SharedUpstreamHttp::new(template, cache));
         let descriptor = crate::sync::Connector::descriptor(&connector);

@@ -63,6 +63,8 @@ pub struct AwsSettings {
     /// Static keys (access key id, secret, session token); the default
     /// chain otherwise.
     pub static_keys: Option<(String, String, Option<String>)>,
+    /// Short SDK retry backoff (fixtures on loopback).
+    pub fast_retries: bool,
 }
 
 /// The AWS connector.
@@ -223,10 +225,21 @@ impl AwsConnector {
         Self { settings, http }
     }
 
+    fn retry_config(&self) -> aws_config::retry::RetryConfig {
+        let config = aws_config::retry::RetryConfig::standard().with_max_attempts(4);
+        if self.settings.fast_retries {
+            config
+                .with_initial_backoff(std::time::Duration::from_millis(10))
+                .with_max_backoff(std::time::Duration::from_millis(100))
+        } else {
+            config
+        }
+    }
+
     async fn sdk_config(&self, account: &str, region: &str) -> SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(self.http.clone())
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4))
+            .retry_config(self.retry_config())
             .region(Region::new(region.to_owned()));
         if let Some(endpoint) = &self.settings.endpoint_url {
             loader = loader.endpoint_url(endpoint.clone());
