@@ -1,23 +1,161 @@
-//! The AWS connector live against a moto server (PyPI `moto[server]`, started
+//! The AWS connector: the conformance suite on fixtures/aws (replayed
+//! through the real SDK), and live against a moto server (PyPI `moto[server]`, started
 //! on a free port and seeded through the AWS API): every seeded repository,
 //! image, cluster, service, task definition, function and tag appears with
 //! its urn; an unchanged estate gives no events and a deleted function
 //! exactly one deletion; request validation names the field.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use connectors_proto::aws::v1::SyncRequest;
-use connectors_proto::v1::{ConnectorAvailability, ScopeState, SyncEvent, SyncOptions};
+use connectors_proto::v1::{ConnectorAvailability, EntityKind, ScopeState, SyncEvent, SyncOptions};
 use connectors_server::cache::SharedCache;
 use connectors_server::config::{Config, ConnectorsMode};
 use connectors_server::http::UpstreamConfig;
 use connectors_server::providers::aws::http::SharedUpstreamHttp;
+use connectors_server::replay::FixtureSet;
 use connectors_server::testing::MotoServer;
 use tonic::{Code, Status};
 
-use crate::conformance::{collect, full, incremental};
+use crate::conformance::{Harness, collect, full, incremental};
 use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
+
+fn fixtures_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct FixtureCounts {
+    assets: u64,
+    tags: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Expected {
+    upserts: Vec<String>,
+    deletions: Vec<String>,
+}
+
+pub struct Aws;
+
+#[async_trait]
+impl Harness for Aws {
+    const ID: &'static str = "aws";
+
+    async fn open(server: &TestServer, options: SyncOptions) -> Result<tonic::Streaming<SyncEvent>, Status> {
+        open(
+            server,
+            SyncRequest {
+                options: Some(options),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    fn expected_counts() -> Vec<(EntityKind, u64)> {
+        // What fixtures/aws/generate.py wrote.
+        let text = std::fs::read_to_string(fixtures_root().join("aws/config.json")).unwrap();
+        let counts: FixtureCounts = serde_json::from_str(&text).unwrap();
+        assert_eq!((counts.assets, counts.tags), (18, 8));
+        vec![(EntityKind::Tag, 8), (EntityKind::Asset, 18)]
+    }
+
+    fn apply_change(server: &TestServer) {
+        let root = fixtures_root();
+        let mut set = FixtureSet::load_provider(&root, "aws").unwrap();
+        set.overlay_dir(&root.join("aws/scenarios/changed/exchanges")).unwrap();
+        server.server.replay("aws").unwrap().set_fixtures(set);
+    }
+
+    fn expected_change() -> (Vec<String>, Vec<String>) {
+        let text = std::fs::read_to_string(fixtures_root().join("aws/scenarios/changed/expected.json")).unwrap();
+        let expected: Expected = serde_json::from_str(&text).unwrap();
+        (expected.upserts, expected.deletions)
+    }
+
+    async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
+        let cases: Vec<(SyncRequest, &'static str)> = vec![
+            (
+                SyncRequest {
+                    regions: vec!["us-east-1".into(), "Mars".into()],
+                    ..Default::default()
+                },
+                "regions[1]",
+            ),
+            (
+                SyncRequest {
+                    services: vec!["lambda".into(), "lambda".into()],
+                    ..Default::default()
+                },
+                "services[1]",
+            ),
+            (
+                SyncRequest {
+                    services: vec!["s3".into()],
+                    ..Default::default()
+                },
+                "services[0]",
+            ),
+            (
+                SyncRequest {
+                    account_ids: vec!["1234".into()],
+                    ..Default::default()
+                },
+                "account_ids[0]",
+            ),
+            (
+                SyncRequest {
+                    account_ids: vec!["123456789012".into()],
+                    ..Default::default()
+                },
+                "account_ids[0]",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (request, field) in cases {
+            out.push((open(server, request).await, field));
+        }
+        out
+    }
+}
+
+crate::conformance_suite!(conformance, crate::aws::Aws);
+
+#[tokio::test]
+async fn fixtures_paginate_every_service_and_map_exact_values() {
+    let server = TestServer::start().await;
+    let events = collect(<Aws as Harness>::open(&server, full()).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    // 2 DescribeRepositories pages, 4 DescribeImages, ECS 1+1+2+2+2+1, EKS 2+2, Lambda 2, tagging 2.
+    assert_eq!(server.upstream_requests("aws"), 6 + 9 + 4 + 2 + 2);
+    assert_eq!(summary(&events).upstream_requests, 23);
+    let urns: Vec<String> = upserts(&events).into_iter().map(|(urn, _)| urn).collect();
+    for urn in [
+        "urn:connectors:aws:asset:arn:aws:ecr:us-east-1:123456789012:repository/web",
+        "urn:connectors:aws:asset:arn:aws:ecs:us-east-1:123456789012:service/prod/worker",
+        "urn:connectors:aws:asset:arn:aws:ecs:us-east-1:123456789012:task-definition/worker:1",
+        "urn:connectors:aws:asset:arn:aws:eks:us-east-1:123456789012:cluster/staging-eks",
+        "urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:thumbnails",
+        "urn:connectors:aws:tag:arn:aws:lambda:us-east-1:123456789012:function:billing#cost-center",
+    ] {
+        assert!(urns.iter().any(|u| u == urn), "{urn} missing");
+    }
+    assert_eq!(
+        scope_statuses(&events)
+            .into_iter()
+            .map(|(scope, _)| scope)
+            .collect::<Vec<_>>(),
+        ["ecr", "ecs", "eks", "lambda", "tagging"]
+            .iter()
+            .map(|s| format!("account:default/region:us-east-1/service:{s}"))
+            .collect::<Vec<_>>()
+    );
+}
 
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
