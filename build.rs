@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/connectors/gitlab/v1/gitlab.proto",
     "proto/connectors/wiz/v1/wiz.proto",
     "proto/connectors/kubernetes/v1/kubernetes.proto",
+    "proto/connectors/aws/v1/aws.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -32,6 +32,15 @@ pub mod gitlab {
     }
 }
 
+/// `connectors.aws.v1`: the AWS connector service.
+pub mod aws {
+    /// Version 1 of the AWS connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.aws.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.aws.v1.serde.rs"));
+    }
+}
+
 /// `connectors.wiz.v1`: the Wiz connector service.
 pub mod wiz {
     /// Version 1 of the Wiz connector API.

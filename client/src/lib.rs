@@ -64,7 +64,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use connectors_proto::v1::SyncEvent;
-pub use connectors_proto::{github, gitlab, kubernetes, v1, wiz};
+pub use connectors_proto::{aws, github, gitlab, kubernetes, v1, wiz};
 pub use error::{Error, code_name};
 pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
 
@@ -123,6 +123,9 @@ pub type GithubClient = GithubConnectorServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.gitlab.v1.GitlabConnectorService`.
 pub type GitlabClient = GitlabConnectorServiceClient<AuthChannel>;
+
+/// The generated client of `connectors.aws.v1.AwsConnectorService`.
+pub type AwsClient = connectors_proto::aws::v1::aws_connector_service_client::AwsConnectorServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.wiz.v1.WizConnectorService`.
 pub type WizClient = WizConnectorServiceClient<AuthChannel>;
@@ -214,6 +217,12 @@ impl ConnectorsClient {
         WizConnectorServiceClient::new(self.auth_channel())
     }
 
+    /// The typed client of the AWS connector service (single `Sync` calls,
+    /// without resuming).
+    pub fn aws(&self) -> AwsClient {
+        AwsClient::new(self.auth_channel())
+    }
+
     /// The typed client of the Kubernetes connector service (single `Sync`
     /// calls, without resuming).
     pub fn kubernetes(&self) -> KubernetesClient {
@@ -272,6 +281,27 @@ impl ConnectorsClient {
             .map(|options| options.checkpoint.clone())
             .unwrap_or_default();
         let client = self.gitlab();
+        resumable_from(
+            initial,
+            move |checkpoint| {
+                let mut client = client.clone();
+                let mut request = request.clone();
+                request.options = with_options_checkpoint(request.options.take(), checkpoint);
+                async move { client.sync(request).await.map(tonic::Response::into_inner) }
+            },
+            self.policy.clone(),
+        )
+    }
+
+    /// Syncs AWS, resuming from the last checkpoint when the stream breaks
+    /// (like [`sync_github`](Self::sync_github)).
+    pub fn sync_aws(&self, request: aws::v1::SyncRequest) -> SyncStream {
+        let initial = request
+            .options
+            .as_ref()
+            .map(|options| options.checkpoint.clone())
+            .unwrap_or_default();
+        let client = self.aws();
         resumable_from(
             initial,
             move |checkpoint| {

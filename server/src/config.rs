@@ -64,6 +64,91 @@ impl std::fmt::Debug for GithubEnv {
     }
 }
 
+/// AWS settings from the environment. Credentials are the SDK's default
+/// chain (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, web identity, container or
+/// instance roles); nothing secret is kept here.
+#[derive(Clone, Default)]
+pub struct AwsEnv {
+    /// `AWS_ACCOUNTS`: `<12-digit id>=<role arn>` pairs, comma separated; each
+    /// account is synced through its role (assumed from the default chain).
+    pub accounts: Vec<(String, String)>,
+    /// `AWS_REGIONS`: regions synced when a request names none (default
+    /// `AWS_REGION`, then `us-east-1`).
+    pub regions: Vec<String>,
+    /// The default chain has something to work with (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_PROFILE`, `AWS_WEB_IDENTITY_TOKEN_FILE` or a container
+    /// credentials URI is set).
+    pub credentials: bool,
+    /// `AWS_ENDPOINT_URL`: every service at one endpoint (emulators, private endpoints).
+    pub endpoint_url: Option<url::Url>,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`,
+    /// when set: the static keys of the default chain, given explicitly.
+    pub static_keys: Option<(String, String, Option<String>)>,
+}
+
+impl std::fmt::Debug for AwsEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsEnv")
+            .field("accounts", &self.accounts)
+            .field("regions", &self.regions)
+            .field("credentials", &self.credentials)
+            .field("endpoint_url", &self.endpoint_url.as_ref().map(|u| u.as_str()))
+            .field(
+                "static_keys",
+                &self.static_keys.as_ref().map(|(id, _, _)| (id, "<redacted>")),
+            )
+            .finish()
+    }
+}
+
+impl AwsEnv {
+    fn from_env() -> Result<Self, ConfigError> {
+        let mut accounts = Vec::new();
+        for pair in list(var("AWS_ACCOUNTS")) {
+            let Some((id, role)) = pair.split_once('=') else {
+                return Err(ConfigError {
+                    var: "AWS_ACCOUNTS",
+                    message: format!("{pair:?} is not <account id>=<role arn>"),
+                });
+            };
+            let (id, role) = (id.trim(), role.trim());
+            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) || !role.starts_with("arn:aws") {
+                return Err(ConfigError {
+                    var: "AWS_ACCOUNTS",
+                    message: format!("{pair:?} is not <12-digit account id>=arn:aws...:iam::<id>:role/<name>"),
+                });
+            }
+            accounts.push((id.to_owned(), role.to_owned()));
+        }
+        let mut regions = list(var("AWS_REGIONS"));
+        if regions.is_empty() {
+            regions = var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .into_iter()
+                .collect();
+        }
+        let credentials = [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        ]
+        .into_iter()
+        .any(|name| var(name).is_some());
+        Ok(Self {
+            accounts,
+            regions,
+            credentials,
+            endpoint_url: http_url("AWS_ENDPOINT_URL")?,
+            static_keys: match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+                (Some(id), Some(secret)) => Some((id, secret, var("AWS_SESSION_TOKEN"))),
+                _ => None,
+            },
+        })
+    }
+}
+
 /// GitLab settings from the environment.
 #[derive(Clone, Default)]
 pub struct GitlabEnv {
@@ -264,6 +349,8 @@ pub struct Config {
     pub kubernetes: KubernetesEnv,
     /// GitLab.
     pub gitlab: GitlabEnv,
+    /// AWS.
+    pub aws: AwsEnv,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -330,6 +417,7 @@ impl Config {
             wiz: WizEnv::default(),
             kubernetes: KubernetesEnv::default(),
             gitlab: GitlabEnv::default(),
+            aws: AwsEnv::default(),
         }
     }
 
@@ -475,6 +563,7 @@ impl Config {
                 page_size: kube_page_size,
             },
             wiz: WizEnv::from_env()?,
+            aws: AwsEnv::from_env()?,
         })
     }
 }

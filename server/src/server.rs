@@ -162,6 +162,24 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
             .set_service_status("connectors.kubernetes.v1.KubernetesConnectorService", status)
             .await;
     }
+    #[cfg(feature = "aws")]
+    if let Some(aws) = &registry.aws
+        && matches!(
+            crate::sync::Connector::availability(aws.as_ref()),
+            Availability::Live { .. }
+        )
+    {
+        let status = match crate::sync::Connector::authenticate(aws.as_ref()).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(connector = "aws", %error, "authentication failed; connector not serving");
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("connectors.aws.v1.AwsConnectorService", status)
+            .await;
+    }
     #[cfg(feature = "wiz")]
     if let Some(wiz) = &registry.wiz
         && matches!(
@@ -310,6 +328,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
                 crate::grpc::KubernetesService::new(kubernetes.clone(), gate.clone()),
             )
             .max_decoding_message_size(max_message);
+        router = router.add_service(service);
+    }
+    #[cfg(feature = "aws")]
+    if let Some(aws) = &registry.aws {
+        let service = connectors_proto::aws::v1::aws_connector_service_server::AwsConnectorServiceServer::new(
+            crate::grpc::AwsService::new(aws.clone(), gate.clone()),
+        )
+        .max_decoding_message_size(max_message);
         router = router.add_service(service);
     }
     #[cfg(feature = "wiz")]

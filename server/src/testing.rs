@@ -107,3 +107,64 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A moto server (PyPI `moto[server]`) started for one test on a free
+/// loopback port, killed on drop. The binary is `CONNECTORS_MOTO_SERVER`
+/// (scripts/test installs it into a virtualenv), else `moto_server` on PATH.
+pub struct MotoServer {
+    child: Child,
+    url: String,
+}
+
+impl MotoServer {
+    /// Starts moto; when it is missing, returns `None` so the test can skip,
+    /// except under `CI=true` where a missing test dependency is a failure.
+    pub fn start_or_skip() -> Option<Self> {
+        match Self::start() {
+            Ok(server) => Some(server),
+            Err(error) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("moto_server is required under CI=true: {error}");
+                }
+                eprintln!("skipping: moto_server not available (run scripts/test to install it): {error}");
+                None
+            }
+        }
+    }
+
+    /// Starts moto on a free loopback port and waits until it answers.
+    pub fn start() -> Result<Self, String> {
+        let binary = std::env::var("CONNECTORS_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| format!("spawn {binary}: {error}"))?;
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("{binary} did not listen on port {port}"))
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -50,6 +50,42 @@ enum SyncCommand {
     Github(GithubArgs),
     /// Sync GitLab projects (as repositories) and their recent pipelines.
     Gitlab(GitlabArgs),
+    /// Sync AWS ECR, ECS, EKS and Lambda resources and their tags.
+    Aws(AwsArgs),
+}
+
+#[derive(Debug, Args)]
+struct AwsArgs {
+    /// Account id configured in the server's AWS_ACCOUNTS (repeatable);
+    /// default: every configured account.
+    #[arg(long = "account", value_name = "ID")]
+    accounts: Vec<String>,
+    /// Region, such as us-east-1 (repeatable); default: the server's regions.
+    #[arg(long = "region", value_name = "REGION")]
+    regions: Vec<String>,
+    /// Service: ecr, ecs, eks, lambda or tagging (repeatable); default: all.
+    #[arg(long = "service", value_name = "SERVICE")]
+    services: Vec<String>,
+    /// Entity kind to emit (repeatable); default: every kind.
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    kinds: Vec<AwsKind>,
+    #[command(flatten)]
+    sync: SyncArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AwsKind {
+    Asset,
+    Tag,
+}
+
+impl From<AwsKind> for EntityKind {
+    fn from(kind: AwsKind) -> Self {
+        match kind {
+            AwsKind::Asset => EntityKind::Asset,
+            AwsKind::Tag => EntityKind::Tag,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +310,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
             let stream = client.sync_gitlab(request);
+            write_sync(stream, &mut out, args.sync.checkpoint_file.as_deref()).await
+        }
+        Command::Sync(SyncCommand::Aws(args)) => {
+            let checkpoint = read_checkpoint(args.sync.checkpoint_file.as_deref())?;
+            let request = connectors_client::aws::v1::SyncRequest {
+                account_ids: args.accounts,
+                regions: args.regions,
+                services: args.services,
+                options: Some(
+                    args.sync
+                        .options(checkpoint, args.kinds.into_iter().map(EntityKind::from)),
+                ),
+            };
+            let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
+            let stream = client.sync_aws(request);
             write_sync(stream, &mut out, args.sync.checkpoint_file.as_deref()).await
         }
     }

@@ -1,6 +1,8 @@
 //! Thin gRPC handlers: validate, convert, call the engine, map errors.
 
 pub mod auth;
+#[cfg(feature = "aws")]
+mod aws;
 mod errors;
 #[cfg(feature = "github")]
 mod github;
@@ -63,5 +65,7 @@ impl SyncGate {
         }))))
     }
 }
+#[cfg(feature = "aws")]
+pub use aws::AwsService;
 #[cfg(feature = "wiz")]
 pub use wiz::WizService;

@@ -2,6 +2,8 @@
 //! from configuration, live with credentials or on its fixtures without them.
 //! A provider compiled out (cargo feature off) is listed as unavailable.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 #[cfg(feature = "github")]
 pub mod github;
 #[cfg(feature = "gitlab")]
@@ -42,6 +44,9 @@ pub struct Entry {
 pub struct Registry {
     /// Entries sorted by id.
     pub entries: Vec<Entry>,
+    /// The AWS connector, when available.
+    #[cfg(feature = "aws")]
+    pub aws: Option<Arc<aws::AwsConnector>>,
     /// The GitHub connector, when available.
     #[cfg(feature = "github")]
     pub github: Option<Arc<github::GithubConnector>>,
@@ -76,6 +81,9 @@ pub struct FixtureConfig {
     /// The default scope in fixture mode (Kubernetes contexts).
     #[serde(default)]
     pub default_contexts: Vec<String>,
+    /// The regions of the fixtures (AWS).
+    #[serde(default)]
+    pub default_regions: Vec<String>,
 }
 
 /// Errors building the registry.
@@ -142,6 +150,7 @@ impl Registry {
         registry.register_gitlab(config, cache.clone()).await?;
         registry.register_kubernetes(config, cache.clone()).await?;
         registry.register_wiz(config, cache.clone()).await?;
+        registry.register_aws(config, cache.clone()).await?;
         registry.entries.sort_by_key(|e| e.id);
         Ok(registry)
     }
@@ -624,6 +633,101 @@ impl Registry {
             service: descriptor.service,
         });
         self.wiz = Some(Arc::new(connector));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "aws"))]
+    async fn register_aws(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
+        self.entries.push(Entry {
+            id: "aws",
+            display_name: "AWS",
+            descriptor: None,
+            availability: Availability::Unavailable {
+                reason: "compiled without the aws feature".into(),
+            },
+            service: "connectors.aws.v1.AwsConnectorService",
+        });
+        Ok(())
+    }
+
+    #[cfg(feature = "aws")]
+    async fn register_aws(&mut self, config: &Config, cache: SharedCache) -> Result<(), RegistryError> {
+        use crate::http::UpstreamConfig;
+
+        let env = &config.aws;
+        let needs = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE \
+                     (and AWS_ACCOUNTS, AWS_REGIONS; AWS_ENDPOINT_URL for an emulator or private endpoint)";
+        let mut regions = env.regions.clone();
+        let mut endpoint_url = env
+            .endpoint_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned());
+        let mut static_keys = env.static_keys.clone();
+        let availability = match (config.mode, env.credentials) {
+            (ConnectorsMode::Live | ConnectorsMode::Auto, true) => Availability::Live {
+                auth_mode: if env.accounts.is_empty() {
+                    "default_chain".into()
+                } else {
+                    "assume_role".into()
+                },
+            },
+            (ConnectorsMode::Live, false) => Availability::Unavailable {
+                reason: format!("CONNECTORS_MODE=live and no AWS credentials: {needs}"),
+            },
+            (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
+                let (server, fixture_config) =
+                    start_replay(&config.fixtures_dir, "aws", ReplayOptions::default()).await?;
+                // The real SDK against the replay server: AWS_ENDPOINT_URL's
+                // mechanism, fixed keys (signatures are not matched).
+                endpoint_url = Some(server.base_url().trim_end_matches('/').to_owned());
+                static_keys = Some(("AKIDFIXTURES".into(), "fixtures".into(), None));
+                regions = fixture_config.default_regions;
+                self.replay.insert("aws", server);
+                Availability::Fixture {
+                    reason: if mode == ConnectorsMode::Fixtures {
+                        "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+                    } else {
+                        format!("no AWS credentials configured ({needs} to sync live)")
+                    },
+                }
+            }
+        };
+        let live = matches!(availability, Availability::Live { .. });
+        let template: aws::http::Template = Arc::new(move |base: url::Url| {
+            let mut upstream = UpstreamConfig::new(aws::ID, base);
+            // POSTs and signed GETs: no conditional requests; the SDK retries
+            // throttling with its own backoff, the shared layer transport errors.
+            upstream.conditional_requests = false;
+            upstream.max_attempts = 2;
+            if !live {
+                // Loopback replay: fail fast.
+                upstream.request_timeout = std::time::Duration::from_secs(5);
+                upstream.base_backoff = std::time::Duration::from_millis(20);
+                upstream.max_backoff = std::time::Duration::from_millis(200);
+            }
+            upstream
+        });
+        if regions.is_empty() {
+            regions.push("us-east-1".into());
+        }
+        let settings = aws::AwsSettings {
+            availability: availability.clone(),
+            accounts: env.accounts.iter().cloned().collect(),
+            regions,
+            endpoint_url,
+            static_keys,
+            fast_retries: !live,
+        };
+        let connector = aws::AwsConnector::new(settings, aws::http::SharedUpstreamHttp::new(template, cache));
+        let descriptor = crate::sync::Connector::descriptor(&connector);
+        self.entries.push(Entry {
+            id: descriptor.id,
+            display_name: descriptor.display_name,
+            descriptor: Some(descriptor),
+            availability,
+            service: descriptor.service,
+        });
+        self.aws = Some(Arc::new(connector));
         Ok(())
     }
 }

@@ -14,13 +14,17 @@ async fn list_and_get_connectors() {
     let server = TestServer::start().await;
     let listed = server.client.list_connectors().await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, vec!["github", "gitlab", "kubernetes", "wiz"]);
-    let github = &listed[0];
+    assert_eq!(ids, vec!["aws", "github", "gitlab", "kubernetes", "wiz"]);
+    let aws = &listed[0];
+    assert_eq!(aws.service, "connectors.aws.v1.AwsConnectorService");
+    assert_eq!(aws.availability, ConnectorAvailability::Fixture as i32);
+    assert_eq!(aws.auth_modes, vec!["default_chain", "assume_role"]);
+    let github = &listed[1];
     assert_eq!(github.service, "connectors.github.v1.GithubConnectorService");
     assert_eq!(github.availability, ConnectorAvailability::Fixture as i32);
     assert!(github.supports_incremental);
     assert_eq!(github.auth_modes, vec!["pat", "github_app"]);
-    let gitlab = &listed[1];
+    let gitlab = &listed[2];
     assert_eq!(gitlab.service, "connectors.gitlab.v1.GitlabConnectorService");
     assert_eq!(gitlab.availability, ConnectorAvailability::Fixture as i32);
     assert!(gitlab.supports_incremental);
@@ -36,6 +40,7 @@ async fn health_is_served_overall_and_per_connector_service() {
     for service in [
         "",
         "connectors.v1.RegistryService",
+        "connectors.aws.v1.AwsConnectorService",
         "connectors.github.v1.GithubConnectorService",
         "connectors.gitlab.v1.GitlabConnectorService",
         "connectors.kubernetes.v1.KubernetesConnectorService",
@@ -86,6 +91,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
     let server = TestServer::start().await;
     let expected = |reflection: &str| {
         vec![
+            "connectors.aws.v1.AwsConnectorService".to_owned(),
             "connectors.github.v1.GithubConnectorService".to_owned(),
             "connectors.gitlab.v1.GitlabConnectorService".to_owned(),
             "connectors.kubernetes.v1.KubernetesConnectorService".to_owned(),

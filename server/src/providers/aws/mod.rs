@@ -1,0 +1,741 @@
+//! The AWS connector: ECR repositories and images, ECS clusters, services and
+//! task definitions, EKS clusters, Lambda functions and the tags of the
+//! Resource Groups Tagging API, per account, region and service.
+//!
+//! Every (account, region, service) is a scope, so one that fails is a
+//! FAILED scope_status and the rest completes. AWS has no change feed for
+//! these listings: INCREMENTAL syncs refetch them and the engine diffs each
+//! scope against its saved state (an unchanged estate gives no events, a
+//! deleted function exactly one deletion).
+
+pub mod http;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use connectors_proto::v1::{CloudAsset, ContainerImage, Entity, EntityKind, Label, Tag, entity::Body};
+
+use self::http::SharedUpstreamHttp;
+use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
+
+/// The connector id.
+pub const ID: &str = "aws";
+
+/// Services a request may name.
+pub const SERVICES: &[&str] = &["ecr", "ecs", "eks", "lambda", "tagging"];
+
+/// The account of the default credentials, when no account is configured.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+static DESCRIPTOR: Descriptor = Descriptor {
+    id: ID,
+    display_name: "AWS",
+    version: env!("CARGO_PKG_VERSION"),
+    kinds: &[EntityKind::Asset, EntityKind::Tag],
+    native_incremental: false,
+    auth_modes: &["default_chain", "assume_role"],
+    service: "connectors.aws.v1.AwsConnectorService",
+};
+
+/// A validated AWS sync request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsRequest {
+    /// Configured account ids; empty = every configured account.
+    pub account_ids: Vec<String>,
+    /// Regions; empty = the configured regions.
+    pub regions: Vec<String>,
+    /// Services; empty = all.
+    pub services: Vec<String>,
+}
+
+/// Settings of the AWS connector.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    /// Live, fixture or unavailable.
+    pub availability: Availability,
+    /// Account id → role ARN.
+    pub accounts: BTreeMap<String, String>,
+    /// Default regions.
+    pub regions: Vec<String>,
+    /// One endpoint for every service (`AWS_ENDPOINT_URL`).
+    pub endpoint_url: Option<String>,
+    /// Static keys (access key id, secret, session token); the default
+    /// chain otherwise.
+    pub static_keys: Option<(String, String, Option<String>)>,
+    /// Short SDK retry backoff (fixtures on loopback).
+    pub fast_retries: bool,
+}
+
+/// The AWS connector.
+#[derive(Debug)]
+pub struct AwsConnector {
+    settings: AwsSettings,
+    http: SharedUpstreamHttp,
+}
+
+/// Whether `region` looks like an AWS region name (`[a-z]{2}(-[a-z]+)+-\d+`).
+pub fn valid_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && region.len() <= 32
+        && parts[0].len() == 2
+        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `id` is a 12-digit account id.
+pub fn valid_account(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn failed(operation: &str, error: impl std::fmt::Display) -> ScopeError {
+    let message = error.to_string();
+    let reason = if message.contains("AccessDenied") || message.contains("UnauthorizedOperation") {
+        "UPSTREAM_PERMISSION_DENIED"
+    } else if message.contains("Throttl") || message.contains("TooManyRequests") {
+        "UPSTREAM_RATE_LIMITED"
+    } else {
+        "UPSTREAM_ERROR"
+    };
+    ScopeError::Failed {
+        reason,
+        message: format!("{operation}: {message}"),
+    }
+}
+
+fn sdk_error<E: std::error::Error + 'static>(operation: &str, error: E) -> ScopeError {
+    failed(operation, aws_sdk_lambda::error::DisplayErrorContext(error))
+}
+
+fn timestamp(value: Option<&aws_smithy_types::DateTime>) -> Option<pbjson_types::Timestamp> {
+    let value = value?;
+    Some(pbjson_types::Timestamp {
+        seconds: value.secs(),
+        nanos: 0,
+    })
+}
+
+fn rfc3339(value: Option<&str>) -> Option<pbjson_types::Timestamp> {
+    // Lambda's LastModified: "2024-05-01T10:00:00.000+0000".
+    let value = value?;
+    let parsed = chrono::DateTime::parse_from_rfc3339(value)
+        .or_else(|_| chrono::DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()?;
+    Some(pbjson_types::Timestamp {
+        seconds: parsed.timestamp(),
+        nanos: 0,
+    })
+}
+
+fn sorted(mut labels: Vec<Label>) -> Vec<Label> {
+    labels.sort_by(|a, b| (&a.key, &a.value).cmp(&(&b.key, &b.value)));
+    labels
+}
+
+fn label(key: &str, value: impl Into<String>) -> Label {
+    Label {
+        key: key.to_owned(),
+        value: value.into(),
+    }
+}
+
+/// Where an asset lives.
+#[derive(Debug, Clone, Default)]
+pub struct Place {
+    /// Account id (or "default").
+    pub account: String,
+    /// Region.
+    pub region: String,
+}
+
+/// An asset entity.
+#[allow(clippy::too_many_arguments)]
+pub fn asset(
+    place: &Place,
+    asset_type: &str,
+    native_type: &str,
+    id: &str,
+    name: &str,
+    status: &str,
+    parent_urn: String,
+    images: Vec<ContainerImage>,
+    attributes: Vec<Label>,
+    create_time: Option<pbjson_types::Timestamp>,
+    update_time: Option<pbjson_types::Timestamp>,
+    labels: Vec<Label>,
+) -> Entity {
+    Entity {
+        urn: urn(ID, EntityKind::Asset, id),
+        kind: EntityKind::Asset as i32,
+        native_id: id.to_owned(),
+        display_name: name.to_owned(),
+        labels: sorted(labels),
+        parent_urn,
+        body: Some(Body::Asset(CloudAsset {
+            asset_type: asset_type.to_owned(),
+            native_type: native_type.to_owned(),
+            cloud_platform: "aws".into(),
+            account: place.account.clone(),
+            region: place.region.clone(),
+            status: status.to_owned(),
+            external_id: id.split('@').next().unwrap_or(id).to_owned(),
+            images,
+            attributes: sorted(attributes),
+            create_time,
+            update_time,
+        })),
+    }
+}
+
+/// A Tag entity of a tagged resource.
+pub fn tag_entity(arn: &str, key: &str, value: &str) -> Entity {
+    let native_id = format!("{arn}#{key}");
+    Entity {
+        urn: urn(ID, EntityKind::Tag, &native_id),
+        kind: EntityKind::Tag as i32,
+        native_id,
+        display_name: format!("{key}={value}"),
+        labels: Vec::new(),
+        parent_urn: urn(ID, EntityKind::Asset, arn),
+        body: Some(Body::Tag(Tag {
+            resource_id: arn.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })),
+    }
+}
+
+/// Parses "account:<id>/region:<region>/service:<service>".
+fn parse_scope(key: &str) -> Option<(&str, &str, &str)> {
+    let rest = key.strip_prefix("account:")?;
+    let (account, rest) = rest.split_once("/region:")?;
+    let (region, service) = rest.split_once("/service:")?;
+    Some((account, region, service))
+}
+
+impl AwsConnector {
+    /// A connector whose SDK clients send through `http`.
+    pub fn new(settings: AwsSettings, http: SharedUpstreamHttp) -> Self {
+        Self { settings, http }
+    }
+
+    fn retry_config(&self) -> aws_config::retry::RetryConfig {
+        let config = aws_config::retry::RetryConfig::standard().with_max_attempts(4);
+        if self.settings.fast_retries {
+            config
+                .with_initial_backoff(std::time::Duration::from_millis(10))
+                .with_max_backoff(std::time::Duration::from_millis(100))
+        } else {
+            config
+        }
+    }
+
+    async fn sdk_config(&self, account: &str, region: &str) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(self.http.clone())
+            .retry_config(self.retry_config())
+            .region(Region::new(region.to_owned()));
+        if let Some(endpoint) = &self.settings.endpoint_url {
+            loader = loader.endpoint_url(endpoint.clone());
+        }
+        if let Some((id, secret, token)) = &self.settings.static_keys {
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                token.clone(),
+                None,
+                "server-config",
+            ));
+        }
+        let base = loader.load().await;
+        match self.settings.accounts.get(account) {
+            Some(role) => {
+                let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+                    .session_name("connectors-inventory")
+                    .region(Region::new(region.to_owned()))
+                    .configure(&base)
+                    .build()
+                    .await;
+                base.into_builder()
+                    .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+                    .build()
+            }
+            None => base,
+        }
+    }
+
+    async fn emit(
+        &self,
+        ctx: &mut ScopeContext<'_>,
+        operation: &'static str,
+        entity: Entity,
+    ) -> Result<(), ScopeError> {
+        if ctx.is_cancelled() {
+            return Err(ScopeError::Cancelled);
+        }
+        ctx.upsert(entity, UpsertMeta::new(operation, "")).await
+    }
+
+    async fn sync_ecr(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
+        let client = aws_sdk_ecr::Client::new(config);
+        let mut pages = client.describe_repositories().into_paginator().send();
+        let mut repositories = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("ecr:DescribeRepositories", e))?;
+            repositories.extend(page.repositories().iter().cloned());
+        }
+        for repository in repositories {
+            let arn = repository.repository_arn().unwrap_or_default().to_owned();
+            let name = repository.repository_name().unwrap_or_default().to_owned();
+            let repository_urn = urn(ID, EntityKind::Asset, &arn);
+            let mut attributes = Vec::new();
+            if let Some(uri) = repository.repository_uri() {
+                attributes.push(label("aws.ecr.repository_uri", uri));
+            }
+            let entity = asset(
+                place,
+                "aws.ecr.repository",
+                "AWS::ECR::Repository",
+                &arn,
+                &name,
+                "",
+                String::new(),
+                Vec::new(),
+                attributes,
+                timestamp(repository.created_at()),
+                None,
+                Vec::new(),
+            );
+            self.emit(ctx, "ecr:DescribeRepositories", entity).await?;
+            let mut images = client.describe_images().repository_name(&name).into_paginator().send();
+            while let Some(page) = images.next().await {
+                let page = page.map_err(|e| sdk_error("ecr:DescribeImages", e))?;
+                for image in page.image_details() {
+                    let Some(digest) = image.image_digest() else { continue };
+                    let mut tags: Vec<String> = image.image_tags().to_vec();
+                    tags.sort();
+                    let uri = repository.repository_uri().unwrap_or(&name);
+                    let entity = asset(
+                        place,
+                        "aws.ecr.image",
+                        "AWS::ECR::Image",
+                        &format!("{arn}@{digest}"),
+                        &format!("{name}@{digest}"),
+                        "",
+                        repository_urn.clone(),
+                        vec![ContainerImage {
+                            container: String::new(),
+                            image: format!("{uri}@{digest}"),
+                            digest: digest.to_owned(),
+                        }],
+                        tags.iter().map(|t| label("aws.ecr.image_tag", t.as_str())).collect(),
+                        timestamp(image.image_pushed_at()),
+                        None,
+                        Vec::new(),
+                    );
+                    self.emit(ctx, "ecr:DescribeImages", entity).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_ecs(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
+        let client = aws_sdk_ecs::Client::new(config);
+        let mut cluster_arns = Vec::new();
+        let mut pages = client.list_clusters().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("ecs:ListClusters", e))?;
+            cluster_arns.extend(page.cluster_arns().iter().cloned());
+        }
+        let mut images_of: BTreeMap<String, Vec<ContainerImage>> = BTreeMap::new();
+        let mut definitions = Vec::new();
+        let mut pages = client.list_task_definitions().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("ecs:ListTaskDefinitions", e))?;
+            definitions.extend(page.task_definition_arns().iter().cloned());
+        }
+        for arn in definitions {
+            let answer = client
+                .describe_task_definition()
+                .task_definition(&arn)
+                .send()
+                .await
+                .map_err(|e| sdk_error("ecs:DescribeTaskDefinition", e))?;
+            let Some(definition) = answer.task_definition() else {
+                continue;
+            };
+            let mut images: Vec<ContainerImage> = definition
+                .container_definitions()
+                .iter()
+                .map(|c| ContainerImage {
+                    container: c.name().unwrap_or_default().to_owned(),
+                    image: c.image().unwrap_or_default().to_owned(),
+                    digest: String::new(),
+                })
+                .collect();
+            images.sort_by(|a, b| a.container.cmp(&b.container));
+            images_of.insert(arn.clone(), images.clone());
+            let name = format!("{}:{}", definition.family().unwrap_or_default(), definition.revision());
+            let entity = asset(
+                place,
+                "aws.ecs.task-definition",
+                "AWS::ECS::TaskDefinition",
+                &arn,
+                &name,
+                definition.status().map(|s| s.as_str()).unwrap_or_default(),
+                String::new(),
+                images,
+                Vec::new(),
+                timestamp(definition.registered_at()),
+                None,
+                Vec::new(),
+            );
+            self.emit(ctx, "ecs:DescribeTaskDefinition", entity).await?;
+        }
+        for chunk in cluster_arns.chunks(100) {
+            let answer = client
+                .describe_clusters()
+                .set_clusters(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| sdk_error("ecs:DescribeClusters", e))?;
+            for cluster in answer.clusters() {
+                let arn = cluster.cluster_arn().unwrap_or_default().to_owned();
+                let entity = asset(
+                    place,
+                    "aws.ecs.cluster",
+                    "AWS::ECS::Cluster",
+                    &arn,
+                    cluster.cluster_name().unwrap_or_default(),
+                    cluster.status().unwrap_or_default(),
+                    String::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    None,
+                    None,
+                    Vec::new(),
+                );
+                self.emit(ctx, "ecs:DescribeClusters", entity).await?;
+            }
+        }
+        for cluster_arn in &cluster_arns {
+            let cluster_urn = urn(ID, EntityKind::Asset, cluster_arn);
+            let mut service_arns = Vec::new();
+            let mut pages = client.list_services().cluster(cluster_arn).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| sdk_error("ecs:ListServices", e))?;
+                service_arns.extend(page.service_arns().iter().cloned());
+            }
+            for chunk in service_arns.chunks(10) {
+                let answer = client
+                    .describe_services()
+                    .cluster(cluster_arn)
+                    .set_services(Some(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("ecs:DescribeServices", e))?;
+                for service in answer.services() {
+                    let arn = service.service_arn().unwrap_or_default().to_owned();
+                    let definition = service.task_definition().unwrap_or_default();
+                    let entity = asset(
+                        place,
+                        "aws.ecs.service",
+                        "AWS::ECS::Service",
+                        &arn,
+                        service.service_name().unwrap_or_default(),
+                        service.status().unwrap_or_default(),
+                        cluster_urn.clone(),
+                        images_of.get(definition).cloned().unwrap_or_default(),
+                        vec![label("aws.ecs.task_definition", definition)],
+                        timestamp(service.created_at()),
+                        None,
+                        Vec::new(),
+                    );
+                    self.emit(ctx, "ecs:DescribeServices", entity).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_eks(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
+        let client = aws_sdk_eks::Client::new(config);
+        let mut names = Vec::new();
+        let mut pages = client.list_clusters().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("eks:ListClusters", e))?;
+            names.extend(page.clusters().iter().cloned());
+        }
+        for name in names {
+            let answer = client
+                .describe_cluster()
+                .name(&name)
+                .send()
+                .await
+                .map_err(|e| sdk_error("eks:DescribeCluster", e))?;
+            let Some(cluster) = answer.cluster() else { continue };
+            let arn = cluster.arn().unwrap_or_default().to_owned();
+            let mut attributes = Vec::new();
+            for (key, value) in [
+                ("aws.eks.version", cluster.version()),
+                ("aws.eks.endpoint", cluster.endpoint()),
+                ("aws.eks.platform_version", cluster.platform_version()),
+            ] {
+                if let Some(value) = value {
+                    attributes.push(label(key, value));
+                }
+            }
+            let labels = cluster
+                .tags()
+                .map(|tags| tags.iter().map(|(k, v)| label(k, v.as_str())).collect())
+                .unwrap_or_default();
+            let entity = asset(
+                place,
+                "aws.eks.cluster",
+                "AWS::EKS::Cluster",
+                &arn,
+                &name,
+                cluster.status().map(|s| s.as_str()).unwrap_or_default(),
+                String::new(),
+                Vec::new(),
+                attributes,
+                timestamp(cluster.created_at()),
+                None,
+                labels,
+            );
+            self.emit(ctx, "eks:DescribeCluster", entity).await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_lambda(
+        &self,
+        config: &SdkConfig,
+        place: &Place,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        let client = aws_sdk_lambda::Client::new(config);
+        let mut pages = client.list_functions().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("lambda:ListFunctions", e))?;
+            for function in page.functions() {
+                let arn = function.function_arn().unwrap_or_default();
+                let mut attributes = Vec::new();
+                if let Some(runtime) = function.runtime() {
+                    attributes.push(label("aws.lambda.runtime", runtime.as_str()));
+                }
+                if let Some(package) = function.package_type() {
+                    attributes.push(label("aws.lambda.package_type", package.as_str()));
+                }
+                for architecture in function.architectures() {
+                    attributes.push(label("aws.lambda.architecture", architecture.as_str()));
+                }
+                for layer in function.layers() {
+                    attributes.push(label("aws.lambda.layer", layer.arn().unwrap_or_default()));
+                }
+                let entity = asset(
+                    place,
+                    "aws.lambda.function",
+                    "AWS::Lambda::Function",
+                    arn,
+                    function.function_name().unwrap_or_default(),
+                    function.state().map(|s| s.as_str()).unwrap_or_default(),
+                    String::new(),
+                    Vec::new(),
+                    attributes,
+                    None,
+                    rfc3339(function.last_modified()),
+                    Vec::new(),
+                );
+                self.emit(ctx, "lambda:ListFunctions", entity).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_tagging(&self, config: &SdkConfig, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
+        let client = aws_sdk_resourcegroupstagging::Client::new(config);
+        let mut pages = client.get_resources().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("tag:GetResources", e))?;
+            for mapping in page.resource_tag_mapping_list() {
+                let Some(arn) = mapping.resource_arn() else { continue };
+                for tag in mapping.tags() {
+                    self.emit(ctx, "tag:GetResources", tag_entity(arn, tag.key(), tag.value()))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Connector for AwsConnector {
+    type Request = AwsRequest;
+
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
+    }
+
+    fn availability(&self) -> Availability {
+        self.settings.availability.clone()
+    }
+
+    async fn authenticate(&self) -> Result<(), SyncError> {
+        // The default chain resolves lazily and per account role; failures
+        // show as FAILED scopes naming the operation.
+        Ok(())
+    }
+
+    fn scopes(&self, request: &AwsRequest) -> Result<Vec<Scope>, SyncError> {
+        let accounts: Vec<String> = if !request.account_ids.is_empty() {
+            for (i, id) in request.account_ids.iter().enumerate() {
+                if !self.settings.accounts.contains_key(id) {
+                    return Err(SyncError::invalid(
+                        format!("account_ids[{i}]"),
+                        format!("{id:?} is not an account configured in the server's AWS_ACCOUNTS"),
+                    ));
+                }
+            }
+            request.account_ids.clone()
+        } else if self.settings.accounts.is_empty() {
+            vec![DEFAULT_ACCOUNT.to_owned()]
+        } else {
+            self.settings.accounts.keys().cloned().collect()
+        };
+        let regions = if request.regions.is_empty() {
+            &self.settings.regions
+        } else {
+            &request.regions
+        };
+        let services: Vec<&str> = if request.services.is_empty() {
+            SERVICES.to_vec()
+        } else {
+            request.services.iter().map(String::as_str).collect()
+        };
+        let mut scopes = Vec::new();
+        for account in &accounts {
+            for region in regions {
+                for service in &services {
+                    scopes.push(Scope {
+                        key: format!("account:{account}/region:{region}/service:{service}"),
+                        region: region.clone(),
+                    });
+                }
+            }
+        }
+        Ok(scopes)
+    }
+
+    fn request_fingerprint(&self, _request: &AwsRequest) -> String {
+        // Accounts, regions and services are all part of the scope keys.
+        String::new()
+    }
+
+    async fn sync_scope(
+        &self,
+        _request: &AwsRequest,
+        scope: &Scope,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        let Some((account, region, service)) = parse_scope(&scope.key) else {
+            return Err(ScopeError::Fatal(SyncError::Internal(format!(
+                "bad scope {}",
+                scope.key
+            ))));
+        };
+        let config = self.sdk_config(account, region).await;
+        let place = Place {
+            account: account.to_owned(),
+            region: region.to_owned(),
+        };
+        match service {
+            "ecr" if ctx.wants(EntityKind::Asset) => self.sync_ecr(&config, &place, ctx).await,
+            "ecs" if ctx.wants(EntityKind::Asset) => self.sync_ecs(&config, &place, ctx).await,
+            "eks" if ctx.wants(EntityKind::Asset) => self.sync_eks(&config, &place, ctx).await,
+            "lambda" if ctx.wants(EntityKind::Asset) => self.sync_lambda(&config, &place, ctx).await,
+            "tagging" if ctx.wants(EntityKind::Tag) => self.sync_tagging(&config, ctx).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_and_accounts_are_validated() {
+        assert!(valid_region("us-east-1"));
+        assert!(valid_region("ap-southeast-2"));
+        assert!(valid_region("us-gov-west-1"));
+        assert!(!valid_region("us-east"));
+        assert!(!valid_region("US-east-1"));
+        assert!(!valid_region("useast-1"));
+        assert!(!valid_region("us--1"));
+        assert!(valid_account("123456789012"));
+        assert!(!valid_account("12345678901"));
+        assert!(!valid_account("12345678901a"));
+    }
+
+    #[test]
+    fn scopes_parse_back() {
+        assert_eq!(
+            parse_scope("account:123456789012/region:eu-west-1/service:ecr"),
+            Some(("123456789012", "eu-west-1", "ecr"))
+        );
+        assert_eq!(parse_scope("org:x"), None);
+    }
+
+    #[test]
+    fn tag_and_image_urns() {
+        let tag = tag_entity("arn:aws:lambda:us-east-1:123456789012:function:f", "team", "pay");
+        assert_eq!(
+            tag.urn,
+            "urn:connectors:aws:tag:arn:aws:lambda:us-east-1:123456789012:function:f#team"
+        );
+        assert_eq!(
+            tag.parent_urn,
+            "urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:f"
+        );
+        let place = Place {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        let image = asset(
+            &place,
+            "aws.ecr.image",
+            "AWS::ECR::Image",
+            "arn:aws:ecr:us-east-1:123456789012:repository/api@sha256:ab",
+            "api@sha256:ab",
+            "",
+            String::new(),
+            Vec::new(),
+            vec![label("b", "2"), label("a", "1")],
+            None,
+            None,
+            Vec::new(),
+        );
+        assert_eq!(
+            image.urn,
+            "urn:connectors:aws:asset:arn:aws:ecr:us-east-1:123456789012:repository/api@sha256:ab"
+        );
+        let Some(Body::Asset(body)) = image.body else {
+            panic!("asset")
+        };
+        assert_eq!(body.external_id, "arn:aws:ecr:us-east-1:123456789012:repository/api");
+        assert_eq!(body.attributes[0].key, "a");
+        assert_eq!(
+            rfc3339(Some("2024-05-01T10:00:00.000+0000")).map(|t| t.seconds),
+            Some(1_714_557_600)
+        );
+    }
+}

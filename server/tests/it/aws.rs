@@ -1,0 +1,466 @@
+//! The AWS connector: the conformance suite on fixtures/aws (replayed
+//! through the real SDK), and live against a moto server (PyPI `moto[server]`, started
+//! on a free port and seeded through the AWS API): every seeded repository,
+//! image, cluster, service, task definition, function and tag appears with
+//! its urn; an unchanged estate gives no events and a deleted function
+//! exactly one deletion; request validation names the field.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use connectors_proto::aws::v1::SyncRequest;
+use connectors_proto::v1::{ConnectorAvailability, EntityKind, ScopeState, SyncEvent, SyncOptions};
+use connectors_server::cache::SharedCache;
+use connectors_server::config::{Config, ConnectorsMode};
+use connectors_server::http::UpstreamConfig;
+use connectors_server::providers::aws::http::SharedUpstreamHttp;
+use connectors_server::replay::FixtureSet;
+use connectors_server::testing::MotoServer;
+use tonic::{Code, Status};
+
+use crate::conformance::{Harness, collect, full, incremental};
+use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
+
+fn fixtures_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct FixtureCounts {
+    assets: u64,
+    tags: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Expected {
+    upserts: Vec<String>,
+    deletions: Vec<String>,
+}
+
+pub struct Aws;
+
+#[async_trait]
+impl Harness for Aws {
+    const ID: &'static str = "aws";
+
+    async fn open(server: &TestServer, options: SyncOptions) -> Result<tonic::Streaming<SyncEvent>, Status> {
+        open(
+            server,
+            SyncRequest {
+                options: Some(options),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    fn expected_counts() -> Vec<(EntityKind, u64)> {
+        // What fixtures/aws/generate.py wrote.
+        let text = std::fs::read_to_string(fixtures_root().join("aws/config.json")).unwrap();
+        let counts: FixtureCounts = serde_json::from_str(&text).unwrap();
+        assert_eq!((counts.assets, counts.tags), (18, 8));
+        vec![(EntityKind::Tag, 8), (EntityKind::Asset, 18)]
+    }
+
+    fn apply_change(server: &TestServer) {
+        let root = fixtures_root();
+        let mut set = FixtureSet::load_provider(&root, "aws").unwrap();
+        set.overlay_dir(&root.join("aws/scenarios/changed/exchanges")).unwrap();
+        server.server.replay("aws").unwrap().set_fixtures(set);
+    }
+
+    fn expected_change() -> (Vec<String>, Vec<String>) {
+        let text = std::fs::read_to_string(fixtures_root().join("aws/scenarios/changed/expected.json")).unwrap();
+        let expected: Expected = serde_json::from_str(&text).unwrap();
+        (expected.upserts, expected.deletions)
+    }
+
+    async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
+        let cases: Vec<(SyncRequest, &'static str)> = vec![
+            (
+                SyncRequest {
+                    regions: vec!["us-east-1".into(), "Mars".into()],
+                    ..Default::default()
+                },
+                "regions[1]",
+            ),
+            (
+                SyncRequest {
+                    services: vec!["lambda".into(), "lambda".into()],
+                    ..Default::default()
+                },
+                "services[1]",
+            ),
+            (
+                SyncRequest {
+                    services: vec!["s3".into()],
+                    ..Default::default()
+                },
+                "services[0]",
+            ),
+            (
+                SyncRequest {
+                    account_ids: vec!["1234".into()],
+                    ..Default::default()
+                },
+                "account_ids[0]",
+            ),
+            (
+                SyncRequest {
+                    account_ids: vec!["123456789012".into()],
+                    ..Default::default()
+                },
+                "account_ids[0]",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (request, field) in cases {
+            out.push((open(server, request).await, field));
+        }
+        out
+    }
+}
+
+crate::conformance_suite!(conformance, crate::aws::Aws);
+
+#[tokio::test]
+async fn fixtures_paginate_every_service_and_map_exact_values() {
+    let server = TestServer::start().await;
+    let events = collect(<Aws as Harness>::open(&server, full()).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    // 2 DescribeRepositories pages, 4 DescribeImages, ECS 1+1+2+2+2+1, EKS 2+2, Lambda 2, tagging 2.
+    assert_eq!(server.upstream_requests("aws"), 6 + 9 + 4 + 2 + 2);
+    assert_eq!(summary(&events).upstream_requests, 23);
+    let urns: Vec<String> = upserts(&events).into_iter().map(|(urn, _)| urn).collect();
+    for urn in [
+        "urn:connectors:aws:asset:arn:aws:ecr:us-east-1:123456789012:repository/web",
+        "urn:connectors:aws:asset:arn:aws:ecs:us-east-1:123456789012:service/prod/worker",
+        "urn:connectors:aws:asset:arn:aws:ecs:us-east-1:123456789012:task-definition/worker:1",
+        "urn:connectors:aws:asset:arn:aws:eks:us-east-1:123456789012:cluster/staging-eks",
+        "urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:thumbnails",
+        "urn:connectors:aws:tag:arn:aws:lambda:us-east-1:123456789012:function:billing#cost-center",
+    ] {
+        assert!(urns.iter().any(|u| u == urn), "{urn} missing");
+    }
+    assert_eq!(
+        scope_statuses(&events)
+            .into_iter()
+            .map(|(scope, _)| scope)
+            .collect::<Vec<_>>(),
+        ["ecr", "ecs", "eks", "lambda", "tagging"]
+            .iter()
+            .map(|s| format!("account:default/region:us-east-1/service:{s}"))
+            .collect::<Vec<_>>()
+    );
+}
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+async fn open(server: &TestServer, request: SyncRequest) -> Result<tonic::Streaming<SyncEvent>, Status> {
+    server.client.aws().sync(request).await.map(|r| r.into_inner())
+}
+
+fn request(options: SyncOptions) -> SyncRequest {
+    SyncRequest {
+        regions: vec![REGION.into()],
+        options: Some(options),
+        ..Default::default()
+    }
+}
+
+fn sdk_config(endpoint: &str) -> SdkConfig {
+    let http = SharedUpstreamHttp::new(
+        Arc::new(|base| UpstreamConfig::new("aws-seed", base)),
+        SharedCache::memory(1 << 20),
+    );
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .http_client(http)
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("testing", "testing", None, None, "test"),
+        ))
+        .build()
+}
+
+/// IAM is a query-protocol service without an SDK crate here: one form POST.
+async fn create_role(endpoint: &str) -> String {
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("Action", "CreateRole")
+        .append_pair("Version", "2010-05-08")
+        .append_pair("RoleName", "inventory-lambda")
+        .append_pair("AssumeRolePolicyDocument", policy)
+        .finish();
+    let response = reqwest::Client::new()
+        .post(format!("{endpoint}/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{:?}", response.text().await);
+    format!("arn:aws:iam::{ACCOUNT}:role/inventory-lambda")
+}
+
+/// An empty zip archive (end of central directory only).
+fn empty_zip() -> Vec<u8> {
+    let mut zip = vec![0x50, 0x4b, 0x05, 0x06];
+    zip.extend([0u8; 18]);
+    zip
+}
+
+struct Seeded {
+    urns: Vec<String>,
+    function: String,
+}
+
+async fn seed(endpoint: &str) -> Seeded {
+    let config = sdk_config(endpoint);
+    let mut urns = Vec::new();
+    let asset = |arn: &str| format!("urn:connectors:aws:asset:{arn}");
+
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    for name in ["api", "worker"] {
+        let repository = ecr
+            .create_repository()
+            .repository_name(name)
+            .tags(
+                aws_sdk_ecr::types::Tag::builder()
+                    .key("team")
+                    .value("platform")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let arn = repository.repository().unwrap().repository_arn().unwrap().to_owned();
+        urns.push(asset(&arn));
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":7023,"digest":"sha256:{}"}},"layers":[]}}"#,
+            "a".repeat(63) + if name == "api" { "1" } else { "2" }
+        );
+        let image = ecr
+            .put_image()
+            .repository_name(name)
+            .image_manifest(manifest)
+            .image_tag("v1")
+            .send()
+            .await
+            .unwrap();
+        let digest = image
+            .image()
+            .unwrap()
+            .image_id()
+            .unwrap()
+            .image_digest()
+            .unwrap()
+            .to_owned();
+        urns.push(asset(&format!("{arn}@{digest}")));
+    }
+
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let cluster = ecs.create_cluster().cluster_name("prod").send().await.unwrap();
+    let cluster_arn = cluster.cluster().unwrap().cluster_arn().unwrap().to_owned();
+    urns.push(asset(&cluster_arn));
+    let definition = ecs
+        .register_task_definition()
+        .family("api")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("api")
+                .image(format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/api:v1"))
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let definition_arn = definition
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+    urns.push(asset(&definition_arn));
+    let service = ecs
+        .create_service()
+        .cluster("prod")
+        .service_name("api")
+        .task_definition("api:1")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    urns.push(asset(service.service().unwrap().service_arn().unwrap()));
+
+    let eks = aws_sdk_eks::Client::new(&config);
+    let cluster = eks
+        .create_cluster()
+        .name("prod-eks")
+        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/eks"))
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-1")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    urns.push(asset(cluster.cluster().unwrap().arn().unwrap()));
+
+    let role = create_role(endpoint).await;
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let mut function = String::new();
+    for name in ["orders", "billing"] {
+        let created = lambda
+            .create_function()
+            .function_name(name)
+            .runtime(aws_sdk_lambda::types::Runtime::Python312)
+            .role(&role)
+            .handler("index.handler")
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(aws_smithy_types::Blob::new(empty_zip()))
+                    .build(),
+            )
+            .tags("team", "payments")
+            .send()
+            .await
+            .unwrap();
+        let arn = created.function_arn().unwrap().to_owned();
+        urns.push(asset(&arn));
+        if name == "orders" {
+            function = arn;
+        }
+    }
+    Seeded { urns, function }
+}
+
+async fn live(moto: &MotoServer) -> TestServer {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.aws.credentials = true;
+    config.aws.regions = vec![REGION.into()];
+    config.aws.endpoint_url = Some(url::Url::parse(&moto.url()).unwrap());
+    config.aws.static_keys = Some(("testing".into(), "testing".into(), None));
+    TestServer::with_config(config).await
+}
+
+#[tokio::test]
+async fn every_seeded_resource_appears_with_its_urn_against_moto() {
+    let Some(moto) = MotoServer::start_or_skip() else {
+        return;
+    };
+    let seeded = seed(&moto.url()).await;
+    let server = live(&moto).await;
+    let listed = server.client.get_connector("aws").await.unwrap();
+    assert_eq!(listed.availability, ConnectorAvailability::Live as i32);
+
+    let events = collect(open(&server, request(full())).await).await;
+    let statuses = scope_statuses(&events);
+    let services = ["ecr", "ecs", "eks", "lambda", "tagging"];
+    assert_eq!(
+        statuses,
+        services
+            .iter()
+            .map(|s| (
+                format!("account:default/region:{REGION}/service:{s}"),
+                ScopeState::Ok as i32
+            ))
+            .collect::<Vec<_>>()
+    );
+    let got: Vec<String> = upserts(&events).into_iter().map(|(urn, _)| urn).collect();
+    let mut assets: Vec<String> = got.iter().filter(|u| u.contains(":asset:")).cloned().collect();
+    assets.sort();
+    let mut expected = seeded.urns.clone();
+    expected.sort();
+    assert_eq!(assets, expected);
+    // The tags moto's Resource Groups Tagging API reports: each a Tag entity.
+    let tags: Vec<&String> = got.iter().filter(|u| u.contains(":tag:")).collect();
+    let function_tag = format!("urn:connectors:aws:tag:{}#team", seeded.function);
+    assert!(tags.contains(&&function_tag), "{tags:?}");
+    assert!(summary(&events).upstream_requests > 0);
+
+    // Unchanged estate: an incremental sync gives no upserts and no deletions.
+    let again = collect(open(&server, request(incremental(summary(&events).checkpoint))).await).await;
+    assert_eq!(upserts(&again), vec![]);
+    assert_eq!(deletions(&again), Vec::<String>::new());
+
+    // One function deleted: exactly its deletion (and its tag's).
+    aws_sdk_lambda::Client::new(&sdk_config(&moto.url()))
+        .delete_function()
+        .function_name("orders")
+        .send()
+        .await
+        .unwrap();
+    let changed = collect(open(&server, request(incremental(summary(&again).checkpoint))).await).await;
+    assert_eq!(upserts(&changed), vec![]);
+    let mut gone = deletions(&changed);
+    gone.sort();
+    let asset_urn = format!("urn:connectors:aws:asset:{}", seeded.function);
+    let mut want = vec![asset_urn];
+    if tags.contains(&&function_tag) {
+        want.push(function_tag.clone());
+    }
+    want.sort();
+    assert_eq!(gone, want);
+}
+
+#[tokio::test]
+async fn validation_names_the_field_and_unconfigured_accounts_are_rejected() {
+    let Some(moto) = MotoServer::start_or_skip() else {
+        return;
+    };
+    let server = live(&moto).await;
+    for (request, field) in [
+        (
+            SyncRequest {
+                regions: vec!["moon-1".into()],
+                ..Default::default()
+            },
+            "regions[0]",
+        ),
+        (
+            SyncRequest {
+                services: vec!["s3".into()],
+                ..Default::default()
+            },
+            "services[0]",
+        ),
+        (
+            SyncRequest {
+                account_ids: vec!["123".into()],
+                ..Default::default()
+            },
+            "account_ids[0]",
+        ),
+        (
+            SyncRequest {
+                account_ids: vec![ACCOUNT.into()],
+                ..Default::default()
+            },
+            "account_ids[0]",
+        ),
+    ] {
+        let status = match open(&server, request).await {
+            Err(status) => status,
+            Ok(mut stream) => {
+                use futures::StreamExt;
+                stream.next().await.unwrap().expect_err("invalid")
+            }
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert!(status.message().contains(field), "{field}: {}", status.message());
+    }
+}
