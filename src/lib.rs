@@ -32,6 +32,15 @@ pub mod gitlab {
     }
 }
 
+/// `connectors.azure.v1`: the Azure connector service.
+pub mod azure {
+    /// Version 1 of the Azure connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.azure.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.azure.v1.serde.rs"));
+    }
+}
+
 /// `connectors.wiz.v1`: the Wiz connector service.
 pub mod wiz {
     /// Version 1 of the Wiz connector API.

@@ -123,6 +123,24 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
             .set_service_status("connectors.github.v1.GithubConnectorService", status)
             .await;
     }
+    #[cfg(feature = "azure")]
+    if let Some(azure) = &registry.azure
+        && matches!(
+            crate::sync::Connector::availability(azure.as_ref()),
+            Availability::Live { .. }
+        )
+    {
+        let status = match crate::sync::Connector::authenticate(azure.as_ref()).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(connector = "azure", %error, "authentication failed; connector not serving");
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("connectors.azure.v1.AzureConnectorService", status)
+            .await;
+    }
     #[cfg(feature = "gitlab")]
     if let Some(gitlab) = &registry.gitlab
         && matches!(
@@ -245,6 +263,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if let Some(github) = &registry.github {
         let service = connectors_proto::github::v1::github_connector_service_server::GithubConnectorServiceServer::new(
             crate::grpc::GithubService::new(github.clone(), gate.clone()),
+        )
+        .max_decoding_message_size(max_message);
+        router = router.add_service(service);
+    }
+    #[cfg(feature = "azure")]
+    if let Some(azure) = &registry.azure {
+        let service = connectors_proto::azure::v1::azure_connector_service_server::AzureConnectorServiceServer::new(
+            crate::grpc::AzureService::new(azure.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
         router = router.add_service(service);

@@ -1,6 +1,8 @@
 //! Thin gRPC handlers: validate, convert, call the engine, map errors.
 
 pub mod auth;
+#[cfg(feature = "azure")]
+mod azure;
 mod errors;
 #[cfg(feature = "github")]
 mod github;
@@ -14,6 +16,8 @@ pub mod validate;
 #[cfg(feature = "wiz")]
 mod wiz;
 
+#[cfg(feature = "azure")]
+pub use azure::AzureService;
 pub use errors::status_from;
 #[cfg(feature = "github")]
 pub use github::GithubService;

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on loopback, driven through the
 //! `connectors-client` crate. One binary (link time dominates on 2 cores).
 
+mod azure;
 mod binary;
 mod conformance;
 mod github;

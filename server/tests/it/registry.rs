@@ -14,13 +14,21 @@ async fn list_and_get_connectors() {
     let server = TestServer::start().await;
     let listed = server.client.list_connectors().await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, vec!["github", "gitlab", "kubernetes", "wiz"]);
-    let github = &listed[0];
+    assert_eq!(ids, vec!["azure", "github", "gitlab", "kubernetes", "wiz"]);
+    let azure = &listed[0];
+    assert_eq!(azure.service, "connectors.azure.v1.AzureConnectorService");
+    assert_eq!(azure.availability, ConnectorAvailability::Fixture as i32);
+    assert!(!azure.supports_incremental);
+    assert_eq!(
+        azure.auth_modes,
+        vec!["client_secret", "workload_identity", "managed_identity", "azure_cli"]
+    );
+    let github = &listed[1];
     assert_eq!(github.service, "connectors.github.v1.GithubConnectorService");
     assert_eq!(github.availability, ConnectorAvailability::Fixture as i32);
     assert!(github.supports_incremental);
     assert_eq!(github.auth_modes, vec!["pat", "github_app"]);
-    let gitlab = &listed[1];
+    let gitlab = &listed[2];
     assert_eq!(gitlab.service, "connectors.gitlab.v1.GitlabConnectorService");
     assert_eq!(gitlab.availability, ConnectorAvailability::Fixture as i32);
     assert!(gitlab.supports_incremental);
@@ -36,6 +44,7 @@ async fn health_is_served_overall_and_per_connector_service() {
     for service in [
         "",
         "connectors.v1.RegistryService",
+        "connectors.azure.v1.AzureConnectorService",
         "connectors.github.v1.GithubConnectorService",
         "connectors.gitlab.v1.GitlabConnectorService",
         "connectors.kubernetes.v1.KubernetesConnectorService",
@@ -86,6 +95,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
     let server = TestServer::start().await;
     let expected = |reflection: &str| {
         vec![
+            "connectors.azure.v1.AzureConnectorService".to_owned(),
             "connectors.github.v1.GithubConnectorService".to_owned(),
             "connectors.gitlab.v1.GitlabConnectorService".to_owned(),
             "connectors.kubernetes.v1.KubernetesConnectorService".to_owned(),
