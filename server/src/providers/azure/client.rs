@@ -174,4 +174,22 @@ mod tests {
         assert_eq!(message, "The client does not have authorization");
         assert_eq!(error_body(b"not json"), (String::new(), String::new()));
     }
+
+    #[test]
+    fn arm_throttling_headers_are_read_by_the_shared_layer() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-ms-ratelimit-remaining-subscription-reads",
+            HeaderValue::from_static("11999"),
+        );
+        assert_eq!(crate::http::RateLimit::from_headers(&headers).remaining, Some(11999));
+        headers.insert(
+            "x-ms-ratelimit-remaining-subscription-reads",
+            HeaderValue::from_static("0"),
+        );
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("17"));
+        let rate = crate::http::RateLimit::from_headers(&headers);
+        assert_eq!((rate.remaining, rate.retry_after), (Some(0), Some(17)));
+        assert!(rate.is_limited(http::StatusCode::TOO_MANY_REQUESTS));
+    }
 }
