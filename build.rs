@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/connectors/v1/registry.proto",
     "proto/connectors/github/v1/github.proto",
     "proto/connectors/gitlab/v1/gitlab.proto",
+    "proto/connectors/azure/v1/azure.proto",
     "proto/connectors/wiz/v1/wiz.proto",
     "proto/connectors/kubernetes/v1/kubernetes.proto",
     "proto/connectors/aws/v1/aws.proto",

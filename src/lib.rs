@@ -23,6 +23,15 @@ pub mod github {
     }
 }
 
+/// `connectors.azure.v1`: the Azure connector service.
+pub mod azure {
+    /// Version 1 of the Azure connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.azure.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.azure.v1.serde.rs"));
+    }
+}
+
 /// `connectors.gitlab.v1`: the GitLab connector service.
 pub mod gitlab {
     /// Version 1 of the GitLab connector API.

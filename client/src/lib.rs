@@ -54,6 +54,7 @@ mod resume;
 
 use std::time::Duration;
 
+use connectors_proto::azure::v1::azure_connector_service_client::AzureConnectorServiceClient;
 use connectors_proto::github::v1::github_connector_service_client::GithubConnectorServiceClient;
 use connectors_proto::gitlab::v1::gitlab_connector_service_client::GitlabConnectorServiceClient;
 use connectors_proto::v1::registry_service_client::RegistryServiceClient;
@@ -64,7 +65,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use connectors_proto::v1::SyncEvent;
-pub use connectors_proto::{aws, github, gitlab, kubernetes, v1, wiz};
+pub use connectors_proto::{aws, azure, github, gitlab, kubernetes, v1, wiz};
 pub use error::{Error, code_name};
 pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
 
@@ -120,6 +121,9 @@ pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.github.v1.GithubConnectorService`.
 pub type GithubClient = GithubConnectorServiceClient<AuthChannel>;
+
+/// The generated client of `connectors.azure.v1.AzureConnectorService`.
+pub type AzureClient = AzureConnectorServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.gitlab.v1.GitlabConnectorService`.
 pub type GitlabClient = GitlabConnectorServiceClient<AuthChannel>;
@@ -211,6 +215,12 @@ impl ConnectorsClient {
         GitlabConnectorServiceClient::new(self.auth_channel())
     }
 
+    /// The typed client of the Azure connector service (single `Sync` calls,
+    /// without resuming).
+    pub fn azure(&self) -> AzureClient {
+        AzureConnectorServiceClient::new(self.auth_channel())
+    }
+
     /// The typed client of the Wiz connector service (single `Sync` calls,
     /// without resuming).
     pub fn wiz(&self) -> WizClient {
@@ -266,6 +276,27 @@ impl ConnectorsClient {
             move |checkpoint| {
                 let mut client = client.clone();
                 let request = with_checkpoint(request.clone(), checkpoint);
+                async move { client.sync(request).await.map(tonic::Response::into_inner) }
+            },
+            self.policy.clone(),
+        )
+    }
+
+    /// Syncs Azure, resuming from the last checkpoint when the stream breaks
+    /// (like [`sync_github`](Self::sync_github)).
+    pub fn sync_azure(&self, request: azure::v1::SyncRequest) -> SyncStream {
+        let initial = request
+            .options
+            .as_ref()
+            .map(|options| options.checkpoint.clone())
+            .unwrap_or_default();
+        let client = self.azure();
+        resumable_from(
+            initial,
+            move |checkpoint| {
+                let mut client = client.clone();
+                let mut request = request.clone();
+                request.options = with_options_checkpoint(request.options.take(), checkpoint);
                 async move { client.sync(request).await.map(tonic::Response::into_inner) }
             },
             self.policy.clone(),

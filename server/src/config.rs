@@ -64,6 +64,110 @@ impl std::fmt::Debug for GithubEnv {
     }
 }
 
+/// Azure settings from the environment.
+#[derive(Clone, Default)]
+pub struct AzureEnv {
+    /// `AZURE_ARM_ENDPOINT`: Resource Manager (https://management.azure.com by
+    /// default; https://management.usgovcloudapi.net, https://management.chinacloudapi.cn
+    /// for sovereign clouds). Tokens are requested for `<endpoint>/.default`.
+    pub arm_endpoint: Option<url::Url>,
+    /// `AZURE_SUBSCRIPTION_IDS`: default subscriptions.
+    pub subscription_ids: Vec<String>,
+    /// `AZURE_TENANT_ID`.
+    pub tenant_id: Option<String>,
+    /// `AZURE_CLIENT_ID` (app registration, workload identity, or user-assigned managed identity).
+    pub client_id: Option<String>,
+    /// `AZURE_CLIENT_SECRET`.
+    pub client_secret: Option<String>,
+    /// `AZURE_FEDERATED_TOKEN_FILE` (workload identity).
+    pub federated_token_file: Option<String>,
+    /// `AZURE_CREDENTIAL`: `client_secret`, `workload_identity`,
+    /// `managed_identity` or `azure_cli`; unset = detected from the variables above
+    /// (and `IDENTITY_ENDPOINT` for managed identity).
+    pub credential: Option<String>,
+    /// `IDENTITY_ENDPOINT` is set (App Service, Container Apps, Arc managed identity).
+    pub identity_endpoint: bool,
+}
+
+impl std::fmt::Debug for AzureEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureEnv")
+            .field("arm_endpoint", &self.arm_endpoint.as_ref().map(|u| u.as_str()))
+            .field("subscription_ids", &self.subscription_ids)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("federated_token_file", &self.federated_token_file)
+            .field("credential", &self.credential)
+            .field("identity_endpoint", &self.identity_endpoint)
+            .finish()
+    }
+}
+
+impl AzureEnv {
+    /// The credential kind to use, if any is configured.
+    pub fn credential_kind(&self) -> Option<&'static str> {
+        match self.credential.as_deref() {
+            Some("client_secret") => Some("client_secret"),
+            Some("workload_identity") => Some("workload_identity"),
+            Some("managed_identity") => Some("managed_identity"),
+            Some("azure_cli") => Some("azure_cli"),
+            Some(_) => None,
+            None if self.tenant_id.is_some() && self.client_id.is_some() && self.client_secret.is_some() => {
+                Some("client_secret")
+            }
+            None if self.federated_token_file.is_some() => Some("workload_identity"),
+            None if self.identity_endpoint => Some("managed_identity"),
+            None => None,
+        }
+    }
+
+    /// Reads `AZURE_*`.
+    fn from_env() -> Result<Self, ConfigError> {
+        let arm_endpoint = match var("AZURE_ARM_ENDPOINT") {
+            Some(raw) => {
+                let url = url::Url::parse(&raw).map_err(|e| ConfigError {
+                    var: "AZURE_ARM_ENDPOINT",
+                    message: format!("not a url: {e}"),
+                })?;
+                if url.scheme() != "https" || url.query().is_some() || url.fragment().is_some() {
+                    return Err(ConfigError {
+                        var: "AZURE_ARM_ENDPOINT",
+                        message: "must be an https url without query or fragment".into(),
+                    });
+                }
+                Some(url)
+            }
+            None => None,
+        };
+        let credential = var("AZURE_CREDENTIAL");
+        if let Some(kind) = &credential
+            && !matches!(
+                kind.as_str(),
+                "client_secret" | "workload_identity" | "managed_identity" | "azure_cli"
+            )
+        {
+            return Err(ConfigError {
+                var: "AZURE_CREDENTIAL",
+                message: "must be client_secret, workload_identity, managed_identity or azure_cli".into(),
+            });
+        }
+        Ok(Self {
+            arm_endpoint,
+            subscription_ids: list(var("AZURE_SUBSCRIPTION_IDS"))
+                .into_iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            tenant_id: var("AZURE_TENANT_ID"),
+            client_id: var("AZURE_CLIENT_ID"),
+            client_secret: var("AZURE_CLIENT_SECRET"),
+            federated_token_file: var("AZURE_FEDERATED_TOKEN_FILE"),
+            credential,
+            identity_endpoint: var("IDENTITY_ENDPOINT").is_some(),
+        })
+    }
+}
+
 /// AWS settings from the environment. Credentials are the SDK's default
 /// chain (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, web identity, container or
 /// instance roles); nothing secret is kept here.
@@ -349,6 +453,8 @@ pub struct Config {
     pub kubernetes: KubernetesEnv,
     /// GitLab.
     pub gitlab: GitlabEnv,
+    /// Azure.
+    pub azure: AzureEnv,
     /// AWS.
     pub aws: AwsEnv,
 }
@@ -417,6 +523,7 @@ impl Config {
             wiz: WizEnv::default(),
             kubernetes: KubernetesEnv::default(),
             gitlab: GitlabEnv::default(),
+            azure: AzureEnv::default(),
             aws: AwsEnv::default(),
         }
     }
@@ -555,6 +662,7 @@ impl Config {
                 page_size,
             },
             gitlab: GitlabEnv::from_env()?,
+            azure: AzureEnv::from_env()?,
             kubernetes: KubernetesEnv {
                 kubeconfig: var("KUBECONFIG"),
                 in_cluster: var("KUBERNETES_SERVICE_HOST").is_some()

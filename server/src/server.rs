@@ -126,6 +126,24 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
             .set_service_status("connectors.github.v1.GithubConnectorService", status)
             .await;
     }
+    #[cfg(feature = "azure")]
+    if let Some(azure) = &registry.azure
+        && matches!(
+            crate::sync::Connector::availability(azure.as_ref()),
+            Availability::Live { .. }
+        )
+    {
+        let status = match crate::sync::Connector::authenticate(azure.as_ref()).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(connector = "azure", %error, "authentication failed; connector not serving");
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("connectors.azure.v1.AzureConnectorService", status)
+            .await;
+    }
     #[cfg(feature = "gitlab")]
     if let Some(gitlab) = &registry.gitlab
         && matches!(
@@ -229,6 +247,9 @@ async fn watch_cache(reporter: HealthReporter, cache: SharedCache, shutdown: Can
 
 /// Starts the server.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    // Several crates pull in rustls with different crypto backends; pick one
+    // for the process (a second call, from another server in tests, is a no-op).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cache = build_cache(&config)?;
     tracing::info!(backend = cache.backend(), "cache configured");
     let registry = Arc::new(Registry::build(&config, cache.clone()).await?);
@@ -309,6 +330,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if let Some(github) = &registry.github {
         let service = connectors_proto::github::v1::github_connector_service_server::GithubConnectorServiceServer::new(
             crate::grpc::GithubService::new(github.clone(), gate.clone()),
+        )
+        .max_decoding_message_size(max_message);
+        router = router.add_service(service);
+    }
+    #[cfg(feature = "azure")]
+    if let Some(azure) = &registry.azure {
+        let service = connectors_proto::azure::v1::azure_connector_service_server::AzureConnectorServiceServer::new(
+            crate::grpc::AzureService::new(azure.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
         router = router.add_service(service);

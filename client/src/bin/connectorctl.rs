@@ -50,8 +50,20 @@ enum SyncCommand {
     Github(GithubArgs),
     /// Sync GitLab projects (as repositories) and their recent pipelines.
     Gitlab(GitlabArgs),
+    /// Sync Azure container registries, AKS clusters and App Service sites (as assets).
+    Azure(AzureArgs),
     /// Sync AWS ECR, ECS, EKS and Lambda resources and their tags.
     Aws(AwsArgs),
+}
+
+#[derive(Debug, Args)]
+struct AzureArgs {
+    /// Subscription id (a GUID) to sync (repeatable); without it the server's
+    /// default subscriptions are synced.
+    #[arg(long = "subscription", value_name = "SUBSCRIPTION_ID")]
+    subscription_ids: Vec<String>,
+    #[command(flatten)]
+    sync: SyncArgs,
 }
 
 #[derive(Debug, Args)]
@@ -310,6 +322,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
             let stream = client.sync_gitlab(request);
+            write_sync(stream, &mut out, args.sync.checkpoint_file.as_deref()).await
+        }
+        Command::Sync(SyncCommand::Azure(args)) => {
+            let checkpoint = read_checkpoint(args.sync.checkpoint_file.as_deref())?;
+            let request = connectors_client::azure::v1::SyncRequest {
+                subscription_ids: args.subscription_ids,
+                options: Some(args.sync.options(checkpoint, std::iter::empty())),
+            };
+            let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
+            let stream = client.sync_azure(request);
             write_sync(stream, &mut out, args.sync.checkpoint_file.as_deref()).await
         }
         Command::Sync(SyncCommand::Aws(args)) => {

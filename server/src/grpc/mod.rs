@@ -3,6 +3,8 @@
 pub mod auth;
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "azure")]
+mod azure;
 mod errors;
 #[cfg(feature = "github")]
 mod github;
@@ -16,6 +18,8 @@ pub mod validate;
 #[cfg(feature = "wiz")]
 mod wiz;
 
+#[cfg(feature = "azure")]
+pub use azure::AzureService;
 pub use errors::status_from;
 #[cfg(feature = "github")]
 pub use github::GithubService;

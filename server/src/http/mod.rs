@@ -581,7 +581,8 @@ impl CachedResponse {
 }
 
 /// Rate-limit figures from response headers (GitHub's `x-ratelimit-*`, GitLab's
-/// `ratelimit-*`, and the standard `Retry-After`).
+/// `ratelimit-*`, Azure Resource Manager's `x-ms-ratelimit-remaining-subscription-reads`,
+/// and the standard `Retry-After`).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RateLimit {
     /// Requests left in the window.
@@ -601,7 +602,12 @@ impl RateLimit {
                 .find_map(|name| headers.get(*name)?.to_str().ok()?.trim().parse::<i64>().ok())
         };
         Self {
-            remaining: int(&["x-ratelimit-remaining", "ratelimit-remaining"]),
+            remaining: int(&[
+                "x-ratelimit-remaining",
+                "ratelimit-remaining",
+                // Azure Resource Manager's per-subscription read budget.
+                "x-ms-ratelimit-remaining-subscription-reads",
+            ]),
             reset_epoch: int(&["x-ratelimit-reset", "ratelimit-reset"]),
             retry_after: headers
                 .get(header::RETRY_AFTER)

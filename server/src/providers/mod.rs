@@ -4,6 +4,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "github")]
 pub mod github;
 #[cfg(feature = "gitlab")]
@@ -44,6 +46,9 @@ pub struct Entry {
 pub struct Registry {
     /// Entries sorted by id.
     pub entries: Vec<Entry>,
+    /// The Azure connector, when available.
+    #[cfg(feature = "azure")]
+    pub azure: Option<Arc<azure::AzureConnector>>,
     /// The AWS connector, when available.
     #[cfg(feature = "aws")]
     pub aws: Option<Arc<aws::AwsConnector>>,
@@ -81,6 +86,9 @@ pub struct FixtureConfig {
     /// The default scope in fixture mode (Kubernetes contexts).
     #[serde(default)]
     pub default_contexts: Vec<String>,
+    /// The default scope in fixture mode (Azure subscription ids).
+    #[serde(default)]
+    pub default_subscriptions: Vec<String>,
     /// The regions of the fixtures (AWS).
     #[serde(default)]
     pub default_regions: Vec<String>,
@@ -150,6 +158,7 @@ impl Registry {
         registry.register_gitlab(config, cache.clone()).await?;
         registry.register_kubernetes(config, cache.clone()).await?;
         registry.register_wiz(config, cache.clone()).await?;
+        registry.register_azure(config, cache.clone()).await?;
         registry.register_aws(config, cache.clone()).await?;
         registry.entries.sort_by_key(|e| e.id);
         Ok(registry)
@@ -171,6 +180,108 @@ impl Registry {
             },
             service: "connectors.github.v1.GithubConnectorService",
         });
+        Ok(())
+    }
+
+    #[cfg(not(feature = "azure"))]
+    async fn register_azure(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
+        self.entries.push(Entry {
+            id: "azure",
+            display_name: "Azure",
+            descriptor: None,
+            availability: Availability::Unavailable {
+                reason: "compiled without the azure feature".into(),
+            },
+            service: "connectors.azure.v1.AzureConnectorService",
+        });
+        Ok(())
+    }
+
+    #[cfg(feature = "azure")]
+    async fn register_azure(&mut self, config: &Config, cache: SharedCache) -> Result<(), RegistryError> {
+        use crate::http::{UpstreamClient, UpstreamConfig};
+
+        let env = &config.azure;
+        let error = |message: String| RegistryError::Connector {
+            provider: "azure",
+            message,
+        };
+        let needs = "set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or AZURE_FEDERATED_TOKEN_FILE (workload identity), or AZURE_CREDENTIAL=managed_identity|azure_cli; and AZURE_SUBSCRIPTION_IDS";
+        let arm = env
+            .arm_endpoint
+            .clone()
+            .unwrap_or_else(|| url::Url::parse("https://management.azure.com").expect("static url"));
+        let (availability, credential, base, default_subscriptions) = match (config.mode, env.credential_kind()) {
+            (ConnectorsMode::Live | ConnectorsMode::Auto, Some(kind)) => (
+                Availability::Live {
+                    auth_mode: kind.to_owned(),
+                },
+                Some(azure_credential(env, kind).map_err(error)?),
+                arm,
+                env.subscription_ids.clone(),
+            ),
+            (ConnectorsMode::Live, None) => (
+                Availability::Unavailable {
+                    reason: format!("CONNECTORS_MODE=live and no Azure credentials: {needs}"),
+                },
+                None,
+                url::Url::parse("http://127.0.0.1:9").expect("static url"),
+                Vec::new(),
+            ),
+            (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
+                let (server, fixture_config) =
+                    start_replay(&config.fixtures_dir, "azure", ReplayOptions::default()).await?;
+                let base = url::Url::parse(server.base_url()).map_err(|e| RegistryError::Fixtures {
+                    provider: "azure",
+                    message: e.to_string(),
+                })?;
+                self.replay.insert("azure", server);
+                (
+                    Availability::Fixture {
+                        reason: if mode == ConnectorsMode::Fixtures {
+                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+                        } else {
+                            format!("no Azure credentials configured ({needs}, to sync live)")
+                        },
+                    },
+                    None,
+                    base,
+                    fixture_config.default_subscriptions,
+                )
+            }
+        };
+        let mut upstream = UpstreamConfig::new(azure::ID, base);
+        // The bearer token rotates: key conditional-request entries and the
+        // shared rate-limit budget on the identity instead.
+        if credential.is_some() {
+            upstream.credential_id = Some(format!(
+                "azure:{}:{}:{}",
+                env.credential_kind().unwrap_or_default(),
+                env.tenant_id.as_deref().unwrap_or_default(),
+                env.client_id.as_deref().unwrap_or_default()
+            ));
+        }
+        if matches!(availability, Availability::Fixture { .. }) {
+            // Loopback replay: fail fast.
+            upstream.request_timeout = std::time::Duration::from_secs(5);
+            upstream.base_backoff = std::time::Duration::from_millis(20);
+            upstream.max_backoff = std::time::Duration::from_millis(200);
+        }
+        let upstream = Arc::new(UpstreamClient::new(upstream, cache).map_err(|e| error(e.to_string()))?);
+        let settings = azure::AzureSettings {
+            availability: availability.clone(),
+            default_subscriptions,
+        };
+        let connector = azure::AzureConnector::new(settings, upstream, credential);
+        let descriptor = crate::sync::Connector::descriptor(&connector);
+        self.entries.push(Entry {
+            id: descriptor.id,
+            display_name: descriptor.display_name,
+            descriptor: Some(descriptor),
+            availability,
+            service: descriptor.service,
+        });
+        self.azure = Some(Arc::new(connector));
         Ok(())
     }
 
@@ -730,4 +841,50 @@ impl Registry {
         self.aws = Some(Arc::new(connector));
         Ok(())
     }
+}
+
+/// The azure_identity credential of `kind` (see `AzureEnv::credential_kind`).
+/// Sovereign clouds: the crate reads `AZURE_AUTHORITY_HOST` for the login endpoint.
+#[cfg(feature = "azure")]
+fn azure_credential(
+    env: &crate::config::AzureEnv,
+    kind: &str,
+) -> Result<Arc<dyn azure_core::credentials::TokenCredential>, String> {
+    use azure_identity::{
+        AzureCliCredential, AzureCliCredentialOptions, ClientSecretCredential, ManagedIdentityCredential,
+        ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+        WorkloadIdentityCredentialOptions,
+    };
+    let credential: Arc<dyn azure_core::credentials::TokenCredential> = match kind {
+        "client_secret" => {
+            let (Some(tenant), Some(client), Some(secret)) = (&env.tenant_id, &env.client_id, &env.client_secret)
+            else {
+                return Err(
+                    "AZURE_CREDENTIAL=client_secret needs AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"
+                        .into(),
+                );
+            };
+            ClientSecretCredential::new(tenant, client.clone(), secret.clone().into(), None)
+                .map_err(|e| format!("client secret credential: {e}"))?
+        }
+        "workload_identity" => WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+            client_id: env.client_id.clone(),
+            tenant_id: env.tenant_id.clone(),
+            token_file_path: env.federated_token_file.clone().map(Into::into),
+            ..Default::default()
+        }))
+        .map_err(|e| format!("workload identity credential: {e}"))?,
+        "managed_identity" => ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+            user_assigned_id: env.client_id.clone().map(UserAssignedId::ClientId),
+            ..Default::default()
+        }))
+        .map_err(|e| format!("managed identity credential: {e}"))?,
+        "azure_cli" => AzureCliCredential::new(Some(AzureCliCredentialOptions {
+            tenant_id: env.tenant_id.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| format!("azure cli credential: {e}"))?,
+        other => return Err(format!("unknown AZURE_CREDENTIAL {other}")),
+    };
+    Ok(credential)
 }

@@ -199,8 +199,17 @@ async fn two_replicas_sharing_redis_crawl_the_upstream_once() {
         };
         clients.push(client);
     }
-    // The start-up credential check (GET /user, no fixture) is not part of a crawl.
+    // The start-up credential checks (GET /user, no fixture: one per replica)
+    // are not part of a crawl; wait until both were answered.
     let matched = || upstream.stats().requests() - upstream.stats().unmatched();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while upstream.stats().unmatched() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not check their credentials"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = matched();
     let sync = |client: ConnectorsClient| async move {
         collect(

@@ -2,6 +2,7 @@
 //! `connectors-client` crate. One binary (link time dominates on 2 cores).
 
 mod aws;
+mod azure;
 mod binary;
 mod conformance;
 mod github;

@@ -14,19 +14,35 @@ async fn list_and_get_connectors() {
     let server = TestServer::start().await;
     let listed = server.client.list_connectors().await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, vec!["aws", "github", "gitlab", "kubernetes", "wiz"]);
-    let aws = &listed[0];
-    assert_eq!(aws.service, "connectors.aws.v1.AwsConnectorService");
-    assert_eq!(aws.availability, ConnectorAvailability::Fixture as i32);
-    assert_eq!(aws.auth_modes, vec!["default_chain", "assume_role"]);
-    let github = &listed[1];
-    assert_eq!(github.service, "connectors.github.v1.GithubConnectorService");
-    assert_eq!(github.availability, ConnectorAvailability::Fixture as i32);
+    assert_eq!(ids, vec!["aws", "azure", "github", "gitlab", "kubernetes", "wiz"]);
+    let by_id = |id: &str| listed.iter().find(|c| c.id == id).unwrap();
+    for connector in &listed {
+        assert_eq!(
+            connector.availability,
+            ConnectorAvailability::Fixture as i32,
+            "{}",
+            connector.id
+        );
+        assert!(
+            connector
+                .service
+                .starts_with(&format!("connectors.{}.v1.", connector.id))
+                && connector.service.ends_with("ConnectorService"),
+            "{}",
+            connector.service
+        );
+    }
+    let azure = by_id("azure");
+    assert!(!azure.supports_incremental);
+    assert_eq!(
+        azure.auth_modes,
+        vec!["client_secret", "workload_identity", "managed_identity", "azure_cli"]
+    );
+    assert_eq!(by_id("aws").auth_modes, vec!["default_chain", "assume_role"]);
+    let github = by_id("github");
     assert!(github.supports_incremental);
     assert_eq!(github.auth_modes, vec!["pat", "github_app"]);
-    let gitlab = &listed[2];
-    assert_eq!(gitlab.service, "connectors.gitlab.v1.GitlabConnectorService");
-    assert_eq!(gitlab.availability, ConnectorAvailability::Fixture as i32);
+    let gitlab = by_id("gitlab");
     assert!(gitlab.supports_incremental);
     assert_eq!(gitlab.auth_modes, vec!["token"]);
     let status = server.client.get_connector("nope").await.expect_err("unknown id");
@@ -40,6 +56,7 @@ async fn health_is_served_overall_and_per_connector_service() {
     for service in [
         "",
         "connectors.v1.RegistryService",
+        "connectors.azure.v1.AzureConnectorService",
         "connectors.aws.v1.AwsConnectorService",
         "connectors.github.v1.GithubConnectorService",
         "connectors.gitlab.v1.GitlabConnectorService",
@@ -92,6 +109,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
     let expected = |reflection: &str| {
         vec![
             "connectors.aws.v1.AwsConnectorService".to_owned(),
+            "connectors.azure.v1.AzureConnectorService".to_owned(),
             "connectors.github.v1.GithubConnectorService".to_owned(),
             "connectors.gitlab.v1.GitlabConnectorService".to_owned(),
             "connectors.kubernetes.v1.KubernetesConnectorService".to_owned(),

@@ -1,0 +1,313 @@
+//! The Azure connector: the conformance suite on fixtures, and the
+//! Azure-specific behaviour (scopes, pagination, throttling, errors).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use connectors_proto::azure::v1::SyncRequest;
+use connectors_proto::v1::{EntityKind, ScopeState, SyncEvent, SyncOptions, entity::Body, sync_event::Event};
+use connectors_server::config::{Config, ConnectorsMode};
+use connectors_server::replay::{Exchange, FixtureSet};
+use serde::Deserialize;
+use tonic::{Code, Status};
+
+use crate::conformance::{Harness, collect, full, incremental};
+use crate::support::{TestServer, scope_statuses, summary, upserts};
+
+const PROD: &str = "2f8a0e8c-5a7b-4f3e-9d1c-0a1b2c3d4e5f";
+const DEV: &str = "7c1d3e5f-9a2b-4c6d-8e0f-1a2b3c4d5e6f";
+const DENIED: &str = "0b9e8d7c-6f5a-4b3c-9d2e-1f0a9b8c7d6e";
+
+fn fixtures_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+/// fixtures/azure/estate.json: subscription -> listing -> urns in listing order.
+fn estate() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let text = std::fs::read_to_string(fixtures_root().join("azure/estate.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    upserts: Vec<String>,
+    deletions: Vec<String>,
+}
+
+pub struct Azure;
+
+async fn open(server: &TestServer, request: SyncRequest) -> Result<tonic::Streaming<SyncEvent>, Status> {
+    server.client.azure().sync(request).await.map(|r| r.into_inner())
+}
+
+fn request(options: SyncOptions) -> SyncRequest {
+    SyncRequest {
+        options: Some(options),
+        ..Default::default()
+    }
+}
+
+fn subscriptions(ids: &[&str], options: SyncOptions) -> SyncRequest {
+    SyncRequest {
+        subscription_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+        options: Some(options),
+    }
+}
+
+fn urns(events: &[SyncEvent]) -> Vec<String> {
+    upserts(events).into_iter().map(|(u, _)| u).collect()
+}
+
+#[async_trait]
+impl Harness for Azure {
+    const ID: &'static str = "azure";
+
+    async fn open(server: &TestServer, options: SyncOptions) -> Result<tonic::Streaming<SyncEvent>, Status> {
+        open(server, request(options)).await
+    }
+
+    fn expected_counts() -> Vec<(EntityKind, u64)> {
+        let total: usize = estate().values().flat_map(|l| l.values()).map(Vec::len).sum();
+        // The estate fixtures/azure/generate.py wrote.
+        assert_eq!(total, 20);
+        vec![(EntityKind::Asset, total as u64)]
+    }
+
+    fn apply_change(server: &TestServer) {
+        let root = fixtures_root();
+        let mut set = FixtureSet::load_provider(&root, "azure").unwrap();
+        set.overlay_dir(&root.join("azure/scenarios/changed/exchanges"))
+            .unwrap();
+        server.server.replay("azure").unwrap().set_fixtures(set);
+    }
+
+    fn expected_change() -> (Vec<String>, Vec<String>) {
+        let text = std::fs::read_to_string(fixtures_root().join("azure/scenarios/changed/expected.json")).unwrap();
+        let expected: Expected = serde_json::from_str(&text).unwrap();
+        (expected.upserts, expected.deletions)
+    }
+
+    async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
+        let many: Vec<String> = (0..101).map(|i| format!("00000000-0000-0000-0000-{i:012}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let cases: Vec<(SyncRequest, &'static str)> = vec![
+            (subscriptions(&[""], full()), "subscription_ids[0]"),
+            (subscriptions(&[PROD, "acme-prod"], full()), "subscription_ids[1]"),
+            (
+                subscriptions(&[&format!("/subscriptions/{PROD}")], full()),
+                "subscription_ids[0]",
+            ),
+            (
+                subscriptions(&["https://management.azure.com/subscriptions/x"], full()),
+                "subscription_ids[0]",
+            ),
+            (
+                subscriptions(&[PROD, &PROD.to_ascii_uppercase()], full()),
+                "subscription_ids[1]",
+            ),
+            (subscriptions(&many, full()), "subscription_ids"),
+            (
+                request(SyncOptions {
+                    kinds: vec![EntityKind::Repository as i32],
+                    ..Default::default()
+                }),
+                "options.kinds[0]",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (request, field) in cases {
+            out.push((open(server, request).await, field));
+        }
+        out
+    }
+}
+
+crate::conformance_suite!(conformance, crate::azure::Azure);
+
+#[tokio::test]
+async fn a_full_sync_follows_next_links_and_maps_exact_assets() {
+    let server = TestServer::start().await;
+    let events = collect(open(&server, request(full())).await).await;
+    let s = summary(&events);
+    // prod: registries 1 page, clusters 2, sites 2; dev: 1, 1, 2.
+    assert_eq!(s.upstream_requests, 9);
+    let expected: Vec<String> = [PROD, DEV]
+        .iter()
+        .flat_map(|sub| {
+            let listings = &estate()[*sub];
+            ["registries", "managedClusters", "sites"]
+                .into_iter()
+                .flat_map(|l| listings[l].clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(urns(&events), expected, "listing order, subscription by subscription");
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            (format!("subscription:{PROD}"), ScopeState::Ok as i32),
+            (format!("subscription:{DEV}"), ScopeState::Ok as i32),
+        ]
+    );
+    let site = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Upsert(u)) if u.entity.as_ref()?.display_name == "acme-storefront" => u.entity.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        site.urn,
+        format!(
+            "urn:connectors:azure:asset:/subscriptions/{PROD}/resourcegroups/web-rg/providers/microsoft.web/sites/acme-storefront"
+        )
+    );
+    let labels: Vec<(&str, &str)> = site.labels.iter().map(|l| (l.key.as_str(), l.value.as_str())).collect();
+    assert_eq!(labels, [("env", "prod"), ("team", "web")]);
+    let Some(Body::Asset(asset)) = &site.body else { panic!() };
+    assert_eq!(asset.asset_type, "azure.web.site");
+    assert_eq!(asset.native_type, "Microsoft.Web/sites");
+    assert_eq!(asset.account, PROD);
+    assert_eq!(
+        (asset.region.as_str(), asset.status.as_str()),
+        ("West Europe", "Running")
+    );
+    let images: Vec<(&str, &str)> = asset
+        .images
+        .iter()
+        .map(|i| (i.container.as_str(), i.image.as_str()))
+        .collect();
+    assert_eq!(images, [("acme-storefront", "acmeprod.azurecr.io/storefront:2.14.1")]);
+    assert_eq!(
+        asset.external_id,
+        format!("/subscriptions/{PROD}/resourceGroups/web-rg/providers/Microsoft.Web/sites/acme-storefront")
+    );
+    let stopped = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Upsert(u)) if u.entity.as_ref()?.display_name == "aks-batch" => u.entity.clone(),
+            _ => None,
+        })
+        .unwrap();
+    let Some(Body::Asset(asset)) = &stopped.body else {
+        panic!()
+    };
+    assert_eq!(asset.asset_type, "azure.containerservice.managedcluster");
+    assert_eq!(asset.native_type, "Microsoft.ContainerService/ManagedClusters");
+    assert_eq!(asset.status, "Stopped");
+    assert!(
+        asset
+            .attributes
+            .iter()
+            .any(|a| a.key == "azure.node_pools" && a.value == "system:1xStandard_D2s_v5:System:Linux:1.28.9")
+    );
+    assert_eq!(server.unmatched("azure"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_requested_subscription_replaces_the_default_scope() {
+    let server = TestServer::start().await;
+    let events = collect(open(&server, subscriptions(&[&DEV.to_ascii_uppercase()], full())).await).await;
+    assert_eq!(urns(&events).len(), 8);
+    assert_eq!(
+        scope_statuses(&events),
+        vec![(format!("subscription:{DEV}"), ScopeState::Ok as i32)]
+    );
+    assert_eq!(summary(&events).upstream_requests, 4);
+}
+
+#[tokio::test]
+async fn a_subscription_without_reader_fails_its_scope_only() {
+    let server = TestServer::start().await;
+    let events = collect(open(&server, subscriptions(&[DENIED, DEV], full())).await).await;
+    let statuses = scope_statuses(&events);
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(statuses[0].0, format!("subscription:{DENIED}"));
+    assert_ne!(statuses[0].1, ScopeState::Ok as i32);
+    assert_eq!(statuses[1], (format!("subscription:{DEV}"), ScopeState::Ok as i32));
+    let status = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) if s.scope.ends_with(DENIED) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(status.reason, "UPSTREAM_PERMISSION_DENIED");
+    assert!(
+        status.error.to_lowercase().contains("authorizationfailed"),
+        "{}",
+        status.error
+    );
+    assert_eq!(urns(&events).len(), 8);
+    assert!(!summary(&events).complete);
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_and_retried() {
+    let server = TestServer::start().await;
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "azure").unwrap();
+    let text = std::fs::read_to_string(root.join(format!(
+        "azure/scenarios/throttled/exchanges/subscriptions/{DEV}/registries-429.json"
+    )))
+    .unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let exchange: Exchange = serde_json::from_value(file["exchanges"][0].clone()).unwrap();
+    let path = exchange.request.path.clone();
+    set.exchanges_mut(&path).unwrap().push(exchange);
+    let replay = server.server.replay("azure").unwrap();
+    replay.set_fixtures(set);
+    let started = std::time::Instant::now();
+    let events = collect(open(&server, subscriptions(&[DEV], full())).await).await;
+    let s = summary(&events);
+    assert!(s.complete);
+    assert_eq!(urns(&events).len(), 8);
+    // The 429, its retry after Retry-After: 1, then the 3 other pages.
+    assert_eq!(s.upstream_requests, 5);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(server.unmatched("azure"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_incremental_sync_across_the_change_reports_exactly_the_change() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    <Azure as Harness>::apply_change(&server);
+    let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    let s = summary(&events);
+    assert_eq!(s.counts[0].upserts, 3);
+    assert_eq!(s.deletions, 1);
+    // dev registries now fit one page; the rest is unchanged: 9 requests.
+    assert_eq!(s.upstream_requests, 9);
+}
+
+#[tokio::test]
+async fn without_credentials_live_mode_is_unavailable_and_names_the_variables() {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    let server = TestServer::with_config(config).await;
+    let entry = server.client.get_connector("azure").await.unwrap();
+    assert_eq!(
+        entry.availability,
+        connectors_proto::v1::ConnectorAvailability::Unavailable as i32
+    );
+    assert!(entry.reason.contains("AZURE_CLIENT_SECRET"), "{}", entry.reason);
+    assert!(entry.reason.contains("AZURE_SUBSCRIPTION_IDS"), "{}", entry.reason);
+    let status = open(&server, request(full())).await.expect_err("unavailable");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+/// The resuming client stream of the `connectors-client` crate.
+#[tokio::test]
+async fn the_client_crate_syncs_azure_with_resume() {
+    use futures::StreamExt;
+    let server = TestServer::start().await;
+    let mut stream = server.client.sync_azure(request(full()));
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        events.push(event.expect("no error"));
+    }
+    assert_eq!(upserts(&events).len(), 20);
+    assert!(summary(&events).complete);
+}
