@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "proto/connectors/wiz/v1/wiz.proto",
     "proto/connectors/kubernetes/v1/kubernetes.proto",
     "proto/connectors/aws/v1/aws.proto",
+    "proto/connectors/gcp/v1/gcp.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

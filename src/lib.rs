@@ -23,6 +23,15 @@ pub mod github {
     }
 }
 
+/// `connectors.gcp.v1`: the GCP connector service.
+pub mod gcp {
+    /// Version 1 of the GCP connector API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/connectors.gcp.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/connectors.gcp.v1.serde.rs"));
+    }
+}
+
 /// `connectors.azure.v1`: the Azure connector service.
 pub mod azure {
     /// Version 1 of the Azure connector API.

@@ -55,6 +55,7 @@ mod resume;
 use std::time::Duration;
 
 use connectors_proto::azure::v1::azure_connector_service_client::AzureConnectorServiceClient;
+use connectors_proto::gcp::v1::gcp_connector_service_client::GcpConnectorServiceClient;
 use connectors_proto::github::v1::github_connector_service_client::GithubConnectorServiceClient;
 use connectors_proto::gitlab::v1::gitlab_connector_service_client::GitlabConnectorServiceClient;
 use connectors_proto::v1::registry_service_client::RegistryServiceClient;
@@ -65,7 +66,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 pub use connectors_proto::v1::SyncEvent;
-pub use connectors_proto::{aws, azure, github, gitlab, kubernetes, v1, wiz};
+pub use connectors_proto::{aws, azure, gcp, github, gitlab, kubernetes, v1, wiz};
 pub use error::{Error, code_name};
 pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
 
@@ -121,6 +122,9 @@ pub type RegistryClient = RegistryServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.github.v1.GithubConnectorService`.
 pub type GithubClient = GithubConnectorServiceClient<AuthChannel>;
+
+/// The generated client of `connectors.gcp.v1.GcpConnectorService`.
+pub type GcpClient = GcpConnectorServiceClient<AuthChannel>;
 
 /// The generated client of `connectors.azure.v1.AzureConnectorService`.
 pub type AzureClient = AzureConnectorServiceClient<AuthChannel>;
@@ -209,6 +213,12 @@ impl ConnectorsClient {
         GithubConnectorServiceClient::new(self.auth_channel())
     }
 
+    /// The typed client of the GCP connector service (single `Sync` calls,
+    /// without resuming).
+    pub fn gcp(&self) -> GcpClient {
+        GcpConnectorServiceClient::new(self.auth_channel())
+    }
+
     /// The typed client of the GitLab connector service (single `Sync` calls,
     /// without resuming).
     pub fn gitlab(&self) -> GitlabClient {
@@ -276,6 +286,27 @@ impl ConnectorsClient {
             move |checkpoint| {
                 let mut client = client.clone();
                 let request = with_checkpoint(request.clone(), checkpoint);
+                async move { client.sync(request).await.map(tonic::Response::into_inner) }
+            },
+            self.policy.clone(),
+        )
+    }
+
+    /// Syncs GCP projects, resuming from the last checkpoint when the stream
+    /// breaks (like [`sync_github`](Self::sync_github)).
+    pub fn sync_gcp(&self, request: gcp::v1::SyncRequest) -> SyncStream {
+        let initial = request
+            .options
+            .as_ref()
+            .map(|options| options.checkpoint.clone())
+            .unwrap_or_default();
+        let client = self.gcp();
+        resumable_from(
+            initial,
+            move |checkpoint| {
+                let mut client = client.clone();
+                let mut request = request.clone();
+                request.options = with_options_checkpoint(request.options.take(), checkpoint);
                 async move { client.sync(request).await.map(tonic::Response::into_inner) }
             },
             self.policy.clone(),

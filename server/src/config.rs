@@ -64,6 +64,72 @@ impl std::fmt::Debug for GithubEnv {
     }
 }
 
+/// GCP settings from the environment. Holds no secret: credentials are read
+/// by google-cloud-auth from the file `GOOGLE_APPLICATION_CREDENTIALS` names
+/// or from the ADC sources.
+#[derive(Debug, Clone, Default)]
+pub struct GcpEnv {
+    /// `GOOGLE_APPLICATION_CREDENTIALS`: a service account key or an
+    /// external account (workload identity federation) JSON file.
+    pub credentials_file: Option<PathBuf>,
+    /// `GCP_USE_ADC=true`: use application default credentials (gcloud ADC,
+    /// the metadata server on GCE/GKE/Cloud Run) without a credentials file.
+    pub use_adc: bool,
+    /// `GCP_PROJECT_IDS`: projects synced when a request names none.
+    pub project_ids: Vec<String>,
+    /// `GCP_LOCATIONS`: regions listed for Artifact Registry and Cloud Run
+    /// (GKE lists every location with `-`).
+    pub locations: Vec<String>,
+    /// `GCP_ARTIFACTREGISTRY_URL` (default https://artifactregistry.googleapis.com).
+    pub artifactregistry_url: Option<url::Url>,
+    /// `GCP_RUN_URL` (default https://run.googleapis.com).
+    pub run_url: Option<url::Url>,
+    /// `GCP_CONTAINER_URL` (default https://container.googleapis.com).
+    pub container_url: Option<url::Url>,
+    /// `GCP_PAGE_SIZE` (1 to 1000).
+    pub page_size: Option<u32>,
+}
+
+impl GcpEnv {
+    /// Reads `GCP_*` and `GOOGLE_APPLICATION_CREDENTIALS`.
+    fn from_env() -> Result<Self, ConfigError> {
+        let url_var = |name: &'static str| -> Result<Option<url::Url>, ConfigError> {
+            var(name)
+                .map(|raw| {
+                    let url = url::Url::parse(&raw).map_err(|e| ConfigError {
+                        var: name,
+                        message: format!("not a url: {e}"),
+                    })?;
+                    if !matches!(url.scheme(), "https" | "http") || url.query().is_some() || url.fragment().is_some() {
+                        return Err(ConfigError {
+                            var: name,
+                            message: "must be an http or https url without query or fragment".into(),
+                        });
+                    }
+                    Ok(url)
+                })
+                .transpose()
+        };
+        let page_size: Option<u32> = parse("GCP_PAGE_SIZE")?;
+        if page_size.is_some_and(|n| n == 0 || n > 1000) {
+            return Err(ConfigError {
+                var: "GCP_PAGE_SIZE",
+                message: "must be 1 to 1000".into(),
+            });
+        }
+        Ok(Self {
+            credentials_file: var("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
+            use_adc: parse::<bool>("GCP_USE_ADC")?.unwrap_or(false),
+            project_ids: list(var("GCP_PROJECT_IDS")),
+            locations: list(var("GCP_LOCATIONS")),
+            artifactregistry_url: url_var("GCP_ARTIFACTREGISTRY_URL")?,
+            run_url: url_var("GCP_RUN_URL")?,
+            container_url: url_var("GCP_CONTAINER_URL")?,
+            page_size,
+        })
+    }
+}
+
 /// Azure settings from the environment.
 #[derive(Clone, Default)]
 pub struct AzureEnv {
@@ -453,6 +519,8 @@ pub struct Config {
     pub kubernetes: KubernetesEnv,
     /// GitLab.
     pub gitlab: GitlabEnv,
+    /// GCP.
+    pub gcp: GcpEnv,
     /// Azure.
     pub azure: AzureEnv,
     /// AWS.
@@ -523,6 +591,7 @@ impl Config {
             wiz: WizEnv::default(),
             kubernetes: KubernetesEnv::default(),
             gitlab: GitlabEnv::default(),
+            gcp: GcpEnv::default(),
             azure: AzureEnv::default(),
             aws: AwsEnv::default(),
         }
@@ -671,6 +740,7 @@ impl Config {
                 page_size: kube_page_size,
             },
             wiz: WizEnv::from_env()?,
+            gcp: GcpEnv::from_env()?,
             aws: AwsEnv::from_env()?,
         })
     }

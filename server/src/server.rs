@@ -126,6 +126,24 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
             .set_service_status("connectors.github.v1.GithubConnectorService", status)
             .await;
     }
+    #[cfg(feature = "gcp")]
+    if let Some(gcp) = &registry.gcp
+        && matches!(
+            crate::sync::Connector::availability(gcp.as_ref()),
+            Availability::Live { .. }
+        )
+    {
+        let status = match crate::sync::Connector::authenticate(gcp.as_ref()).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(error) => {
+                tracing::warn!(connector = "gcp", %error, "authentication failed; connector not serving");
+                ServingStatus::NotServing
+            }
+        };
+        reporter
+            .set_service_status("connectors.gcp.v1.GcpConnectorService", status)
+            .await;
+    }
     #[cfg(feature = "azure")]
     if let Some(azure) = &registry.azure
         && matches!(
@@ -330,6 +348,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if let Some(github) = &registry.github {
         let service = connectors_proto::github::v1::github_connector_service_server::GithubConnectorServiceServer::new(
             crate::grpc::GithubService::new(github.clone(), gate.clone()),
+        )
+        .max_decoding_message_size(max_message);
+        router = router.add_service(service);
+    }
+    #[cfg(feature = "gcp")]
+    if let Some(gcp) = &registry.gcp {
+        let service = connectors_proto::gcp::v1::gcp_connector_service_server::GcpConnectorServiceServer::new(
+            crate::grpc::GcpService::new(gcp.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
         router = router.add_service(service);

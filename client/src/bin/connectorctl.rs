@@ -50,10 +50,23 @@ enum SyncCommand {
     Github(GithubArgs),
     /// Sync GitLab projects (as repositories) and their recent pipelines.
     Gitlab(GitlabArgs),
+    /// Sync GCP projects: Artifact Registry repositories and docker images,
+    /// Cloud Run services and GKE clusters (as assets).
+    Gcp(GcpArgs),
     /// Sync Azure container registries, AKS clusters and App Service sites (as assets).
     Azure(AzureArgs),
     /// Sync AWS ECR, ECS, EKS and Lambda resources and their tags.
     Aws(AwsArgs),
+}
+
+#[derive(Debug, Args)]
+struct GcpArgs {
+    /// Project id to sync (repeatable); without --project the server's
+    /// GCP_PROJECT_IDS are synced.
+    #[arg(long = "project", value_name = "PROJECT_ID")]
+    project_ids: Vec<String>,
+    #[command(flatten)]
+    sync: SyncArgs,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +335,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
             let stream = client.sync_gitlab(request);
+            write_sync(stream, &mut out, args.sync.checkpoint_file.as_deref()).await
+        }
+        Command::Sync(SyncCommand::Gcp(args)) => {
+            let checkpoint = read_checkpoint(args.sync.checkpoint_file.as_deref())?;
+            let request = connectors_client::gcp::v1::SyncRequest {
+                project_ids: args.project_ids,
+                options: Some(args.sync.options(checkpoint, std::iter::empty())),
+            };
+            let client = client.with_resume_policy(ResumePolicy::default().with_max_attempts(args.sync.max_attempts));
+            let stream = client.sync_gcp(request);
             write_sync(stream, &mut out, args.sync.checkpoint_file.as_deref()).await
         }
         Command::Sync(SyncCommand::Azure(args)) => {

@@ -6,6 +6,8 @@ mod aws;
 #[cfg(feature = "azure")]
 mod azure;
 mod errors;
+#[cfg(feature = "gcp")]
+mod gcp;
 #[cfg(feature = "github")]
 mod github;
 #[cfg(feature = "gitlab")]
@@ -21,6 +23,8 @@ mod wiz;
 #[cfg(feature = "azure")]
 pub use azure::AzureService;
 pub use errors::status_from;
+#[cfg(feature = "gcp")]
+pub use gcp::GcpService;
 #[cfg(feature = "github")]
 pub use github::GithubService;
 #[cfg(feature = "gitlab")]

@@ -6,6 +6,8 @@
 pub mod aws;
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "github")]
 pub mod github;
 #[cfg(feature = "gitlab")]
@@ -46,6 +48,9 @@ pub struct Entry {
 pub struct Registry {
     /// Entries sorted by id.
     pub entries: Vec<Entry>,
+    /// The GCP connector, when available.
+    #[cfg(feature = "gcp")]
+    pub gcp: Option<Arc<gcp::GcpConnector>>,
     /// The Azure connector, when available.
     #[cfg(feature = "azure")]
     pub azure: Option<Arc<azure::AzureConnector>>,
@@ -86,6 +91,12 @@ pub struct FixtureConfig {
     /// The default scope in fixture mode (Kubernetes contexts).
     #[serde(default)]
     pub default_contexts: Vec<String>,
+    /// The default scope in fixture mode (GCP projects).
+    #[serde(default)]
+    pub default_projects: Vec<String>,
+    /// Locations the fixtures were recorded with (GCP).
+    #[serde(default)]
+    pub locations: Vec<String>,
     /// The default scope in fixture mode (Azure subscription ids).
     #[serde(default)]
     pub default_subscriptions: Vec<String>,
@@ -158,6 +169,7 @@ impl Registry {
         registry.register_gitlab(config, cache.clone()).await?;
         registry.register_kubernetes(config, cache.clone()).await?;
         registry.register_wiz(config, cache.clone()).await?;
+        registry.register_gcp(config, cache.clone()).await?;
         registry.register_azure(config, cache.clone()).await?;
         registry.register_aws(config, cache.clone()).await?;
         registry.entries.sort_by_key(|e| e.id);
@@ -180,6 +192,146 @@ impl Registry {
             },
             service: "connectors.github.v1.GithubConnectorService",
         });
+        Ok(())
+    }
+
+    #[cfg(not(feature = "gcp"))]
+    async fn register_gcp(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
+        self.entries.push(Entry {
+            id: "gcp",
+            display_name: "Google Cloud",
+            descriptor: None,
+            availability: Availability::Unavailable {
+                reason: "compiled without the gcp feature".into(),
+            },
+            service: "connectors.gcp.v1.GcpConnectorService",
+        });
+        Ok(())
+    }
+
+    #[cfg(feature = "gcp")]
+    async fn register_gcp(&mut self, config: &Config, cache: SharedCache) -> Result<(), RegistryError> {
+        use crate::http::{UpstreamClient, UpstreamConfig};
+
+        let env = &config.gcp;
+        let needs = "set GOOGLE_APPLICATION_CREDENTIALS (a service account key or workload identity federation file) or GCP_USE_ADC=true, and GCP_PROJECT_IDS";
+        let has_credentials = env.credentials_file.is_some() || env.use_adc;
+        let locations = if env.locations.is_empty() {
+            vec!["us-central1".to_owned()]
+        } else {
+            env.locations.clone()
+        };
+        let page_size = env.page_size.unwrap_or(100);
+        let error = |message: String| RegistryError::Connector {
+            provider: "gcp",
+            message,
+        };
+        let (availability, tokens, credential_id, roots, settings_scope) = match (config.mode, has_credentials) {
+            (ConnectorsMode::Live | ConnectorsMode::Auto, true) => {
+                let (tokens, kind, identity) = gcp_credentials(env).map_err(error)?;
+                let url = |configured: &Option<url::Url>, default: &str| {
+                    configured
+                        .clone()
+                        .unwrap_or_else(|| url::Url::parse(default).expect("static url"))
+                };
+                (
+                    Availability::Live {
+                        auth_mode: kind.to_owned(),
+                    },
+                    tokens,
+                    Some(format!("gcp-{kind}:{identity}")),
+                    [
+                        url(&env.artifactregistry_url, "https://artifactregistry.googleapis.com"),
+                        url(&env.run_url, "https://run.googleapis.com"),
+                        url(&env.container_url, "https://container.googleapis.com"),
+                    ],
+                    (env.project_ids.clone(), locations, page_size),
+                )
+            }
+            (ConnectorsMode::Live, false) => {
+                let nowhere = url::Url::parse("http://127.0.0.1:9").expect("static url");
+                (
+                    Availability::Unavailable {
+                        reason: format!("CONNECTORS_MODE=live and no GCP credentials: {needs}"),
+                    },
+                    gcp::client::TokenSource::None,
+                    None,
+                    [nowhere.clone(), nowhere.clone(), nowhere],
+                    (Vec::new(), locations, page_size),
+                )
+            }
+            (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
+                let (server, fixture_config) =
+                    start_replay(&config.fixtures_dir, "gcp", ReplayOptions::default()).await?;
+                // One replay server; each API under its host name as a path prefix.
+                let base = server.base_url().trim_end_matches('/').to_owned();
+                self.replay.insert("gcp", server);
+                let at = |host: &str| {
+                    url::Url::parse(&format!("{base}/{host}")).map_err(|e| RegistryError::Fixtures {
+                        provider: "gcp",
+                        message: e.to_string(),
+                    })
+                };
+                (
+                    Availability::Fixture {
+                        reason: if mode == ConnectorsMode::Fixtures {
+                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+                        } else {
+                            format!("no GCP credentials configured ({needs}, to sync live)")
+                        },
+                    },
+                    gcp::client::TokenSource::None,
+                    None,
+                    [at(gcp::ARTIFACT_REGISTRY)?, at(gcp::RUN)?, at(gcp::CONTAINER)?],
+                    (
+                        fixture_config.default_projects,
+                        fixture_config.locations,
+                        u32::from(fixture_config.page_size.unwrap_or(100)),
+                    ),
+                )
+            }
+        };
+        let fixture = matches!(availability, Availability::Fixture { .. });
+        let [ar_url, run_url, container_url] = roots;
+        let api = |host: &'static str, root: url::Url| -> Result<gcp::client::GcpApi, RegistryError> {
+            let mut upstream = UpstreamConfig::new(gcp::ID, root);
+            // Tokens rotate hourly: key cache entries on the credential's identity.
+            upstream.credential_id = credential_id.clone();
+            // Google's list calls send no ETags: nothing to revalidate.
+            upstream.conditional_requests = false;
+            if fixture {
+                upstream.request_timeout = std::time::Duration::from_secs(5);
+                upstream.base_backoff = std::time::Duration::from_millis(20);
+                upstream.max_backoff = std::time::Duration::from_millis(200);
+            }
+            let upstream = UpstreamClient::new(upstream, cache.clone()).map_err(|e| RegistryError::Connector {
+                provider: "gcp",
+                message: e.to_string(),
+            })?;
+            Ok(gcp::client::GcpApi::new(host, Arc::new(upstream), tokens.clone()))
+        };
+        let apis = gcp::GcpApis {
+            artifact_registry: api(gcp::ARTIFACT_REGISTRY, ar_url)?,
+            run: api(gcp::RUN, run_url)?,
+            container: api(gcp::CONTAINER, container_url)?,
+        };
+        let (default_projects, locations, page_size) = settings_scope;
+        let settings = gcp::GcpSettings {
+            availability: availability.clone(),
+            default_projects,
+            locations,
+            page_size: page_size.clamp(1, 1000),
+        };
+        let connector = gcp::GcpConnector::new(settings, apis, tokens);
+        let descriptor = crate::sync::Connector::descriptor(&connector);
+        self.entries.push(Entry {
+            id: descriptor.id,
+            display_name: descriptor.display_name,
+            descriptor: Some(descriptor),
+            availability,
+            service: descriptor.service,
+        });
+        self.gcp = Some(Arc::new(connector));
         Ok(())
     }
 
@@ -840,6 +992,72 @@ impl Registry {
         });
         self.aws = Some(Arc::new(connector));
         Ok(())
+    }
+}
+
+/// GCP credentials from the environment: the file GOOGLE_APPLICATION_CREDENTIALS
+/// names (a service account key or an external account, that is workload
+/// identity federation, else whatever ADC accepts), or application default
+/// credentials. Returns the token source, the auth mode and a stable identity
+/// of the credential (never the token).
+#[cfg(feature = "gcp")]
+fn gcp_credentials(env: &crate::config::GcpEnv) -> Result<(gcp::client::TokenSource, &'static str, String), String> {
+    use google_cloud_auth::credentials::{Builder, external_account, service_account};
+
+    let adc = || {
+        Builder::default()
+            .build_access_token_credentials()
+            .map_err(|e| format!("application default credentials: {e}"))
+    };
+    let Some(path) = &env.credentials_file else {
+        return Ok((
+            gcp::client::TokenSource::Credentials(adc()?),
+            "application_default",
+            "adc".to_owned(),
+        ));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("GOOGLE_APPLICATION_CREDENTIALS: cannot read {}: {e}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("GOOGLE_APPLICATION_CREDENTIALS: {} is not JSON: {e}", path.display()))?;
+    let field = |name: &str| {
+        json.get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match field("type").as_str() {
+        "service_account" => {
+            let identity = field("client_email");
+            let credentials = service_account::Builder::new(json)
+                .build_access_token_credentials()
+                .map_err(|e| format!("GOOGLE_APPLICATION_CREDENTIALS: service account key: {e}"))?;
+            Ok((
+                gcp::client::TokenSource::Credentials(credentials),
+                "service_account",
+                identity,
+            ))
+        }
+        "external_account" => {
+            let identity = field("audience");
+            let credentials = external_account::Builder::new(json)
+                .build_access_token_credentials()
+                .map_err(|e| format!("GOOGLE_APPLICATION_CREDENTIALS: external account: {e}"))?;
+            Ok((
+                gcp::client::TokenSource::Credentials(credentials),
+                "external_account",
+                identity,
+            ))
+        }
+        other => {
+            // authorized_user, impersonated_service_account, ...: ADC reads the file.
+            let identity = format!("{other}:{}", field("client_id"));
+            Ok((
+                gcp::client::TokenSource::Credentials(adc()?),
+                "application_default",
+                identity,
+            ))
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod aws;
 mod azure;
 mod binary;
 mod conformance;
+mod gcp;
 mod github;
 mod gitlab;
 mod kubernetes;

@@ -14,8 +14,17 @@ async fn list_and_get_connectors() {
     let server = TestServer::start().await;
     let listed = server.client.list_connectors().await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, vec!["aws", "azure", "github", "gitlab", "kubernetes", "wiz"]);
+    assert_eq!(
+        ids,
+        vec!["aws", "azure", "gcp", "github", "gitlab", "kubernetes", "wiz"]
+    );
     let by_id = |id: &str| listed.iter().find(|c| c.id == id).unwrap();
+    let gcp = by_id("gcp");
+    assert!(!gcp.supports_incremental);
+    assert_eq!(
+        gcp.auth_modes,
+        vec!["application_default", "service_account", "external_account"]
+    );
     for connector in &listed {
         assert_eq!(
             connector.availability,
@@ -56,6 +65,7 @@ async fn health_is_served_overall_and_per_connector_service() {
     for service in [
         "",
         "connectors.v1.RegistryService",
+        "connectors.gcp.v1.GcpConnectorService",
         "connectors.azure.v1.AzureConnectorService",
         "connectors.aws.v1.AwsConnectorService",
         "connectors.github.v1.GithubConnectorService",
@@ -110,6 +120,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
         vec![
             "connectors.aws.v1.AwsConnectorService".to_owned(),
             "connectors.azure.v1.AzureConnectorService".to_owned(),
+            "connectors.gcp.v1.GcpConnectorService".to_owned(),
             "connectors.github.v1.GithubConnectorService".to_owned(),
             "connectors.gitlab.v1.GitlabConnectorService".to_owned(),
             "connectors.kubernetes.v1.KubernetesConnectorService".to_owned(),
