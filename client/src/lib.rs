@@ -69,6 +69,8 @@ pub use connectors_proto::v1::SyncEvent;
 pub use connectors_proto::{aws, azure, gcp, github, gitlab, kubernetes, v1, wiz};
 pub use error::{Error, code_name};
 pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
+/// The status a health check reports.
+pub use tonic_health::pb::health_check_response::ServingStatus;
 
 /// The default endpoint of the connectors server.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
@@ -255,6 +257,31 @@ impl ConnectorsClient {
         Ok(response.into_inner().connectors)
     }
 
+    /// Checks one health service of the server (`grpc.health.v1.Health/Check`):
+    /// `""` is the server as a whole, each connector's `service` (see
+    /// [`v1::Connector::service`]) its own, and `connectors.v1.Cache` the
+    /// cache. An unknown service is `Error::Status` with `NOT_FOUND`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), connectors_client::Error> {
+    /// use connectors_client::{ConnectorsClient, ServingStatus};
+    ///
+    /// let client = ConnectorsClient::connect("http://127.0.0.1:50051").await?;
+    /// let status = client.health("connectors.github.v1.GithubConnectorService").await?;
+    /// assert_eq!(status, ServingStatus::Serving);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn health(&self, service: impl Into<String>) -> Result<ServingStatus, Error> {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.auth_channel());
+        let response = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?;
+        Ok(response.into_inner().status())
+    }
+
     /// Describes one connector (`Error::Status` with `NOT_FOUND` for an
     /// unknown id).
     pub async fn get_connector(&self, id: impl Into<String>) -> Result<v1::Connector, Error> {
@@ -275,123 +302,114 @@ impl ConnectorsClient {
     /// `options.checkpoint`, if any); each resume sends it again with
     /// `options.checkpoint` set to the newest token received.
     pub fn sync_github(&self, request: github::v1::SyncRequest) -> SyncStream {
-        let initial = request
-            .options
-            .as_ref()
-            .map(|options| options.checkpoint.clone())
-            .unwrap_or_default();
-        let client = self.github();
-        resumable_from(
-            initial,
-            move |checkpoint| {
-                let mut client = client.clone();
-                let request = with_checkpoint(request.clone(), checkpoint);
-                async move { client.sync(request).await.map(tonic::Response::into_inner) }
-            },
-            self.policy.clone(),
-        )
-    }
-
-    /// Syncs GCP projects, resuming from the last checkpoint when the stream
-    /// breaks (like [`sync_github`](Self::sync_github)).
-    pub fn sync_gcp(&self, request: gcp::v1::SyncRequest) -> SyncStream {
-        let initial = request
-            .options
-            .as_ref()
-            .map(|options| options.checkpoint.clone())
-            .unwrap_or_default();
-        let client = self.gcp();
-        resumable_from(
-            initial,
-            move |checkpoint| {
-                let mut client = client.clone();
-                let mut request = request.clone();
-                request.options = with_options_checkpoint(request.options.take(), checkpoint);
-                async move { client.sync(request).await.map(tonic::Response::into_inner) }
-            },
-            self.policy.clone(),
-        )
-    }
-
-    /// Syncs Azure, resuming from the last checkpoint when the stream breaks
-    /// (like [`sync_github`](Self::sync_github)).
-    pub fn sync_azure(&self, request: azure::v1::SyncRequest) -> SyncStream {
-        let initial = request
-            .options
-            .as_ref()
-            .map(|options| options.checkpoint.clone())
-            .unwrap_or_default();
-        let client = self.azure();
-        resumable_from(
-            initial,
-            move |checkpoint| {
-                let mut client = client.clone();
-                let mut request = request.clone();
-                request.options = with_options_checkpoint(request.options.take(), checkpoint);
-                async move { client.sync(request).await.map(tonic::Response::into_inner) }
-            },
-            self.policy.clone(),
-        )
+        self.resuming(request, self.github(), |mut client, request| async move {
+            client.sync(request).await
+        })
     }
 
     /// Syncs GitLab, resuming from the last checkpoint when the stream breaks
     /// (like [`sync_github`](Self::sync_github)).
     pub fn sync_gitlab(&self, request: gitlab::v1::SyncRequest) -> SyncStream {
-        let initial = request
-            .options
-            .as_ref()
-            .map(|options| options.checkpoint.clone())
-            .unwrap_or_default();
-        let client = self.gitlab();
-        resumable_from(
-            initial,
-            move |checkpoint| {
-                let mut client = client.clone();
-                let mut request = request.clone();
-                request.options = with_options_checkpoint(request.options.take(), checkpoint);
-                async move { client.sync(request).await.map(tonic::Response::into_inner) }
-            },
-            self.policy.clone(),
-        )
+        self.resuming(request, self.gitlab(), |mut client, request| async move {
+            client.sync(request).await
+        })
     }
 
     /// Syncs AWS, resuming from the last checkpoint when the stream breaks
     /// (like [`sync_github`](Self::sync_github)).
     pub fn sync_aws(&self, request: aws::v1::SyncRequest) -> SyncStream {
+        self.resuming(request, self.aws(), |mut client, request| async move {
+            client.sync(request).await
+        })
+    }
+
+    /// Syncs Azure, resuming from the last checkpoint when the stream breaks
+    /// (like [`sync_github`](Self::sync_github)).
+    pub fn sync_azure(&self, request: azure::v1::SyncRequest) -> SyncStream {
+        self.resuming(request, self.azure(), |mut client, request| async move {
+            client.sync(request).await
+        })
+    }
+
+    /// Syncs GCP projects, resuming from the last checkpoint when the stream
+    /// breaks (like [`sync_github`](Self::sync_github)).
+    pub fn sync_gcp(&self, request: gcp::v1::SyncRequest) -> SyncStream {
+        self.resuming(request, self.gcp(), |mut client, request| async move {
+            client.sync(request).await
+        })
+    }
+
+    /// Syncs Kubernetes workloads, resuming from the last checkpoint when the
+    /// stream breaks (like [`sync_github`](Self::sync_github)).
+    pub fn sync_kubernetes(&self, request: kubernetes::v1::SyncRequest) -> SyncStream {
+        self.resuming(request, self.kubernetes(), |mut client, request| async move {
+            client.sync(request).await
+        })
+    }
+
+    /// Syncs the Wiz inventory, resuming from the last checkpoint when the
+    /// stream breaks (like [`sync_github`](Self::sync_github)).
+    pub fn sync_wiz(&self, request: wiz::v1::SyncRequest) -> SyncStream {
+        self.resuming(request, self.wiz(), |mut client, request| async move {
+            client.sync(request).await
+        })
+    }
+
+    /// A [`SyncStream`] that starts with `request` as is and resumes by
+    /// calling `call` again with `options.checkpoint` set to the newest token.
+    fn resuming<R, C, F, Fut>(&self, request: R, client: C, call: F) -> SyncStream
+    where
+        R: ConnectorSyncRequest,
+        C: Clone + Send + 'static,
+        F: Fn(C, R) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<tonic::Response<tonic::Streaming<SyncEvent>>, tonic::Status>> + Send + 'static,
+    {
         let initial = request
-            .options
-            .as_ref()
+            .options()
             .map(|options| options.checkpoint.clone())
             .unwrap_or_default();
-        let client = self.aws();
         resumable_from(
             initial,
             move |checkpoint| {
-                let mut client = client.clone();
                 let mut request = request.clone();
-                request.options = with_options_checkpoint(request.options.take(), checkpoint);
-                async move { client.sync(request).await.map(tonic::Response::into_inner) }
+                let options = request.options_mut();
+                *options = with_options_checkpoint(options.take(), checkpoint);
+                let call = call(client.clone(), request);
+                async move { call.await.map(tonic::Response::into_inner) }
             },
             self.policy.clone(),
         )
     }
 }
 
-/// `request` with `options.checkpoint` set to `checkpoint` (options are only
-/// added when there is a checkpoint to send).
-fn with_checkpoint(mut request: github::v1::SyncRequest, checkpoint: Vec<u8>) -> github::v1::SyncRequest {
-    match request.options.as_mut() {
-        Some(options) => options.checkpoint = checkpoint,
-        None if checkpoint.is_empty() => {}
-        None => {
-            request.options = Some(v1::SyncOptions {
-                checkpoint,
-                ..Default::default()
-            });
-        }
-    }
-    request
+/// A connector's `SyncRequest`: each carries the shared [`v1::SyncOptions`].
+trait ConnectorSyncRequest: Clone + Send + 'static {
+    fn options(&self) -> Option<&v1::SyncOptions>;
+    fn options_mut(&mut self) -> &mut Option<v1::SyncOptions>;
 }
+
+macro_rules! connector_sync_request {
+    ($($request:ty),+ $(,)?) => {$(
+        impl ConnectorSyncRequest for $request {
+            fn options(&self) -> Option<&v1::SyncOptions> {
+                self.options.as_ref()
+            }
+            fn options_mut(&mut self) -> &mut Option<v1::SyncOptions> {
+                &mut self.options
+            }
+        }
+    )+};
+}
+
+connector_sync_request!(
+    github::v1::SyncRequest,
+    gitlab::v1::SyncRequest,
+    aws::v1::SyncRequest,
+    azure::v1::SyncRequest,
+    gcp::v1::SyncRequest,
+    kubernetes::v1::SyncRequest,
+    wiz::v1::SyncRequest,
+);
 
 /// Parses and configures the endpoint (timeouts and keepalives that detect a
 /// dead server, so that its streams break and resume instead of hanging).

@@ -58,14 +58,13 @@ fn resumes_send_the_checkpoint_in_the_options() {
         }),
         ..Default::default()
     };
-    let resumed = with_checkpoint(request.clone(), b"new".to_vec());
-    let mut expected = request;
-    expected.options.as_mut().unwrap().checkpoint = b"new".to_vec();
+    let resumed = with_options_checkpoint(request.options.clone(), b"new".to_vec());
+    let mut expected = request.options;
+    expected.as_mut().unwrap().checkpoint = b"new".to_vec();
     assert_eq!(resumed, expected);
 
-    let bare = github::v1::SyncRequest::default();
-    assert_eq!(with_checkpoint(bare.clone(), Vec::new()), bare);
-    assert_eq!(with_checkpoint(bare, b"t".to_vec()).options.unwrap().checkpoint, b"t");
+    assert_eq!(with_options_checkpoint(None, Vec::new()), None);
+    assert_eq!(with_options_checkpoint(None, b"t".to_vec()).unwrap().checkpoint, b"t");
 }
 
 #[tokio::test]

@@ -122,11 +122,18 @@ impl GithubConnectorService for FakeGithub {
 
 struct FakeRegistry;
 
+fn service_of(id: &str) -> String {
+    let mut name = id.to_owned();
+    name[..1].make_ascii_uppercase();
+    format!("connectors.{id}.v1.{name}ConnectorService")
+}
+
 fn connector(id: &str) -> Connector {
     Connector {
         id: id.to_owned(),
         display_name: id.to_uppercase(),
         kinds: vec![EntityKind::Repository as i32],
+        service: service_of(id),
         ..Default::default()
     }
 }
@@ -158,8 +165,19 @@ impl RegistryService for FakeRegistry {
 async fn serve(github: FakeGithub) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(service_of("github"), tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status(service_of("gitlab"), tonic_health::ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status("connectors.v1.Cache", tonic_health::ServingStatus::Serving)
+        .await;
     tokio::spawn(
         tonic::transport::Server::builder()
+            .add_service(health_service)
             .add_service(GithubConnectorServiceServer::new(github))
             .add_service(RegistryServiceServer::new(FakeRegistry))
             .serve_with_incoming(TcpListenerStream::new(listener)),
@@ -521,4 +539,155 @@ async fn connectorctl_list_and_unreachable_server() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectorctl_sync_prints_a_table_or_one_json_array() {
+    let scope_ok = SyncEvent {
+        event: Some(Event::ScopeStatus(connectors_client::v1::ScopeStatus {
+            scope: "org:acme".to_owned(),
+            state: connectors_client::v1::ScopeState::Ok as i32,
+            entities: 2,
+            ..Default::default()
+        })),
+    };
+    let script = vec![
+        send(upsert("urn:github:repo:acme/api")),
+        send(checkpoint("c1")),
+        send(upsert("urn:github:repo:acme/web")),
+        send(scope_ok.clone()),
+        send(summary("s")),
+    ];
+    let github = FakeGithub::new(vec![script.clone(), script]);
+    let addr = serve(github).await;
+
+    let output = connectorctl(addr, &["sync", "github", "--output", "table"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!(
+            "EVENT         KIND        NAME{}URN\n\
+             upsert        repository  {}urn:github:repo:acme/api\n\
+             upsert        repository  {}urn:github:repo:acme/web\n\
+             scope ok                  2 entities{}org:acme\n\
+             \n\
+             sync sync-1  mode unspecified  complete true  duration 0.000s\n\
+             upserts 0  unchanged 0  deletions 0  scopes ok 0  failed 0  upstream requests 0  cache hits 0\n",
+            " ".repeat(38),
+            " ".repeat(42),
+            " ".repeat(42),
+            " ".repeat(32),
+        )
+    );
+
+    let output = connectorctl(addr, &["sync", "github", "-o", "json"]).await;
+    assert!(output.status.success());
+    let events: Vec<SyncEvent> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        events,
+        [
+            upsert("urn:github:repo:acme/api"),
+            checkpoint("c1"),
+            upsert("urn:github:repo:acme/web"),
+            scope_ok,
+            summary("s")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectorctl_health_checks_the_server_each_connector_and_the_cache() {
+    let addr = serve(FakeGithub::default()).await;
+    let output = connectorctl(addr, &["health", "-o", "table"]).await;
+    assert_eq!(output.status.code(), Some(1), "gitlab is not serving");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "SERVICE                                      STATUS\n\
+         (server)                                     SERVING\n\
+         connectors.github.v1.GithubConnectorService  SERVING\n\
+         connectors.gitlab.v1.GitlabConnectorService  NOT_SERVING\n\
+         connectors.v1.Cache                          SERVING\n"
+    );
+
+    let output = connectorctl(addr, &["health", "connectors.github.v1.GithubConnectorService"]).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "{\"service\":\"connectors.github.v1.GithubConnectorService\",\"status\":\"SERVING\"}\n"
+    );
+
+    let output = connectorctl(addr, &["health", "connectors.nope.v1.Nope"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "{\"service\":\"connectors.nope.v1.Nope\",\"status\":\"SERVICE_UNKNOWN\"}\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectorctl_diff_compares_two_sync_outputs() {
+    let with_hash = |urn: &str, hash: &str| {
+        let mut event = upsert(urn);
+        if let Some(Event::Upsert(upsert)) = event.event.as_mut() {
+            upsert.provenance = Some(connectors_client::v1::Provenance {
+                content_hash: hash.to_owned(),
+                ..Default::default()
+            });
+        }
+        event
+    };
+    let github = FakeGithub::new(vec![vec![
+        send(with_hash("urn:a", "h1")),
+        send(with_hash("urn:b", "h2")),
+        send(with_hash("urn:c", "h3")),
+        send(summary("s")),
+    ]]);
+    let addr = serve(github).await;
+    let dir = TempDir::new("diff");
+    let before = dir.0.join("before.ndjson");
+    let output = connectorctl(addr, &["sync", "github"]).await;
+    assert!(output.status.success());
+    std::fs::write(&before, &output.stdout).unwrap();
+
+    // The later output: b changed, c deleted, d added (as a JSON array).
+    let after_events = [
+        with_hash("urn:a", "h1"),
+        with_hash("urn:b", "h2-new"),
+        with_hash("urn:d", "h4"),
+    ];
+    let after = dir.0.join("after.json");
+    std::fs::write(&after, serde_json::to_vec(&after_events).unwrap()).unwrap();
+
+    let diff = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_connectorctl"))
+            .arg("diff")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (before, after) = (before.to_str().unwrap(), after.to_str().unwrap());
+    let output = diff(&[before, after]);
+    assert_eq!(output.status.code(), Some(1), "they differ");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "{\"change\":\"changed\",\"urn\":\"urn:b\",\"kind\":\"repository\",\"before\":\"h2\",\"after\":\"h2-new\"}\n\
+         {\"change\":\"removed\",\"urn\":\"urn:c\",\"kind\":\"repository\",\"before\":\"h3\"}\n\
+         {\"change\":\"added\",\"urn\":\"urn:d\",\"kind\":\"repository\",\"after\":\"h4\"}\n"
+    );
+
+    let output = diff(&["-o", "table", before, before]);
+    assert_eq!(output.status.code(), Some(0), "identical");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "0 added, 0 removed, 0 changed, 3 unchanged\n"
+    );
+
+    let missing = dir.0.join("missing.ndjson");
+    let output = diff(&[before, missing.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "trouble");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!("connectorctl: UNKNOWN: reading {}: ", missing.display())),
+        "{stderr}"
+    );
 }
