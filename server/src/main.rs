@@ -35,7 +35,23 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    connectors_server::telemetry::init_tracing(config.log_format);
+    let telemetry = match connectors_server::telemetry::init_tracing(config.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("connectors-server: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if telemetry.exporting() {
+        tracing::info!("exporting OpenTelemetry traces over OTLP");
+    }
+    let code = serve(config).await;
+    // Flushing blocks until the exporter task (on this runtime) is done.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+async fn serve(config: Config) -> ExitCode {
     if let Some(addr) = config.metrics_listen {
         match connectors_server::telemetry::init_metrics(addr) {
             Ok(()) => tracing::info!(%addr, "metrics listening on /metrics"),

@@ -38,6 +38,8 @@ use std::sync::Arc;
 
 use connectors_proto::v1::SyncEvent;
 use futures::{Stream, StreamExt};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The response stream of every connector's Sync.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<SyncEvent, tonic::Status>> + Send>>;
@@ -62,9 +64,28 @@ impl SyncGate {
         options: crate::sync::SyncOptions,
     ) -> Result<tonic::Response<EventStream>, tonic::Status> {
         let permits = self.limits.acquire(&limits::StreamLimits::client_of(request))?;
+        // The sync's span: a child of the caller's trace, if it sent one. The
+        // engine records its id, mode and outcome, and runs the sync in it.
+        let span = tracing::info_span!(
+            "sync",
+            otel.name = %format_args!("sync {}", connector.descriptor().id),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            connector = connector.descriptor().id,
+            sync.id = tracing::field::Empty,
+            sync.mode = tracing::field::Empty,
+            sync.coalesced = tracing::field::Empty,
+            sync.outcome = tracing::field::Empty,
+            sync.entities = tracing::field::Empty,
+            sync.upstream_requests = tracing::field::Empty,
+        );
+        // Without a tracer (export off) there is nothing to parent.
+        let _ = span.set_parent(crate::telemetry::remote_context(request.metadata()));
         let stream = self
             .engine
             .start(connector, domain, options)
+            .instrument(span)
             .await
             .map_err(status_from)?;
         Ok(tonic::Response::new(Box::pin(stream.map(move |item| {

@@ -22,6 +22,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 use url::Url;
 
 use crate::cache::SharedCache;
@@ -417,17 +418,53 @@ impl UpstreamClient {
                     attempts: attempt,
                 })?;
                 stats::record_request();
-                match builder.send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        let headers = response.headers().clone();
-                        match response.bytes().await {
-                            Ok(bytes) => Ok((status, headers, bytes)),
-                            Err(error) => Err(format!("reading the {} body: {}", status.as_u16(), describe(&error))),
+                // One span per request sent (retries are spans of their own).
+                // The path only: queries may carry page tokens, never needed.
+                let host = url.host_str().unwrap_or_default();
+                let span = tracing::info_span!(
+                    "upstream request",
+                    otel.name = %format_args!("{} {host}", parts.method),
+                    otel.kind = "client",
+                    otel.status_code = tracing::field::Empty,
+                    connector,
+                    http.request.method = %parts.method,
+                    server.address = host,
+                    url.path = url.path(),
+                    http.request.resend_count = attempt - 1,
+                    http.response.status_code = tracing::field::Empty,
+                    error.type = tracing::field::Empty,
+                );
+                let outcome = async {
+                    match builder.send().await {
+                        Ok(response) => {
+                            let status = response.status();
+                            let headers = response.headers().clone();
+                            match response.bytes().await {
+                                Ok(bytes) => Ok((status, headers, bytes)),
+                                Err(error) => {
+                                    Err(format!("reading the {} body: {}", status.as_u16(), describe(&error)))
+                                }
+                            }
+                        }
+                        Err(error) => Err(describe(&error)),
+                    }
+                }
+                .instrument(span.clone())
+                .await;
+                match &outcome {
+                    Ok((status, _, _)) => {
+                        span.record("http.response.status_code", status.as_u16());
+                        if status.is_server_error() || status.as_u16() == 429 {
+                            span.record("error.type", status.as_str());
+                            span.record("otel.status_code", "error");
                         }
                     }
-                    Err(error) => Err(describe(&error)),
+                    Err(_) => {
+                        span.record("error.type", "transport");
+                        span.record("otel.status_code", "error");
+                    }
                 }
+                outcome
             };
             let (status, headers, bytes) = match outcome {
                 Ok(parts) => parts,

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::checkpoint::{ResumePoint, Token};
 use super::context::ScopeContext;
@@ -278,6 +279,9 @@ impl Engine {
                 None,
             ),
         };
+        let span = tracing::Span::current();
+        span.record("sync.id", sync_id.as_str());
+        span.record("sync.mode", mode.as_str_name());
         // FULL syncs diff against nothing.
         let baseline = if mode == SyncMode::Incremental {
             baseline
@@ -302,13 +306,15 @@ impl Engine {
                     let cache = self.cache.clone();
                     let shutdown = self.shutdown.clone();
                     metrics::gauge!("connectors_active_streams", "connector" => connector_id).increment(1.0);
+                    span.record("sync.coalesced", true);
                     self.tracker.spawn(async move {
                         let outcome = super::coalesce::follow(cache, crawl, key, tx, keep, shutdown).await;
+                        record_outcome(&tracing::Span::current(), outcome, None);
                         tracing::info!(connector = connector_id, outcome, "coalesced sync ended");
                         metrics::counter!("connectors_syncs_total", "connector" => connector_id, "outcome" => outcome)
                             .increment(1);
                         metrics::gauge!("connectors_active_streams", "connector" => connector_id).decrement(1.0);
-                    });
+                    }.instrument(span));
                     return Ok(ReceiverStream::new(rx));
                 }
                 super::coalesce::Role::Leader(publisher) => Some(publisher),
@@ -349,6 +355,7 @@ impl Engine {
         let shutdown = self.shutdown.clone();
         let connector_id = descriptor.id;
         metrics::gauge!("connectors_active_streams", "connector" => connector_id).increment(1.0);
+        let span_stats = stats.clone();
         self.tracker.spawn(SYNC_STATS.scope(stats, async move {
             let started = Instant::now();
             let outcome = tokio::select! {
@@ -377,13 +384,26 @@ impl Engine {
             if let Some(publisher) = role {
                 publisher.finish(outcome).await;
             }
+            record_outcome(&tracing::Span::current(), outcome, Some(&span_stats));
             tracing::info!(connector = connector_id, outcome, elapsed_ms = started.elapsed().as_millis() as u64, "sync ended");
             metrics::counter!("connectors_syncs_total", "connector" => connector_id, "outcome" => outcome).increment(1);
             metrics::histogram!("connectors_sync_duration_seconds", "connector" => connector_id)
                 .record(started.elapsed().as_secs_f64());
             metrics::gauge!("connectors_active_streams", "connector" => connector_id).decrement(1.0);
-        }));
+        }).instrument(span));
         Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// Records how a sync ended on its span (an OpenTelemetry error status when
+/// it failed).
+fn record_outcome(span: &tracing::Span, outcome: &str, stats: Option<&RequestStats>) {
+    span.record("sync.outcome", outcome);
+    if let Some(stats) = stats {
+        span.record("sync.upstream_requests", stats.requests());
+    }
+    if outcome == "failed" {
+        span.record("otel.status_code", "error");
     }
 }
 
@@ -726,6 +746,8 @@ impl Run {
                 nanos: i32::try_from(self.start_time.timestamp_subsec_nanos()).unwrap_or(0),
             }),
         };
+        let upserts: u64 = summary.counts.iter().map(|count| count.upserts).sum();
+        tracing::Span::current().record("sync.entities", upserts);
         self.send(SyncEvent {
             event: Some(Event::Summary(summary)),
         })

@@ -10,7 +10,7 @@ use connectors_proto::github::v1::SyncRequest;
 use connectors_server::testing::free_port;
 
 use crate::conformance::{collect, full};
-use crate::support::summary;
+use crate::support::{connect_when_listening, fixture_server, summary, terminate};
 
 fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
     body.lines()
@@ -40,14 +40,7 @@ async fn binary_serves_metrics_logs_json_and_exits_cleanly_on_sigterm() {
         .spawn()
         .expect("spawn connectors-server");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        if let Ok(client) = ConnectorsClient::connect(format!("http://127.0.0.1:{grpc_port}")).await {
-            break client;
-        }
-        assert!(Instant::now() < deadline, "server did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let client = connect_when_listening(grpc_port).await;
     let events = collect(
         client
             .github()
@@ -120,19 +113,7 @@ async fn binary_serves_metrics_logs_json_and_exits_cleanly_on_sigterm() {
         Some(1.0)
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = terminate(&mut child).await;
     assert_eq!(exit.code(), Some(0));
 
     let mut logs = String::new();
@@ -189,15 +170,7 @@ async fn two_replicas_sharing_redis_crawl_the_upstream_once() {
             .spawn()
             .expect("spawn connectors-server");
         children.push(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = loop {
-            if let Ok(client) = ConnectorsClient::connect(format!("http://127.0.0.1:{port}")).await {
-                break client;
-            }
-            assert!(Instant::now() < deadline, "server did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        clients.push(client);
+        clients.push(connect_when_listening(port).await);
     }
     // The start-up credential checks (GET /user, no fixture: one per replica)
     // are not part of a crawl; wait until both were answered.
@@ -237,14 +210,7 @@ async fn two_replicas_sharing_redis_crawl_the_upstream_once() {
 }
 
 fn spawn_fixture_server(port: u16, redis_url: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_connectors-server"))
-        .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CONNECTORS_METRICS_LISTEN", "off")
-        .env("CONNECTORS_MODE", "fixtures")
-        .env(
-            "CONNECTORS_FIXTURES_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
-        )
+    fixture_server(port)
         .env("CONNECTORS_FIXTURE_LATENCY_MS", "15")
         .env("REDIS_URL", redis_url)
         .env("RUST_LOG", "warn")
@@ -349,14 +315,7 @@ async fn secrets_never_reach_logs_or_errors() {
         "glpat-GITLAB_TOKEN_SECRET_01234",
         "WIZ_CLIENT_SECRET_0123456789abcdef",
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
-        .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CONNECTORS_METRICS_LISTEN", "off")
-        .env("CONNECTORS_MODE", "fixtures")
-        .env(
-            "CONNECTORS_FIXTURES_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
-        )
+    let mut child = fixture_server(port)
         .env("CONNECTORS_API_KEYS", api_key)
         .env("GITHUB_TOKEN", secrets[1])
         .env("GITLAB_TOKEN", secrets[2])
@@ -463,14 +422,7 @@ async fn fifty_slow_readers_keep_server_memory_bounded() {
         return;
     }
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
-        .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CONNECTORS_METRICS_LISTEN", "off")
-        .env("CONNECTORS_MODE", "fixtures")
-        .env(
-            "CONNECTORS_FIXTURES_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
-        )
+    let mut child = fixture_server(port)
         .env("CONNECTORS_CACHE_MAX_BYTES", "33554432")
         .env("CONNECTORS_MAX_STREAMS_PER_CLIENT", "64")
         .env("RUST_LOG", "warn")

@@ -9,6 +9,7 @@ mod gcp;
 mod github;
 mod gitlab;
 mod kubernetes;
+mod otel;
 mod outage;
 mod registry;
 mod security;

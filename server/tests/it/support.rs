@@ -114,3 +114,50 @@ pub fn scope_statuses(events: &[SyncEvent]) -> Vec<(String, i32)> {
         })
         .collect()
 }
+
+/// A client of a server process on `port`, once it listens (30 s at most).
+pub async fn connect_when_listening(port: u16) -> ConnectorsClient {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(client) = ConnectorsClient::connect(format!("http://127.0.0.1:{port}")).await {
+            return client;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not listen");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM to a server process and waits for it to exit (30 s at most).
+pub async fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The server binary in fixture mode on `port`, metrics off, without Redis.
+pub fn fixture_server(port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_connectors-server"));
+    command
+        .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONNECTORS_METRICS_LISTEN", "off")
+        .env("CONNECTORS_MODE", "fixtures")
+        .env(
+            "CONNECTORS_FIXTURES_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
+        )
+        .env_remove("REDIS_URL");
+    command
+}
