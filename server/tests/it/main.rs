@@ -10,6 +10,7 @@ mod github;
 mod gitlab;
 mod kubernetes;
 mod outage;
+mod polyglot;
 mod registry;
 mod security;
 mod shutdown;
