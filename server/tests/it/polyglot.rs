@@ -229,6 +229,15 @@ fn events<'a>(stream: &'a [Value], case: &str) -> Vec<&'a Value> {
     stream.iter().filter_map(|event| event.get(case)).collect()
 }
 
+/// The stream ends with its one summary, complete, of `mode` with `counts`.
+fn assert_summary(stream: &[Value], mode: &str, counts: Value) {
+    assert_eq!(events(stream, "summary").len(), 1, "{stream:?}");
+    let summary = &stream.last().unwrap()["summary"];
+    assert_eq!(summary["mode"], mode);
+    assert_eq!(summary["complete"], true);
+    assert_eq!(summary["counts"], counts);
+}
+
 #[test]
 fn readme_grpcurl_commands_work_as_printed() {
     let Some(grpcurl) = tool("CONNECTORS_GRPCURL") else {
@@ -324,27 +333,20 @@ fn readme_grpcurl_commands_work_as_printed() {
         .collect();
     assert_eq!(urns, expected);
     assert_eq!(upserts[0]["entity"]["displayName"], "globex/trading-engine");
-    let summary = events(&full, "summary");
-    assert_eq!(summary.len(), 1);
-    assert_eq!(summary[0]["mode"], "SYNC_MODE_FULL");
-    assert_eq!(summary[0]["complete"], true);
-    assert_eq!(
-        summary[0]["counts"],
-        serde_json::json!([{"kind": "ENTITY_KIND_REPOSITORY", "upserts": "12"}])
+    assert_summary(
+        &full,
+        "SYNC_MODE_FULL",
+        serde_json::json!([{"kind": "ENTITY_KIND_REPOSITORY", "upserts": "12"}]),
     );
-    assert!(full.last().unwrap().get("summary").is_some());
 
     // the INCREMENTAL sync from its checkpoint: no upserts, no deletions.
     let incremental = json_stream(&outputs[6]);
     assert_eq!(events(&incremental, "upsert").len(), 0, "{}", outputs[6]);
     assert_eq!(events(&incremental, "deletion").len(), 0);
-    let summary = events(&incremental, "summary");
-    assert_eq!(summary.len(), 1);
-    assert_eq!(summary[0]["mode"], "SYNC_MODE_INCREMENTAL");
-    assert_eq!(summary[0]["complete"], true);
-    assert_eq!(
-        summary[0]["counts"],
-        serde_json::json!([{"kind": "ENTITY_KIND_REPOSITORY", "unchanged": "12"}])
+    assert_summary(
+        &incremental,
+        "SYNC_MODE_INCREMENTAL",
+        serde_json::json!([{"kind": "ENTITY_KIND_REPOSITORY", "unchanged": "12"}]),
     );
     let _ = std::fs::remove_dir_all(dir);
 }
