@@ -11,6 +11,7 @@ mod gitlab;
 mod kubernetes;
 mod otel;
 mod outage;
+mod polyglot;
 mod registry;
 mod security;
 mod shutdown;

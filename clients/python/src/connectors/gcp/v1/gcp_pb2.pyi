@@ -1,0 +1,16 @@
+from connectors.v1 import sync_pb2 as _sync_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SyncRequest(_message.Message):
+    __slots__ = ("project_ids", "options")
+    PROJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    project_ids: _containers.RepeatedScalarFieldContainer[str]
+    options: _sync_pb2.SyncOptions
+    def __init__(self, project_ids: _Optional[_Iterable[str]] = ..., options: _Optional[_Union[_sync_pb2.SyncOptions, _Mapping]] = ...) -> None: ...
