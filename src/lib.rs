@@ -4,6 +4,9 @@
 //! encoded file descriptor set for gRPC reflection.
 
 #![allow(clippy::all, missing_docs)]
+// The generated items carry the proto comments, which are prose, not
+// Markdown: "<type>:<id>" is not an HTML tag and `[...]` not a link.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links, rustdoc::bare_urls)]
 
 /// Encoded `FileDescriptorSet` of every proto in this crate (for reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/connectors_descriptor.bin"));

@@ -80,11 +80,11 @@ pub struct GcpEnv {
     /// `GCP_LOCATIONS`: regions listed for Artifact Registry and Cloud Run
     /// (GKE lists every location with `-`).
     pub locations: Vec<String>,
-    /// `GCP_ARTIFACTREGISTRY_URL` (default https://artifactregistry.googleapis.com).
+    /// `GCP_ARTIFACTREGISTRY_URL` (default `https://artifactregistry.googleapis.com`).
     pub artifactregistry_url: Option<url::Url>,
-    /// `GCP_RUN_URL` (default https://run.googleapis.com).
+    /// `GCP_RUN_URL` (default `https://run.googleapis.com`).
     pub run_url: Option<url::Url>,
-    /// `GCP_CONTAINER_URL` (default https://container.googleapis.com).
+    /// `GCP_CONTAINER_URL` (default `https://container.googleapis.com`).
     pub container_url: Option<url::Url>,
     /// `GCP_PAGE_SIZE` (1 to 1000).
     pub page_size: Option<u32>,
@@ -133,8 +133,8 @@ impl GcpEnv {
 /// Azure settings from the environment.
 #[derive(Clone, Default)]
 pub struct AzureEnv {
-    /// `AZURE_ARM_ENDPOINT`: Resource Manager (https://management.azure.com by
-    /// default; https://management.usgovcloudapi.net, https://management.chinacloudapi.cn
+    /// `AZURE_ARM_ENDPOINT`: Resource Manager (`https://management.azure.com` by
+    /// default; `https://management.usgovcloudapi.net`, `https://management.chinacloudapi.cn`
     /// for sovereign clouds). Tokens are requested for `<endpoint>/.default`.
     pub arm_endpoint: Option<url::Url>,
     /// `AZURE_SUBSCRIPTION_IDS`: default subscriptions.

@@ -1,5 +1,5 @@
 //! Request validation shared by every connector's handler. Messages name the
-//! field ("orgs[2]", "options.kinds[0]").
+//! field (`orgs[2]`, `options.kinds[0]`).
 
 use connectors_proto::v1::{EntityKind, SyncMode};
 

@@ -81,7 +81,7 @@ impl Availability {
 /// ordering, failure reporting, checkpoints and incremental state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
-    /// "<type>:<id>", for example "org:acme-corp" or "repo:acme-corp/api".
+    /// `<type>:<id>`, for example "org:acme-corp" or "repo:acme-corp/api".
     pub key: String,
     /// Cloud region, when regional.
     pub region: String,
@@ -103,7 +103,7 @@ pub enum SyncError {
     /// Bad input; the message names the field.
     #[error("{field}: {message}")]
     InvalidArgument {
-        /// The request field, as a path ("orgs[2]", "options.checkpoint").
+        /// The request field, as a path (`orgs[2]`, `options.checkpoint`).
         field: String,
         /// What is wrong with it.
         message: String,
