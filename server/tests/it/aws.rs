@@ -131,9 +131,28 @@ async fn fixtures_paginate_every_service_and_map_exact_values() {
     let server = TestServer::start().await;
     let events = collect(<Aws as Harness>::open(&server, full()).await).await;
     assert_eq!(server.unmatched("aws"), Vec::<String>::new());
-    // 2 DescribeRepositories pages, 4 DescribeImages, ECS 1+1+2+2+2+1, EKS 2+2, Lambda 2, tagging 2.
-    assert_eq!(server.upstream_requests("aws"), 6 + 9 + 4 + 2 + 2);
-    assert_eq!(summary(&events).upstream_requests, 23);
+    // 2 DescribeRepositories pages, 4 DescribeImages, ECS 1+1+2+2+2+1, EKS 2+2, Lambda 2
+    // ListFunctions pages + 1 GetFunction (the container image function), tagging 2.
+    assert_eq!(server.upstream_requests("aws"), 6 + 9 + 4 + 3 + 2);
+    assert_eq!(summary(&events).upstream_requests, 24);
+    // A container image function's image comes from GetFunction's Code.
+    assert_eq!(
+        images_of(
+            &events,
+            "urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:thumbnails"
+        ),
+        [(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/thumbnails:latest".to_owned(),
+            "sha256:0000000000000000000000000000000000000000000000000000000000abc05a".to_owned()
+        )]
+    );
+    assert_eq!(
+        images_of(
+            &events,
+            "urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:orders"
+        ),
+        []
+    );
     let urns: Vec<String> = upserts(&events).into_iter().map(|(urn, _)| urn).collect();
     for urn in [
         "urn:connectors:aws:asset:arn:aws:ecr:us-east-1:123456789012:repository/web",
@@ -155,6 +174,27 @@ async fn fixtures_paginate_every_service_and_map_exact_values() {
             .map(|s| format!("account:default/region:us-east-1/service:{s}"))
             .collect::<Vec<_>>()
     );
+}
+
+/// (image, digest) of the container images of the asset `urn` upserted in `events`.
+fn images_of(events: &[SyncEvent], urn: &str) -> Vec<(String, String)> {
+    use connectors_proto::v1::entity::Body;
+    use connectors_proto::v1::sync_event::Event;
+    let entity = events
+        .iter()
+        .find_map(|event| match &event.event {
+            Some(Event::Upsert(upsert)) => upsert.entity.as_ref().filter(|entity| entity.urn == urn),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{urn} not upserted"));
+    match &entity.body {
+        Some(Body::Asset(asset)) => asset
+            .images
+            .iter()
+            .map(|image| (image.image.clone(), image.digest.clone()))
+            .collect(),
+        other => panic!("{urn} is not an asset: {other:?}"),
+    }
 }
 
 const ACCOUNT: &str = "123456789012";
@@ -222,6 +262,9 @@ fn empty_zip() -> Vec<u8> {
 struct Seeded {
     urns: Vec<String>,
     function: String,
+    /// The urn of the container image function, and its image.
+    image_function: String,
+    image: String,
 }
 
 async fn seed(endpoint: &str) -> Seeded {
@@ -344,7 +387,25 @@ async fn seed(endpoint: &str) -> Seeded {
             function = arn;
         }
     }
-    Seeded { urns, function }
+    // A container image function, on the image pushed above.
+    let image = format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/api:v1");
+    let created = lambda
+        .create_function()
+        .function_name("resizer")
+        .package_type(aws_sdk_lambda::types::PackageType::Image)
+        .role(&role)
+        .code(aws_sdk_lambda::types::FunctionCode::builder().image_uri(&image).build())
+        .send()
+        .await
+        .unwrap();
+    let image_function = asset(created.function_arn().unwrap());
+    urns.push(image_function.clone());
+    Seeded {
+        urns,
+        function,
+        image_function,
+        image,
+    }
 }
 
 async fn live(moto: &MotoServer) -> TestServer {
@@ -389,6 +450,11 @@ async fn every_seeded_resource_appears_with_its_urn_against_moto() {
     // The tags moto's Resource Groups Tagging API reports: each a Tag entity.
     let tags: Vec<&String> = got.iter().filter(|u| u.contains(":tag:")).collect();
     let function_tag = format!("urn:connectors:aws:tag:{}#team", seeded.function);
+    let images: Vec<String> = images_of(&events, &seeded.image_function)
+        .into_iter()
+        .map(|(image, _)| image)
+        .collect();
+    assert_eq!(images, [seeded.image.clone()]);
     assert!(tags.contains(&&function_tag), "{tags:?}");
     assert!(summary(&events).upstream_requests > 0);
 

@@ -540,6 +540,28 @@ impl AwsConnector {
                 for layer in function.layers() {
                     attributes.push(label("aws.lambda.layer", layer.arn().unwrap_or_default()));
                 }
+                // ListFunctions leaves out the code location; a container image
+                // function's image is in GetFunction's Code.
+                let mut images = Vec::new();
+                if function.package_type() == Some(&aws_sdk_lambda::types::PackageType::Image) {
+                    let answer = client
+                        .get_function()
+                        .function_name(function.function_name().unwrap_or(arn))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("lambda:GetFunction", e))?;
+                    if let Some(code) = answer.code()
+                        && let Some(image) = code.image_uri()
+                    {
+                        let resolved = code.resolved_image_uri().unwrap_or_default();
+                        let digest = resolved.rsplit_once('@').map(|(_, digest)| digest).unwrap_or_default();
+                        images.push(ContainerImage {
+                            container: String::new(),
+                            image: image.to_owned(),
+                            digest: digest.to_owned(),
+                        });
+                    }
+                }
                 let entity = asset(
                     place,
                     "aws.lambda.function",
@@ -548,7 +570,7 @@ impl AwsConnector {
                     function.function_name().unwrap_or_default(),
                     function.state().map(|s| s.as_str()).unwrap_or_default(),
                     String::new(),
-                    Vec::new(),
+                    images,
                     attributes,
                     None,
                     rfc3339(function.last_modified()),
