@@ -454,7 +454,7 @@ async fn every_seeded_resource_appears_with_its_urn_against_moto() {
         .into_iter()
         .map(|(image, _)| image)
         .collect();
-    assert_eq!(images, [seeded.image.clone()]);
+    assert_eq!(images, std::slice::from_ref(&seeded.image));
     assert!(tags.contains(&&function_tag), "{tags:?}");
     assert!(summary(&events).upstream_requests > 0);
 
