@@ -70,6 +70,11 @@ enum Cmd {
     },
 }
 
+/// The server's allocator, so that the `serve` subcommand runs as the
+/// connectors-server binary does (the bare server and the client use it too).
+#[global_allocator]
+static ALLOCATOR: connectors_server::Allocator = connectors_server::Allocator;
+
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
