@@ -49,6 +49,8 @@ pub struct GithubEnv {
     pub orgs: Vec<String>,
     /// `GITHUB_PAGE_SIZE`.
     pub page_size: Option<u8>,
+    /// `GITHUB_CONCURRENCY`: upstream requests in flight (1 to 100, default 8).
+    pub concurrency: Option<usize>,
 }
 
 impl std::fmt::Debug for GithubEnv {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for GithubEnv {
             .field("app_private_key", &self.app_private_key.as_ref().map(|_| "<redacted>"))
             .field("orgs", &self.orgs)
             .field("page_size", &self.page_size)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -647,6 +650,13 @@ impl Config {
                 message: "must be 1 to 100".into(),
             });
         }
+        let github_concurrency: Option<usize> = parse("GITHUB_CONCURRENCY")?;
+        if github_concurrency.is_some_and(|c| c == 0 || c > 100) {
+            return Err(ConfigError {
+                var: "GITHUB_CONCURRENCY",
+                message: "must be 1 to 100".into(),
+            });
+        }
         if var("GITHUB_APP_ID").is_some() != var("GITHUB_APP_PRIVATE_KEY").is_some() {
             return Err(ConfigError {
                 var: if var("GITHUB_APP_ID").is_some() {
@@ -729,6 +739,7 @@ impl Config {
                 app_private_key,
                 orgs: list(var("GITHUB_ORGS")),
                 page_size,
+                concurrency: github_concurrency,
             },
             gitlab: GitlabEnv::from_env()?,
             azure: AzureEnv::from_env()?,

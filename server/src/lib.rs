@@ -11,3 +11,7 @@ pub mod server;
 pub mod sync;
 pub mod telemetry;
 pub mod testing;
+
+/// The global allocator of the binaries that run the server (`connectors-server`
+/// and the benchmark's server processes).
+pub use mimalloc::MiMalloc as Allocator;

@@ -439,3 +439,91 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         handle,
     })
 }
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The `connectors-server` binary: reads the environment, starts every
+/// connector, serves until SIGTERM/SIGINT, then drains. (The benchmark runs
+/// its server processes through this too.)
+pub async fn run_from_env() -> std::process::ExitCode {
+    let config = match crate::config::Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("connectors-server: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let telemetry = match crate::telemetry::init_tracing(config.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("connectors-server: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if telemetry.exporting() {
+        tracing::info!("exporting OpenTelemetry traces over OTLP");
+    }
+    let code = serve(config).await;
+    // Flushing blocks until the exporter task (on this runtime) is done.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+async fn serve(config: crate::config::Config) -> std::process::ExitCode {
+    if let Some(addr) = config.metrics_listen {
+        match crate::telemetry::init_metrics(addr) {
+            Ok(()) => tracing::info!(%addr, "metrics listening on /metrics"),
+            Err(error) => {
+                tracing::error!(%error, %addr, "cannot serve metrics");
+                return std::process::ExitCode::from(1);
+            }
+        }
+    }
+    if config.api_keys.is_open() {
+        tracing::warn!("CONNECTORS_API_KEYS is not set: the API is open to every client that can reach it");
+    }
+    tracing::info!(mode = ?config.mode, listen = %config.listen, "starting");
+    let drain = config.drain_timeout;
+    let server = match crate::server::start(config).await {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    wait_for_signal().await;
+    server.shutdown();
+    match tokio::time::timeout(drain + std::time::Duration::from_secs(5), server.wait()).await {
+        Ok(Ok(())) => {
+            tracing::info!("stopped");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "server error");
+            std::process::ExitCode::from(1)
+        }
+        Err(_) => {
+            tracing::warn!("drain timeout passed; exiting");
+            std::process::ExitCode::SUCCESS
+        }
+    }
+}

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
@@ -150,26 +149,59 @@ impl UpstreamError {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A conditional-request entry: the response to reuse on a 304. Stored in a
+/// compact binary form (status, headers, raw body), not JSON with a base64
+/// body: every GET with an ETag writes one.
 struct CachedResponse {
     status: u16,
     headers: Vec<(String, String)>,
-    #[serde(with = "b64")]
-    body: Vec<u8>,
+    body: Bytes,
 }
 
-mod b64 {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
+impl CachedResponse {
+    const MAGIC: &'static [u8] = b"cr2\n";
 
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
+    fn encode(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.body.len() + 256);
+        out.extend_from_slice(Self::MAGIC);
+        out.extend_from_slice(&self.status.to_be_bytes());
+        out.extend_from_slice(&u32::try_from(self.headers.len()).unwrap_or(0).to_be_bytes());
+        for (name, value) in &self.headers {
+            for part in [name.as_bytes(), value.as_bytes()] {
+                out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(0).to_be_bytes());
+                out.extend_from_slice(part);
+            }
+        }
+        out.extend_from_slice(&self.body);
+        Bytes::from(out)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    fn decode(bytes: Bytes) -> Option<Self> {
+        fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = (buf.get(..n)?, buf.get(n..)?);
+            *buf = rest;
+            Some(head)
+        }
+        fn len(buf: &mut &[u8]) -> Option<usize> {
+            let raw: [u8; 4] = take(buf, 4)?.try_into().ok()?;
+            usize::try_from(u32::from_be_bytes(raw)).ok()
+        }
+        let mut buf = bytes.as_ref();
+        if take(&mut buf, Self::MAGIC.len())? != Self::MAGIC {
+            return None;
+        }
+        let status = u16::from_be_bytes(take(&mut buf, 2)?.try_into().ok()?);
+        let count = len(&mut buf)?;
+        let mut headers = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let n = len(&mut buf)?;
+            let name = String::from_utf8(take(&mut buf, n)?.to_vec()).ok()?;
+            let n = len(&mut buf)?;
+            let value = String::from_utf8(take(&mut buf, n)?.to_vec()).ok()?;
+            headers.push((name, value));
+        }
+        let body = bytes.slice(bytes.len() - buf.len()..);
+        Some(Self { status, headers, body })
     }
 }
 
@@ -345,7 +377,7 @@ impl UpstreamClient {
             hasher.update(b"\0accept\0");
             hasher.update(accept.as_bytes());
         }
-        format!("http:v1:{}:{}", self.config.connector, hex::encode(hasher.finalize()))
+        format!("http:v2:{}:{}", self.config.connector, hex::encode(hasher.finalize()))
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -368,11 +400,7 @@ impl UpstreamClient {
         let cacheable = self.config.conditional_requests && parts.method == Method::GET;
         let cache_key = cacheable.then(|| self.cache_key(&url, &parts.headers));
         let cached: Option<CachedResponse> = match &cache_key {
-            Some(key) => self
-                .cache
-                .get(key)
-                .await
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+            Some(key) => self.cache.get(key).await.and_then(CachedResponse::decode),
             None => None,
         };
         let connector = self.config.connector;
@@ -546,11 +574,7 @@ impl UpstreamClient {
                 && (headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED))
             {
                 let entry = CachedResponse::new(status, &headers, &bytes);
-                if let Ok(encoded) = serde_json::to_vec(&entry) {
-                    self.cache
-                        .set(key, Bytes::from(encoded), Some(self.config.cache_ttl))
-                        .await;
-                }
+                self.cache.set(key, entry.encode(), Some(self.config.cache_ttl)).await;
             }
             let mut response = http::Response::new(bytes);
             *response.status_mut() = status;
@@ -601,12 +625,12 @@ impl CachedResponse {
         Self {
             status: status.as_u16(),
             headers,
-            body: body.to_vec(),
+            body: body.clone(),
         }
     }
 
     fn into_response(self) -> http::Response<Bytes> {
-        let mut response = http::Response::new(Bytes::from(self.body));
+        let mut response = http::Response::new(self.body);
         *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
         for (name, value) in self.headers {
             if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {

@@ -281,8 +281,8 @@ fn cache_keys_hash_url_credentials_and_accept() {
     );
     let keys = [&plain, &token_a, &token_b, &accept, &other_url];
     for (i, a) in keys.iter().enumerate() {
-        assert!(a.starts_with("http:v1:test:"), "{a}");
-        assert_eq!(a.len(), "http:v1:test:".len() + 64, "{a}");
+        assert!(a.starts_with("http:v2:test:"), "{a}");
+        assert_eq!(a.len(), "http:v2:test:".len() + 64, "{a}");
         assert!(!a.contains("secret"), "{a}");
         for b in &keys[i + 1..] {
             assert_ne!(a, b);
@@ -1171,4 +1171,24 @@ async fn a_shared_limit_that_resets_soon_is_waited_out() {
         started.elapsed()
     );
     assert_eq!(server.stats().requests(), 1);
+}
+
+#[test]
+fn cached_responses_round_trip_in_their_binary_form() {
+    let entry = super::CachedResponse {
+        status: 200,
+        headers: vec![
+            ("etag".into(), "W/\"abc\"".into()),
+            ("link".into(), "<http://x/repos?page=2>; rel=\"next\"".into()),
+        ],
+        body: bytes::Bytes::from_static(b"[{\"id\":1}]"),
+    };
+    let encoded = entry.encode();
+    let decoded = super::CachedResponse::decode(encoded.clone()).expect("decodes");
+    assert_eq!(decoded.status, 200);
+    assert_eq!(decoded.headers, entry.headers);
+    assert_eq!(decoded.body, entry.body);
+    // The JSON entries of earlier versions, and truncated ones, are misses.
+    assert!(super::CachedResponse::decode(bytes::Bytes::from_static(b"{\"status\":200,\"headers\":[]}")).is_none());
+    assert!(super::CachedResponse::decode(encoded.slice(..12)).is_none());
 }

@@ -501,6 +501,10 @@ impl Registry {
             }
         };
         let mut upstream = UpstreamConfig::new(github::ID, base_url);
+        if let Some(concurrency) = env.concurrency {
+            upstream.concurrency = concurrency;
+        }
+        let concurrency = upstream.concurrency;
         if let GithubAuth::App { app_id, .. } = &auth {
             upstream.credential_id = Some(format!("github-app:{app_id}"));
         }
@@ -521,7 +525,7 @@ impl Registry {
             auth,
             default_orgs,
             page_size,
-            repo_concurrency: 8,
+            repo_concurrency: concurrency,
         };
         let connector = github::GithubConnector::new(settings, upstream).map_err(|e| RegistryError::Connector {
             provider: "github",

@@ -149,7 +149,7 @@ impl Exchange {
         path: &str,
         query: &BTreeMap<String, String>,
         headers: &HeaderMap,
-        body: &[u8],
+        body: &BodyJson<'_>,
     ) -> bool {
         if !self.request.method.eq_ignore_ascii_case(method.as_str())
             || self.request.path != path
@@ -168,8 +168,30 @@ impl Exchange {
         }
         match &self.request.body_json {
             None => true,
-            Some(expected) => serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|actual| &actual == expected),
+            Some(expected) => body.get().is_some_and(|actual| actual == expected),
         }
+    }
+}
+
+/// A request body parsed as JSON at most once, however many exchanges with a
+/// `body_json` matcher share the path (awsJson APIs all post to `/`).
+struct BodyJson<'a> {
+    raw: &'a [u8],
+    parsed: std::cell::OnceCell<Option<serde_json::Value>>,
+}
+
+impl<'a> BodyJson<'a> {
+    fn new(raw: &'a [u8]) -> Self {
+        Self {
+            raw,
+            parsed: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> Option<&serde_json::Value> {
+        self.parsed
+            .get_or_init(|| serde_json::from_slice(self.raw).ok())
+            .as_ref()
     }
 }
 
@@ -295,6 +317,8 @@ impl FixtureSet {
     pub fn find(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<&Exchange> {
         let path = uri.path();
         let query = decode_query(uri);
+        let body = BodyJson::new(body);
+        let body = &body;
         let candidates = self.by_path.get(path)?;
         let limited = candidates.iter().find(|exchange| {
             exchange.times.is_some_and(|times| {

@@ -26,6 +26,21 @@ use tokio_util::sync::CancellationToken;
 
 pub use fixtures::{Exchange, FixtureError, FixtureSet, RecordedRequest, RecordedResponse};
 
+/// Answers, from code, the requests no recorded exchange matches: a synthetic
+/// estate of any size (benchmarks) without holding its responses in memory.
+/// Its answers go through the same conditional-request, latency and fault
+/// handling as recorded ones.
+pub trait Synthesizer: Send + Sync + 'static {
+    /// The answer to a request, or `None` when the estate has no such resource.
+    fn respond(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Option<RecordedResponse>;
+}
+
 /// A fault the server can inject instead of the recorded answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -91,6 +106,7 @@ impl ReplayStats {
 
 struct Shared {
     fixtures: RwLock<Arc<FixtureSet>>,
+    synthesizer: Option<Arc<dyn Synthesizer>>,
     options: RwLock<ReplayOptions>,
     stats: ReplayStats,
     base_url: String,
@@ -120,10 +136,28 @@ impl ReplayServer {
     /// Serves `fixtures` on an ephemeral 127.0.0.1 port until dropped handles call
     /// [`ReplayServer::shutdown`] (or the runtime ends).
     pub async fn start(fixtures: FixtureSet, options: ReplayOptions) -> std::io::Result<Self> {
+        Self::start_inner(fixtures, None, options).await
+    }
+
+    /// Like [`ReplayServer::start`], with `synthesizer` answering what no fixture matches.
+    pub async fn start_synthetic(
+        fixtures: FixtureSet,
+        synthesizer: Arc<dyn Synthesizer>,
+        options: ReplayOptions,
+    ) -> std::io::Result<Self> {
+        Self::start_inner(fixtures, Some(synthesizer), options).await
+    }
+
+    async fn start_inner(
+        fixtures: FixtureSet,
+        synthesizer: Option<Arc<dyn Synthesizer>>,
+        options: ReplayOptions,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             fixtures: RwLock::new(Arc::new(fixtures)),
+            synthesizer,
             options: RwLock::new(options),
             stats: ReplayStats::default(),
             base_url: format!("http://{addr}"),
@@ -235,7 +269,17 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Err(_) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "fixtures lock poisoned".into()),
     };
     let key = format!("{} {}", parts.method, parts.uri);
-    let Some(exchange) = fixtures.find(&parts.method, &parts.uri, &parts.headers, &body) else {
+    let recorded = fixtures
+        .find(&parts.method, &parts.uri, &parts.headers, &body)
+        .map(|exchange| std::borrow::Cow::Borrowed(&exchange.response));
+    let synthesized = || {
+        shared
+            .synthesizer
+            .as_ref()
+            .and_then(|s| s.respond(&parts.method, &parts.uri, &parts.headers, &body))
+            .map(std::borrow::Cow::Owned)
+    };
+    let Some(response) = recorded.or_else(synthesized) else {
         shared.stats.unmatched.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(request = %key, "replay: no fixture matches");
         if let Ok(mut log) = shared.unmatched_log.lock() {
@@ -305,7 +349,6 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         };
     }
 
-    let response = &exchange.response;
     let etag = response
         .headers
         .iter()

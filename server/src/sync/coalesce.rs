@@ -90,7 +90,7 @@ pub(super) async fn join(cache: &SharedCache, key: &str, crawl: &str) -> Role {
                 cache: cache.clone(),
                 lease,
                 crawl: crawl.to_owned(),
-                state: Mutex::new((Vec::new(), 0)),
+                state: Mutex::new(Batch::default()),
                 done: CancellationToken::new(),
             });
             publisher.clone().spawn_renewal();
@@ -105,13 +105,20 @@ pub(super) async fn join(cache: &SharedCache, key: &str, crawl: &str) -> Role {
     }
 }
 
+/// Events encoded but not written yet, and the number of batches written.
+#[derive(Default)]
+struct Batch {
+    buf: BytesMut,
+    events: usize,
+    written: u32,
+}
+
 /// The leader's side: batches its events into the shared log.
 pub(super) struct Publisher {
     cache: SharedCache,
     lease: String,
     crawl: String,
-    /// Buffered events and the number of batches written.
-    state: Mutex<(Vec<SyncEvent>, u32)>,
+    state: Mutex<Batch>,
     done: CancellationToken,
 }
 
@@ -142,25 +149,25 @@ impl Publisher {
             Some(Event::Checkpoint(_) | Event::ScopeStatus(_) | Event::Summary(_))
         );
         let mut state = self.state.lock().await;
-        state.0.push(event.clone());
-        if boundary || state.0.len() >= BATCH {
+        // Encoded straight into the batch (no copy of the event is kept).
+        // Encoding into a growable buffer cannot fail.
+        let _ = event.encode_length_delimited(&mut state.buf);
+        state.events += 1;
+        if boundary || state.events >= BATCH {
             self.flush(&mut state).await;
         }
     }
 
-    async fn flush(&self, state: &mut (Vec<SyncEvent>, u32)) {
-        if state.0.is_empty() {
+    async fn flush(&self, state: &mut Batch) {
+        if state.events == 0 {
             return;
         }
-        let mut buf = BytesMut::new();
-        for event in state.0.drain(..) {
-            // Encoding into a growable buffer cannot fail.
-            let _ = event.encode_length_delimited(&mut buf);
-        }
+        let batch = state.buf.split().freeze();
+        state.events = 0;
         self.cache
-            .set(&batch_key(&self.crawl, state.1), buf.freeze(), Some(LOG_TTL))
+            .set(&batch_key(&self.crawl, state.written), batch, Some(LOG_TTL))
             .await;
-        state.1 += 1;
+        state.written += 1;
     }
 
     /// Ends the log with the outcome ("ok", "partial", "failed", ...) and releases the lease.
@@ -168,7 +175,7 @@ impl Publisher {
         {
             let mut state = self.state.lock().await;
             self.flush(&mut state).await;
-            let end = format!("{}:{outcome}", state.1);
+            let end = format!("{}:{outcome}", state.written);
             self.cache
                 .set(&end_key(&self.crawl), Bytes::from(end), Some(LOG_TTL))
                 .await;

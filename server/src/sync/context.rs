@@ -1,13 +1,11 @@
 //! What a connector sees while it crawls one scope.
 
-use std::collections::HashSet;
-
 use connectors_proto::v1::{Deletion, Entity, EntityKind, Provenance, SyncEvent, SyncMode, Upsert, sync_event::Event};
 
 use super::ScopeError;
 use super::engine::Run;
 use super::hash::content_hash;
-use super::state::{Baseline, StateEntry};
+use super::state::{Baseline, CHUNK_ENTRIES, SeenUrns, StateEntry};
 
 /// Provenance details of one upsert that only the connector knows.
 #[derive(Debug, Clone, Default)]
@@ -35,12 +33,18 @@ pub struct ScopeContext<'a> {
     pub(super) region: String,
     pub(super) baseline: Option<Baseline>,
     pub(super) resume_cursor: Option<String>,
-    /// Entities of this scope so far (the new state), in order.
+    /// Entities of this scope (the new state) pushed since the last saved
+    /// chunk, in order; earlier ones are in the chunks `0..chunks`.
     pub(super) entries: Vec<StateEntry>,
-    pub(super) seen: HashSet<String>,
-    /// Entries already saved as resume chunks.
-    pub(super) saved_entries: usize,
+    /// The urns pushed in this scope (saved or not).
+    pub(super) seen: SeenUrns,
+    /// State chunks saved.
     pub(super) chunks: u32,
+    /// False once a chunk could not be saved: the scope's state is then not
+    /// saved, and no checkpoint points into it.
+    pub(super) state_intact: bool,
+    /// Entities in the state so far.
+    pub(super) total: u64,
     pub(super) emitted: u64,
 }
 
@@ -48,7 +52,7 @@ impl std::fmt::Debug for ScopeContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScopeContext")
             .field("scope", &self.scope_key)
-            .field("entries", &self.entries.len())
+            .field("entries", &self.total)
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +85,7 @@ impl ScopeContext<'_> {
             .as_ref()?
             .by_urn
             .get(urn)
-            .map(|entry| entry.version.as_str())
+            .map(|entry| entry.entry.version.as_str())
             .filter(|v| !v.is_empty())
     }
 
@@ -89,26 +93,84 @@ impl ScopeContext<'_> {
     /// baseline: they stay in the state without being refetched or emitted.
     /// Returns how many were retained.
     pub fn retain_children(&mut self, parent_urn: &str) -> usize {
-        let Some(baseline) = &self.baseline else {
+        let Some(baseline) = &mut self.baseline else {
             return 0;
         };
         let Some(children) = baseline.children.get(parent_urn) else {
             return 0;
         };
-        let mut retained = 0;
+        let mut retained = Vec::new();
         for urn in children {
-            if let Some(entry) = baseline.by_urn.get(urn) {
-                if !self.run.kinds.iter().any(|k| *k as i32 == entry.kind) {
+            if let Some(prior) = baseline.by_urn.get_mut(urn) {
+                // Seen already (pushed, or retained before): the baseline's
+                // flag is exact.
+                if prior.seen || !self.run.kinds.iter().any(|k| *k as i32 == prior.entry.kind) {
                     continue;
                 }
-                if self.seen.insert(urn.clone()) {
-                    self.entries.push(entry.clone());
-                    self.run.count_unchanged(entry.kind);
-                    retained += 1;
-                }
+                prior.seen = true;
+                retained.push(prior.entry.clone());
             }
         }
-        retained
+        let count = retained.len();
+        for entry in retained {
+            self.seen.insert(self.seen.fingerprint(&entry.urn));
+            self.run.count_unchanged(entry.kind);
+            self.entries.push(entry);
+            self.total += 1;
+        }
+        count
+    }
+
+    /// Whether `urn` was pushed (or retained) in this scope already. Exact:
+    /// a fingerprint match is confirmed against the baseline's flags, the
+    /// unsaved entries or the saved chunks.
+    async fn pushed_before(&mut self, urn: &str) -> bool {
+        let fingerprint = self.seen.fingerprint(urn);
+        if !self.seen.may_contain(fingerprint) {
+            self.seen.insert(fingerprint);
+            return false;
+        }
+        if let Some(prior) = self.baseline.as_ref().and_then(|b| b.by_urn.get(urn)) {
+            return prior.seen;
+        }
+        if self.entries.iter().any(|e| e.urn == urn) {
+            return true;
+        }
+        let saved = self
+            .run
+            .store
+            .load_chunks(self.run.connector_id, &self.run.sync_id, &self.scope_key, self.chunks)
+            .await;
+        // Without the chunks, sending an entity twice beats losing one.
+        saved.is_some_and(|entries| entries.iter().any(|e| e.urn == urn))
+    }
+
+    /// Saves the unsaved entries as the next chunk of the scope's state.
+    pub(super) async fn save_entries(&mut self) -> bool {
+        if self.entries.is_empty() {
+            return self.state_intact;
+        }
+        let saved = self.state_intact
+            && self
+                .run
+                .store
+                .save_chunk(
+                    self.run.connector_id,
+                    &self.run.sync_id,
+                    &self.scope_key,
+                    self.chunks,
+                    &self.entries,
+                )
+                .await;
+        if saved {
+            self.chunks += 1;
+        } else if self.state_intact {
+            tracing::warn!(connector = self.run.connector_id, scope = %self.scope_key, "a chunk of the scope state was not saved; the next incremental sync of the scope will be full");
+            self.state_intact = false;
+        }
+        // Memory stays bounded either way.
+        self.entries.clear();
+        saved
     }
 
     /// Whether the sync was cancelled (client gone, server draining).
@@ -135,11 +197,18 @@ impl ScopeContext<'_> {
         if !self.wants(kind) {
             return Ok(());
         }
-        if !self.seen.insert(entity.urn.clone()) {
+        if self.pushed_before(&entity.urn).await {
             tracing::debug!(urn = %entity.urn, "entity pushed twice in one scope; ignored");
             return Ok(());
         }
         let hash = content_hash(&entity);
+        let unchanged = match self.baseline.as_mut().and_then(|b| b.by_urn.get_mut(&entity.urn)) {
+            Some(prior) => {
+                prior.seen = true;
+                prior.entry.hash == hash
+            }
+            None => false,
+        };
         self.entries.push(StateEntry {
             urn: entity.urn.clone(),
             kind: entity.kind,
@@ -147,11 +216,10 @@ impl ScopeContext<'_> {
             parent: entity.parent_urn.clone(),
             version: meta.upstream_version.clone(),
         });
-        let unchanged = self
-            .baseline
-            .as_ref()
-            .and_then(|b| b.by_urn.get(&entity.urn))
-            .is_some_and(|prior| prior.hash == hash);
+        self.total += 1;
+        if self.entries.len() >= CHUNK_ENTRIES {
+            self.save_entries().await;
+        }
         if unchanged {
             self.run.count_unchanged(entity.kind);
             return self.run.maybe_progress().await;
@@ -171,26 +239,10 @@ impl ScopeContext<'_> {
     /// client that resumes from here restarts the scope at `cursor`.
     pub async fn checkpoint(&mut self, cursor: impl Into<String>) -> Result<(), ScopeError> {
         let cursor = cursor.into();
-        let new_entries = &self.entries[self.saved_entries..];
-        if !new_entries.is_empty() {
-            let saved = self
-                .run
-                .store
-                .save_chunk(
-                    self.run.connector_id,
-                    &self.run.sync_id,
-                    &self.scope_key,
-                    self.chunks,
-                    new_entries,
-                )
-                .await;
-            if !saved {
-                // Without the chunk a resume could not account for these
-                // entities; skip this checkpoint (the scope-end one still comes).
-                return Ok(());
-            }
-            self.chunks += 1;
-            self.saved_entries = self.entries.len();
+        if !self.save_entries().await {
+            // Without every chunk a resume could not account for the entities
+            // sent; skip this checkpoint (the scope-end one still comes).
+            return Ok(());
         }
         let token = self.run.resume_token(Some((&self.scope_key, cursor, self.chunks)));
         self.run.send_checkpoint(token, &self.scope_key).await
@@ -204,7 +256,8 @@ impl ScopeContext<'_> {
         let mut gone: Vec<&StateEntry> = baseline
             .by_urn
             .values()
-            .filter(|entry| !self.seen.contains(&entry.urn))
+            .filter(|prior| !prior.seen)
+            .map(|prior| &prior.entry)
             .filter(|entry| self.run.kinds.iter().any(|k| *k as i32 == entry.kind))
             .collect();
         gone.sort_by(|a, b| a.urn.cmp(&b.urn));

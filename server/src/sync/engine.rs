@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 
 use super::checkpoint::{ResumePoint, Token};
 use super::context::ScopeContext;
-use super::state::{Baseline, ScopeState, StateStore};
+use super::state::{Baseline, SeenUrns, StateStore};
 use super::{Connector, Scope, ScopeError, SyncError};
 use crate::cache::SharedCache;
 use crate::http::{RequestStats, SYNC_STATS};
@@ -623,33 +623,43 @@ impl Run {
                 }
                 _ => (None, Vec::new(), 0),
             };
-            let seen = entries.iter().map(|e| e.urn.clone()).collect();
-            let saved_entries = entries.len();
+            // The entries of a resumed scope stay in their chunks; only their
+            // urns are needed (not to send them again).
+            let mut seen = SeenUrns::default();
+            let mut baseline = baseline;
+            for entry in &entries {
+                seen.insert(seen.fingerprint(&entry.urn));
+                if let Some(prior) = baseline.as_mut().and_then(|b| b.by_urn.get_mut(&entry.urn)) {
+                    prior.seen = true;
+                }
+            }
+            let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+            drop(entries);
             let mut ctx = ScopeContext {
                 run: &mut self,
                 scope_key: scope.key.clone(),
                 region: scope.region.clone(),
                 baseline,
                 resume_cursor,
-                entries,
+                entries: Vec::new(),
                 seen,
-                saved_entries,
                 chunks,
+                state_intact: true,
+                total,
                 emitted: 0,
             };
             let result = connector.sync_scope(request, scope, &mut ctx).await;
             let status = match result {
                 Ok(()) => {
                     ctx.emit_deletions().await?;
-                    let state = ScopeState {
-                        entries: std::mem::take(&mut ctx.entries),
-                    };
-                    let emitted = ctx.emitted;
+                    let intact = ctx.save_entries().await;
+                    let (emitted, total, chunks) = (ctx.emitted, ctx.total, ctx.chunks);
                     drop(ctx);
-                    let new_generation = if self
-                        .store
-                        .save(self.connector_id, &self.fingerprint, &scope.key, &self.sync_id, &state)
-                        .await
+                    let new_generation = if intact
+                        && self
+                            .store
+                            .save(self.connector_id, &self.fingerprint, &scope.key, &self.sync_id, chunks)
+                            .await
                     {
                         Some(self.sync_id.clone())
                     } else {
@@ -663,7 +673,7 @@ impl Run {
                     ScopeStatus {
                         scope: scope.key.clone(),
                         state: ProtoScopeState::Ok as i32,
-                        entities: u64::try_from(state.entries.len()).unwrap_or(u64::MAX).max(emitted),
+                        entities: total.max(emitted),
                         ..Default::default()
                     }
                 }

@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::SharedCache;
 
-/// Partial state of a scope in progress is only needed to resume soon after a break.
-const CHUNK_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Entries per state chunk: a scope's state is written to the cache as it
+/// grows, so a sync holds at most this many entries of it in memory.
+pub const CHUNK_ENTRIES: usize = 1024;
 
 /// What the engine remembers of one entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,11 +37,34 @@ pub struct ScopeState {
     pub entries: Vec<StateEntry>,
 }
 
+/// What is stored under a scope's state key: the state itself (as written
+/// before chunked states), or how many chunks of the generation hold it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Chunked { chunks: u32 },
+    Whole(ScopeState),
+}
+
+#[derive(Serialize)]
+struct Manifest {
+    chunks: u32,
+}
+
+/// One entity of a baseline, and whether this sync has pushed (or retained) it.
+#[derive(Debug)]
+pub struct BaselineEntry {
+    /// The entry as saved.
+    pub entry: StateEntry,
+    /// Seen again in this sync.
+    pub seen: bool,
+}
+
 /// The baseline of one scope, indexed for diffs.
 #[derive(Debug, Default)]
 pub struct Baseline {
     /// urn -> entry.
-    pub by_urn: HashMap<String, StateEntry>,
+    pub by_urn: HashMap<String, BaselineEntry>,
     /// parent urn -> child urns.
     pub children: HashMap<String, Vec<String>>,
 }
@@ -57,9 +81,68 @@ impl Baseline {
                     .or_default()
                     .push(entry.urn.clone());
             }
-            baseline.by_urn.insert(entry.urn.clone(), entry);
+            baseline
+                .by_urn
+                .insert(entry.urn.clone(), BaselineEntry { entry, seen: false });
         }
         baseline
+    }
+}
+
+/// The urns pushed in a scope, exactly, in about 8 bytes each: 64-bit
+/// fingerprints (SipHash with this process's random keys) in a sorted vector
+/// plus a small set of recent ones. A fingerprint match is only a candidate:
+/// the caller confirms it against the entries themselves, so a collision
+/// costs a lookup, never an entity.
+#[derive(Debug, Default)]
+pub struct SeenUrns {
+    keys: std::hash::RandomState,
+    sorted: Vec<u64>,
+    recent: std::collections::HashSet<u64>,
+}
+
+impl SeenUrns {
+    /// The fingerprint of `urn`.
+    pub fn fingerprint(&self, urn: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.keys, urn)
+    }
+
+    /// Whether a urn with this fingerprint may have been seen.
+    pub fn may_contain(&self, fingerprint: u64) -> bool {
+        self.recent.contains(&fingerprint) || self.sorted.binary_search(&fingerprint).is_ok()
+    }
+
+    /// Records a fingerprint.
+    pub fn insert(&mut self, fingerprint: u64) {
+        if self.may_contain(fingerprint) {
+            return;
+        }
+        self.recent.insert(fingerprint);
+        // Merging when `recent` reaches a sixteenth of `sorted` keeps merges
+        // O(n log n) overall and `recent` small.
+        if self.recent.len() >= (self.sorted.len() / 16).max(4096) {
+            self.merge();
+        }
+    }
+
+    fn merge(&mut self) {
+        let mut new: Vec<u64> = self.recent.drain().collect();
+        new.sort_unstable();
+        let old_len = self.sorted.len();
+        self.sorted.reserve_exact(new.len());
+        self.sorted.resize(old_len + new.len(), 0);
+        // Merge from the back, in place.
+        let (mut i, mut j, mut k) = (old_len, new.len(), self.sorted.len());
+        while j > 0 {
+            if i > 0 && self.sorted[i - 1] > new[j - 1] {
+                self.sorted[k - 1] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k - 1] = new[j - 1];
+                j -= 1;
+            }
+            k -= 1;
+        }
     }
 }
 
@@ -98,19 +181,19 @@ impl StateStore {
             .cache
             .get(&Self::state_key(connector, fingerprint, scope, generation))
             .await?;
-        serde_json::from_slice(&bytes).ok()
+        match serde_json::from_slice(&bytes).ok()? {
+            Stored::Whole(state) => Some(state),
+            Stored::Chunked { chunks } => Some(ScopeState {
+                entries: self.load_chunks(connector, generation, scope, chunks).await?,
+            }),
+        }
     }
 
-    /// Saves the state of a scope at a generation. False when the cache refused it.
-    pub async fn save(
-        &self,
-        connector: &str,
-        fingerprint: &str,
-        scope: &str,
-        generation: &str,
-        state: &ScopeState,
-    ) -> bool {
-        let Ok(bytes) = serde_json::to_vec(state) else {
+    /// Saves the state of a scope at a generation: its entries are the
+    /// generation's chunks `0..chunks` (written by [`Self::save_chunk`] while the
+    /// scope was synced). False when the cache refused it.
+    pub async fn save(&self, connector: &str, fingerprint: &str, scope: &str, generation: &str, chunks: u32) -> bool {
+        let Ok(bytes) = serde_json::to_vec(&Manifest { chunks }) else {
             return false;
         };
         self.cache
@@ -122,7 +205,9 @@ impl StateStore {
             .await
     }
 
-    /// Saves a chunk of the state of a scope in progress (for resume).
+    /// Saves a chunk of the state of a scope in progress. Chunks are the
+    /// state of the scope once it completes (and what a resume restarts
+    /// from before that), so they live as long as states.
     pub async fn save_chunk(
         &self,
         connector: &str,
@@ -138,7 +223,7 @@ impl StateStore {
             .set(
                 &Self::chunk_key(connector, sync_id, scope, chunk),
                 Bytes::from(bytes),
-                Some(self.ttl.min(CHUNK_TTL)),
+                Some(self.ttl),
             )
             .await
     }
@@ -177,5 +262,28 @@ impl StateStore {
                 Some(self.ttl),
             )
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeenUrns;
+
+    #[test]
+    fn seen_urns_find_every_inserted_fingerprint_across_merges() {
+        let mut seen = SeenUrns::default();
+        let urns: Vec<String> = (0..20_000).map(|i| format!("urn:connectors:x:asset:{i}")).collect();
+        for urn in &urns {
+            let fp = seen.fingerprint(urn);
+            seen.insert(fp);
+            seen.insert(fp);
+        }
+        assert_eq!(seen.sorted.len() + seen.recent.len(), urns.len());
+        assert!(urns.iter().all(|u| seen.may_contain(seen.fingerprint(u))));
+        let absent = (20_000..21_000)
+            .filter(|i| seen.may_contain(seen.fingerprint(&format!("urn:connectors:x:asset:{i}"))))
+            .count();
+        assert_eq!(absent, 0);
+        assert!(seen.sorted.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -11,12 +11,14 @@ pub mod manifests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use connectors_proto::v1::{Entity, EntityKind, Manifest, Repository, Sbom, SbomPackage, entity::Body};
 use futures::StreamExt;
+use futures::future::Either;
 use http::Uri;
 use octocrab::Octocrab;
 use octocrab::models::Repository as GhRepository;
@@ -220,6 +222,14 @@ impl From<Entity> for BlobEntity {
     }
 }
 
+/// One step of an organization crawl, in listing order: a repository with
+/// what its children need (`bool`: fetch them) or what was fetched, or the end
+/// of a listing page (a checkpoint at the next page's cursor).
+enum Step<T> {
+    Repo(Box<GhRepository>, T),
+    PageEnd(Uri),
+}
+
 /// What was fetched for one repository besides the repository itself.
 struct Children {
     manifests: Vec<Entity>,
@@ -262,104 +272,142 @@ impl GithubConnector {
         want_sbom: bool,
     ) -> Result<Children, ScopeError> {
         let owner = repo.owner.as_ref().map(|o| o.login.clone()).unwrap_or_default();
+        let full = format!("{owner}/{}", repo.name);
+        // The tree (then its blobs) and the SBOM do not depend on each other.
+        let (manifests, sbom) = futures::join!(
+            async {
+                if want_manifests {
+                    self.fetch_manifests(crab, repo, &owner, &full).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+            async {
+                if want_sbom {
+                    self.fetch_sbom(crab, repo, &owner, &full).await
+                } else {
+                    Ok(None)
+                }
+            }
+        );
+        Ok(Children {
+            manifests: manifests?,
+            sbom: sbom?,
+        })
+    }
+
+    async fn fetch_manifests(
+        &self,
+        crab: &Octocrab,
+        repo: &GhRepository,
+        owner: &str,
+        full: &str,
+    ) -> Result<Vec<Entity>, ScopeError> {
         let name = &repo.name;
-        let full = format!("{owner}/{name}");
         let parent = repo_urn(repo);
         let mut manifests = Vec::new();
-        if want_manifests {
-            let branch = repo.default_branch.clone().unwrap_or_else(|| "HEAD".into());
-            let route = format!("/repos/{owner}/{name}/git/trees/{branch}");
-            match crab.get::<GitTree, _, _>(&route, Some(&[("recursive", "1")])).await {
-                Ok(tree) => {
-                    if tree.truncated {
-                        tracing::warn!(connector = ID, repo = %full, "git tree truncated by github; manifests may be missing");
-                    }
-                    let found: Vec<(String, &'static str, String)> = tree
-                        .tree
-                        .iter()
-                        .filter(|e| e.kind == "blob")
-                        .filter_map(|e| manifests::ecosystem(&e.path).map(|eco| (e.path.clone(), eco, e.sha.clone())))
-                        .collect();
-                    let (owner, name) = (owner.as_str(), name.as_str());
-                    let fetches: Vec<_> = found
-                        .into_iter()
-                        .map(|(path, eco, sha)| fetch_blob(crab, owner, name, path, eco, sha))
-                        .collect();
-                    let blobs = futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await;
-                    for (path, eco, sha, blob) in blobs {
-                        let blob = blob.map_err(|e| scope_error(e, &format!("manifest {path} of {full}")))?;
-                        let (dependencies, parse_error) =
-                            match decode_blob(&blob).and_then(|text| manifests::parse(eco, &text)) {
-                                Ok(deps) => (deps, String::new()),
-                                Err(error) => (Vec::new(), error),
-                            };
-                        manifests.push(Entity {
-                            urn: urn(ID, EntityKind::Manifest, &format!("{}:{path}", repo.id)),
-                            kind: EntityKind::Manifest as i32,
-                            native_id: format!("{}:{path}", repo.id),
-                            display_name: format!("{full}:{path}"),
-                            labels: Vec::new(),
-                            parent_urn: parent.clone(),
-                            body: Some(Body::Manifest(Manifest {
-                                path,
-                                ecosystem: eco.to_owned(),
-                                blob_sha: sha,
-                                dependencies,
-                                parse_error,
-                            })),
-                        });
-                    }
+        let branch = repo.default_branch.clone().unwrap_or_else(|| "HEAD".into());
+        let route = format!("/repos/{owner}/{name}/git/trees/{branch}");
+        match crab.get::<GitTree, _, _>(&route, Some(&[("recursive", "1")])).await {
+            Ok(tree) => {
+                if tree.truncated {
+                    tracing::warn!(connector = ID, repo = %full, "git tree truncated by github; manifests may be missing");
                 }
-                // 409: the repository is empty; 404: no such branch.
-                Err(error) if matches!(status_of(&error), Some(409 | 404)) => {}
-                Err(error) => return Err(scope_error(error, &format!("tree of {full}"))),
-            }
-        }
-        let mut sbom = None;
-        if want_sbom {
-            let route = format!("/repos/{owner}/{name}/dependency-graph/sbom");
-            match crab.get::<SbomResponse, _, ()>(&route, None).await {
-                Ok(response) => {
-                    let doc = response.sbom;
-                    let mut packages: Vec<SbomPackage> = doc
-                        .packages
-                        .into_iter()
-                        .map(|p| SbomPackage {
-                            purl: p
-                                .external_refs
-                                .iter()
-                                .find(|r| r.reference_type == "purl")
-                                .map(|r| r.reference_locator.clone())
-                                .unwrap_or_default(),
-                            spdx_id: p.spdx_id,
-                            name: p.name,
-                            version: p.version_info.unwrap_or_default(),
-                            license_concluded: p.license_concluded.unwrap_or_default(),
-                        })
-                        .collect();
-                    packages.sort_by(|a, b| a.spdx_id.cmp(&b.spdx_id));
-                    sbom = Some(Entity {
-                        urn: urn(ID, EntityKind::Sbom, &repo.id.to_string()),
-                        kind: EntityKind::Sbom as i32,
-                        native_id: repo.id.to_string(),
-                        display_name: doc.name.clone(),
+                let found: Vec<(String, &'static str, String)> = tree
+                    .tree
+                    .iter()
+                    .filter(|e| e.kind == "blob")
+                    .filter_map(|e| manifests::ecosystem(&e.path).map(|eco| (e.path.clone(), eco, e.sha.clone())))
+                    .collect();
+                let name = name.as_str();
+                let fetches: Vec<_> = found
+                    .into_iter()
+                    .map(|(path, eco, sha)| fetch_blob(crab, owner, name, path, eco, sha))
+                    .collect();
+                let blobs = futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await;
+                for (path, eco, sha, blob) in blobs {
+                    let blob = blob.map_err(|e| scope_error(e, &format!("manifest {path} of {full}")))?;
+                    let (dependencies, parse_error) =
+                        match decode_blob(&blob).and_then(|text| manifests::parse(eco, &text)) {
+                            Ok(deps) => (deps, String::new()),
+                            Err(error) => (Vec::new(), error),
+                        };
+                    manifests.push(Entity {
+                        urn: urn(ID, EntityKind::Manifest, &format!("{}:{path}", repo.id)),
+                        kind: EntityKind::Manifest as i32,
+                        native_id: format!("{}:{path}", repo.id),
+                        display_name: format!("{full}:{path}"),
                         labels: Vec::new(),
                         parent_urn: parent.clone(),
-                        body: Some(Body::Sbom(Sbom {
-                            spec_version: doc.spdx_version,
-                            document_name: doc.name,
-                            document_namespace: doc.document_namespace,
-                            create_time: timestamp(Some(doc.creation_info.created)),
-                            packages,
+                        body: Some(Body::Manifest(Manifest {
+                            path,
+                            ecosystem: eco.to_owned(),
+                            blob_sha: sha,
+                            dependencies,
+                            parse_error,
                         })),
                     });
                 }
-                // 404: the dependency graph is not enabled for this repository.
-                Err(error) if status_of(&error) == Some(404) => {}
-                Err(error) => return Err(scope_error(error, &format!("sbom of {full}"))),
             }
+            // 409: the repository is empty; 404: no such branch.
+            Err(error) if matches!(status_of(&error), Some(409 | 404)) => {}
+            Err(error) => return Err(scope_error(error, &format!("tree of {full}"))),
         }
-        Ok(Children { manifests, sbom })
+        Ok(manifests)
+    }
+
+    async fn fetch_sbom(
+        &self,
+        crab: &Octocrab,
+        repo: &GhRepository,
+        owner: &str,
+        full: &str,
+    ) -> Result<Option<Entity>, ScopeError> {
+        let name = &repo.name;
+        let parent = repo_urn(repo);
+        let mut sbom = None;
+        let route = format!("/repos/{owner}/{name}/dependency-graph/sbom");
+        match crab.get::<SbomResponse, _, ()>(&route, None).await {
+            Ok(response) => {
+                let doc = response.sbom;
+                let mut packages: Vec<SbomPackage> = doc
+                    .packages
+                    .into_iter()
+                    .map(|p| SbomPackage {
+                        purl: p
+                            .external_refs
+                            .iter()
+                            .find(|r| r.reference_type == "purl")
+                            .map(|r| r.reference_locator.clone())
+                            .unwrap_or_default(),
+                        spdx_id: p.spdx_id,
+                        name: p.name,
+                        version: p.version_info.unwrap_or_default(),
+                        license_concluded: p.license_concluded.unwrap_or_default(),
+                    })
+                    .collect();
+                packages.sort_by(|a, b| a.spdx_id.cmp(&b.spdx_id));
+                sbom = Some(Entity {
+                    urn: urn(ID, EntityKind::Sbom, &repo.id.to_string()),
+                    kind: EntityKind::Sbom as i32,
+                    native_id: repo.id.to_string(),
+                    display_name: doc.name.clone(),
+                    labels: Vec::new(),
+                    parent_urn: parent.clone(),
+                    body: Some(Body::Sbom(Sbom {
+                        spec_version: doc.spdx_version,
+                        document_name: doc.name,
+                        document_namespace: doc.document_namespace,
+                        create_time: timestamp(Some(doc.creation_info.created)),
+                        packages,
+                    })),
+                });
+            }
+            // 404: the dependency graph is not enabled for this repository.
+            Err(error) if status_of(&error) == Some(404) => {}
+            Err(error) => return Err(scope_error(error, &format!("sbom of {full}"))),
+        }
+        Ok(sbom)
     }
 
     async fn maybe_fetch_children(
@@ -379,77 +427,72 @@ impl GithubConnector {
         }
     }
 
-    /// Pushes a batch of repositories (one listing page) and their children.
-    async fn push_repos(
+    /// The repositories of a listing page the request keeps, each with
+    /// whether its children are fetched (pushed since the baseline, or no
+    /// baseline) or kept from the baseline.
+    fn plan(
         &self,
         request: &GithubRequest,
-        crab: &Octocrab,
         repos: Vec<GhRepository>,
-        operation: &'static str,
-        ctx: &mut ScopeContext<'_>,
-    ) -> Result<(), ScopeError> {
-        let repos: Vec<GhRepository> = repos
+        ctx: &ScopeContext<'_>,
+    ) -> Vec<(GhRepository, bool)> {
+        let wants_children = ctx.wants(EntityKind::Manifest) || ctx.wants(EntityKind::Sbom);
+        repos
             .into_iter()
             .filter(|r| !(request.exclude_archived && r.archived.unwrap_or(false)))
             .filter(|r| !(request.exclude_forks && r.fork.unwrap_or(false)))
-            .collect();
-        let want_manifests = ctx.wants(EntityKind::Manifest);
-        let want_sbom = ctx.wants(EntityKind::Sbom);
-        // Repositories pushed since the baseline get their children refetched;
-        // the others keep them.
-        let refetch: Vec<bool> = repos
-            .iter()
-            .map(|repo| ctx.prior_version(&repo_urn(repo)) != Some(push_version(repo).as_str()))
-            .collect();
-        let concurrency = self.settings.repo_concurrency.max(1);
-        let jobs: Vec<_> = repos
-            .iter()
-            .zip(refetch)
-            .map(|(repo, refetch)| {
-                self.maybe_fetch_children(
-                    crab,
-                    repo,
-                    refetch && (want_manifests || want_sbom),
-                    want_manifests,
-                    want_sbom,
-                )
+            .map(|repo| {
+                let pushed = ctx.prior_version(&repo_urn(&repo)) != Some(push_version(&repo).as_str());
+                (repo, pushed && wants_children)
             })
-            .collect();
-        let mut children = futures::stream::iter(jobs).buffered(concurrency);
-        for repo in &repos {
-            let fetched = children.next().await.unwrap_or(Ok(None))?;
-            if ctx.is_cancelled() {
-                return Err(ScopeError::Cancelled);
+            .collect()
+    }
+
+    /// Pushes a repository and its children (or keeps them from the baseline).
+    async fn push_repo(
+        &self,
+        repo: &GhRepository,
+        fetched: Option<Children>,
+        operation: &'static str,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        if ctx.is_cancelled() {
+            return Err(ScopeError::Cancelled);
+        }
+        ctx.upsert(repo_entity(repo), UpsertMeta::new(operation, push_version(repo)))
+            .await?;
+        match fetched {
+            Some(children) => {
+                for manifest in children.manifests {
+                    let manifest = BlobEntity::from(manifest);
+                    ctx.upsert(manifest.entity, UpsertMeta::new("git/get-blob", manifest.blob_sha))
+                        .await?;
+                }
+                if let Some(sbom) = children.sbom {
+                    ctx.upsert(sbom, UpsertMeta::new("dependency-graph/export-sbom", String::new()))
+                        .await?;
+                }
             }
-            ctx.upsert(repo_entity(repo), UpsertMeta::new(operation, push_version(repo)))
-                .await?;
-            match fetched {
-                Some(children) => {
-                    for manifest in children.manifests {
-                        let manifest = BlobEntity::from(manifest);
-                        ctx.upsert(manifest.entity, UpsertMeta::new("git/get-blob", manifest.blob_sha))
-                            .await?;
-                    }
-                    if let Some(sbom) = children.sbom {
-                        ctx.upsert(sbom, UpsertMeta::new("dependency-graph/export-sbom", String::new()))
-                            .await?;
-                    }
-                }
-                None => {
-                    ctx.retain_children(&repo_urn(repo));
-                }
+            None => {
+                ctx.retain_children(&repo_urn(repo));
             }
         }
         Ok(())
     }
 
+    /// Crawls an organization as one pipeline: up to `repo_concurrency`
+    /// repositories have their children in flight at once, across page
+    /// boundaries, and the next listing page is fetched while the current
+    /// one's repositories are; entities and page checkpoints still go out in
+    /// listing order.
     async fn sync_org(&self, request: &GithubRequest, org: &str, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
         let crab = self
             .client
             .for_owner(org, None)
             .await
             .map_err(|e| scope_error(e, &format!("installation of {org}")))?;
-        let mut page = match ctx.resume_cursor() {
+        let listing_error = |e| scope_error(e, &format!("repositories of {org}"));
+        let first = match ctx.resume_cursor() {
             Some(cursor) => {
                 // Cursors are relative paths this server wrote; anything else
                 // (an absolute URL in a crafted token) is refused.
@@ -463,9 +506,7 @@ impl GithubConnector {
                             "the page cursor it holds is not valid",
                         ))
                     })?;
-                crab.get_page::<GhRepository>(&Some(uri))
-                    .await
-                    .map_err(|e| scope_error(e, &format!("repositories of {org}")))?
+                crab.get_page::<GhRepository>(&Some(uri)).await.map_err(listing_error)?
             }
             None => Some(
                 crab.orgs(org)
@@ -473,27 +514,78 @@ impl GithubConnector {
                     .per_page(self.settings.page_size)
                     .send()
                     .await
-                    .map_err(|e| scope_error(e, &format!("repositories of {org}")))?,
+                    .map_err(listing_error)?,
             ),
         };
-        while let Some(current) = page {
-            let next = current.next.clone();
-            self.push_repos(request, &crab, current.items, "repos/list-for-org", ctx)
-                .await?;
-            let Some(next_uri) = next else {
-                break;
+        let concurrency = self.settings.repo_concurrency.max(1);
+        let (want_manifests, want_sbom) = (ctx.wants(EntityKind::Manifest), ctx.wants(EntityKind::Sbom));
+        let crab = &crab;
+        // Work not started yet, in order: repositories and page ends.
+        let mut queued: VecDeque<Step<bool>> = VecDeque::new();
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut next_page = None;
+        let mut to_fetch: Option<Uri> = None;
+        let mut page = first;
+        loop {
+            if let Some(current) = page.take() {
+                let next = current.next.clone();
+                queued.extend(
+                    self.plan(request, current.items, ctx)
+                        .into_iter()
+                        .map(|(repo, fetch)| Step::Repo(Box::new(repo), fetch)),
+                );
+                if let Some(next) = next {
+                    // Relative to the configured base: the cursor pins no origin, and
+                    // octocrab authenticates the request as one to its own upstream.
+                    let next = self.upstream.relativize(&next).map_err(|e| ScopeError::Failed {
+                        reason: "UPSTREAM_MALFORMED",
+                        message: format!("repositories of {org}: next page link refused: {e}"),
+                    })?;
+                    queued.push_back(Step::PageEnd(next.clone()));
+                    to_fetch = Some(next);
+                }
+            }
+            while in_flight.len() < concurrency {
+                let Some(step) = queued.pop_front() else { break };
+                in_flight.push_back(async move {
+                    match step {
+                        Step::Repo(repo, fetch) => {
+                            let children = self
+                                .maybe_fetch_children(crab, &repo, fetch, want_manifests, want_sbom)
+                                .await;
+                            Step::Repo(repo, children)
+                        }
+                        Step::PageEnd(uri) => Step::PageEnd(uri),
+                    }
+                });
+            }
+            if next_page.is_none()
+                && queued.len() < concurrency
+                && let Some(uri) = to_fetch.take()
+            {
+                next_page = Some(Box::pin(async move { crab.get_page::<GhRepository>(&Some(uri)).await }));
+            }
+            let event = match next_page.as_mut() {
+                None => match in_flight.next().await {
+                    Some(step) => Either::Left(step),
+                    None => break,
+                },
+                Some(fetching) => tokio::select! {
+                    biased;
+                    Some(step) = in_flight.next() => Either::Left(step),
+                    fetched = fetching => Either::Right(fetched),
+                },
             };
-            // Relative to the configured base: the cursor pins no origin, and
-            // octocrab authenticates the request as one to its own upstream.
-            let next_uri = self.upstream.relativize(&next_uri).map_err(|e| ScopeError::Failed {
-                reason: "UPSTREAM_MALFORMED",
-                message: format!("repositories of {org}: next page link refused: {e}"),
-            })?;
-            ctx.checkpoint(next_uri.to_string()).await?;
-            page = crab
-                .get_page::<GhRepository>(&Some(next_uri))
-                .await
-                .map_err(|e| scope_error(e, &format!("repositories of {org}")))?;
+            match event {
+                Either::Left(Step::Repo(repo, children)) => {
+                    self.push_repo(&repo, children?, "repos/list-for-org", ctx).await?;
+                }
+                Either::Left(Step::PageEnd(next)) => ctx.checkpoint(next.to_string()).await?,
+                Either::Right(fetched) => {
+                    next_page = None;
+                    page = fetched.map_err(listing_error)?;
+                }
+            }
         }
         Ok(())
     }
@@ -515,7 +607,19 @@ impl GithubConnector {
             .get()
             .await
             .map_err(|e| scope_error(e, &format!("repository {owner}/{name}")))?;
-        self.push_repos(request, &crab, vec![repo], "repos/get", ctx).await
+        for (repo, fetch) in self.plan(request, vec![repo], ctx) {
+            let children = self
+                .maybe_fetch_children(
+                    &crab,
+                    &repo,
+                    fetch,
+                    ctx.wants(EntityKind::Manifest),
+                    ctx.wants(EntityKind::Sbom),
+                )
+                .await?;
+            self.push_repo(&repo, children, "repos/get", ctx).await?;
+        }
+        Ok(())
     }
 }
 
