@@ -161,6 +161,54 @@ async fn start_replay(
     Ok((server, fixture_config))
 }
 
+impl Entry {
+    /// A connector this build does not include (its cargo feature is off).
+    #[allow(dead_code)] // unused when every connector feature is on
+    fn compiled_out(id: &'static str, display_name: &'static str, service: &'static str) -> Self {
+        Self {
+            id,
+            display_name,
+            descriptor: None,
+            availability: Availability::Unavailable {
+                reason: format!("compiled without the {id} feature"),
+            },
+            service,
+        }
+    }
+
+    /// A built connector.
+    #[allow(dead_code)] // unused when every connector feature is off
+    fn of(connector: &impl crate::sync::Connector, availability: Availability) -> Self {
+        let descriptor = connector.descriptor();
+        Self {
+            id: descriptor.id,
+            display_name: descriptor.display_name,
+            descriptor: Some(descriptor),
+            availability,
+            service: descriptor.service,
+        }
+    }
+}
+
+/// Why a connector runs on its fixtures: forced by `CONNECTORS_MODE`, or no
+/// credentials (`needs` says which to set).
+#[allow(dead_code)] // unused when every connector feature is off
+fn fixture_reason(mode: ConnectorsMode, provider: &str, needs: &str) -> String {
+    if mode == ConnectorsMode::Fixtures {
+        "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
+    } else {
+        format!("no {provider} credentials configured ({needs}, to sync live)")
+    }
+}
+
+/// Upstream settings against the loopback replay server: fail fast.
+#[allow(dead_code)] // unused when every connector feature is off
+fn fail_fast(upstream: &mut crate::http::UpstreamConfig) {
+    upstream.request_timeout = std::time::Duration::from_secs(5);
+    upstream.base_backoff = std::time::Duration::from_millis(20);
+    upstream.max_backoff = std::time::Duration::from_millis(200);
+}
+
 impl Registry {
     /// Builds every connector from configuration.
     pub async fn build(config: &Config, cache: SharedCache) -> Result<Self, RegistryError> {
@@ -183,29 +231,21 @@ impl Registry {
 
     #[cfg(not(feature = "github"))]
     async fn register_github(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
-        self.entries.push(Entry {
-            id: "github",
-            display_name: "GitHub",
-            descriptor: None,
-            availability: Availability::Unavailable {
-                reason: "compiled without the github feature".into(),
-            },
-            service: "connectors.github.v1.GithubConnectorService",
-        });
+        self.entries.push(Entry::compiled_out(
+            "github",
+            "GitHub",
+            "connectors.github.v1.GithubConnectorService",
+        ));
         Ok(())
     }
 
     #[cfg(not(feature = "gcp"))]
     async fn register_gcp(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
-        self.entries.push(Entry {
-            id: "gcp",
-            display_name: "Google Cloud",
-            descriptor: None,
-            availability: Availability::Unavailable {
-                reason: "compiled without the gcp feature".into(),
-            },
-            service: "connectors.gcp.v1.GcpConnectorService",
-        });
+        self.entries.push(Entry::compiled_out(
+            "gcp",
+            "Google Cloud",
+            "connectors.gcp.v1.GcpConnectorService",
+        ));
         Ok(())
     }
 
@@ -274,11 +314,7 @@ impl Registry {
                 };
                 (
                     Availability::Fixture {
-                        reason: if mode == ConnectorsMode::Fixtures {
-                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
-                        } else {
-                            format!("no GCP credentials configured ({needs}, to sync live)")
-                        },
+                        reason: fixture_reason(mode, "GCP", needs),
                     },
                     gcp::client::TokenSource::None,
                     None,
@@ -300,9 +336,7 @@ impl Registry {
             // Google's list calls send no ETags: nothing to revalidate.
             upstream.conditional_requests = false;
             if fixture {
-                upstream.request_timeout = std::time::Duration::from_secs(5);
-                upstream.base_backoff = std::time::Duration::from_millis(20);
-                upstream.max_backoff = std::time::Duration::from_millis(200);
+                fail_fast(&mut upstream);
             }
             let upstream = UpstreamClient::new(upstream, cache.clone()).map_err(|e| RegistryError::Connector {
                 provider: "gcp",
@@ -323,29 +357,18 @@ impl Registry {
             page_size: page_size.clamp(1, 1000),
         };
         let connector = gcp::GcpConnector::new(settings, apis, tokens);
-        let descriptor = crate::sync::Connector::descriptor(&connector);
-        self.entries.push(Entry {
-            id: descriptor.id,
-            display_name: descriptor.display_name,
-            descriptor: Some(descriptor),
-            availability,
-            service: descriptor.service,
-        });
+        self.entries.push(Entry::of(&connector, availability));
         self.gcp = Some(Arc::new(connector));
         Ok(())
     }
 
     #[cfg(not(feature = "azure"))]
     async fn register_azure(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
-        self.entries.push(Entry {
-            id: "azure",
-            display_name: "Azure",
-            descriptor: None,
-            availability: Availability::Unavailable {
-                reason: "compiled without the azure feature".into(),
-            },
-            service: "connectors.azure.v1.AzureConnectorService",
-        });
+        self.entries.push(Entry::compiled_out(
+            "azure",
+            "Azure",
+            "connectors.azure.v1.AzureConnectorService",
+        ));
         Ok(())
     }
 
@@ -390,11 +413,7 @@ impl Registry {
                 self.replay.insert("azure", server);
                 (
                     Availability::Fixture {
-                        reason: if mode == ConnectorsMode::Fixtures {
-                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
-                        } else {
-                            format!("no Azure credentials configured ({needs}, to sync live)")
-                        },
+                        reason: fixture_reason(mode, "Azure", needs),
                     },
                     None,
                     base,
@@ -414,10 +433,7 @@ impl Registry {
             ));
         }
         if matches!(availability, Availability::Fixture { .. }) {
-            // Loopback replay: fail fast.
-            upstream.request_timeout = std::time::Duration::from_secs(5);
-            upstream.base_backoff = std::time::Duration::from_millis(20);
-            upstream.max_backoff = std::time::Duration::from_millis(200);
+            fail_fast(&mut upstream);
         }
         let upstream = Arc::new(UpstreamClient::new(upstream, cache).map_err(|e| error(e.to_string()))?);
         let settings = azure::AzureSettings {
@@ -425,14 +441,7 @@ impl Registry {
             default_subscriptions,
         };
         let connector = azure::AzureConnector::new(settings, upstream, credential);
-        let descriptor = crate::sync::Connector::descriptor(&connector);
-        self.entries.push(Entry {
-            id: descriptor.id,
-            display_name: descriptor.display_name,
-            descriptor: Some(descriptor),
-            availability,
-            service: descriptor.service,
-        });
+        self.entries.push(Entry::of(&connector, availability));
         self.azure = Some(Arc::new(connector));
         Ok(())
     }
@@ -487,11 +496,7 @@ impl Registry {
                 self.replay.insert("github", server);
                 (
                     Availability::Fixture {
-                        reason: if mode == ConnectorsMode::Fixtures {
-                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
-                        } else {
-                            format!("no GitHub credentials configured ({needs} to sync live)")
-                        },
+                        reason: fixture_reason(mode, "GitHub", needs),
                     },
                     GithubAuth::None,
                     base,
@@ -509,10 +514,7 @@ impl Registry {
             upstream.credential_id = Some(format!("github-app:{app_id}"));
         }
         if matches!(availability, Availability::Fixture { .. }) {
-            // Loopback replay: fail fast.
-            upstream.request_timeout = std::time::Duration::from_secs(5);
-            upstream.base_backoff = std::time::Duration::from_millis(20);
-            upstream.max_backoff = std::time::Duration::from_millis(200);
+            fail_fast(&mut upstream);
         }
         let upstream = Arc::new(
             UpstreamClient::new(upstream, cache).map_err(|e| RegistryError::Connector {
@@ -531,29 +533,18 @@ impl Registry {
             provider: "github",
             message: e.to_string(),
         })?;
-        let descriptor = crate::sync::Connector::descriptor(&connector);
-        self.entries.push(Entry {
-            id: descriptor.id,
-            display_name: descriptor.display_name,
-            descriptor: Some(descriptor),
-            availability,
-            service: descriptor.service,
-        });
+        self.entries.push(Entry::of(&connector, availability));
         self.github = Some(Arc::new(connector));
         Ok(())
     }
 
     #[cfg(not(feature = "gitlab"))]
     async fn register_gitlab(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
-        self.entries.push(Entry {
-            id: "gitlab",
-            display_name: "GitLab",
-            descriptor: None,
-            availability: Availability::Unavailable {
-                reason: "compiled without the gitlab feature".into(),
-            },
-            service: "connectors.gitlab.v1.GitlabConnectorService",
-        });
+        self.entries.push(Entry::compiled_out(
+            "gitlab",
+            "GitLab",
+            "connectors.gitlab.v1.GitlabConnectorService",
+        ));
         Ok(())
     }
 
@@ -598,11 +589,7 @@ impl Registry {
                 self.replay.insert("gitlab", server);
                 (
                     Availability::Fixture {
-                        reason: if mode == ConnectorsMode::Fixtures {
-                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
-                        } else {
-                            format!("no GitLab credentials configured ({needs}, to sync live)")
-                        },
+                        reason: fixture_reason(mode, "GitLab", needs),
                     },
                     None,
                     base,
@@ -629,10 +616,7 @@ impl Registry {
             upstream.credential_id = Some(format!("gitlab-token:{}", hex::encode(&digest[..16])));
         }
         if matches!(availability, Availability::Fixture { .. }) {
-            // Loopback replay: fail fast.
-            upstream.request_timeout = std::time::Duration::from_secs(5);
-            upstream.base_backoff = std::time::Duration::from_millis(20);
-            upstream.max_backoff = std::time::Duration::from_millis(200);
+            fail_fast(&mut upstream);
         }
         let upstream = Arc::new(
             UpstreamClient::new(upstream, cache).map_err(|e| RegistryError::Connector {
@@ -653,29 +637,18 @@ impl Registry {
                 message: e.to_string(),
             }
         })?;
-        let descriptor = crate::sync::Connector::descriptor(&connector);
-        self.entries.push(Entry {
-            id: descriptor.id,
-            display_name: descriptor.display_name,
-            descriptor: Some(descriptor),
-            availability,
-            service: descriptor.service,
-        });
+        self.entries.push(Entry::of(&connector, availability));
         self.gitlab = Some(Arc::new(connector));
         Ok(())
     }
 
     #[cfg(not(feature = "kubernetes"))]
     async fn register_kubernetes(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
-        self.entries.push(Entry {
-            id: "kubernetes",
-            display_name: "Kubernetes",
-            descriptor: None,
-            availability: Availability::Unavailable {
-                reason: "compiled without the kubernetes feature".into(),
-            },
-            service: "connectors.kubernetes.v1.KubernetesConnectorService",
-        });
+        self.entries.push(Entry::compiled_out(
+            "kubernetes",
+            "Kubernetes",
+            "connectors.kubernetes.v1.KubernetesConnectorService",
+        ));
         Ok(())
     }
 
@@ -758,11 +731,7 @@ impl Registry {
                     .map_err(|e| error(e.to_string()))?;
                 (
                     Availability::Fixture {
-                        reason: if mode == ConnectorsMode::Fixtures {
-                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
-                        } else {
-                            format!("no Kubernetes credentials configured ({needs} to sync live)")
-                        },
+                        reason: fixture_reason(mode, "Kubernetes", needs),
                     },
                     clusters,
                     fixture_config.default_contexts,
@@ -776,29 +745,18 @@ impl Registry {
             page_size,
         };
         let connector = kubernetes::KubernetesConnector::new(settings, clusters);
-        let descriptor = crate::sync::Connector::descriptor(&connector);
-        self.entries.push(Entry {
-            id: descriptor.id,
-            display_name: descriptor.display_name,
-            descriptor: Some(descriptor),
-            availability,
-            service: descriptor.service,
-        });
+        self.entries.push(Entry::of(&connector, availability));
         self.kubernetes = Some(Arc::new(connector));
         Ok(())
     }
 
     #[cfg(not(feature = "wiz"))]
     async fn register_wiz(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
-        self.entries.push(Entry {
-            id: "wiz",
-            display_name: "Wiz",
-            descriptor: None,
-            availability: Availability::Unavailable {
-                reason: "compiled without the wiz feature".into(),
-            },
-            service: "connectors.wiz.v1.WizConnectorService",
-        });
+        self.entries.push(Entry::compiled_out(
+            "wiz",
+            "Wiz",
+            "connectors.wiz.v1.WizConnectorService",
+        ));
         Ok(())
     }
 
@@ -854,11 +812,7 @@ impl Registry {
                 self.replay.insert("wiz", server);
                 (
                     Availability::Fixture {
-                        reason: if mode == ConnectorsMode::Fixtures {
-                            "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
-                        } else {
-                            format!("no Wiz credentials configured ({needs} to sync live)")
-                        },
+                        reason: fixture_reason(mode, "Wiz", needs),
                     },
                     WizAuth::None,
                     api,
@@ -872,10 +826,7 @@ impl Registry {
             let mut upstream = UpstreamConfig::new(wiz::ID, base);
             upstream.conditional_requests = false;
             if fixture {
-                // Loopback replay: fail fast.
-                upstream.request_timeout = std::time::Duration::from_secs(5);
-                upstream.base_backoff = std::time::Duration::from_millis(20);
-                upstream.max_backoff = std::time::Duration::from_millis(200);
+                fail_fast(&mut upstream);
             }
             UpstreamClient::new(upstream, cache.clone())
                 .map(Arc::new)
@@ -891,29 +842,18 @@ impl Registry {
             page_size,
         };
         let connector = wiz::WizConnector::new(settings, api, auth_http);
-        let descriptor = crate::sync::Connector::descriptor(&connector);
-        self.entries.push(Entry {
-            id: descriptor.id,
-            display_name: descriptor.display_name,
-            descriptor: Some(descriptor),
-            availability,
-            service: descriptor.service,
-        });
+        self.entries.push(Entry::of(&connector, availability));
         self.wiz = Some(Arc::new(connector));
         Ok(())
     }
 
     #[cfg(not(feature = "aws"))]
     async fn register_aws(&mut self, _config: &Config, _cache: SharedCache) -> Result<(), RegistryError> {
-        self.entries.push(Entry {
-            id: "aws",
-            display_name: "AWS",
-            descriptor: None,
-            availability: Availability::Unavailable {
-                reason: "compiled without the aws feature".into(),
-            },
-            service: "connectors.aws.v1.AwsConnectorService",
-        });
+        self.entries.push(Entry::compiled_out(
+            "aws",
+            "AWS",
+            "connectors.aws.v1.AwsConnectorService",
+        ));
         Ok(())
     }
 
@@ -951,11 +891,7 @@ impl Registry {
                 regions = fixture_config.default_regions;
                 self.replay.insert("aws", server);
                 Availability::Fixture {
-                    reason: if mode == ConnectorsMode::Fixtures {
-                        "CONNECTORS_MODE=fixtures (unset it and configure credentials to sync live)".to_owned()
-                    } else {
-                        format!("no AWS credentials configured ({needs} to sync live)")
-                    },
+                    reason: fixture_reason(mode, "AWS", needs),
                 }
             }
         };
@@ -967,10 +903,7 @@ impl Registry {
             upstream.conditional_requests = false;
             upstream.max_attempts = 2;
             if !live {
-                // Loopback replay: fail fast.
-                upstream.request_timeout = std::time::Duration::from_secs(5);
-                upstream.base_backoff = std::time::Duration::from_millis(20);
-                upstream.max_backoff = std::time::Duration::from_millis(200);
+                fail_fast(&mut upstream);
             }
             upstream
         });
@@ -986,14 +919,7 @@ impl Registry {
             fast_retries: !live,
         };
         let connector = aws::AwsConnector::new(settings, aws::http::SharedUpstreamHttp::new(template, cache));
-        let descriptor = crate::sync::Connector::descriptor(&connector);
-        self.entries.push(Entry {
-            id: descriptor.id,
-            display_name: descriptor.display_name,
-            descriptor: Some(descriptor),
-            availability,
-            service: descriptor.service,
-        });
+        self.entries.push(Entry::of(&connector, availability));
         self.aws = Some(Arc::new(connector));
         Ok(())
     }
