@@ -201,6 +201,16 @@ fn fixture_reason(mode: ConnectorsMode, provider: &str, needs: &str) -> String {
     }
 }
 
+/// An RFC 3339 time (as most upstream JSON carries it) as a protobuf timestamp.
+#[allow(dead_code)] // unused when every connector feature is off
+pub(crate) fn rfc3339_timestamp(value: Option<&str>) -> Option<pbjson_types::Timestamp> {
+    let t = chrono::DateTime::parse_from_rfc3339(value?).ok()?;
+    Some(pbjson_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    })
+}
+
 /// Upstream settings against the loopback replay server: fail fast.
 #[allow(dead_code)] // unused when every connector feature is off
 fn fail_fast(upstream: &mut crate::http::UpstreamConfig) {

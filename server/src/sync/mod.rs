@@ -167,6 +167,29 @@ pub enum ScopeError {
     Cancelled,
 }
 
+impl ScopeError {
+    /// An upstream's error status: 401 ends the sync (the server's credential
+    /// was rejected), 403 and 404 fail the scope as permission denied and not
+    /// found, anything else as `UPSTREAM_ERROR`.
+    pub fn from_status(status: u16, message: String) -> Self {
+        match status {
+            401 => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
+            403 => ScopeError::Failed {
+                reason: "UPSTREAM_PERMISSION_DENIED",
+                message,
+            },
+            404 => ScopeError::Failed {
+                reason: "UPSTREAM_NOT_FOUND",
+                message,
+            },
+            _ => ScopeError::Failed {
+                reason: "UPSTREAM_ERROR",
+                message,
+            },
+        }
+    }
+}
+
 /// A connector: one upstream, its client, and the mapping to entities.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {

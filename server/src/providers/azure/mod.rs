@@ -145,35 +145,13 @@ fn scope_error(error: ArmError, what: &str) -> ScopeError {
         ArmError::Credential(message) => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
         ArmError::Status { status, code, message } => {
             let message = format!("{what}: azure resource manager answered {status}: {code}: {message}");
-            match status {
-                401 => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
-                403 => ScopeError::Failed {
-                    reason: "UPSTREAM_PERMISSION_DENIED",
-                    message,
-                },
-                404 => ScopeError::Failed {
-                    reason: "UPSTREAM_NOT_FOUND",
-                    message,
-                },
-                _ => ScopeError::Failed {
-                    reason: "UPSTREAM_ERROR",
-                    message,
-                },
-            }
+            ScopeError::from_status(status, message)
         }
         ArmError::Malformed(detail) => ScopeError::Failed {
             reason: "UPSTREAM_MALFORMED",
             message: format!("{what}: {detail}"),
         },
     }
-}
-
-fn timestamp(value: Option<&str>) -> Option<pbjson_types::Timestamp> {
-    let t = chrono::DateTime::parse_from_rfc3339(value?).ok()?;
-    Some(pbjson_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    })
 }
 
 fn text(value: Option<&Value>) -> String {
@@ -345,8 +323,8 @@ pub fn asset_entity(subscription: &str, resource: &Value) -> Option<(Entity, Str
             external_id: id,
             images,
             attributes,
-            create_time: timestamp(created),
-            update_time: timestamp(modified),
+            create_time: super::rfc3339_timestamp(created),
+            update_time: super::rfc3339_timestamp(modified),
         })),
     };
     Some((entity, modified.unwrap_or_default().to_owned()))

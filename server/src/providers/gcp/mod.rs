@@ -133,36 +133,13 @@ fn scope_error(error: GcpError, what: &str) -> ScopeError {
         GcpError::Token(message) => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(format!("{what}: {message}"))),
         error @ GcpError::Status { status, .. } => {
             let message = format!("{what}: {error}");
-            match status {
-                401 => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
-                403 => ScopeError::Failed {
-                    reason: "UPSTREAM_PERMISSION_DENIED",
-                    message,
-                },
-                404 => ScopeError::Failed {
-                    reason: "UPSTREAM_NOT_FOUND",
-                    message,
-                },
-                _ => ScopeError::Failed {
-                    reason: "UPSTREAM_ERROR",
-                    message,
-                },
-            }
+            ScopeError::from_status(status, message)
         }
         error @ GcpError::Malformed { .. } => ScopeError::Failed {
             reason: "UPSTREAM_MALFORMED",
             message: format!("{what}: {error}"),
         },
     }
-}
-
-/// An RFC 3339 time as a protobuf timestamp.
-fn timestamp(value: Option<&str>) -> Option<pbjson_types::Timestamp> {
-    let t = chrono::DateTime::parse_from_rfc3339(value?).ok()?;
-    Some(pbjson_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    })
 }
 
 /// The urn of a resource name.
@@ -252,8 +229,8 @@ pub fn repository_entity(repo: &Repository) -> Entity {
                 ("registry_uri", repo.registry_uri.clone().unwrap_or_default()),
                 ("size_bytes", repo.size_bytes.clone().unwrap_or_default()),
             ]),
-            create_time: timestamp(repo.create_time.as_deref()),
-            update_time: timestamp(repo.update_time.as_deref()),
+            create_time: super::rfc3339_timestamp(repo.create_time.as_deref()),
+            update_time: super::rfc3339_timestamp(repo.update_time.as_deref()),
         },
     )
 }
@@ -286,8 +263,8 @@ pub fn docker_image_entity(repo: &Repository, image: &DockerImage) -> Entity {
                 ("size_bytes", image.image_size_bytes.clone().unwrap_or_default()),
                 ("tags", tags.join(",")),
             ]),
-            create_time: timestamp(image.upload_time.as_deref()),
-            update_time: timestamp(image.update_time.as_deref()),
+            create_time: super::rfc3339_timestamp(image.upload_time.as_deref()),
+            update_time: super::rfc3339_timestamp(image.update_time.as_deref()),
         },
     )
 }
@@ -331,8 +308,8 @@ pub fn service_entity(service: &Service) -> Entity {
                 ),
                 ("uri", service.uri.clone()),
             ]),
-            create_time: timestamp(service.create_time.as_deref()),
-            update_time: timestamp(service.update_time.as_deref()),
+            create_time: super::rfc3339_timestamp(service.create_time.as_deref()),
+            update_time: super::rfc3339_timestamp(service.update_time.as_deref()),
         },
     )
 }
@@ -389,7 +366,7 @@ pub fn cluster_entity(project: &str, cluster: &Cluster) -> Entity {
                         .unwrap_or_default(),
                 ),
             ]),
-            create_time: timestamp(cluster.create_time.as_deref()),
+            create_time: super::rfc3339_timestamp(cluster.create_time.as_deref()),
             update_time: None,
         },
     )

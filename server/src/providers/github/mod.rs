@@ -109,21 +109,7 @@ fn scope_error(error: octocrab::Error, what: &str) -> ScopeError {
         octocrab::Error::GitHub { source, .. } => {
             let status = source.status_code.as_u16();
             let message = format!("{what}: github answered {status}: {}", source.message.to_lowercase());
-            match status {
-                401 => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
-                403 => ScopeError::Failed {
-                    reason: "UPSTREAM_PERMISSION_DENIED",
-                    message,
-                },
-                404 => ScopeError::Failed {
-                    reason: "UPSTREAM_NOT_FOUND",
-                    message,
-                },
-                _ => ScopeError::Failed {
-                    reason: "UPSTREAM_ERROR",
-                    message,
-                },
-            }
+            ScopeError::from_status(status, message)
         }
         octocrab::Error::Serde { .. } | octocrab::Error::Json { .. } => ScopeError::Failed {
             reason: "UPSTREAM_MALFORMED",

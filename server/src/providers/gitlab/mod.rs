@@ -112,36 +112,13 @@ fn scope_error(error: GitlabError, what: &str) -> ScopeError {
         },
         GitlabError::Status { status, message } => {
             let message = format!("{what}: gitlab answered {status}: {message}");
-            match status {
-                401 => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
-                403 => ScopeError::Failed {
-                    reason: "UPSTREAM_PERMISSION_DENIED",
-                    message,
-                },
-                404 => ScopeError::Failed {
-                    reason: "UPSTREAM_NOT_FOUND",
-                    message,
-                },
-                _ => ScopeError::Failed {
-                    reason: "UPSTREAM_ERROR",
-                    message,
-                },
-            }
+            ScopeError::from_status(status, message)
         }
         GitlabError::Malformed(detail) => ScopeError::Failed {
             reason: "UPSTREAM_MALFORMED",
             message: format!("{what}: gitlab returned a body that does not parse: {detail}"),
         },
     }
-}
-
-/// An RFC 3339 time as a protobuf timestamp (GitLab sends milliseconds).
-fn timestamp(value: Option<&str>) -> Option<pbjson_types::Timestamp> {
-    let t = chrono::DateTime::parse_from_rfc3339(value?).ok()?;
-    Some(pbjson_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    })
 }
 
 fn project_urn(project: &Project) -> String {
@@ -182,8 +159,8 @@ pub fn project_entity(project: &Project) -> Entity {
             web_url: project.web_url.clone(),
             clone_url: project.http_url_to_repo.clone().unwrap_or_default(),
             license_spdx_id: String::new(),
-            create_time: timestamp(project.created_at.as_deref()),
-            push_time: timestamp(project.last_activity_at.as_deref()),
+            create_time: super::rfc3339_timestamp(project.created_at.as_deref()),
+            push_time: super::rfc3339_timestamp(project.last_activity_at.as_deref()),
         })),
     }
 }
@@ -205,9 +182,9 @@ pub fn pipeline_entity(project: &Project, pipeline: &PipelineBasic, detail: Opti
             sha: pipeline.sha.clone(),
             source: pipeline.source.clone().unwrap_or_default(),
             web_url: pipeline.web_url.clone(),
-            create_time: timestamp(pipeline.created_at.as_deref()),
-            update_time: timestamp(pipeline.updated_at.as_deref()),
-            finish_time: detail.and_then(|d| timestamp(d.finished_at.as_deref())),
+            create_time: super::rfc3339_timestamp(pipeline.created_at.as_deref()),
+            update_time: super::rfc3339_timestamp(pipeline.updated_at.as_deref()),
+            finish_time: detail.and_then(|d| super::rfc3339_timestamp(d.finished_at.as_deref())),
             duration_seconds: detail
                 .and_then(|d| d.duration)
                 .filter(|d| d.is_finite() && *d >= 0.0)

@@ -311,23 +311,11 @@ fn scope_error(error: kube::Error, what: &str) -> ScopeError {
                 status.message.to_lowercase()
             );
             match status.code {
-                401 => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
-                403 => ScopeError::Failed {
-                    reason: "UPSTREAM_PERMISSION_DENIED",
-                    message,
-                },
-                404 => ScopeError::Failed {
-                    reason: "UPSTREAM_NOT_FOUND",
-                    message,
-                },
                 410 => ScopeError::Failed {
                     reason: "UPSTREAM_CONTINUE_EXPIRED",
                     message: format!("{message} (continue tokens kept expiring: sync again)"),
                 },
-                _ => ScopeError::Failed {
-                    reason: "UPSTREAM_ERROR",
-                    message,
-                },
+                status => ScopeError::from_status(status, message),
             }
         }
         kube::Error::SerdeError(_) => ScopeError::Failed {

@@ -133,12 +133,9 @@ fn scope_error(error: ClientError) -> ScopeError {
     }
 }
 
+/// Whole seconds, as this connector has always emitted them.
 fn timestamp(value: Option<&str>) -> Option<pbjson_types::Timestamp> {
-    let t = chrono::DateTime::parse_from_rfc3339(value?).ok()?;
-    Some(pbjson_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
-    })
+    super::rfc3339_timestamp(value).map(|t| pbjson_types::Timestamp { nanos: 0, ..t })
 }
 
 fn text(value: &Value) -> String {
