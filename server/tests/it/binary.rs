@@ -237,15 +237,7 @@ async fn a_client_resumes_across_a_server_kill_and_restart() {
     };
     let port = free_port();
     let mut server = spawn_fixture_server(port, &redis.url());
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        if let Ok(client) = ConnectorsClient::connect(endpoint.clone()).await {
-            break client;
-        }
-        assert!(Instant::now() < deadline, "server did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let client = connect_when_listening(port).await;
     let request = SyncRequest {
         options: Some(full()),
         ..Default::default()
@@ -336,15 +328,7 @@ async fn secrets_never_reach_logs_or_errors() {
         let _ = stdout.read_to_string(&mut logs);
         logs
     });
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let anonymous = loop {
-        if let Ok(client) = ConnectorsClient::connect(endpoint.clone()).await {
-            break client;
-        }
-        assert!(Instant::now() < deadline, "server did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let anonymous = connect_when_listening(port).await;
     let mut errors = Vec::new();
     // Wrong keys, including near misses of the real one.
     for wrong in [&api_key[..api_key.len() - 1], "sk-live-API-KEY-0123456789abcdeX"] {
@@ -432,15 +416,7 @@ async fn fifty_slow_readers_keep_server_memory_bounded() {
         .spawn()
         .expect("spawn connectors-server");
     let pid = child.id();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        if let Ok(client) = ConnectorsClient::connect(endpoint.clone()).await {
-            break client;
-        }
-        assert!(Instant::now() < deadline, "server did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let client = connect_when_listening(port).await;
     let baseline = status_kib(pid, "VmRSS:");
     let kinds = [
         vec![],

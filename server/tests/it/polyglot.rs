@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use connectors_server::testing::free_port;
+
+use crate::support::fixture_server;
 use serde_json::Value;
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -23,13 +25,8 @@ struct Server {
 impl Server {
     fn start() -> Self {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
-            .env("CONNECTORS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CONNECTORS_METRICS_LISTEN", "off")
-            .env("CONNECTORS_MODE", "fixtures")
-            .env("CONNECTORS_FIXTURES_DIR", format!("{REPO}/fixtures"))
+        let child = fixture_server(port)
             .env("RUST_LOG", "warn")
-            .env_remove("REDIS_URL")
             .env_remove("CONNECTORS_API_KEYS")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
