@@ -1,9 +1,10 @@
 //! What a connector sees while it crawls one scope.
 
 use connectors_proto::v1::{Deletion, Entity, EntityKind, Provenance, SyncEvent, SyncMode, Upsert, sync_event::Event};
+use tokio::sync::mpsc;
 
 use super::ScopeError;
-use super::engine::Run;
+use super::engine::{RunInfo, ScopeItem};
 use super::hash::content_hash;
 use super::state::{Baseline, CHUNK_ENTRIES, SeenUrns, StateEntry};
 
@@ -28,7 +29,9 @@ impl UpsertMeta {
 
 /// The engine's side of one scope: connectors push into it.
 pub struct ScopeContext<'a> {
-    pub(super) run: &'a mut Run,
+    pub(super) run: &'a RunInfo,
+    /// Where this scope's items go, in order (the sync sends them in scope order).
+    pub(super) items: mpsc::Sender<ScopeItem>,
     pub(super) scope_key: String,
     pub(super) region: String,
     pub(super) baseline: Option<Baseline>,
@@ -46,7 +49,12 @@ pub struct ScopeContext<'a> {
     /// Entities in the state so far.
     pub(super) total: u64,
     pub(super) emitted: u64,
+    /// Entities found unchanged and not yet reported, by kind.
+    pub(super) unchanged: std::collections::BTreeMap<i32, u64>,
 }
+
+/// Unchanged entities reported in one item at most.
+const UNCHANGED_BATCH: u64 = 64;
 
 impl std::fmt::Debug for ScopeContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +77,7 @@ impl ScopeContext<'_> {
 
     /// Whether the request wants entities of `kind` (fetch nothing for kinds it does not).
     pub fn wants(&self, kind: EntityKind) -> bool {
-        self.run.kinds.contains(&kind)
+        self.run.wants_kind(kind as i32)
     }
 
     /// The page cursor to resume this scope from, when resuming.
@@ -104,7 +112,7 @@ impl ScopeContext<'_> {
             if let Some(prior) = baseline.by_urn.get_mut(urn) {
                 // Seen already (pushed, or retained before): the baseline's
                 // flag is exact.
-                if prior.seen || !self.run.kinds.iter().any(|k| *k as i32 == prior.entry.kind) {
+                if prior.seen || !self.run.wants_kind(prior.entry.kind) {
                     continue;
                 }
                 prior.seen = true;
@@ -114,11 +122,32 @@ impl ScopeContext<'_> {
         let count = retained.len();
         for entry in retained {
             self.seen.insert(self.seen.fingerprint(&entry.urn));
-            self.run.count_unchanged(entry.kind);
+            self.note_unchanged(entry.kind);
             self.entries.push(entry);
             self.total += 1;
         }
         count
+    }
+
+    fn note_unchanged(&mut self, kind: i32) {
+        *self.unchanged.entry(kind).or_default() += 1;
+    }
+
+    /// Reports the unchanged entities noted so far.
+    pub(super) async fn flush_unchanged(&mut self) -> Result<(), ScopeError> {
+        for (kind, count) in std::mem::take(&mut self.unchanged) {
+            self.items
+                .send(ScopeItem::Unchanged(kind, count))
+                .await
+                .map_err(|_| ScopeError::Cancelled)?;
+        }
+        Ok(())
+    }
+
+    /// Hands an item to the sync, after the unchanged entities noted before it.
+    async fn send(&mut self, item: ScopeItem) -> Result<(), ScopeError> {
+        self.flush_unchanged().await?;
+        self.items.send(item).await.map_err(|_| ScopeError::Cancelled)
     }
 
     /// Whether `urn` was pushed (or retained) in this scope already. Exact:
@@ -175,7 +204,7 @@ impl ScopeContext<'_> {
 
     /// Whether the sync was cancelled (client gone, server draining).
     pub fn is_cancelled(&self) -> bool {
-        self.run.events.is_closed()
+        self.items.is_closed()
     }
 
     fn provenance(&self, meta: &UpsertMeta, hash: String) -> Provenance {
@@ -221,18 +250,21 @@ impl ScopeContext<'_> {
             self.save_entries().await;
         }
         if unchanged {
-            self.run.count_unchanged(entity.kind);
-            return self.run.maybe_progress().await;
+            self.note_unchanged(entity.kind);
+            if self.unchanged.values().sum::<u64>() >= UNCHANGED_BATCH {
+                self.flush_unchanged().await?;
+            }
+            return Ok(());
         }
         let provenance = self.provenance(&meta, hash);
-        self.run.count_upsert(entity.kind);
         self.emitted += 1;
+        let kind = entity.kind;
         let event = Event::Upsert(Upsert {
             entity: Some(entity),
             provenance: Some(provenance),
         });
-        self.run.send(SyncEvent { event: Some(event) }).await?;
-        self.run.maybe_progress().await
+        self.send(ScopeItem::Upsert(kind, SyncEvent { event: Some(event) }))
+            .await
     }
 
     /// Marks a page boundary: everything pushed so far is durable, and a
@@ -244,8 +276,8 @@ impl ScopeContext<'_> {
             // sent; skip this checkpoint (the scope-end one still comes).
             return Ok(());
         }
-        let token = self.run.resume_token(Some((&self.scope_key, cursor, self.chunks)));
-        self.run.send_checkpoint(token, &self.scope_key).await
+        let chunks = self.chunks;
+        self.send(ScopeItem::Checkpoint { cursor, chunks }).await
     }
 
     /// Emits deletions for baseline entities not seen in this scope.
@@ -258,20 +290,19 @@ impl ScopeContext<'_> {
             .values()
             .filter(|prior| !prior.seen)
             .map(|prior| &prior.entry)
-            .filter(|entry| self.run.kinds.iter().any(|k| *k as i32 == entry.kind))
+            .filter(|entry| self.run.wants_kind(entry.kind))
             .collect();
         gone.sort_by(|a, b| a.urn.cmp(&b.urn));
         for entry in gone {
             let provenance = self
                 .run
                 .provenance(&self.scope_key, &self.region, "", String::new(), String::new());
-            self.run.deletions += 1;
             let event = Event::Deletion(Deletion {
                 urn: entry.urn.clone(),
                 kind: entry.kind,
                 provenance: Some(provenance),
             });
-            self.run.send(SyncEvent { event: Some(event) }).await?;
+            self.send(ScopeItem::Deletion(SyncEvent { event: Some(event) })).await?;
         }
         Ok(())
     }

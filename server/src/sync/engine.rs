@@ -1,6 +1,6 @@
 //! Runs one sync: validation, scope iteration, diffing, events and summary.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument as _;
 
 use super::checkpoint::{ResumePoint, Token};
@@ -103,25 +103,98 @@ pub struct Engine {
     tracker: TaskTracker,
 }
 
-/// Everything one running sync accumulates.
-pub(super) struct Run {
+/// What every scope task of one sync reads: fixed when the sync starts.
+#[derive(Debug)]
+pub(super) struct RunInfo {
     pub(super) connector_id: &'static str,
     connector_version: &'static str,
     pub(super) sync_id: String,
-    mode: SyncMode,
     source_mode: SourceMode,
     pub(super) kinds: Vec<EntityKind>,
     fingerprint: String,
+    pub(super) store: StateStore,
+    /// The token came from `state_key` (not from the client): state that has
+    /// expired since is replaced by a FULL sync of the scope instead of an error.
+    lenient: bool,
+    /// Events a scope may buffer ahead of the one being sent.
+    scope_buffer: usize,
+}
+
+impl RunInfo {
+    pub(super) fn provenance(
+        &self,
+        scope: &str,
+        region: &str,
+        operation: &str,
+        upstream_version: String,
+        content_hash: String,
+    ) -> Provenance {
+        let now = Utc::now();
+        Provenance {
+            connector_id: self.connector_id.to_owned(),
+            connector_version: self.connector_version.to_owned(),
+            sync_id: self.sync_id.clone(),
+            source: scope.to_owned(),
+            region: region.to_owned(),
+            operation: operation.to_owned(),
+            fetch_time: Some(pbjson_types::Timestamp {
+                seconds: now.timestamp(),
+                nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
+            }),
+            upstream_version,
+            content_hash,
+            source_mode: self.source_mode as i32,
+        }
+    }
+
+    /// Whether the request wants entities of the kind with this proto value.
+    pub(super) fn wants_kind(&self, kind: i32) -> bool {
+        self.kinds.iter().any(|k| *k as i32 == kind)
+    }
+}
+
+/// What a scope task hands to the sync's sender, in the scope's order.
+#[derive(Debug)]
+pub(super) enum ScopeItem {
+    /// An upsert to send, of this kind.
+    Upsert(i32, SyncEvent),
+    /// A deletion to send.
+    Deletion(SyncEvent),
+    /// Entities of this kind found unchanged since the baseline (not sent).
+    Unchanged(i32, u64),
+    /// A page boundary: the scope resumes at `cursor` with `chunks` state chunks saved.
+    Checkpoint { cursor: String, chunks: u32 },
+}
+
+/// How one scope task ended.
+struct ScopeOutcome {
+    result: Result<(), ScopeError>,
+    /// The scope's new state generation, when it ended OK and its state was saved.
+    generation: Option<String>,
+    entities: u64,
+}
+
+/// A scope being crawled: its items arrive on `items`; `task` ends with its outcome.
+struct InFlight {
+    scope: Scope,
+    /// The generation the client's baseline holds for the scope.
+    generation: Option<String>,
+    items: mpsc::Receiver<ScopeItem>,
+    task: AbortOnDropHandle<ScopeOutcome>,
+}
+
+/// Everything one running sync accumulates. It sends the events of the
+/// scopes in scope order, while up to the connector's scope concurrency of
+/// them are crawled at once.
+pub(super) struct Run {
+    pub(super) info: Arc<RunInfo>,
+    mode: SyncMode,
     pub(super) events: mpsc::Sender<Result<SyncEvent, SyncError>>,
     /// Set when this sync leads a coalesced crawl: its events go to the shared log too.
     publisher: Option<Arc<super::coalesce::Publisher>>,
     /// The newest checkpoint sent, re-sent when the stream is ended by a drain.
     last_checkpoint: Arc<std::sync::Mutex<Option<Checkpoint>>>,
-    pub(super) store: StateStore,
     state_key: Option<String>,
-    /// The token came from `state_key` (not from the client): state that has
-    /// expired since is replaced by a FULL sync of the scope instead of an error.
-    lenient: bool,
     /// The baseline the client holds (from its checkpoint).
     baseline: BTreeMap<String, String>,
     /// Scopes done in this sync (including before a resume) and their new generation.
@@ -326,19 +399,22 @@ impl Engine {
         let last_checkpoint = Arc::new(std::sync::Mutex::new(None));
         let stats = Arc::new(RequestStats::default());
         let run = Run {
-            connector_id: descriptor.id,
-            connector_version: descriptor.version,
-            sync_id,
+            info: Arc::new(RunInfo {
+                connector_id: descriptor.id,
+                connector_version: descriptor.version,
+                sync_id,
+                source_mode: availability.source_mode(),
+                kinds,
+                fingerprint,
+                store: self.store.clone(),
+                lenient,
+                scope_buffer: self.config.channel_capacity,
+            }),
             mode,
-            source_mode: availability.source_mode(),
-            kinds,
-            fingerprint,
             events: tx.clone(),
             publisher: role.clone(),
             last_checkpoint: last_checkpoint.clone(),
-            store: self.store.clone(),
             state_key: options.state_key.clone(),
-            lenient,
             baseline,
             done,
             counts: BTreeMap::new(),
@@ -352,6 +428,7 @@ impl Engine {
             start_time: Utc::now(),
             stats: stats.clone(),
         };
+        let concurrency = connector.scope_concurrency().max(1);
         let shutdown = self.shutdown.clone();
         let connector_id = descriptor.id;
         metrics::gauge!("connectors_active_streams", "connector" => connector_id).increment(1.0);
@@ -370,7 +447,7 @@ impl Engine {
                     let _ = tx.send(Err(SyncError::Unavailable("server is shutting down; resume from the last checkpoint".into()))).await;
                     "drained"
                 }
-                result = run.execute(connector.as_ref(), &request, scopes, resume_current) => match result {
+                result = run.execute(connector, Arc::new(request), scopes, resume_current, concurrency) => match result {
                     Ok(true) => "ok",
                     Ok(false) => "partial",
                     Err(RunEnd::Cancelled) => "cancelled",
@@ -430,44 +507,19 @@ impl Run {
         self.events.send(Ok(event)).await.map_err(|_| ScopeError::Cancelled)
     }
 
-    pub(super) fn count_upsert(&mut self, kind: i32) {
+    fn count_upsert(&mut self, kind: i32) {
         self.counts.entry(kind).or_default().0 += 1;
         self.entities_since_progress += 1;
         let kind = EntityKind::try_from(kind)
             .map(super::hash::kind_segment)
             .unwrap_or("unspecified");
-        metrics::counter!("connectors_entities_total", "connector" => self.connector_id, "kind" => kind).increment(1);
+        metrics::counter!("connectors_entities_total", "connector" => self.info.connector_id, "kind" => kind)
+            .increment(1);
     }
 
-    pub(super) fn count_unchanged(&mut self, kind: i32) {
-        self.counts.entry(kind).or_default().1 += 1;
-        self.entities_since_progress += 1;
-    }
-
-    pub(super) fn provenance(
-        &self,
-        scope: &str,
-        region: &str,
-        operation: &str,
-        upstream_version: String,
-        content_hash: String,
-    ) -> Provenance {
-        let now = Utc::now();
-        Provenance {
-            connector_id: self.connector_id.to_owned(),
-            connector_version: self.connector_version.to_owned(),
-            sync_id: self.sync_id.clone(),
-            source: scope.to_owned(),
-            region: region.to_owned(),
-            operation: operation.to_owned(),
-            fetch_time: Some(pbjson_types::Timestamp {
-                seconds: now.timestamp(),
-                nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
-            }),
-            upstream_version,
-            content_hash,
-            source_mode: self.source_mode as i32,
-        }
+    fn count_unchanged(&mut self, kind: i32, count: u64) {
+        self.counts.entry(kind).or_default().1 += count;
+        self.entities_since_progress += count;
     }
 
     fn progress(&self) -> Progress {
@@ -486,7 +538,7 @@ impl Run {
         }
     }
 
-    pub(super) async fn maybe_progress(&mut self) -> Result<(), ScopeError> {
+    async fn maybe_progress(&mut self) -> Result<(), ScopeError> {
         if self.entities_since_progress >= self.progress_every {
             self.entities_since_progress = 0;
             let progress = self.progress();
@@ -499,17 +551,17 @@ impl Run {
     }
 
     /// A mid-stream token: done scopes, and the scope in progress with its cursor.
-    pub(super) fn resume_token(&self, current: Option<(&str, String, u32)>) -> Token {
+    fn resume_token(&self, current: Option<(&str, String, u32)>) -> Token {
         let (current, cursor, chunks) = match current {
             Some((scope, cursor, chunks)) => (Some(scope.to_owned()), Some(cursor), chunks),
             None => (None, None, 0),
         };
         Token {
-            connector: self.connector_id.to_owned(),
-            fingerprint: self.fingerprint.clone(),
+            connector: self.info.connector_id.to_owned(),
+            fingerprint: self.info.fingerprint.clone(),
             baseline: self.baseline.clone(),
             resume: Some(ResumePoint {
-                sync_id: self.sync_id.clone(),
+                sync_id: self.info.sync_id.clone(),
                 mode: self.mode as i32,
                 done: self.done.clone(),
                 current,
@@ -533,17 +585,20 @@ impl Run {
             }
         }
         Token {
-            connector: self.connector_id.to_owned(),
-            fingerprint: self.fingerprint.clone(),
+            connector: self.info.connector_id.to_owned(),
+            fingerprint: self.info.fingerprint.clone(),
             baseline,
             resume: None,
         }
     }
 
-    pub(super) async fn send_checkpoint(&mut self, token: Token, scope: &str) -> Result<(), ScopeError> {
+    async fn send_checkpoint(&mut self, token: Token, scope: &str) -> Result<(), ScopeError> {
         let bytes = token.encode();
         if let Some(key) = &self.state_key {
-            self.store.save_checkpoint(self.connector_id, key, bytes.clone()).await;
+            self.info
+                .store
+                .save_checkpoint(self.info.connector_id, key, bytes.clone())
+                .await;
         }
         let checkpoint = Checkpoint {
             token: bytes,
@@ -560,127 +615,110 @@ impl Run {
         Ok(())
     }
 
-    /// Runs every scope; Ok(true) when all ended OK.
+    /// Sends one item of `scope`, the scope whose events are being sent.
+    async fn forward(&mut self, scope: &str, item: ScopeItem) -> Result<(), ScopeError> {
+        match item {
+            ScopeItem::Upsert(kind, event) => {
+                self.count_upsert(kind);
+                self.send(event).await?;
+                self.maybe_progress().await
+            }
+            ScopeItem::Deletion(event) => {
+                self.deletions += 1;
+                self.send(event).await
+            }
+            ScopeItem::Unchanged(kind, count) => {
+                self.count_unchanged(kind, count);
+                self.maybe_progress().await
+            }
+            ScopeItem::Checkpoint { cursor, chunks } => {
+                let token = self.resume_token(Some((scope, cursor, chunks)));
+                self.send_checkpoint(token, scope).await
+            }
+        }
+    }
+
+    /// Starts crawling `scope` in a task of its own; `resume` is the cursor
+    /// and saved chunks when the sync resumes inside this scope.
+    fn start_scope<C: Connector>(
+        &self,
+        connector: &Arc<C>,
+        request: &Arc<C::Request>,
+        scope: Scope,
+        resume: Option<(Option<String>, u32)>,
+    ) -> InFlight {
+        let generation = self.baseline.get(&scope.key).cloned();
+        let (items, receiver) = mpsc::channel(self.info.scope_buffer.max(1));
+        let crawl = crawl_scope(
+            connector.clone(),
+            request.clone(),
+            self.info.clone(),
+            scope.clone(),
+            generation.clone(),
+            resume,
+            items,
+        );
+        let task = tokio::spawn(
+            SYNC_STATS
+                .scope(self.stats.clone(), crawl)
+                .instrument(tracing::Span::current()),
+        );
+        InFlight {
+            scope,
+            generation,
+            items: receiver,
+            task: AbortOnDropHandle::new(task),
+        }
+    }
+
+    /// Runs every scope, up to `concurrency` at once, and sends their events
+    /// in scope order; Ok(true) when all ended OK. A scope behind the one
+    /// being sent buffers at most `scope_buffer` items, then waits.
     async fn execute<C: Connector>(
         mut self,
-        connector: &C,
-        request: &C::Request,
+        connector: Arc<C>,
+        request: Arc<C::Request>,
         scopes: Vec<Scope>,
         resume_current: Option<(String, Option<String>, u32)>,
+        concurrency: usize,
     ) -> Result<bool, RunEnd> {
         let already_done: HashSet<String> = self.done.iter().map(|(scope, _)| scope.clone()).collect();
-        for scope in &scopes {
-            if already_done.contains(&scope.key) {
-                continue;
+        let mut pending = scopes.into_iter().filter(|scope| !already_done.contains(&scope.key));
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        loop {
+            while in_flight.len() < concurrency.max(1) {
+                let Some(scope) = pending.next() else { break };
+                let resume = match &resume_current {
+                    Some((current, cursor, chunks)) if *current == scope.key => Some((cursor.clone(), *chunks)),
+                    _ => None,
+                };
+                in_flight.push_back(self.start_scope(&connector, &request, scope, resume));
             }
-            let generation = self.baseline.get(&scope.key).cloned();
-            let baseline = match &generation {
-                Some(generation) => {
-                    match self
-                        .store
-                        .load(self.connector_id, &self.fingerprint, &scope.key, generation)
-                        .await
-                    {
-                        Some(state) => Some(Baseline::new(state)),
-                        None if self.lenient => {
-                            tracing::warn!(connector = self.connector_id, scope = %scope.key, "state kept under the state key expired; syncing the scope in full");
-                            None
-                        }
-                        None => {
-                            return Err(RunEnd::Failed(SyncError::FailedPrecondition {
-                                reason: "CHECKPOINT_STATE_EXPIRED",
-                                message: format!(
-                                    "options.checkpoint: the state of scope {} it refers to is no longer in the cache; run a FULL sync",
-                                    scope.key
-                                ),
-                            }));
-                        }
-                    }
-                }
-                None => None,
-            };
-            let (resume_cursor, entries, chunks) = match &resume_current {
-                Some((current, cursor, chunks)) if *current == scope.key => {
-                    let entries = self
-                        .store
-                        .load_chunks(self.connector_id, &self.sync_id, &scope.key, *chunks)
-                        .await;
-                    let entries = match entries {
-                        Some(entries) => Some(entries),
-                        None if self.lenient => None,
-                        None => {
-                            return Err(RunEnd::Failed(SyncError::FailedPrecondition {
-                                reason: "CHECKPOINT_STATE_EXPIRED",
-                                message: "options.checkpoint: the partial state it refers to is no longer in the cache; sync again without it".into(),
-                            }));
-                        }
-                    };
-                    match entries {
-                        Some(entries) => (cursor.clone(), entries, *chunks),
-                        // Restart the scope from its first page.
-                        None => (None, Vec::new(), 0),
-                    }
-                }
-                _ => (None, Vec::new(), 0),
-            };
-            // The entries of a resumed scope stay in their chunks; only their
-            // urns are needed (not to send them again).
-            let mut seen = SeenUrns::default();
-            let mut baseline = baseline;
-            for entry in &entries {
-                seen.insert(seen.fingerprint(&entry.urn));
-                if let Some(prior) = baseline.as_mut().and_then(|b| b.by_urn.get_mut(&entry.urn)) {
-                    prior.seen = true;
-                }
+            let Some(mut front) = in_flight.pop_front() else { break };
+            while let Some(item) = front.items.recv().await {
+                self.forward(&front.scope.key, item).await?;
             }
-            let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-            drop(entries);
-            let mut ctx = ScopeContext {
-                run: &mut self,
-                scope_key: scope.key.clone(),
-                region: scope.region.clone(),
-                baseline,
-                resume_cursor,
-                entries: Vec::new(),
-                seen,
-                chunks,
-                state_intact: true,
-                total,
-                emitted: 0,
-            };
-            let result = connector.sync_scope(request, scope, &mut ctx).await;
-            let status = match result {
+            let scope = front.scope;
+            let outcome = front.task.await.map_err(|error| {
+                RunEnd::Failed(SyncError::Internal(format!(
+                    "the crawl of scope {} ended: {error}",
+                    scope.key
+                )))
+            })?;
+            let status = match outcome.result {
                 Ok(()) => {
-                    ctx.emit_deletions().await?;
-                    let intact = ctx.save_entries().await;
-                    let (emitted, total, chunks) = (ctx.emitted, ctx.total, ctx.chunks);
-                    drop(ctx);
-                    let new_generation = if intact
-                        && self
-                            .store
-                            .save(self.connector_id, &self.fingerprint, &scope.key, &self.sync_id, chunks)
-                            .await
-                    {
-                        Some(self.sync_id.clone())
-                    } else {
-                        // Without saved state the next INCREMENTAL sync of this
-                        // scope is a FULL one; say so in the log.
-                        tracing::warn!(connector = self.connector_id, scope = %scope.key, "scope state not saved; next incremental sync of it will be full");
-                        None
-                    };
-                    self.done.push((scope.key.clone(), new_generation));
+                    self.done.push((scope.key.clone(), outcome.generation));
                     self.scopes_ok += 1;
                     ScopeStatus {
                         scope: scope.key.clone(),
                         state: ProtoScopeState::Ok as i32,
-                        entities: total.max(emitted),
+                        entities: outcome.entities,
                         ..Default::default()
                     }
                 }
                 Err(ScopeError::Failed { reason, message }) => {
-                    drop(ctx);
-                    tracing::warn!(connector = self.connector_id, scope = %scope.key, reason, %message, "scope failed");
-                    self.done.push((scope.key.clone(), generation));
+                    tracing::warn!(connector = self.info.connector_id, scope = %scope.key, reason, %message, "scope failed");
+                    self.done.push((scope.key.clone(), front.generation));
                     self.scopes_failed += 1;
                     ScopeStatus {
                         scope: scope.key.clone(),
@@ -691,9 +729,8 @@ impl Run {
                     }
                 }
                 Err(ScopeError::RateLimited { reset_time, message }) => {
-                    drop(ctx);
-                    tracing::warn!(connector = self.connector_id, scope = %scope.key, %message, "scope rate limited");
-                    self.done.push((scope.key.clone(), generation));
+                    tracing::warn!(connector = self.info.connector_id, scope = %scope.key, %message, "scope rate limited");
+                    self.done.push((scope.key.clone(), front.generation));
                     self.scopes_failed += 1;
                     ScopeStatus {
                         scope: scope.key.clone(),
@@ -724,12 +761,15 @@ impl Run {
 
         let token = self.final_token().encode();
         if let Some(key) = &self.state_key {
-            self.store.save_checkpoint(self.connector_id, key, token.clone()).await;
+            self.info
+                .store
+                .save_checkpoint(self.info.connector_id, key, token.clone())
+                .await;
         }
         let elapsed = self.started.elapsed();
         let complete = self.scopes_failed == 0;
         let summary = Summary {
-            sync_id: self.sync_id.clone(),
+            sync_id: self.info.sync_id.clone(),
             mode: self.mode as i32,
             counts: self
                 .counts
@@ -763,5 +803,131 @@ impl Run {
         })
         .await?;
         Ok(complete)
+    }
+}
+
+/// Crawls one scope in its own task: loads its baseline (and, when resuming
+/// inside it, the entries already sent), runs the connector, emits its
+/// deletions and saves its new state. Its items go to `items` in order.
+async fn crawl_scope<C: Connector>(
+    connector: Arc<C>,
+    request: Arc<C::Request>,
+    info: Arc<RunInfo>,
+    scope: Scope,
+    generation: Option<String>,
+    resume: Option<(Option<String>, u32)>,
+    items: mpsc::Sender<ScopeItem>,
+) -> ScopeOutcome {
+    let failed = |error: ScopeError| ScopeOutcome {
+        result: Err(error),
+        generation: None,
+        entities: 0,
+    };
+    let expired = |message: String| {
+        failed(ScopeError::Fatal(SyncError::FailedPrecondition {
+            reason: "CHECKPOINT_STATE_EXPIRED",
+            message,
+        }))
+    };
+    let mut baseline = match &generation {
+        Some(generation) => {
+            match info
+                .store
+                .load(info.connector_id, &info.fingerprint, &scope.key, generation)
+                .await
+            {
+                Some(state) => Some(Baseline::new(state)),
+                None if info.lenient => {
+                    tracing::warn!(connector = info.connector_id, scope = %scope.key, "state kept under the state key expired; syncing the scope in full");
+                    None
+                }
+                None => {
+                    return expired(format!(
+                        "options.checkpoint: the state of scope {} it refers to is no longer in the cache; run a FULL sync",
+                        scope.key
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
+    let (resume_cursor, entries, chunks) = match resume {
+        Some((cursor, chunks)) => {
+            match info
+                .store
+                .load_chunks(info.connector_id, &info.sync_id, &scope.key, chunks)
+                .await
+            {
+                Some(entries) => (cursor, entries, chunks),
+                // Restart the scope from its first page.
+                None if info.lenient => (None, Vec::new(), 0),
+                None => {
+                    return expired(
+                        "options.checkpoint: the partial state it refers to is no longer in the cache; sync again without it"
+                            .into(),
+                    );
+                }
+            }
+        }
+        None => (None, Vec::new(), 0),
+    };
+    // The entries of a resumed scope stay in their chunks; only their urns
+    // are needed (not to send them again).
+    let mut seen = SeenUrns::default();
+    for entry in &entries {
+        seen.insert(seen.fingerprint(&entry.urn));
+        if let Some(prior) = baseline.as_mut().and_then(|b| b.by_urn.get_mut(&entry.urn)) {
+            prior.seen = true;
+        }
+    }
+    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+    drop(entries);
+    let mut ctx = ScopeContext {
+        run: &info,
+        items,
+        scope_key: scope.key.clone(),
+        region: scope.region.clone(),
+        baseline,
+        resume_cursor,
+        entries: Vec::new(),
+        seen,
+        chunks,
+        state_intact: true,
+        total,
+        emitted: 0,
+        unchanged: std::collections::BTreeMap::new(),
+    };
+    let mut result = connector.sync_scope(&request, &scope, &mut ctx).await;
+    if result.is_ok() {
+        result = ctx.emit_deletions().await;
+    }
+    if let Err(error) = result {
+        // What was found unchanged before the failure still counts.
+        let _ = ctx.flush_unchanged().await;
+        return failed(error);
+    }
+    if let Err(error) = ctx.flush_unchanged().await {
+        return failed(error);
+    }
+    let intact = ctx.save_entries().await;
+    let (emitted, total, chunks) = (ctx.emitted, ctx.total, ctx.chunks);
+    drop(ctx);
+    let generation = if intact
+        && info
+            .store
+            .save(info.connector_id, &info.fingerprint, &scope.key, &info.sync_id, chunks)
+            .await
+    {
+        Some(info.sync_id.clone())
+    } else {
+        // Without saved state the next INCREMENTAL sync of this scope is a
+        // FULL one; say so in the log.
+        tracing::warn!(connector = info.connector_id, scope = %scope.key, "scope state not saved; next incremental sync of it will be full");
+        None
+    };
+    ScopeOutcome {
+        result: Ok(()),
+        generation,
+        entities: total.max(emitted),
     }
 }

@@ -212,6 +212,13 @@ pub trait Connector: Send + Sync + 'static {
     /// checkpoint is only accepted for the request it was issued for.
     fn request_fingerprint(&self, request: &Self::Request) -> String;
 
+    /// How many scopes of one sync may be crawled at once. The engine still
+    /// sends their events in scope order: a scope behind the one being sent
+    /// buffers a bounded number of events, then waits.
+    fn scope_concurrency(&self) -> usize {
+        1
+    }
+
     /// Crawls one scope, pushing its entities into `ctx`.
     async fn sync_scope(
         &self,

@@ -39,6 +39,31 @@ struct Fake {
     slow: Option<Duration>,
     /// Scopes crawled, over all syncs.
     crawls: AtomicU64,
+    /// Scopes crawled at once (0: the trait's default).
+    concurrency: usize,
+    /// Scopes being crawled now, and the most there were at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    /// Every scope waits here before its first entity, so a sync whose scopes
+    /// are not crawled concurrently never gets past it.
+    rendezvous: Option<tokio::sync::Barrier>,
+}
+
+/// Counts a scope in flight for as long as it lives.
+struct InFlight<'a>(&'a Fake);
+
+impl<'a> InFlight<'a> {
+    fn new(fake: &'a Fake) -> Self {
+        let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        fake.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(fake)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 const PAGE: usize = 2;
@@ -105,8 +130,16 @@ impl Connector for Fake {
         String::new()
     }
 
+    fn scope_concurrency(&self) -> usize {
+        if self.concurrency == 0 { 1 } else { self.concurrency }
+    }
+
     async fn sync_scope(&self, _request: &(), scope: &Scope, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
         self.crawls.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight::new(self);
+        if let Some(rendezvous) = &self.rendezvous {
+            rendezvous.wait().await;
+        }
         if self.endless {
             loop {
                 let n = self.pushed.fetch_add(1, Ordering::SeqCst);
@@ -520,8 +553,9 @@ async fn dropping_the_stream_stops_the_connector() {
     let stopped_at = fake.pushed.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.pushed.load(Ordering::SeqCst), stopped_at);
-    // Bounded channel: the producer never ran far ahead of the consumer.
-    assert!(stopped_at <= 10 + 256 + 2, "producer pushed {stopped_at}");
+    // Bounded channels (the stream's and the scope's, 256 each): the
+    // producer never ran far ahead of the consumer.
+    assert!(stopped_at <= 10 + 2 * 256 + 2, "producer pushed {stopped_at}");
 }
 
 #[tokio::test]
@@ -743,4 +777,161 @@ async fn followers_end_unavailable_when_the_leader_stops_early() {
         }
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }
+}
+
+/// A fake of five scopes whose scopes are crawled `concurrency` at once, each
+/// entity after a short sleep (so the scopes' crawls overlap).
+fn five_scopes(concurrency: usize) -> Arc<Fake> {
+    let fake = Fake {
+        concurrency,
+        slow: Some(Duration::from_millis(2)),
+        ..Default::default()
+    };
+    {
+        let mut data = fake.data.lock().unwrap();
+        for scope in ["a", "b", "c", "d", "e"] {
+            data.insert(
+                scope.into(),
+                (1..=5).map(|i| (i.to_string(), format!("{scope}{i}"))).collect(),
+            );
+        }
+    }
+    Arc::new(fake)
+}
+
+/// The same story told to a fake of five scopes: a FULL sync, an unchanged
+/// INCREMENTAL one, one across a change with a failing scope, and one lost
+/// after its fourth checkpoint (in scope b, while c and d are in flight) and resumed. Returns each stream rendered.
+async fn story(fake: &Arc<Fake>) -> Vec<Vec<String>> {
+    let engine = engine();
+    let full = collect(&engine, fake, opts(SyncMode::Full, vec![])).await;
+    let token = summary(&full).checkpoint;
+    let same = collect(&engine, fake, opts(SyncMode::Incremental, token.clone())).await;
+    assert_eq!(summary(&same).counts[0].unchanged, 25);
+    {
+        let mut data = fake.data.lock().unwrap();
+        data.get_mut("b").unwrap()[3].1 = "CHANGED".into();
+        data.get_mut("d").unwrap().pop();
+        data.get_mut("e").unwrap().push(("6".into(), "new".into()));
+    }
+    *fake.failing.lock().unwrap() = Some("c".into());
+    let changed = collect(&engine, fake, opts(SyncMode::Incremental, token.clone())).await;
+    *fake.failing.lock().unwrap() = None;
+
+    let mut stream = engine
+        .start(fake.clone(), (), opts(SyncMode::Incremental, token))
+        .await
+        .unwrap();
+    let mut before = Vec::new();
+    let mut seen_checkpoints = 0;
+    let lost_at = loop {
+        let event = stream.next().await.unwrap().unwrap();
+        before.push(event.clone());
+        if let Some(Event::Checkpoint(c)) = &event.event {
+            seen_checkpoints += 1;
+            if seen_checkpoints == 4 {
+                break c.token.clone();
+            }
+        }
+    };
+    drop(stream);
+    let resumed = collect(&engine, fake, opts(SyncMode::Incremental, lost_at)).await;
+    vec![
+        render(&full),
+        render(&same),
+        render(&changed),
+        render(&before),
+        render(&resumed),
+    ]
+}
+
+#[tokio::test]
+async fn concurrent_scopes_send_exactly_the_stream_of_a_sequential_sync() {
+    let sequential = five_scopes(1);
+    let concurrent = five_scopes(3);
+    let expected = story(&sequential).await;
+    let got = story(&concurrent).await;
+    assert_eq!(got, expected);
+    // The story is what the engine promises, whatever the concurrency.
+    let changed = &expected[2];
+    assert_eq!(
+        changed
+            .iter()
+            .filter(|e| e.starts_with("upsert") || e.starts_with("delete"))
+            .collect::<Vec<_>>(),
+        vec![
+            &format!("upsert {T}b/4"),
+            &format!("delete {T}d/5"),
+            &format!("upsert {T}e/6"),
+        ]
+    );
+    assert!(changed.contains(&"scope c 2".to_owned()), "{changed:?}");
+    assert_eq!(changed.last().unwrap(), "summary complete=false deletions=1");
+    // The stream was lost after b's first page; the resumed sync sends b's
+    // change and what follows, once.
+    assert_eq!(expected[3].last().unwrap(), "checkpoint b");
+    assert_eq!(
+        expected[4]
+            .iter()
+            .filter(|e| e.starts_with("upsert") || e.starts_with("delete"))
+            .collect::<Vec<_>>(),
+        vec![
+            &format!("upsert {T}b/4"),
+            &format!("delete {T}d/5"),
+            &format!("upsert {T}e/6")
+        ]
+    );
+    assert_eq!(sequential.max_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(concurrent.max_in_flight.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn scopes_are_crawled_at_once_up_to_the_connector_limit() {
+    // Each scope waits until another has started: only a concurrent engine
+    // gets past the rendezvous; with a limit of 2 never more than 2 run.
+    let fake = Fake {
+        concurrency: 2,
+        rendezvous: Some(tokio::sync::Barrier::new(2)),
+        ..Default::default()
+    };
+    {
+        let mut data = fake.data.lock().unwrap();
+        for scope in ["a", "b", "c", "d"] {
+            data.insert(scope.into(), vec![("1".into(), "x".into()), ("2".into(), "y".into())]);
+        }
+    }
+    let fake = Arc::new(fake);
+    let events = tokio::time::timeout(
+        Duration::from_secs(10),
+        collect(&engine(), &fake, opts(SyncMode::Full, vec![])),
+    )
+    .await
+    .expect("the scopes were not crawled concurrently");
+    let s = summary(&events);
+    assert_eq!((s.scopes_ok, s.scopes_failed, s.counts[0].upserts), (4, 0, 8));
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.crawls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn dropping_the_stream_stops_every_scope_in_flight() {
+    let fake = Arc::new(Fake {
+        concurrency: 3,
+        endless: true,
+        ..Default::default()
+    });
+    for scope in ["a", "b", "c"] {
+        fake.data.lock().unwrap().insert(scope.into(), Vec::new());
+    }
+    let mut stream = engine().start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    for _ in 0..10 {
+        stream.next().await.unwrap().unwrap();
+    }
+    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 3);
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fake.in_flight.load(Ordering::SeqCst), 0);
+    let stopped_at = fake.pushed.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.pushed.load(Ordering::SeqCst), stopped_at);
 }
