@@ -80,6 +80,27 @@ pub struct ReplayStats {
     pub faults: AtomicU64,
     /// Requests no fixture matched.
     pub unmatched: AtomicU64,
+    /// Requests being answered now.
+    pub in_flight: AtomicU64,
+    /// The most requests that were being answered at once.
+    pub max_in_flight: AtomicU64,
+}
+
+/// Counts a request in flight while it is answered.
+struct InFlight<'a>(&'a ReplayStats);
+
+impl<'a> InFlight<'a> {
+    fn new(stats: &'a ReplayStats) -> Self {
+        let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ReplayStats {
@@ -101,6 +122,11 @@ impl ReplayStats {
     /// Injected faults.
     pub fn faults(&self) -> u64 {
         self.faults.load(Ordering::Relaxed)
+    }
+
+    /// The most requests that were being answered at once (latency included).
+    pub fn max_in_flight(&self) -> u64 {
+        self.max_in_flight.load(Ordering::SeqCst)
     }
 }
 
@@ -258,6 +284,7 @@ fn fault_for(options: &ReplayOptions, key: &str, occurrence: u64) -> Option<Faul
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::new(&shared.stats);
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
     let options = shared.options.read().map(|o| o.clone()).unwrap_or_default();
