@@ -257,6 +257,9 @@ pub struct AwsEnv {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`,
     /// when set: the static keys of the default chain, given explicitly.
     pub static_keys: Option<(String, String, Option<String>)>,
+    /// `AWS_CONCURRENCY`: (account, region, service) scopes of one sync
+    /// crawled at once (1 to 64, default 8).
+    pub concurrency: Option<usize>,
 }
 
 impl std::fmt::Debug for AwsEnv {
@@ -265,6 +268,7 @@ impl std::fmt::Debug for AwsEnv {
             .field("accounts", &self.accounts)
             .field("regions", &self.regions)
             .field("credentials", &self.credentials)
+            .field("concurrency", &self.concurrency)
             .field("endpoint_url", &self.endpoint_url.as_ref().map(|u| u.as_str()))
             .field(
                 "static_keys",
@@ -309,10 +313,18 @@ impl AwsEnv {
         ]
         .into_iter()
         .any(|name| var(name).is_some());
+        let concurrency: Option<usize> = parse("AWS_CONCURRENCY")?;
+        if concurrency.is_some_and(|c| c == 0 || c > 64) {
+            return Err(ConfigError {
+                var: "AWS_CONCURRENCY",
+                message: "must be 1 to 64".into(),
+            });
+        }
         Ok(Self {
             accounts,
             regions,
             credentials,
+            concurrency,
             endpoint_url: http_url("AWS_ENDPOINT_URL")?,
             static_keys: match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
                 (Some(id), Some(secret)) => Some((id, secret, var("AWS_SESSION_TOKEN"))),

@@ -927,6 +927,7 @@ impl Registry {
             endpoint_url,
             static_keys,
             fast_retries: !live,
+            scope_concurrency: env.concurrency.unwrap_or(aws::DEFAULT_SCOPE_CONCURRENCY),
         };
         let connector = aws::AwsConnector::new(settings, aws::http::SharedUpstreamHttp::new(template, cache));
         self.entries.push(Entry::of(&connector, availability));

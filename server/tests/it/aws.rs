@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -17,7 +18,7 @@ use connectors_server::cache::SharedCache;
 use connectors_server::config::{Config, ConnectorsMode};
 use connectors_server::http::UpstreamConfig;
 use connectors_server::providers::aws::http::SharedUpstreamHttp;
-use connectors_server::replay::FixtureSet;
+use connectors_server::replay::{FixtureSet, ReplayOptions};
 use connectors_server::testing::MotoServer;
 use tonic::{Code, Status};
 
@@ -176,6 +177,125 @@ async fn fixtures_paginate_every_service_and_map_exact_values() {
     );
 }
 
+#[tokio::test]
+async fn services_are_crawled_at_once_under_aws_concurrency_and_sent_in_scope_order() {
+    let mut streams = Vec::new();
+    let mut peaks = Vec::new();
+    for concurrency in [1, 5] {
+        let mut config = Config::for_tests();
+        config.aws.concurrency = Some(concurrency);
+        let server = TestServer::with_config(config).await;
+        let replay = server.server.replay("aws").unwrap();
+        // Every answer takes 50 ms: the scopes' requests overlap only when
+        // the scopes are crawled at once.
+        replay.set_options(ReplayOptions {
+            latency: Duration::from_millis(50),
+            ..Default::default()
+        });
+        let events = collect(<Aws as Harness>::open(&server, full()).await).await;
+        assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+        assert_eq!(summary(&events).upstream_requests, 24);
+        peaks.push(replay.stats().max_in_flight());
+        streams.push((upserts(&events), scope_statuses(&events)));
+    }
+    // One request at a time without concurrency; the five services' at once
+    // with it, and the same stream either way.
+    assert_eq!(peaks, [1, 5]);
+    assert_eq!(streams[0], streams[1]);
+    assert_eq!(streams[0].0.len(), 26);
+}
+
+#[tokio::test]
+async fn a_throttled_service_is_retried_and_a_denied_one_fails_alone() {
+    let server = TestServer::start().await;
+    let baseline = collect(<Aws as Harness>::open(&server, full()).await).await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    let lambda_requests = set
+        .exchanges()
+        .filter(|e| e.request.path.starts_with("/2015-03-31/"))
+        .count() as u64;
+    assert_eq!(lambda_requests, 3);
+    // ECS throttles ListClusters twice (awsJson 1.1 error shape), then answers.
+    set.insert(
+        serde_json::from_value(serde_json::json!({
+            "times": 2,
+            "request": {
+                "method": "POST",
+                "path": "/",
+                "headers": {"x-amz-target": "AmazonEC2ContainerServiceV20141113.ListClusters"},
+                "body_json": {}
+            },
+            "response": {
+                "status": 400,
+                "headers": {"content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "fixture-throttled"},
+                "body": {"__type": "ThrottlingException", "message": "Rate exceeded"}
+            }
+        }))
+        .unwrap(),
+    );
+    // Lambda denies ListFunctions (restJson1 error shape) every time.
+    set.insert(
+        serde_json::from_value(serde_json::json!({
+            "times": 100,
+            "request": {"method": "GET", "path": "/2015-03-31/functions"},
+            "response": {
+                "status": 403,
+                "headers": {
+                    "content-type": "application/json",
+                    "x-amzn-errortype": "AccessDeniedException",
+                    "x-amzn-requestid": "fixture-denied"
+                },
+                "body": {
+                    "Message": "User: arn:aws:iam::123456789012:user/inventory is not authorized to perform: lambda:ListFunctions"
+                }
+            }
+        }))
+        .unwrap(),
+    );
+    let replay = server.server.replay("aws").unwrap();
+    replay.set_fixtures(set);
+    let before = replay.stats().requests();
+    let events = collect(<Aws as Harness>::open(&server, full()).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+
+    let scope = |service: &str| format!("account:default/region:us-east-1/service:{service}");
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            (scope("ecr"), ScopeState::Ok as i32),
+            (scope("ecs"), ScopeState::Ok as i32),
+            (scope("eks"), ScopeState::Ok as i32),
+            (scope("lambda"), ScopeState::Failed as i32),
+            (scope("tagging"), ScopeState::Ok as i32),
+        ]
+    );
+    let denied = events
+        .iter()
+        .find_map(|event| match &event.event {
+            Some(connectors_proto::v1::sync_event::Event::ScopeStatus(status))
+                if status.state == ScopeState::Failed as i32 =>
+            {
+                Some(status.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(denied.reason, "UPSTREAM_PERMISSION_DENIED");
+    assert!(denied.error.starts_with("lambda:ListFunctions: "), "{}", denied.error);
+    assert!(!summary(&events).complete);
+    // Everything but the three functions, in the order of the full sync.
+    let expected: Vec<(String, String)> = upserts(&baseline)
+        .into_iter()
+        .filter(|(urn, _)| !urn.starts_with("urn:connectors:aws:asset:arn:aws:lambda:"))
+        .collect();
+    assert_eq!(expected.len(), 26 - 3);
+    assert_eq!(upserts(&events), expected);
+    // The two throttled answers were retried; the denial was not.
+    let requests = 24 + 2 - lambda_requests + 1;
+    assert_eq!(replay.stats().requests() - before, requests);
+    assert_eq!(summary(&events).upstream_requests, requests);
+}
+
 /// (image, digest) of the container images of the asset `urn` upserted in `events`.
 fn images_of(events: &[SyncEvent], urn: &str) -> Vec<(String, String)> {
     use connectors_proto::v1::entity::Body;
@@ -213,13 +333,17 @@ fn request(options: SyncOptions) -> SyncRequest {
 }
 
 fn sdk_config(endpoint: &str) -> SdkConfig {
+    sdk_config_in(endpoint, REGION)
+}
+
+fn sdk_config_in(endpoint: &str, region: &str) -> SdkConfig {
     let http = SharedUpstreamHttp::new(
         Arc::new(|base| UpstreamConfig::new("aws-seed", base)),
         SharedCache::memory(1 << 20),
     );
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
+        .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
         .http_client(http)
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
@@ -257,6 +381,23 @@ fn empty_zip() -> Vec<u8> {
     let mut zip = vec![0x50, 0x4b, 0x05, 0x06];
     zip.extend([0u8; 18]);
     zip
+}
+
+/// Creates an EKS cluster through the API; returns its ARN.
+async fn create_eks_cluster(config: &SdkConfig, account: &str, name: &str) -> String {
+    let cluster = aws_sdk_eks::Client::new(config)
+        .create_cluster()
+        .name(name)
+        .role_arn(format!("arn:aws:iam::{account}:role/eks"))
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-1")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cluster.cluster().unwrap().arn().unwrap().to_owned()
 }
 
 struct Seeded {
@@ -347,20 +488,7 @@ async fn seed(endpoint: &str) -> Seeded {
         .unwrap();
     urns.push(asset(service.service().unwrap().service_arn().unwrap()));
 
-    let eks = aws_sdk_eks::Client::new(&config);
-    let cluster = eks
-        .create_cluster()
-        .name("prod-eks")
-        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/eks"))
-        .resources_vpc_config(
-            aws_sdk_eks::types::VpcConfigRequest::builder()
-                .subnet_ids("subnet-1")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    urns.push(asset(cluster.cluster().unwrap().arn().unwrap()));
+    urns.push(asset(&create_eks_cluster(&config, ACCOUNT, "prod-eks").await));
 
     let role = create_role(endpoint).await;
     let lambda = aws_sdk_lambda::Client::new(&config);
@@ -529,4 +657,116 @@ async fn validation_names_the_field_and_unconfigured_accounts_are_rejected() {
         assert_eq!(status.code(), Code::InvalidArgument, "{field}");
         assert!(status.message().contains(field), "{field}: {}", status.message());
     }
+}
+
+/// The SDK config of `region` with the credentials of `role`, assumed
+/// through STS (moto keeps each account's resources apart by them).
+async fn assumed(endpoint: &str, region: &str, role: &str) -> SdkConfig {
+    // The loader (unlike a bare builder) gives STS a time source and a sleep.
+    let plain = sdk_config_in(endpoint, region);
+    let base = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .http_client(plain.http_client().unwrap())
+        .credentials_provider(plain.credentials_provider().unwrap())
+        .load()
+        .await;
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name("seed")
+        .region(Region::new(region.to_owned()))
+        .configure(&base)
+        .build()
+        .await;
+    base.into_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+        .build()
+}
+
+#[tokio::test]
+async fn every_account_and_region_is_its_own_scope_against_moto() {
+    let Some(moto) = MotoServer::start_or_skip() else {
+        return;
+    };
+    let endpoint = moto.url();
+    const OTHER: &str = "111111111111";
+    let role = |account: &str| format!("arn:aws:iam::{account}:role/inventory");
+    // Seeded through the AWS API, each account by its assumed role.
+    let mut expected = Vec::new();
+    for (account, region, name) in [
+        (ACCOUNT, "us-east-1", "east"),
+        (ACCOUNT, "eu-west-1", "west"),
+        (OTHER, "eu-west-1", "shared"),
+    ] {
+        let config = assumed(&endpoint, region, &role(account)).await;
+        let created = aws_sdk_ecr::Client::new(&config)
+            .create_repository()
+            .repository_name(name)
+            .send()
+            .await
+            .unwrap();
+        let arn = created.repository().unwrap().repository_arn().unwrap().to_owned();
+        assert_eq!(arn, format!("arn:aws:ecr:{region}:{account}:repository/{name}"));
+        expected.push((
+            format!("urn:connectors:aws:asset:{arn}"),
+            format!("account:{account}/region:{region}/service:ecr"),
+        ));
+    }
+    let config = assumed(&endpoint, "us-east-1", &role(OTHER)).await;
+    let arn = create_eks_cluster(&config, OTHER, "other-eks").await;
+    assert_eq!(arn, format!("arn:aws:eks:us-east-1:{OTHER}:cluster/other-eks"));
+    expected.push((
+        format!("urn:connectors:aws:asset:{arn}"),
+        format!("account:{OTHER}/region:us-east-1/service:eks"),
+    ));
+
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.aws.credentials = true;
+    config.aws.accounts = vec![(ACCOUNT.into(), role(ACCOUNT)), (OTHER.into(), role(OTHER))];
+    config.aws.regions = vec!["us-east-1".into(), "eu-west-1".into()];
+    config.aws.concurrency = Some(4);
+    config.aws.endpoint_url = Some(url::Url::parse(&endpoint).unwrap());
+    config.aws.static_keys = Some(("testing".into(), "testing".into(), None));
+    let server = TestServer::with_config(config).await;
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                services: vec!["ecr".into(), "eks".into()],
+                options: Some(full()),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    // Accounts in order (AWS_ACCOUNTS sorted by id), then regions as
+    // configured, then services.
+    let mut scopes = Vec::new();
+    for account in [OTHER, ACCOUNT] {
+        for region in ["us-east-1", "eu-west-1"] {
+            for service in ["ecr", "eks"] {
+                scopes.push((
+                    format!("account:{account}/region:{region}/service:{service}"),
+                    ScopeState::Ok as i32,
+                ));
+            }
+        }
+    }
+    assert_eq!(scope_statuses(&events), scopes);
+    // Each resource once, from the scope of its own account and region.
+    let got: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|event| match &event.event {
+            Some(connectors_proto::v1::sync_event::Event::Upsert(upsert)) => Some((
+                upsert.entity.as_ref()?.urn.clone(),
+                upsert.provenance.as_ref()?.source.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let order = |source: &str| scopes.iter().position(|(scope, _)| scope == source).unwrap();
+    expected.sort_by_key(|(_, source)| order(source));
+    assert_eq!(got, expected);
+    assert!(summary(&events).complete);
 }

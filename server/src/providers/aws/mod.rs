@@ -25,6 +25,9 @@ pub const ID: &str = "aws";
 /// Services a request may name.
 pub const SERVICES: &[&str] = &["ecr", "ecs", "eks", "lambda", "tagging"];
 
+/// Scopes of one sync crawled at once when `AWS_CONCURRENCY` is not set.
+pub const DEFAULT_SCOPE_CONCURRENCY: usize = 8;
+
 /// The account of the default credentials, when no account is configured.
 pub const DEFAULT_ACCOUNT: &str = "default";
 
@@ -65,6 +68,8 @@ pub struct AwsSettings {
     pub static_keys: Option<(String, String, Option<String>)>,
     /// Short SDK retry backoff (fixtures on loopback).
     pub fast_retries: bool,
+    /// Scopes of one sync crawled at once (`AWS_CONCURRENCY`).
+    pub scope_concurrency: usize,
 }
 
 /// The AWS connector.
@@ -655,6 +660,10 @@ impl Connector for AwsConnector {
             }
         }
         Ok(scopes)
+    }
+
+    fn scope_concurrency(&self) -> usize {
+        self.settings.scope_concurrency
     }
 
     fn request_fingerprint(&self, _request: &AwsRequest) -> String {
