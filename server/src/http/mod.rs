@@ -642,8 +642,8 @@ impl CachedResponse {
 }
 
 /// Rate-limit figures from response headers (GitHub's `x-ratelimit-*`, GitLab's
-/// `ratelimit-*`, Azure Resource Manager's `x-ms-ratelimit-remaining-subscription-reads`,
-/// and the standard `Retry-After`).
+/// `ratelimit-*`, Azure Resource Manager's `x-ms-ratelimit-remaining-*-reads`,
+/// and the standard `Retry-After`, in seconds or as an HTTP date).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RateLimit {
     /// Requests left in the window.
@@ -657,23 +657,39 @@ pub struct RateLimit {
 impl RateLimit {
     /// Reads the headers.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let int = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|name| headers.get(*name)?.to_str().ok()?.trim().parse::<i64>().ok())
-        };
+        Self::from_headers_at(headers, Utc::now())
+    }
+
+    /// Reads the headers, with `now` for a `Retry-After` given as an HTTP date.
+    pub fn from_headers_at(headers: &HeaderMap, now: DateTime<Utc>) -> Self {
+        let int = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<i64>().ok();
+        // Azure Resource Manager sends several read budgets (per subscription,
+        // the newer global one per subscription, per tenant): the smallest binds.
+        let arm = [
+            "x-ms-ratelimit-remaining-subscription-reads",
+            "x-ms-ratelimit-remaining-subscription-global-reads",
+            "x-ms-ratelimit-remaining-tenant-reads",
+        ]
+        .into_iter()
+        .filter_map(int)
+        .min();
+        let retry_after = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let v = v.trim();
+                // Delay-seconds, or an HTTP date (RFC 9110 section 10.2.3).
+                v.parse::<u64>().ok().or_else(|| {
+                    let at = DateTime::parse_from_rfc2822(v).ok()?;
+                    Some(u64::try_from((at.timestamp() - now.timestamp()).max(0)).unwrap_or(0))
+                })
+            });
         Self {
-            remaining: int(&[
-                "x-ratelimit-remaining",
-                "ratelimit-remaining",
-                // Azure Resource Manager's per-subscription read budget.
-                "x-ms-ratelimit-remaining-subscription-reads",
-            ]),
-            reset_epoch: int(&["x-ratelimit-reset", "ratelimit-reset"]),
-            retry_after: headers
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok()),
+            remaining: int("x-ratelimit-remaining")
+                .or_else(|| int("ratelimit-remaining"))
+                .or(arm),
+            reset_epoch: int("x-ratelimit-reset").or_else(|| int("ratelimit-reset")),
+            retry_after,
         }
     }
 

@@ -800,6 +800,34 @@ fn rate_limit_from_gitlab_headers() {
 }
 
 #[test]
+fn rate_limit_from_arm_headers_is_the_smallest_read_budget() {
+    // Azure Resource Manager: per subscription, the newer global per
+    // subscription, and per tenant.
+    let rate = RateLimit::from_headers(&headers(&[
+        ("x-ms-ratelimit-remaining-subscription-reads", "11999"),
+        ("x-ms-ratelimit-remaining-subscription-global-reads", "249"),
+        ("x-ms-ratelimit-remaining-tenant-reads", "11998"),
+    ]));
+    assert_eq!(rate.remaining, Some(249));
+    let tenant_only = RateLimit::from_headers(&headers(&[("x-ms-ratelimit-remaining-tenant-reads", "0")]));
+    assert_eq!(tenant_only.remaining, Some(0));
+    assert!(tenant_only.is_limited(StatusCode::FORBIDDEN));
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_the_seconds_until_then() {
+    let now = Utc.timestamp_opt(1_795_000_000, 0).unwrap();
+    // 1795000000 is Wed, 18 Nov 2026 11:06:40 GMT.
+    let rate = RateLimit::from_headers_at(&headers(&[("retry-after", "Wed, 18 Nov 2026 11:07:25 GMT")]), now);
+    assert_eq!(rate.retry_after, Some(45));
+    assert_eq!(rate.wait(now), Some(Duration::from_secs(45)));
+    let past = RateLimit::from_headers_at(&headers(&[("retry-after", "Wed, 18 Nov 2026 11:00:00 GMT")]), now);
+    assert_eq!(past.retry_after, Some(0));
+    let garbage = RateLimit::from_headers_at(&headers(&[("retry-after", "soon")]), now);
+    assert_eq!(garbage.retry_after, None);
+}
+
+#[test]
 fn rate_limit_from_retry_after() {
     let rate = RateLimit::from_headers(&headers(&[("retry-after", "30"), ("x-ratelimit-reset", "1795000000")]));
     assert_eq!(

@@ -259,9 +259,23 @@ pub fn asset_entity(subscription: &str, resource: &Value) -> Option<(Entity, Str
             attr("azure.https_only", prop("httpsOnly"));
             attr("azure.server_farm_id", prop("serverFarmId"));
             let config = props.get("siteConfig");
+            // ARM's list and GET answers often carry `siteConfig: null` and the
+            // stack in the undocumented `siteProperties.properties` name/value
+            // list instead (azure-rest-api-specs issue 1698).
+            let site_property = |name: &str| {
+                props
+                    .get("siteProperties")?
+                    .get("properties")?
+                    .as_array()?
+                    .iter()
+                    .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(name))?
+                    .get("value")
+            };
             let fx = [
                 config.and_then(|c| c.get("linuxFxVersion")),
                 config.and_then(|c| c.get("windowsFxVersion")),
+                site_property("LinuxFxVersion"),
+                site_property("WindowsFxVersion"),
             ]
             .into_iter()
             .map(text)
@@ -562,6 +576,39 @@ mod tests {
         assert!(a.images.is_empty());
         assert!(pairs(&a.attributes).contains(&("azure.runtime", "PYTHON|3.12")));
         assert!(asset_entity(SUB, &json!({"name": "no id"})).is_none());
+    }
+
+    #[test]
+    fn a_site_listed_without_site_config_has_its_stack_from_site_properties() {
+        // As ARM answers a list: siteConfig null, the stack in siteProperties.
+        let site = json!({
+            "id": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Web/sites/web2",
+            "name": "web2", "type": "Microsoft.Web/sites", "kind": "app,linux,container",
+            "location": "West Europe",
+            "properties": {
+                "state": "Stopped",
+                "siteConfig": null,
+                "siteProperties": {
+                    "metadata": null,
+                    "properties": [
+                        {"name": "LinuxFxVersion", "value": "DOCKER|acmeprod.azurecr.io/api:2.0.1"},
+                        {"name": "WindowsFxVersion", "value": null}
+                    ],
+                    "appSettings": null
+                }
+            }
+        });
+        let (entity, _) = asset_entity(SUB, &site).unwrap();
+        let a = asset(&entity);
+        assert_eq!(
+            a.images,
+            [ContainerImage {
+                container: "web2".into(),
+                image: "acmeprod.azurecr.io/api:2.0.1".into(),
+                digest: String::new(),
+            }]
+        );
+        assert_eq!(a.status, "Stopped");
     }
 
     #[test]
