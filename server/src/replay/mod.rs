@@ -80,26 +80,43 @@ pub struct ReplayStats {
     pub faults: AtomicU64,
     /// Requests no fixture matched.
     pub unmatched: AtomicU64,
-    /// Requests being answered now.
-    pub in_flight: AtomicU64,
-    /// The most requests that were being answered at once.
-    pub max_in_flight: AtomicU64,
+    /// Requests being answered now, and the most at once.
+    pub in_flight: PeakGauge,
 }
 
-/// Counts a request in flight while it is answered.
-struct InFlight<'a>(&'a ReplayStats);
+/// A count of things in progress and the most there were at once.
+#[derive(Debug, Default)]
+pub struct PeakGauge {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
 
-impl<'a> InFlight<'a> {
-    fn new(stats: &'a ReplayStats) -> Self {
-        let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        Self(stats)
+impl PeakGauge {
+    /// Counts one more until the guard is dropped.
+    pub fn enter(&self) -> PeakGuard<'_> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        PeakGuard(self)
+    }
+
+    /// In progress now.
+    pub fn now(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    /// The most in progress at once.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::SeqCst)
     }
 }
 
-impl Drop for InFlight<'_> {
+/// One thing in progress of a [`PeakGauge`].
+#[derive(Debug)]
+pub struct PeakGuard<'a>(&'a PeakGauge);
+
+impl Drop for PeakGuard<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -126,7 +143,7 @@ impl ReplayStats {
 
     /// The most requests that were being answered at once (latency included).
     pub fn max_in_flight(&self) -> u64 {
-        self.max_in_flight.load(Ordering::SeqCst)
+        self.in_flight.peak()
     }
 }
 
@@ -284,7 +301,7 @@ fn fault_for(options: &ReplayOptions, key: &str, occurrence: u64) -> Option<Faul
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let _in_flight = InFlight::new(&shared.stats);
+    let _in_flight = shared.stats.in_flight.enter();
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
     let options = shared.options.read().map(|o| o.clone()).unwrap_or_default();

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::cache::SharedCache;
+use crate::replay::PeakGauge;
 
 static FAKE: Descriptor = Descriptor {
     id: "fake",
@@ -42,28 +43,10 @@ struct Fake {
     /// Scopes crawled at once (0: the trait's default).
     concurrency: usize,
     /// Scopes being crawled now, and the most there were at once.
-    in_flight: AtomicU64,
-    max_in_flight: AtomicU64,
+    in_flight: PeakGauge,
     /// Every scope waits here before its first entity, so a sync whose scopes
     /// are not crawled concurrently never gets past it.
     rendezvous: Option<tokio::sync::Barrier>,
-}
-
-/// Counts a scope in flight for as long as it lives.
-struct InFlight<'a>(&'a Fake);
-
-impl<'a> InFlight<'a> {
-    fn new(fake: &'a Fake) -> Self {
-        let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        fake.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        Self(fake)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 const PAGE: usize = 2;
@@ -136,7 +119,7 @@ impl Connector for Fake {
 
     async fn sync_scope(&self, _request: &(), scope: &Scope, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
         self.crawls.fetch_add(1, Ordering::SeqCst);
-        let _in_flight = InFlight::new(self);
+        let _in_flight = self.in_flight.enter();
         if let Some(rendezvous) = &self.rendezvous {
             rendezvous.wait().await;
         }
@@ -881,8 +864,8 @@ async fn concurrent_scopes_send_exactly_the_stream_of_a_sequential_sync() {
             &format!("upsert {T}e/6")
         ]
     );
-    assert_eq!(sequential.max_in_flight.load(Ordering::SeqCst), 1);
-    assert_eq!(concurrent.max_in_flight.load(Ordering::SeqCst), 3);
+    assert_eq!(sequential.in_flight.peak(), 1);
+    assert_eq!(concurrent.in_flight.peak(), 3);
 }
 
 #[tokio::test]
@@ -909,7 +892,7 @@ async fn scopes_are_crawled_at_once_up_to_the_connector_limit() {
     .expect("the scopes were not crawled concurrently");
     let s = summary(&events);
     assert_eq!((s.scopes_ok, s.scopes_failed, s.counts[0].upserts), (4, 0, 8));
-    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.in_flight.peak(), 2);
     assert_eq!(fake.crawls.load(Ordering::SeqCst), 4);
 }
 
@@ -927,10 +910,10 @@ async fn dropping_the_stream_stops_every_scope_in_flight() {
     for _ in 0..10 {
         stream.next().await.unwrap().unwrap();
     }
-    assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.in_flight.peak(), 3);
     drop(stream);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(fake.in_flight.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.in_flight.now(), 0);
     let stopped_at = fake.pushed.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.pushed.load(Ordering::SeqCst), stopped_at);
