@@ -20,7 +20,7 @@ pub struct Process {
 }
 
 impl Process {
-    /// Spawns this binary with `args` and exactly `env` (plus PATH and HOME),
+    /// Spawns this binary with `args` and exactly `env` (plus PATH, HOME and MIMALLOC_*),
     /// logging to `log`.
     pub fn spawn_self(args: &[&str], env: &[(String, String)], addr: SocketAddr, log: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
@@ -31,6 +31,8 @@ impl Process {
                 command.env(name, value);
             }
         }
+        // Allocator settings reach the server too, for experiments.
+        command.envs(std::env::vars().filter(|(name, _)| name.starts_with("MIMALLOC_")));
         command.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let log = std::fs::File::create(log)?;
         let child = command

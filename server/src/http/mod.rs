@@ -26,7 +26,7 @@ use url::Url;
 
 use crate::cache::SharedCache;
 
-pub use stats::{RequestStats, SYNC_STATS};
+pub use stats::{RequestStats, SYNC_STATS, spawn_in_sync};
 pub use tower_adapter::TowerAdapter;
 
 /// Settings of one connector's upstream client.

@@ -9,6 +9,24 @@ tokio::task_local! {
     pub static SYNC_STATS: std::sync::Arc<RequestStats>;
 }
 
+/// Spawns `future` as a task of the sync running on this task: its upstream
+/// requests count in the sync's [`RequestStats`] and its spans are children of
+/// the current span. Dropping the handle aborts the task, so a sync that ends
+/// leaves none of its work behind.
+pub fn spawn_in_sync<F>(future: F) -> tokio_util::task::AbortOnDropHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument as _;
+    let span = tracing::Span::current();
+    let task = match SYNC_STATS.try_with(std::sync::Arc::clone) {
+        Ok(stats) => tokio::spawn(SYNC_STATS.scope(stats, future).instrument(span)),
+        Err(_) => tokio::spawn(future.instrument(span)),
+    };
+    tokio_util::task::AbortOnDropHandle::new(task)
+}
+
 /// Request figures of one sync.
 #[derive(Debug)]
 pub struct RequestStats {

@@ -658,16 +658,12 @@ impl Run {
             resume,
             items,
         );
-        let task = tokio::spawn(
-            SYNC_STATS
-                .scope(self.stats.clone(), crawl)
-                .instrument(tracing::Span::current()),
-        );
         InFlight {
             scope,
             generation,
             items: receiver,
-            task: AbortOnDropHandle::new(task),
+            // Spawned from the sync task: the crawl keeps its stats and span.
+            task: crate::http::spawn_in_sync(crawl),
         }
     }
 

@@ -206,7 +206,7 @@ async fn services_are_crawled_at_once_under_aws_concurrency_and_sent_in_scope_or
 }
 
 #[tokio::test]
-async fn a_throttled_service_is_retried_and_a_denied_one_fails_alone() {
+async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     let server = TestServer::start().await;
     let baseline = collect(<Aws as Harness>::open(&server, full()).await).await;
     let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
@@ -252,6 +252,28 @@ async fn a_throttled_service_is_retried_and_a_denied_one_fails_alone() {
         }))
         .unwrap(),
     );
+    // ECR: the second repository is gone by the time its images are listed
+    // (a modeled awsJson error, not retried): the scope fails after what it sent.
+    set.insert(
+        serde_json::from_value(serde_json::json!({
+            "times": 100,
+            "request": {
+                "method": "POST",
+                "path": "/",
+                "headers": {"x-amz-target": "AmazonEC2ContainerRegistry_V20150921.DescribeImages"},
+                "body_json": {"repositoryName": "worker"}
+            },
+            "response": {
+                "status": 400,
+                "headers": {"content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "fixture-gone"},
+                "body": {
+                    "__type": "RepositoryNotFoundException",
+                    "message": "The repository with name 'worker' does not exist in the registry with id '123456789012'"
+                }
+            }
+        }))
+        .unwrap(),
+    );
     let replay = server.server.replay("aws").unwrap();
     replay.set_fixtures(set);
     let before = replay.stats().requests();
@@ -262,16 +284,16 @@ async fn a_throttled_service_is_retried_and_a_denied_one_fails_alone() {
     assert_eq!(
         scope_statuses(&events),
         vec![
-            (scope("ecr"), ScopeState::Ok as i32),
+            (scope("ecr"), ScopeState::Failed as i32),
             (scope("ecs"), ScopeState::Ok as i32),
             (scope("eks"), ScopeState::Ok as i32),
             (scope("lambda"), ScopeState::Failed as i32),
             (scope("tagging"), ScopeState::Ok as i32),
         ]
     );
-    let denied = events
+    let failures: Vec<_> = events
         .iter()
-        .find_map(|event| match &event.event {
+        .filter_map(|event| match &event.event {
             Some(connectors_proto::v1::sync_event::Event::ScopeStatus(status))
                 if status.state == ScopeState::Failed as i32 =>
             {
@@ -279,19 +301,40 @@ async fn a_throttled_service_is_retried_and_a_denied_one_fails_alone() {
             }
             _ => None,
         })
-        .unwrap();
-    assert_eq!(denied.reason, "UPSTREAM_PERMISSION_DENIED");
-    assert!(denied.error.starts_with("lambda:ListFunctions: "), "{}", denied.error);
+        .collect();
+    assert_eq!(failures[0].reason, "UPSTREAM_ERROR");
+    assert!(
+        failures[0].error.starts_with("ecr:DescribeImages: ")
+            && failures[0].error.contains("RepositoryNotFoundException"),
+        "{}",
+        failures[0].error
+    );
+    assert_eq!(failures[1].reason, "UPSTREAM_PERMISSION_DENIED");
+    assert!(
+        failures[1].error.starts_with("lambda:ListFunctions: "),
+        "{}",
+        failures[1].error
+    );
     assert!(!summary(&events).complete);
-    // Everything but the three functions, in the order of the full sync.
+    // The full sync's upserts, in its order, without the three functions and
+    // without what follows the worker repository in ECR (its images, web).
+    let worker = "urn:connectors:aws:asset:arn:aws:ecr:us-east-1:123456789012:repository/worker";
+    let mut after_worker = false;
     let expected: Vec<(String, String)> = upserts(&baseline)
         .into_iter()
         .filter(|(urn, _)| !urn.starts_with("urn:connectors:aws:asset:arn:aws:lambda:"))
+        .filter(|(urn, _)| {
+            let ecr = urn.starts_with("urn:connectors:aws:asset:arn:aws:ecr:");
+            let keep = !(ecr && after_worker);
+            after_worker |= urn == worker;
+            keep
+        })
         .collect();
-    assert_eq!(expected.len(), 26 - 3);
+    assert_eq!(expected.len(), 26 - 3 - 3);
     assert_eq!(upserts(&events), expected);
-    // The two throttled answers were retried; the denial was not.
-    let requests = 24 + 2 - lambda_requests + 1;
+    // The two throttled answers were retried; neither failure was, and web's
+    // images were never asked for.
+    let requests = 24 + 2 - lambda_requests + 1 - 1;
     assert_eq!(replay.stats().requests() - before, requests);
     assert_eq!(summary(&events).upstream_requests, requests);
 }

@@ -150,6 +150,41 @@ fn label(key: &str, value: impl Into<String>) -> Label {
     }
 }
 
+/// DescribeImages pages fetched ahead of the upserts.
+const ECR_PAGES_AHEAD: usize = 4;
+
+/// What the ECR image fetcher hands over, repository after repository.
+enum ImagePage {
+    /// One page of the current repository's images, or the error that ends the crawl.
+    Images(Result<Vec<aws_sdk_ecr::types::ImageDetail>, ScopeError>),
+    /// The current repository has no more pages.
+    RepositoryDone,
+}
+
+/// Fetches every DescribeImages page of `repositories`, in order, into `pages`;
+/// stops at the first error (after handing it over) or when the receiver is gone.
+async fn fetch_image_pages(
+    client: aws_sdk_ecr::Client,
+    repositories: Vec<String>,
+    pages: tokio::sync::mpsc::Sender<ImagePage>,
+) {
+    for name in repositories {
+        let mut paginator = client.describe_images().repository_name(&name).into_paginator().send();
+        while let Some(page) = paginator.next().await {
+            let page = page
+                .map(|mut page| page.image_details.take().unwrap_or_default())
+                .map_err(|e| sdk_error("ecr:DescribeImages", e));
+            let failed = page.is_err();
+            if pages.send(ImagePage::Images(page)).await.is_err() || failed {
+                return;
+            }
+        }
+        if pages.send(ImagePage::RepositoryDone).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Where an asset lives.
 #[derive(Debug, Clone, Default)]
 pub struct Place {
@@ -295,6 +330,15 @@ impl AwsConnector {
             let page = page.map_err(|e| sdk_error("ecr:DescribeRepositories", e))?;
             repositories.extend(page.repositories().iter().cloned());
         }
+        // The image pages are fetched and parsed by a task of their own, a few
+        // pages ahead of the upserts, so parsing and the engine's work run on
+        // different cores; the entities still go out in the same order.
+        let names: Vec<String> = repositories
+            .iter()
+            .map(|r| r.repository_name().unwrap_or_default().to_owned())
+            .collect();
+        let (pages_tx, mut image_pages) = tokio::sync::mpsc::channel(ECR_PAGES_AHEAD);
+        let _fetcher = crate::http::spawn_in_sync(fetch_image_pages(client, names, pages_tx));
         for repository in repositories {
             let arn = repository.repository_arn().unwrap_or_default().to_owned();
             let name = repository.repository_name().unwrap_or_default().to_owned();
@@ -318,14 +362,23 @@ impl AwsConnector {
                 Vec::new(),
             );
             self.emit(ctx, "ecr:DescribeRepositories", entity).await?;
-            let mut images = client.describe_images().repository_name(&name).into_paginator().send();
-            while let Some(page) = images.next().await {
-                let page = page.map_err(|e| sdk_error("ecr:DescribeImages", e))?;
-                for image in page.image_details() {
+            let uri = repository.repository_uri().unwrap_or(&name);
+            loop {
+                let images = match image_pages.recv().await {
+                    Some(ImagePage::Images(images)) => images?,
+                    Some(ImagePage::RepositoryDone) => break,
+                    // The fetcher ends only after the last repository's marker.
+                    None => {
+                        return Err(ScopeError::Failed {
+                            reason: "UPSTREAM_ERROR",
+                            message: "ecr:DescribeImages: the image fetcher ended early".into(),
+                        });
+                    }
+                };
+                for image in images {
                     let Some(digest) = image.image_digest() else { continue };
                     let mut tags: Vec<String> = image.image_tags().to_vec();
                     tags.sort();
-                    let uri = repository.repository_uri().unwrap_or(&name);
                     let entity = asset(
                         place,
                         "aws.ecr.image",
