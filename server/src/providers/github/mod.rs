@@ -214,6 +214,8 @@ impl From<Entity> for BlobEntity {
 enum Step<T> {
     Repo(Box<GhRepository>, T),
     PageEnd(Uri),
+    /// A repository's fetch task ended without an answer (it panicked).
+    Lost(ScopeError),
 }
 
 /// What was fetched for one repository besides the repository itself.
@@ -251,7 +253,6 @@ fn decode_blob(blob: &GitBlob) -> Result<String, String> {
 
 impl GithubConnector {
     async fn fetch_children(
-        &self,
         crab: &Octocrab,
         repo: &GhRepository,
         want_manifests: bool,
@@ -263,14 +264,14 @@ impl GithubConnector {
         let (manifests, sbom) = futures::join!(
             async {
                 if want_manifests {
-                    self.fetch_manifests(crab, repo, &owner, &full).await
+                    Self::fetch_manifests(crab, repo, &owner, &full).await
                 } else {
                     Ok(Vec::new())
                 }
             },
             async {
                 if want_sbom {
-                    self.fetch_sbom(crab, repo, &owner, &full).await
+                    Self::fetch_sbom(crab, repo, &owner, &full).await
                 } else {
                     Ok(None)
                 }
@@ -283,7 +284,6 @@ impl GithubConnector {
     }
 
     async fn fetch_manifests(
-        &self,
         crab: &Octocrab,
         repo: &GhRepository,
         owner: &str,
@@ -343,7 +343,6 @@ impl GithubConnector {
     }
 
     async fn fetch_sbom(
-        &self,
         crab: &Octocrab,
         repo: &GhRepository,
         owner: &str,
@@ -405,7 +404,7 @@ impl GithubConnector {
         want_sbom: bool,
     ) -> Result<Option<Children>, ScopeError> {
         if fetch {
-            self.fetch_children(crab, repo, want_manifests, want_sbom)
+            Self::fetch_children(crab, repo, want_manifests, want_sbom)
                 .await
                 .map(Some)
         } else {
@@ -535,13 +534,24 @@ impl GithubConnector {
                 let Some(step) = queued.pop_front() else { break };
                 in_flight.push_back(async move {
                     match step {
-                        Step::Repo(repo, fetch) => {
-                            let children = self
-                                .maybe_fetch_children(crab, &repo, fetch, want_manifests, want_sbom)
-                                .await;
-                            Step::Repo(repo, children)
+                        // Each repository's requests and their parsing run in a
+                        // task of their own, so they spread over the cores.
+                        Step::Repo(repo, true) => {
+                            let crab = crab.clone();
+                            let fetch = crate::http::spawn_in_sync(async move {
+                                let children = Self::fetch_children(&crab, &repo, want_manifests, want_sbom).await;
+                                (repo, children)
+                            });
+                            match fetch.await {
+                                Ok((repo, children)) => Step::Repo(repo, children.map(Some)),
+                                Err(error) => Step::Lost(ScopeError::Fatal(SyncError::Internal(format!(
+                                    "a repository fetch of {org} ended: {error}"
+                                )))),
+                            }
                         }
+                        Step::Repo(repo, false) => Step::Repo(repo, Ok(None)),
                         Step::PageEnd(uri) => Step::PageEnd(uri),
+                        Step::Lost(error) => Step::Lost(error),
                     }
                 });
             }
@@ -567,6 +577,7 @@ impl GithubConnector {
                     self.push_repo(&repo, children?, "repos/list-for-org", ctx).await?;
                 }
                 Either::Left(Step::PageEnd(next)) => ctx.checkpoint(next.to_string()).await?,
+                Either::Left(Step::Lost(error)) => return Err(error),
                 Either::Right(fetched) => {
                     next_page = None;
                     page = fetched.map_err(listing_error)?;
