@@ -205,6 +205,27 @@ async fn services_are_crawled_at_once_under_aws_concurrency_and_sent_in_scope_or
     assert_eq!(streams[0].0.len(), 26);
 }
 
+/// An exchange answering the awsJson 1.1 request `target` with `body_json`
+/// by the protocol's error shape (400, `__type`), its first `times` matches.
+fn aws_json_error(
+    times: u64,
+    target: &str,
+    body_json: serde_json::Value,
+    error_type: &str,
+    message: &str,
+) -> connectors_server::replay::Exchange {
+    serde_json::from_value(serde_json::json!({
+        "times": times,
+        "request": {"method": "POST", "path": "/", "headers": {"x-amz-target": target}, "body_json": body_json},
+        "response": {
+            "status": 400,
+            "headers": {"content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "fixture-error"},
+            "body": {"__type": error_type, "message": message}
+        }
+    }))
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     let server = TestServer::start().await;
@@ -216,23 +237,13 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
         .count() as u64;
     assert_eq!(lambda_requests, 3);
     // ECS throttles ListClusters twice (awsJson 1.1 error shape), then answers.
-    set.insert(
-        serde_json::from_value(serde_json::json!({
-            "times": 2,
-            "request": {
-                "method": "POST",
-                "path": "/",
-                "headers": {"x-amz-target": "AmazonEC2ContainerServiceV20141113.ListClusters"},
-                "body_json": {}
-            },
-            "response": {
-                "status": 400,
-                "headers": {"content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "fixture-throttled"},
-                "body": {"__type": "ThrottlingException", "message": "Rate exceeded"}
-            }
-        }))
-        .unwrap(),
-    );
+    set.insert(aws_json_error(
+        2,
+        "AmazonEC2ContainerServiceV20141113.ListClusters",
+        serde_json::json!({}),
+        "ThrottlingException",
+        "Rate exceeded",
+    ));
     // Lambda denies ListFunctions (restJson1 error shape) every time.
     set.insert(
         serde_json::from_value(serde_json::json!({
@@ -254,26 +265,13 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     );
     // ECR: the second repository is gone by the time its images are listed
     // (a modeled awsJson error, not retried): the scope fails after what it sent.
-    set.insert(
-        serde_json::from_value(serde_json::json!({
-            "times": 100,
-            "request": {
-                "method": "POST",
-                "path": "/",
-                "headers": {"x-amz-target": "AmazonEC2ContainerRegistry_V20150921.DescribeImages"},
-                "body_json": {"repositoryName": "worker"}
-            },
-            "response": {
-                "status": 400,
-                "headers": {"content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "fixture-gone"},
-                "body": {
-                    "__type": "RepositoryNotFoundException",
-                    "message": "The repository with name 'worker' does not exist in the registry with id '123456789012'"
-                }
-            }
-        }))
-        .unwrap(),
-    );
+    set.insert(aws_json_error(
+        100,
+        "AmazonEC2ContainerRegistry_V20150921.DescribeImages",
+        serde_json::json!({"repositoryName": "worker"}),
+        "RepositoryNotFoundException",
+        "The repository with name 'worker' does not exist in the registry with id '123456789012'",
+    ));
     let replay = server.server.replay("aws").unwrap();
     replay.set_fixtures(set);
     let before = replay.stats().requests();
