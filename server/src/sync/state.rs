@@ -146,6 +146,64 @@ impl SeenUrns {
     }
 }
 
+/// The first bytes of a binary state chunk (a JSON chunk, as written by
+/// older servers, starts with `[`).
+const CHUNK_MAGIC: &[u8] = b"\xC5SC1";
+
+/// A state chunk: the magic, the number of entries (u32), then per entry its
+/// kind (i32) and urn, hash, parent and version, each a u32 length and UTF-8
+/// (integers little endian).
+/// No escaping or parsing of JSON on the hot path.
+fn encode_chunk(entries: &[StateEntry]) -> Vec<u8> {
+    let size: usize = entries
+        .iter()
+        .map(|e| 20 + e.urn.len() + e.hash.len() + e.parent.len() + e.version.len())
+        .sum();
+    let mut out = Vec::with_capacity(CHUNK_MAGIC.len() + size);
+    out.extend_from_slice(CHUNK_MAGIC);
+    out.extend_from_slice(&u32::try_from(entries.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for entry in entries {
+        out.extend_from_slice(&entry.kind.to_le_bytes());
+        for field in [&entry.urn, &entry.hash, &entry.parent, &entry.version] {
+            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&field.as_bytes()[..len as usize]);
+        }
+    }
+    out
+}
+
+/// Appends the entries of a chunk (binary, or JSON from older servers) to
+/// `entries`; `None` when it is malformed.
+fn decode_chunk(bytes: &[u8], entries: &mut Vec<StateEntry>) -> Option<()> {
+    let Some(mut rest) = bytes.strip_prefix(CHUNK_MAGIC) else {
+        let mut part: Vec<StateEntry> = serde_json::from_slice(bytes).ok()?;
+        entries.append(&mut part);
+        return Some(());
+    };
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        *rest = tail;
+        Some(head)
+    }
+    fn text(rest: &mut &[u8]) -> Option<String> {
+        let len = u32::from_le_bytes(take(rest, 4)?.try_into().ok()?);
+        String::from_utf8(take(rest, usize::try_from(len).ok()?)?.to_vec()).ok()
+    }
+    let count = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
+    for _ in 0..count {
+        let kind = i32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
+        entries.push(StateEntry {
+            kind,
+            urn: text(&mut rest)?,
+            hash: text(&mut rest)?,
+            parent: text(&mut rest)?,
+            version: text(&mut rest)?,
+        });
+    }
+    rest.is_empty().then_some(())
+}
+
 /// Reads and writes scope state and server-kept checkpoints.
 #[derive(Debug, Clone)]
 pub struct StateStore {
@@ -216,13 +274,10 @@ impl StateStore {
         chunk: u32,
         entries: &[StateEntry],
     ) -> bool {
-        let Ok(bytes) = serde_json::to_vec(entries) else {
-            return false;
-        };
         self.cache
             .set(
                 &Self::chunk_key(connector, sync_id, scope, chunk),
-                Bytes::from(bytes),
+                Bytes::from(encode_chunk(entries)),
                 Some(self.ttl),
             )
             .await
@@ -242,8 +297,7 @@ impl StateStore {
                 .cache
                 .get(&Self::chunk_key(connector, sync_id, scope, chunk))
                 .await?;
-            let mut part: Vec<StateEntry> = serde_json::from_slice(&bytes).ok()?;
-            entries.append(&mut part);
+            decode_chunk(&bytes, &mut entries)?;
         }
         Some(entries)
     }
@@ -267,7 +321,59 @@ impl StateStore {
 
 #[cfg(test)]
 mod tests {
-    use super::SeenUrns;
+    use super::{SeenUrns, StateEntry, decode_chunk, encode_chunk};
+
+    fn entry(i: u32) -> StateEntry {
+        StateEntry {
+            urn: format!("urn:connectors:aws:asset:arn:aws:ecr:us-east-1:1:repository/r@sha256:{i:064}"),
+            kind: 7,
+            hash: format!("{i:064x}"),
+            parent: if i.is_multiple_of(2) {
+                String::new()
+            } else {
+                "urn:connectors:aws:asset:p \"q\" ü".into()
+            },
+            version: if i.is_multiple_of(3) {
+                "W/\"e\"".into()
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    #[test]
+    fn state_chunks_round_trip_and_json_chunks_still_load() {
+        let entries: Vec<StateEntry> = (0..100).map(entry).collect();
+        let bytes = encode_chunk(&entries);
+        assert_eq!(&bytes[..8], b"\xC5SC1\x64\0\0\0");
+        let mut decoded = Vec::new();
+        assert_eq!(decode_chunk(&bytes, &mut decoded), Some(()));
+        assert_eq!(decoded, entries);
+        // Appends: two chunks read in a row are both there, in order.
+        assert_eq!(decode_chunk(&bytes, &mut decoded), Some(()));
+        assert_eq!(decoded.len(), 200);
+        assert_eq!(decoded[100], entries[0]);
+        // A chunk an older server wrote as JSON.
+        let json = serde_json::to_vec(&entries[..3]).unwrap();
+        let mut old = Vec::new();
+        assert_eq!(decode_chunk(&json, &mut old), Some(()));
+        assert_eq!(old, entries[..3]);
+        // Truncated anywhere: malformed, never a short read taken as whole.
+        // `first` ends the first entry exactly: the count catches that too.
+        let e = &entries[0];
+        let first = 8 + 4 + 4 * 4 + e.urn.len() + e.hash.len() + e.parent.len() + e.version.len();
+        assert_eq!(encode_chunk(&entries[..1]).len(), first);
+        let mut one = Vec::new();
+        assert_eq!(decode_chunk(&[&bytes[..first], &[]].concat(), &mut one), None);
+        for cut in [5, 9, first, bytes.len() - 1] {
+            assert_eq!(decode_chunk(&bytes[..cut], &mut Vec::new()), None, "cut at {cut}");
+        }
+        // Trailing bytes are malformed too.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode_chunk(&longer, &mut Vec::new()), None);
+        assert_eq!(encode_chunk(&[]), b"\xC5SC1\0\0\0\0");
+    }
 
     #[test]
     fn seen_urns_find_every_inserted_fingerprint_across_merges() {
