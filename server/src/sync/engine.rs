@@ -186,10 +186,10 @@ struct InFlight {
 /// Everything one running sync accumulates. It sends the events of the
 /// scopes in scope order, while up to the connector's scope concurrency of
 /// them are crawled at once.
-pub(super) struct Run {
-    pub(super) info: Arc<RunInfo>,
+struct Run {
+    info: Arc<RunInfo>,
     mode: SyncMode,
-    pub(super) events: mpsc::Sender<Result<SyncEvent, SyncError>>,
+    events: mpsc::Sender<Result<SyncEvent, SyncError>>,
     /// Set when this sync leads a coalesced crawl: its events go to the shared log too.
     publisher: Option<Arc<super::coalesce::Publisher>>,
     /// The newest checkpoint sent, re-sent when the stream is ended by a drain.
@@ -200,7 +200,7 @@ pub(super) struct Run {
     /// Scopes done in this sync (including before a resume) and their new generation.
     done: Vec<(String, Option<String>)>,
     counts: BTreeMap<i32, (u64, u64)>,
-    pub(super) deletions: u64,
+    deletions: u64,
     entities_since_progress: u64,
     progress_every: u64,
     scopes_total: u32,
@@ -500,7 +500,7 @@ impl From<ScopeError> for RunEnd {
 }
 
 impl Run {
-    pub(super) async fn send(&mut self, event: SyncEvent) -> Result<(), ScopeError> {
+    async fn send(&mut self, event: SyncEvent) -> Result<(), ScopeError> {
         if let Some(publisher) = &self.publisher {
             publisher.push(&event).await;
         }

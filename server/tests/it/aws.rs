@@ -712,15 +712,7 @@ async fn assumed(endpoint: &str, region: &str, role: &str) -> SdkConfig {
         .credentials_provider(plain.credentials_provider().unwrap())
         .load()
         .await;
-    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-        .session_name("seed")
-        .region(Region::new(region.to_owned()))
-        .configure(&base)
-        .build()
-        .await;
-    base.into_builder()
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
-        .build()
+    connectors_server::providers::aws::assume_role(base, role, region, "seed").await
 }
 
 #[tokio::test]

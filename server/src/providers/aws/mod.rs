@@ -185,6 +185,21 @@ async fn fetch_image_pages(
     }
 }
 
+/// `base` with the credentials of `role` in `region`, assumed through STS
+/// (session `session`) with `base`'s own credentials. `base` must come from
+/// the loader (`aws_config::defaults`): STS needs its time source and sleep.
+pub async fn assume_role(base: SdkConfig, role: &str, region: &str, session: &str) -> SdkConfig {
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name(session)
+        .region(Region::new(region.to_owned()))
+        .configure(&base)
+        .build()
+        .await;
+    base.into_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+        .build()
+}
+
 /// Where an asset lives.
 #[derive(Debug, Clone, Default)]
 pub struct Place {
@@ -295,17 +310,7 @@ impl AwsConnector {
         }
         let base = loader.load().await;
         match self.settings.accounts.get(account) {
-            Some(role) => {
-                let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-                    .session_name("connectors-inventory")
-                    .region(Region::new(region.to_owned()))
-                    .configure(&base)
-                    .build()
-                    .await;
-                base.into_builder()
-                    .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
-                    .build()
-            }
+            Some(role) => assume_role(base, role, region, "connectors-inventory").await,
             None => base,
         }
     }
