@@ -61,7 +61,7 @@ impl GithubShape {
         u64::from(self.orgs) * u64::from(self.repos_per_org) * (2 + u64::from(self.manifests_per_repo))
     }
 
-    fn pages_per_org(&self) -> u32 {
+    pub(crate) fn pages_per_org(&self) -> u32 {
         self.repos_per_org.div_ceil(self.page_size).max(1)
     }
 
@@ -151,8 +151,13 @@ fn template() -> &'static [Piece] {
     })
 }
 
-fn org_id(org: u32) -> u64 {
+pub(crate) fn org_id(org: u32) -> u64 {
     5_000 + u64::from(org)
+}
+
+/// The sha of a repository's `manifest`-th package.json blob.
+pub(crate) fn blob_sha(org: u32, repo: u32, manifest: u32) -> String {
+    sha(&["blob", &org.to_string(), &repo.to_string(), &manifest.to_string()])
 }
 
 fn repo_id(org: u32, repo: u32) -> u64 {
@@ -309,7 +314,7 @@ impl GithubShape {
                     entries.push(format!(
                         r#"{{"path":"{}","mode":"100644","type":"blob","sha":"{}"}}"#,
                         manifest_path(m),
-                        sha(&["blob", &o.to_string(), &r.to_string(), &m.to_string()])
+                        blob_sha(o, r, m)
                     ));
                 }
                 let tree_sha = sha(&["tree", &o.to_string(), &r.to_string()]);
@@ -321,7 +326,7 @@ impl GithubShape {
             ["repos", org, name, "git", "blobs", blob] => {
                 let (o, r) = self.parse_repo(org, name)?;
                 let m = (0..self.manifests_per_repo)
-                    .find(|m| sha(&["blob", &o.to_string(), &r.to_string(), &m.to_string()]) == *blob)?;
+                    .find(|m| blob_sha(o, r, *m) == *blob)?;
                 let content = base64::engine::general_purpose::STANDARD.encode(manifest_text(o, r, m));
                 json(
                     github_headers(blob),
@@ -469,6 +474,12 @@ mod tests {
         assert_eq!(body.as_array().unwrap().len(), 50);
         assert!(!page.headers.iter().any(|(k, _)| k == "link"));
         assert!(GithubShape::with_entities(200_000).entities() >= 200_000);
+        // The upstream ceiling's requests are exactly those the estate answers.
+        for path in crate::fetch::github_requests(&shape) {
+            let uri: Uri = path.parse().unwrap();
+            let response = shape.respond(&uri).unwrap_or_else(|| panic!("{path} not answered"));
+            assert_eq!(response.status, 200, "{path}");
+        }
         assert!(AwsShape::with_entities(200_000).entities() >= 200_000);
     }
 }

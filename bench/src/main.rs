@@ -15,6 +15,7 @@
 
 mod bare;
 mod estate;
+mod fetch;
 mod procs;
 mod report;
 mod scenarios;
@@ -68,6 +69,20 @@ enum Cmd {
         #[arg(long)]
         sets: usize,
     },
+    /// Sends the requests of a GitHub-shaped FULL sync with a plain HTTP
+    /// client and prints what it measured as JSON (the upstream ceiling).
+    #[command(hide = true)]
+    Fetch {
+        /// The replay server's base URL.
+        #[arg(long)]
+        base: String,
+        /// The estate: organizations, repositories per organization, manifests per repository, page size.
+        #[arg(long, num_args = 4, value_names = ["ORGS", "REPOS", "MANIFESTS", "PAGE"])]
+        shape: Vec<u32>,
+        /// Requests in flight.
+        #[arg(long)]
+        concurrency: usize,
+    },
 }
 
 /// The server's allocator, so that the `serve` subcommand runs as the
@@ -104,6 +119,28 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("connectors-bench bare: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Cmd::Fetch {
+            base,
+            shape,
+            concurrency,
+        }) => {
+            let shape = estate::GithubShape {
+                orgs: shape[0],
+                repos_per_org: shape[1],
+                manifests_per_repo: shape[2],
+                page_size: shape[3],
+            };
+            match runtime.block_on(fetch::fetch(&base, &shape, concurrency)) {
+                Ok(fetched) => {
+                    println!("{}", serde_json::to_string(&fetched).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("connectors-bench fetch: {error:#}");
                     ExitCode::FAILURE
                 }
             }

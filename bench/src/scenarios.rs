@@ -308,6 +308,7 @@ async fn throughput(run: &mut Run, settings: &Settings, work: &Path, shape: &str
 
     let mut real_rates = Vec::new();
     let mut bare_rates = Vec::new();
+    let mut ceiling_rates = Vec::new();
     let mut first_entity_ms = Vec::new();
     let mut last = first;
     for rep in 0..settings.reps {
@@ -321,6 +322,15 @@ async fn throughput(run: &mut Run, settings: &Settings, work: &Path, shape: &str
         let bare_outcome = sync_github(&bare_client, Vec::new(), SyncMode::Full, Vec::new(), 0).await?;
         run.expect(&format!("{shape} bare stream events"), bare_outcome.upserts, expected);
         bare_rates.push(bare_outcome.per_second());
+        if let Some(g) = estate.github {
+            let fetched = upstream_ceiling(&replay, &g).await?;
+            run.expect(
+                &format!("{shape} upstream ceiling requests"),
+                fetched.requests,
+                g.full_requests(),
+            );
+            ceiling_rates.push(expected as f64 / fetched.seconds.max(1e-9));
+        }
     }
     drop(bare);
     let full_rss = server.process.peak_rss()? as f64 / MIB;
@@ -378,6 +388,23 @@ async fn throughput(run: &mut Run, settings: &Settings, work: &Path, shape: &str
         "",
         0.40,
     ));
+    if !ceiling_rates.is_empty() {
+        let ceiling = median(&mut ceiling_rates.clone());
+        run.figures.push(Figure::info(
+            "throughput_github_upstream_ceiling_per_s",
+            format!(
+                "{label} upstream ceiling: its {full_requests} requests by a plain HTTP client, {GITHUB_UPSTREAM_CONCURRENCY} in flight"
+            ),
+            ceiling,
+            "entities/s",
+        ));
+        run.figures.push(Figure::info(
+            "throughput_github_share_of_upstream_ceiling",
+            format!("{label} FULL sync / upstream ceiling"),
+            real / ceiling,
+            "",
+        ));
+    }
     let request_share = incremental_requests as f64 / full_requests.max(1) as f64;
     if shape == "github" {
         run.figures.push(Figure::at_most(
@@ -415,6 +442,7 @@ async fn throughput(run: &mut Run, settings: &Settings, work: &Path, shape: &str
             "entities": expected,
             "real_entities_per_s": real_rates,
             "bare_entities_per_s": bare_rates,
+            "upstream_ceiling_entities_per_s": ceiling_rates,
             "first_entity_ms": first_entity_ms,
             "full_upstream_requests": full_requests,
             "full_seconds": last.elapsed.as_secs_f64(),
@@ -427,6 +455,29 @@ async fn throughput(run: &mut Run, settings: &Settings, work: &Path, shape: &str
     );
     replay.shutdown();
     Ok(())
+}
+
+/// The server's GitHub upstream concurrency (`GITHUB_CONCURRENCY`'s default).
+const GITHUB_UPSTREAM_CONCURRENCY: usize = 8;
+
+/// Runs the fetcher process (see `fetch.rs`) against `replay`.
+async fn upstream_ceiling(replay: &ReplayServer, g: &GithubShape) -> anyhow::Result<crate::fetch::Fetched> {
+    let output = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("fetch")
+        .args(["--base", replay.base_url()])
+        .arg("--shape")
+        .args([g.orgs, g.repos_per_org, g.manifests_per_repo, g.page_size].map(|n| n.to_string()))
+        .args(["--concurrency", &GITHUB_UPSTREAM_CONCURRENCY.to_string()])
+        .env_clear()
+        .envs(std::env::vars().filter(|(name, _)| name == "PATH" || name.starts_with("MIMALLOC_")))
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the upstream ceiling's fetcher failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 /// Peak RSS of a fresh server through FULL syncs of `entities` (half

@@ -23,6 +23,8 @@ fn smoke_mode_produces_every_figure_with_right_results() {
     for key in [
         "throughput_github_entities_per_s",
         "throughput_github_share_of_bare",
+        "throughput_github_upstream_ceiling_per_s",
+        "throughput_github_share_of_upstream_ceiling",
         "throughput_aws_entities_per_s",
         "throughput_aws_share_of_bare",
         "incremental_github_requests_share",
