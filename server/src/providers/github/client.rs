@@ -155,6 +155,80 @@ impl GithubClient {
     }
 }
 
+/// A repository as `GET /orgs/{org}/repos` and `GET /repos/{owner}/{repo}`
+/// return it: only the fields the connector maps. octocrab's
+/// `models::Repository` holds every field of the 5 KB item (some 40 of them
+/// parsed as URLs) in a struct of several kilobytes; a listing page of 100 of
+/// them cost more than the rest of the repository's sync (see the README's
+/// "Performance").
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedRepo {
+    /// Repository id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// `owner/name`.
+    #[serde(default)]
+    pub full_name: Option<String>,
+    /// The owning user or organization.
+    #[serde(default)]
+    pub owner: Option<RepoOwner>,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Default branch.
+    #[serde(default)]
+    pub default_branch: Option<String>,
+    /// "public", "private" or "internal".
+    #[serde(default)]
+    pub visibility: Option<String>,
+    /// Whether the repository is private.
+    #[serde(default)]
+    pub private: Option<bool>,
+    /// Whether it is archived.
+    #[serde(default)]
+    pub archived: Option<bool>,
+    /// Whether it is a fork.
+    #[serde(default)]
+    pub fork: Option<bool>,
+    /// Primary language.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Topics.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+    /// Web page.
+    #[serde(default)]
+    pub html_url: Option<String>,
+    /// HTTPS clone URL.
+    #[serde(default)]
+    pub clone_url: Option<String>,
+    /// Detected license.
+    #[serde(default)]
+    pub license: Option<RepoLicense>,
+    /// Creation time.
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last push.
+    #[serde(default)]
+    pub pushed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The owner of a repository.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepoOwner {
+    /// Login.
+    pub login: String,
+}
+
+/// A repository's detected license.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepoLicense {
+    /// SPDX id ("NOASSERTION" for an unrecognized license; null for none).
+    #[serde(default)]
+    pub spdx_id: Option<String>,
+}
+
 /// `GET /repos/{owner}/{repo}/git/trees/{tree_sha}?recursive=1`.
 #[derive(Debug, Deserialize)]
 pub struct GitTree {

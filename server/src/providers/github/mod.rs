@@ -21,9 +21,9 @@ use futures::StreamExt;
 use futures::future::Either;
 use http::Uri;
 use octocrab::Octocrab;
-use octocrab::models::Repository as GhRepository;
+use octocrab::Page;
 
-use self::client::{GitBlob, GitTree, GithubAuth, GithubClient, SbomResponse};
+use self::client::{GitBlob, GitTree, GithubAuth, GithubClient, ListedRepo as GhRepository, SbomResponse};
 use crate::http::UpstreamError;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
 
@@ -172,16 +172,15 @@ fn repo_entity(repo: &GhRepository) -> Entity {
             visibility,
             archived: repo.archived.unwrap_or(false),
             fork: repo.fork.unwrap_or(false),
-            language: repo
-                .language
-                .as_ref()
-                .and_then(|l| l.as_str())
-                .unwrap_or_default()
-                .to_owned(),
+            language: repo.language.clone().unwrap_or_default(),
             topics,
-            web_url: repo.html_url.as_ref().map(|u| u.to_string()).unwrap_or_default(),
-            clone_url: repo.clone_url.as_ref().map(|u| u.to_string()).unwrap_or_default(),
-            license_spdx_id: repo.license.as_ref().map(|l| l.spdx_id.clone()).unwrap_or_default(),
+            web_url: repo.html_url.clone().unwrap_or_default(),
+            clone_url: repo.clone_url.clone().unwrap_or_default(),
+            license_spdx_id: repo
+                .license
+                .as_ref()
+                .and_then(|l| l.spdx_id.clone())
+                .unwrap_or_default(),
             create_time: timestamp(repo.created_at),
             push_time: timestamp(repo.pushed_at),
         })),
@@ -494,12 +493,12 @@ impl GithubConnector {
                 crab.get_page::<GhRepository>(&Some(uri)).await.map_err(listing_error)?
             }
             None => Some(
-                crab.orgs(org)
-                    .list_repos()
-                    .per_page(self.settings.page_size)
-                    .send()
-                    .await
-                    .map_err(listing_error)?,
+                crab.get::<Page<GhRepository>, _, _>(
+                    format!("/orgs/{org}/repos"),
+                    Some(&[("per_page", self.settings.page_size)]),
+                )
+                .await
+                .map_err(listing_error)?,
             ),
         };
         let concurrency = self.settings.repo_concurrency.max(1);
@@ -600,8 +599,7 @@ impl GithubConnector {
             .await
             .map_err(|e| scope_error(e, &format!("installation of {owner}/{name}")))?;
         let repo = crab
-            .repos(owner, name)
-            .get()
+            .get::<GhRepository, _, ()>(format!("/repos/{owner}/{name}"), None)
             .await
             .map_err(|e| scope_error(e, &format!("repository {owner}/{name}")))?;
         for (repo, fetch) in self.plan(request, vec![repo], ctx) {
