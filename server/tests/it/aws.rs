@@ -23,7 +23,7 @@ use connectors_server::testing::MotoServer;
 use tonic::{Code, Status};
 
 use crate::conformance::{Harness, collect, full, incremental};
-use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
+use crate::support::{TestServer, deletions, scope_errors, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
@@ -608,7 +608,9 @@ async fn every_seeded_resource_appears_with_its_urn_against_moto() {
                 format!("account:default/region:{REGION}/service:{s}"),
                 ScopeState::Ok as i32
             ))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>(),
+        "scope errors: {:?}",
+        scope_errors(&events)
     );
     let got: Vec<String> = upserts(&events).into_iter().map(|(urn, _)| urn).collect();
     let mut assets: Vec<String> = got.iter().filter(|u| u.contains(":asset:")).cloned().collect();

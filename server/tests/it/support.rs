@@ -115,6 +115,19 @@ pub fn scope_statuses(events: &[SyncEvent]) -> Vec<(String, i32)> {
         .collect()
 }
 
+/// The scopes that did not end OK, with their reason and error message.
+pub fn scope_errors(events: &[SyncEvent]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) if !s.error.is_empty() => {
+                Some((s.scope.clone(), s.reason.clone(), s.error.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A client of a server process on `port`, once it listens (30 s at most).
 pub async fn connect_when_listening(port: u16) -> ConnectorsClient {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
