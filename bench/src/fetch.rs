@@ -6,9 +6,9 @@
 //! machine (replay server included) before any connector work: no sync of
 //! this shape can be faster.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
-
-use futures::StreamExt;
 
 use crate::estate::GithubShape;
 
@@ -52,34 +52,43 @@ pub struct Fetched {
     pub seconds: f64,
 }
 
-/// Sends every request of `shape` to `base` with `concurrency` in flight.
+/// Sends every request of `shape` to `base` with `concurrency` in flight,
+/// from as many tasks (the server spreads its requests over the cores too).
 pub async fn fetch(base: &str, shape: &GithubShape, concurrency: usize) -> anyhow::Result<Fetched> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(concurrency)
         .build()?;
     let base = base.trim_end_matches('/').to_owned();
-    let paths = github_requests(shape);
+    let paths = Arc::new(github_requests(shape));
+    let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let mut responses = futures::stream::iter(paths)
-        .map(|path| {
-            let request = client
-                .get(format!("{base}{path}"))
-                .header(http::header::ACCEPT, "application/vnd.github+json")
-                .header("x-github-api-version", "2022-11-28");
-            async move {
-                let response = request.send().await?;
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, base, paths, next) = (client.clone(), base.clone(), paths.clone(), next.clone());
+        workers.spawn(async move {
+            let (mut requests, mut bytes) = (0u64, 0u64);
+            while let Some(path) = paths.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let response = client
+                    .get(format!("{base}{path}"))
+                    .header(http::header::ACCEPT, "application/vnd.github+json")
+                    .header("x-github-api-version", "2022-11-28")
+                    .send()
+                    .await?;
                 let status = response.status();
                 let body = response.bytes().await?;
                 anyhow::ensure!(status.is_success(), "{path}: answered {status}");
-                Ok::<_, anyhow::Error>(body.len() as u64)
+                requests += 1;
+                bytes += body.len() as u64;
             }
-        })
-        .buffer_unordered(concurrency.max(1));
+            Ok::<_, anyhow::Error>((requests, bytes))
+        });
+    }
     let (mut requests, mut bytes) = (0u64, 0u64);
-    while let Some(response) = responses.next().await {
-        bytes += response?;
-        requests += 1;
+    while let Some(done) = workers.join_next().await {
+        let (r, b) = done??;
+        requests += r;
+        bytes += b;
     }
     Ok(Fetched {
         requests,
