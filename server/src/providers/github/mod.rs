@@ -14,6 +14,11 @@ mod tests;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use self::client::{
+    GitBlob, GitTree, GithubAuth, GithubClient, ListedRepo as GhRepository, PageError, RepoPage, SbomResponse,
+};
+use crate::http::UpstreamError;
+use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
 use async_trait::async_trait;
 use base64::Engine as _;
 use connectors_proto::v1::{Entity, EntityKind, Manifest, Repository, Sbom, SbomPackage, entity::Body};
@@ -21,11 +26,6 @@ use futures::StreamExt;
 use futures::future::Either;
 use http::Uri;
 use octocrab::Octocrab;
-use octocrab::Page;
-
-use self::client::{GitBlob, GitTree, GithubAuth, GithubClient, ListedRepo as GhRepository, SbomResponse};
-use crate::http::UpstreamError;
-use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
 
 /// The connector id.
 pub const ID: &str = "github";
@@ -475,7 +475,13 @@ impl GithubConnector {
             .for_owner(org, None)
             .await
             .map_err(|e| scope_error(e, &format!("installation of {org}")))?;
-        let listing_error = |e| scope_error(e, &format!("repositories of {org}"));
+        let listing_error = |e| match e {
+            PageError::Request(e) => scope_error(e, &format!("repositories of {org}")),
+            PageError::Malformed => ScopeError::Failed {
+                reason: "UPSTREAM_MALFORMED",
+                message: format!("repositories of {org}: github returned a body that does not parse"),
+            },
+        };
         let first = match ctx.resume_cursor() {
             Some(cursor) => {
                 // Cursors are relative paths this server wrote; anything else
@@ -490,17 +496,13 @@ impl GithubConnector {
                             "the page cursor it holds is not valid",
                         ))
                     })?;
-                crab.get_page::<GhRepository>(&Some(uri)).await.map_err(listing_error)?
+                uri
             }
-            None => Some(
-                crab.get::<Page<GhRepository>, _, _>(
-                    format!("/orgs/{org}/repos"),
-                    Some(&[("per_page", self.settings.page_size)]),
-                )
-                .await
-                .map_err(listing_error)?,
-            ),
+            None => format!("/orgs/{org}/repos?per_page={}", self.settings.page_size)
+                .parse()
+                .map_err(|_| ScopeError::Fatal(SyncError::invalid("orgs", "not a valid organization login")))?,
         };
+        let first: Option<RepoPage> = Some(client::get_repo_page(&crab, first).await.map_err(listing_error)?);
         let concurrency = self.settings.repo_concurrency.max(1);
         let (want_manifests, want_sbom) = (ctx.wants(EntityKind::Manifest), ctx.wants(EntityKind::Sbom));
         let crab = &crab;
@@ -558,7 +560,18 @@ impl GithubConnector {
                 && queued.len() < concurrency
                 && let Some(uri) = to_fetch.take()
             {
-                next_page = Some(Box::pin(async move { crab.get_page::<GhRepository>(&Some(uri)).await }));
+                // The page is fetched and parsed (100 items of 5 KB) by a task
+                // of its own, not by the one that sends this scope's entities.
+                let crab = crab.clone();
+                let fetch = crate::http::spawn_in_sync(async move { client::get_repo_page(&crab, uri).await });
+                next_page = Some(Box::pin(async move {
+                    match fetch.await {
+                        Ok(fetched) => fetched.map(Some).map_err(listing_error),
+                        Err(error) => Err(ScopeError::Fatal(SyncError::Internal(format!(
+                            "a listing page fetch of {org} ended: {error}"
+                        )))),
+                    }
+                }));
             }
             let event = match next_page.as_mut() {
                 None => match in_flight.next().await {
@@ -579,7 +592,7 @@ impl GithubConnector {
                 Either::Left(Step::Lost(error)) => return Err(error),
                 Either::Right(fetched) => {
                     next_page = None;
-                    page = fetched.map_err(listing_error)?;
+                    page = fetched?;
                 }
             }
         }
