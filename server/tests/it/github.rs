@@ -297,16 +297,43 @@ async fn live_mode_without_credentials_is_a_failed_precondition_naming_the_varia
     assert!(status.message().contains("GITHUB_APP_ID"), "{}", status.message());
 }
 
-/// Live mode with a token against a GitHub Enterprise style base URL (path
-/// prefix): the token is sent as a bearer credential and the prefix is kept.
-#[tokio::test]
-async fn live_mode_sends_the_token_to_the_configured_enterprise_url() {
+/// The first repository of the fixtures' first listing page, and its id.
+fn first_fixture_repo() -> (serde_json::Value, u64) {
     let page: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures_root().join("github/exchanges/orgs/acme-corp/repos-page-1.json")).unwrap(),
     )
     .unwrap();
-    let first_repo = page["exchanges"][0]["response"]["body"][0].clone();
-    let repo_id = first_repo["id"].as_u64().unwrap();
+    let repo = page["exchanges"][0]["response"]["body"][0].clone();
+    let id = repo["id"].as_u64().unwrap();
+    (repo, id)
+}
+
+/// A live-mode server with a token whose GitHub API is `api_url`.
+async fn live_with_token(api_url: &str) -> TestServer {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.token = Some("ghp_testtoken".into());
+    config.github.api_url = Some(url::Url::parse(api_url).unwrap());
+    TestServer::with_config(config).await
+}
+
+/// A FULL sync of only the repositories of `orgs`.
+async fn sync_repositories(server: &TestServer, orgs: &[&str]) -> Vec<SyncEvent> {
+    let mut options = full();
+    options.kinds = vec![EntityKind::Repository as i32];
+    let request = SyncRequest {
+        orgs: orgs.iter().map(|o| (*o).to_owned()).collect(),
+        options: Some(options),
+        ..Default::default()
+    };
+    collect(open(server, request).await).await
+}
+
+/// Live mode with a token against a GitHub Enterprise style base URL (path
+/// prefix): the token is sent as a bearer credential and the prefix is kept.
+#[tokio::test]
+async fn live_mode_sends_the_token_to_the_configured_enterprise_url() {
+    let (first_repo, repo_id) = first_fixture_repo();
     let exchange: Exchange = serde_json::from_value(serde_json::json!({
         "request": {
             "method": "GET",
@@ -321,27 +348,10 @@ async fn live_mode_sends_the_token_to_the_configured_enterprise_url() {
     set.insert(exchange);
     let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
 
-    let mut config = Config::for_tests();
-    config.mode = ConnectorsMode::Live;
-    config.github.token = Some("ghp_testtoken".into());
-    config.github.api_url = Some(url::Url::parse(&format!("{}/api/v3", upstream.base_url())).unwrap());
-    let server = TestServer::with_config(config).await;
+    let server = live_with_token(&format!("{}/api/v3", upstream.base_url())).await;
     let listed = server.client.get_connector("github").await.unwrap();
     assert_eq!(listed.auth_mode, "pat");
-    let mut options = full();
-    options.kinds = vec![EntityKind::Repository as i32];
-    let events = collect(
-        open(
-            &server,
-            SyncRequest {
-                orgs: vec!["octo-org".into()],
-                options: Some(options),
-                ..Default::default()
-            },
-        )
-        .await,
-    )
-    .await;
+    let events = sync_repositories(&server, &["octo-org"]).await;
     assert_eq!(
         upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
         vec![format!("urn:connectors:github:repository:{repo_id}")]
@@ -363,6 +373,61 @@ async fn live_mode_sends_the_token_to_the_configured_enterprise_url() {
         .filter(|r| !r.starts_with("GET /api/v3/user"))
         .collect();
     assert_eq!(unmatched, Vec::<String>::new());
+}
+
+/// A listing page whose body does not parse fails its organization's scope
+/// as UPSTREAM_MALFORMED, after the entities of the pages before it, and the
+/// other organizations' scopes still run.
+#[tokio::test]
+async fn a_listing_page_that_does_not_parse_fails_its_scope_only() {
+    let (first_repo, repo_id) = first_fixture_repo();
+    let exchanges = serde_json::json!([
+        {
+            "request": {"method": "GET", "path": "/orgs/octo-org/repos", "query": {"per_page": "100"}},
+            "response": {"status": 200, "headers": {
+                "content-type": "application/json; charset=utf-8",
+                "link": "<{{base_url}}/organizations/77/repos?per_page=100&page=2>; rel=\"next\", <{{base_url}}/organizations/77/repos?per_page=100&page=2>; rel=\"last\""
+            }, "body": [first_repo]}
+        },
+        {
+            "request": {"method": "GET", "path": "/organizations/77/repos", "query": {"per_page": "100", "page": "2"}},
+            "response": {"status": 200, "headers": {"content-type": "application/json; charset=utf-8"},
+                "body_text": "[{\"id\": 1296269, \"name\": \"Hello-Wor"}
+        },
+        {
+            "request": {"method": "GET", "path": "/orgs/empty-org/repos", "query": {"per_page": "100"}},
+            "response": {"status": 200, "headers": {"content-type": "application/json; charset=utf-8"}, "body": []}
+        }
+    ]);
+    let mut set = FixtureSet::default();
+    for exchange in exchanges.as_array().unwrap() {
+        set.insert(serde_json::from_value::<Exchange>(exchange.clone()).unwrap());
+    }
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let server = live_with_token(upstream.base_url()).await;
+    let events = sync_repositories(&server, &["octo-org", "empty-org"]).await;
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        vec![format!("urn:connectors:github:repository:{repo_id}")]
+    );
+    assert_eq!(
+        crate::support::scope_errors(&events),
+        vec![(
+            "org:octo-org".to_owned(),
+            "UPSTREAM_MALFORMED".to_owned(),
+            "repositories of octo-org: github returned a body that does not parse".to_owned()
+        )]
+    );
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            (
+                "org:octo-org".to_owned(),
+                connectors_proto::v1::ScopeState::Failed as i32
+            ),
+            ("org:empty-org".to_owned(), connectors_proto::v1::ScopeState::Ok as i32),
+        ]
+    );
 }
 
 /// An RSA key for a test GitHub App, made with openssl for this test only.
