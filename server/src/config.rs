@@ -260,6 +260,9 @@ pub struct AwsEnv {
     /// `AWS_CONCURRENCY`: (account, region, service) scopes of one sync
     /// crawled at once (1 to 64, default 8).
     pub concurrency: Option<usize>,
+    /// `AWS_ECR_PAGE_SIZE`: `maxResults` of ECR's DescribeRepositories and
+    /// DescribeImages (1 to 1000, default 1000, the largest ECR serves).
+    pub ecr_page_size: Option<i32>,
 }
 
 impl std::fmt::Debug for AwsEnv {
@@ -269,6 +272,7 @@ impl std::fmt::Debug for AwsEnv {
             .field("regions", &self.regions)
             .field("credentials", &self.credentials)
             .field("concurrency", &self.concurrency)
+            .field("ecr_page_size", &self.ecr_page_size)
             .field("endpoint_url", &self.endpoint_url.as_ref().map(|u| u.as_str()))
             .field(
                 "static_keys",
@@ -320,11 +324,19 @@ impl AwsEnv {
                 message: "must be 1 to 64".into(),
             });
         }
+        let ecr_page_size: Option<i32> = parse("AWS_ECR_PAGE_SIZE")?;
+        if ecr_page_size.is_some_and(|n| !(1..=1000).contains(&n)) {
+            return Err(ConfigError {
+                var: "AWS_ECR_PAGE_SIZE",
+                message: "must be 1 to 1000".into(),
+            });
+        }
         Ok(Self {
             accounts,
             regions,
             credentials,
             concurrency,
+            ecr_page_size,
             endpoint_url: http_url("AWS_ENDPOINT_URL")?,
             static_keys: match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
                 (Some(id), Some(secret)) => Some((id, secret, var("AWS_SESSION_TOKEN"))),

@@ -880,6 +880,7 @@ impl Registry {
             .as_ref()
             .map(|u| u.as_str().trim_end_matches('/').to_owned());
         let mut static_keys = env.static_keys.clone();
+        let mut ecr_page_size = env.ecr_page_size;
         let availability = match (config.mode, env.credentials) {
             (ConnectorsMode::Live | ConnectorsMode::Auto, true) => Availability::Live {
                 auth_mode: if env.accounts.is_empty() {
@@ -899,6 +900,7 @@ impl Registry {
                 endpoint_url = Some(server.base_url().trim_end_matches('/').to_owned());
                 static_keys = Some(("AKIDFIXTURES".into(), "fixtures".into(), None));
                 regions = fixture_config.default_regions;
+                ecr_page_size = fixture_config.page_size.map(i32::from);
                 self.replay.insert("aws", server);
                 Availability::Fixture {
                     reason: fixture_reason(mode, "AWS", needs),
@@ -928,6 +930,7 @@ impl Registry {
             static_keys,
             fast_retries: !live,
             scope_concurrency: env.concurrency.unwrap_or(aws::DEFAULT_SCOPE_CONCURRENCY),
+            ecr_page_size: ecr_page_size.unwrap_or(aws::DEFAULT_ECR_PAGE_SIZE),
         };
         let connector = aws::AwsConnector::new(settings, aws::http::SharedUpstreamHttp::new(template, cache));
         self.entries.push(Entry::of(&connector, availability));

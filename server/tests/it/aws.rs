@@ -268,7 +268,7 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     set.insert(aws_json_error(
         100,
         "AmazonEC2ContainerRegistry_V20150921.DescribeImages",
-        serde_json::json!({"repositoryName": "worker"}),
+        serde_json::json!({"repositoryName": "worker", "maxResults": 2}),
         "RepositoryNotFoundException",
         "The repository with name 'worker' does not exist in the registry with id '123456789012'",
     ));

@@ -70,6 +70,9 @@ pub struct AwsSettings {
     pub fast_retries: bool,
     /// Scopes of one sync crawled at once (`AWS_CONCURRENCY`).
     pub scope_concurrency: usize,
+    /// `maxResults` of ECR's listings (`AWS_ECR_PAGE_SIZE`; in fixture mode,
+    /// the page size the fixtures were written with).
+    pub ecr_page_size: i32,
 }
 
 /// The AWS connector.
@@ -150,6 +153,12 @@ fn label(key: &str, value: impl Into<String>) -> Label {
     }
 }
 
+/// The default `maxResults` of ECR's DescribeRepositories and DescribeImages:
+/// the largest page ECR serves (its own default is 100). Each page is one
+/// signed request through the SDK's orchestrator, which cost about as much
+/// CPU as parsing the 100 images it held (see the README's "Performance").
+pub const DEFAULT_ECR_PAGE_SIZE: i32 = 1000;
+
 /// DescribeImages pages fetched ahead of the upserts.
 const ECR_PAGES_AHEAD: usize = 4;
 
@@ -165,11 +174,17 @@ enum ImagePage {
 /// stops at the first error (after handing it over) or when the receiver is gone.
 async fn fetch_image_pages(
     client: aws_sdk_ecr::Client,
+    page_size: i32,
     repositories: Vec<String>,
     pages: tokio::sync::mpsc::Sender<ImagePage>,
 ) {
     for name in repositories {
-        let mut paginator = client.describe_images().repository_name(&name).into_paginator().send();
+        let mut paginator = client
+            .describe_images()
+            .repository_name(&name)
+            .max_results(page_size)
+            .into_paginator()
+            .send();
         while let Some(page) = paginator.next().await {
             let page = page
                 .map(|mut page| page.image_details.take().unwrap_or_default())
@@ -329,7 +344,11 @@ impl AwsConnector {
 
     async fn sync_ecr(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
         let client = aws_sdk_ecr::Client::new(config);
-        let mut pages = client.describe_repositories().into_paginator().send();
+        let mut pages = client
+            .describe_repositories()
+            .max_results(self.settings.ecr_page_size)
+            .into_paginator()
+            .send();
         let mut repositories = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("ecr:DescribeRepositories", e))?;
@@ -343,7 +362,8 @@ impl AwsConnector {
             .map(|r| r.repository_name().unwrap_or_default().to_owned())
             .collect();
         let (pages_tx, mut image_pages) = tokio::sync::mpsc::channel(ECR_PAGES_AHEAD);
-        let _fetcher = crate::http::spawn_in_sync(fetch_image_pages(client, names, pages_tx));
+        let _fetcher =
+            crate::http::spawn_in_sync(fetch_image_pages(client, self.settings.ecr_page_size, names, pages_tx));
         for repository in repositories {
             let arn = repository.repository_arn().unwrap_or_default().to_owned();
             let name = repository.repository_name().unwrap_or_default().to_owned();
