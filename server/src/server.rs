@@ -465,6 +465,7 @@ async fn wait_for_signal() {
 /// connector, serves until SIGTERM/SIGINT, then drains. (The benchmark runs
 /// its server processes through this too.)
 pub async fn run_from_env() -> std::process::ExitCode {
+    crate::allocator_tuning();
     let config = match crate::config::Config::from_env() {
         Ok(config) => config,
         Err(error) => {
