@@ -155,8 +155,7 @@ impl ScopeContext<'_> {
     /// unsaved entries or the saved chunks.
     async fn pushed_before(&mut self, urn: &str) -> bool {
         let fingerprint = self.seen.fingerprint(urn);
-        if !self.seen.may_contain(fingerprint) {
-            self.seen.insert(fingerprint);
+        if self.seen.insert(fingerprint) {
             return false;
         }
         if let Some(prior) = self.baseline.as_ref().and_then(|b| b.by_urn.get(urn)) {

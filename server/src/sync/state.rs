@@ -94,10 +94,18 @@ impl Baseline {
 /// plus a small set of recent ones. A fingerprint match is only a candidate:
 /// the caller confirms it against the entries themselves, so a collision
 /// costs a lookup, never an entity.
+///
+/// The sorted vector has a bucket index on the fingerprints' top bits (they
+/// are uniform): a lookup reads one index slot and searches a handful of
+/// neighbours, instead of a binary search over megabytes whose every step
+/// missed the cache (4% of the server's CPU in an AWS-shaped sync).
 #[derive(Debug, Default)]
 pub struct SeenUrns {
     keys: std::hash::RandomState,
     sorted: Vec<u64>,
+    /// `index[b]..index[b + 1]` holds the fingerprints whose top `bits` bits are `b`.
+    index: Vec<u32>,
+    bits: u32,
     recent: std::collections::HashSet<u64>,
 }
 
@@ -108,21 +116,34 @@ impl SeenUrns {
     }
 
     /// Whether a urn with this fingerprint may have been seen.
-    pub fn may_contain(&self, fingerprint: u64) -> bool {
-        self.recent.contains(&fingerprint) || self.sorted.binary_search(&fingerprint).is_ok()
+    #[cfg(test)]
+    fn may_contain(&self, fingerprint: u64) -> bool {
+        self.recent.contains(&fingerprint) || self.in_sorted(fingerprint)
     }
 
-    /// Records a fingerprint.
-    pub fn insert(&mut self, fingerprint: u64) {
-        if self.may_contain(fingerprint) {
-            return;
+    fn in_sorted(&self, fingerprint: u64) -> bool {
+        let bucket = match self.bits {
+            0 => &self.sorted[..],
+            bits => {
+                let b = (fingerprint >> (64 - bits)) as usize;
+                &self.sorted[self.index[b] as usize..self.index[b + 1] as usize]
+            }
+        };
+        bucket.binary_search(&fingerprint).is_ok()
+    }
+
+    /// Records a fingerprint; true when it was not there yet (one lookup for
+    /// both questions).
+    pub fn insert(&mut self, fingerprint: u64) -> bool {
+        if self.in_sorted(fingerprint) || !self.recent.insert(fingerprint) {
+            return false;
         }
-        self.recent.insert(fingerprint);
         // Merging when `recent` reaches a sixteenth of `sorted` keeps merges
         // O(n log n) overall and `recent` small.
         if self.recent.len() >= (self.sorted.len() / 16).max(4096) {
             self.merge();
         }
+        true
     }
 
     fn merge(&mut self) {
@@ -143,6 +164,28 @@ impl SeenUrns {
             }
             k -= 1;
         }
+        self.reindex();
+    }
+
+    /// Rebuilds the bucket index: about four fingerprints per bucket, at most
+    /// 2^20 buckets (4 MiB of index for 16M urns in one scope).
+    fn reindex(&mut self) {
+        let len = self.sorted.len();
+        self.bits = if len < 1024 { 0 } else { (len.ilog2() - 2).min(20) };
+        self.index.clear();
+        if self.bits == 0 {
+            return;
+        }
+        let buckets = 1usize << self.bits;
+        self.index.reserve_exact(buckets + 1);
+        let mut pos = 0usize;
+        for b in 0..buckets {
+            while pos < len && ((self.sorted[pos] >> (64 - self.bits)) as usize) < b {
+                pos += 1;
+            }
+            self.index.push(u32::try_from(pos).unwrap_or(u32::MAX));
+        }
+        self.index.push(u32::try_from(len).unwrap_or(u32::MAX));
     }
 }
 
@@ -381,15 +424,43 @@ mod tests {
         let urns: Vec<String> = (0..20_000).map(|i| format!("urn:connectors:x:asset:{i}")).collect();
         for urn in &urns {
             let fp = seen.fingerprint(urn);
-            seen.insert(fp);
-            seen.insert(fp);
+            assert!(seen.insert(fp), "{urn} is new");
+            assert!(!seen.insert(fp), "{urn} was inserted already");
         }
         assert_eq!(seen.sorted.len() + seen.recent.len(), urns.len());
+        // Merged: 4,096 recent, then each sixteenth; indexed in buckets of ~4.
+        assert!(seen.sorted.len() >= 16_384, "{}", seen.sorted.len());
+        assert_eq!(seen.bits, seen.sorted.len().ilog2() - 2);
+        assert_eq!(seen.index.len(), (1 << seen.bits) + 1);
+        assert_eq!(*seen.index.last().unwrap() as usize, seen.sorted.len());
         assert!(urns.iter().all(|u| seen.may_contain(seen.fingerprint(u))));
         let absent = (20_000..21_000)
             .filter(|i| seen.may_contain(seen.fingerprint(&format!("urn:connectors:x:asset:{i}"))))
             .count();
         assert_eq!(absent, 0);
         assert!(seen.sorted.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn seen_urns_agree_with_a_hash_set_at_the_bucket_edges() {
+        // Fingerprints chosen at bucket boundaries, both ends of the range
+        // and in between; absent ones just beside present ones.
+        let mut seen = SeenUrns::default();
+        let mut model = std::collections::HashSet::new();
+        let mut present = Vec::new();
+        for i in 0u64..40_000 {
+            let fp = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !1;
+            present.push(fp);
+        }
+        present.extend([0, u64::MAX - 1, 1 << 63, (1 << 63) - 2]);
+        for &fp in &present {
+            assert_eq!(seen.insert(fp), model.insert(fp));
+        }
+        assert!(seen.bits > 0);
+        for &fp in &present {
+            assert!(seen.may_contain(fp), "{fp:#x} present");
+            // Odd fingerprints were never inserted.
+            assert!(!seen.may_contain(fp | 1), "{:#x} absent", fp | 1);
+        }
     }
 }
