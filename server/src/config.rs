@@ -667,6 +667,17 @@ impl Config {
             }
             None => None,
         };
+        let github_orgs = list(var("GITHUB_ORGS"));
+        for org in &github_orgs {
+            // The same rule as a request's `orgs`: the login becomes a path segment.
+            crate::grpc::validate::login("GITHUB_ORGS", org).map_err(|error| ConfigError {
+                var: "GITHUB_ORGS",
+                message: match error {
+                    crate::sync::SyncError::InvalidArgument { message, .. } => message,
+                    other => other.to_string(),
+                },
+            })?;
+        }
         let page_size: Option<u8> = parse("GITHUB_PAGE_SIZE")?;
         if page_size.is_some_and(|p| p == 0 || p > 100) {
             return Err(ConfigError {
@@ -761,7 +772,7 @@ impl Config {
                 token: var("GITHUB_TOKEN"),
                 app_id: parse("GITHUB_APP_ID")?,
                 app_private_key,
-                orgs: list(var("GITHUB_ORGS")),
+                orgs: github_orgs,
                 page_size,
                 concurrency: github_concurrency,
             },

@@ -462,3 +462,23 @@ async fn fifty_slow_readers_keep_server_memory_bounded() {
     assert!(total > 50 * 30, "every reader read its stream ({total} events)");
     assert!(peak < 150 * 1024, "peak RSS {} MiB", peak / 1024);
 }
+
+/// A malformed `GITHUB_ORGS` stops the server at start-up with an error that
+/// names the variable and the login (exit code 2), instead of failing syncs later.
+#[test]
+fn an_invalid_github_orgs_login_stops_the_server_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CONNECTORS_MODE", "fixtures")
+        .env("CONNECTORS_LISTEN", "127.0.0.1:0")
+        .env("GITHUB_ORGS", "acme-corp,acme corp")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "connectors-server: configuration error: GITHUB_ORGS: \"acme corp\" is not an organization or user login (1 to 39 characters of A-Z, a-z, 0-9 and '-')"
+    );
+}

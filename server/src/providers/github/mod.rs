@@ -500,7 +500,11 @@ impl GithubConnector {
             }
             None => format!("/orgs/{org}/repos?per_page={}", self.settings.page_size)
                 .parse()
-                .map_err(|_| ScopeError::Fatal(SyncError::invalid("orgs", "not a valid organization login")))?,
+                // Logins are checked (requests and GITHUB_ORGS) before they get here.
+                .map_err(|_| ScopeError::Failed {
+                    reason: "INVALID_SCOPE",
+                    message: format!("{org:?} is not an organization login"),
+                })?,
         };
         let first: Option<RepoPage> = Some(client::get_repo_page(&crab, first).await.map_err(listing_error)?);
         let concurrency = self.settings.repo_concurrency.max(1);
