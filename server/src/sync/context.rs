@@ -101,32 +101,46 @@ impl ScopeContext<'_> {
     /// baseline: they stay in the state without being refetched or emitted.
     /// Returns how many were retained.
     pub fn retain_children(&mut self, parent_urn: &str) -> usize {
-        let Some(baseline) = &mut self.baseline else {
-            return 0;
+        let children = match &self.baseline {
+            Some(baseline) => baseline.children.get(parent_urn).cloned().unwrap_or_default(),
+            None => return 0,
         };
-        let Some(children) = baseline.children.get(parent_urn) else {
-            return 0;
+        children.iter().filter(|urn| self.retain(urn)).count()
+    }
+
+    /// Declares that the baseline's entity `urn` is unchanged (a connector
+    /// knows it from an upstream version, such as a blob sha): it stays in
+    /// the state without being refetched or emitted. False when the baseline
+    /// has no such entity, or it was pushed or retained already.
+    pub fn retain(&mut self, urn: &str) -> bool {
+        let Some(prior) = self.baseline.as_mut().and_then(|b| b.by_urn.get_mut(urn)) else {
+            return false;
         };
-        let mut retained = Vec::new();
-        for urn in children {
-            if let Some(prior) = baseline.by_urn.get_mut(urn) {
-                // Seen already (pushed, or retained before): the baseline's
-                // flag is exact.
-                if prior.seen || !self.run.wants_kind(prior.entry.kind) {
-                    continue;
-                }
-                prior.seen = true;
-                retained.push(prior.entry.clone());
-            }
+        // Seen already (pushed, or retained before): the baseline's flag is exact.
+        if prior.seen || !self.run.wants_kind(prior.entry.kind) {
+            return false;
         }
-        let count = retained.len();
-        for entry in retained {
-            self.seen.insert(self.seen.fingerprint(&entry.urn));
-            self.note_unchanged(entry.kind);
-            self.entries.push(entry);
-            self.total += 1;
-        }
-        count
+        prior.seen = true;
+        let entry = prior.entry.clone();
+        self.seen.insert(self.seen.fingerprint(&entry.urn));
+        self.note_unchanged(entry.kind);
+        self.entries.push(entry);
+        self.total += 1;
+        true
+    }
+
+    /// The baseline's children of `parent_urn` with their upstream versions.
+    pub fn prior_children(&self, parent_urn: &str) -> impl Iterator<Item = (String, String)> + '_ {
+        self.baseline
+            .as_ref()
+            .and_then(|b| Some((b, b.children.get(parent_urn)?)))
+            .into_iter()
+            .flat_map(|(b, children)| {
+                children.iter().filter_map(|urn| {
+                    let prior = b.by_urn.get(urn)?;
+                    Some((urn.clone(), prior.entry.version.clone()))
+                })
+            })
     }
 
     fn note_unchanged(&mut self, kind: i32) {

@@ -277,13 +277,72 @@ async fn the_change_scenario_works_on_the_redis_cache() {
     let base = collect(open(&server, request(full())).await).await;
     <Github as Harness>::apply_change(&server);
     let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    assert_change_result(&events);
+    assert!(!server.server.cache.is_degraded());
+}
+
+/// The INCREMENTAL sync after the change scenario sent exactly its expected
+/// upserts and deletions.
+fn assert_change_result(events: &[SyncEvent]) {
     let (want_up, want_del) = <Github as Harness>::expected_change();
-    let mut got_up: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    let mut got_up: Vec<String> = upserts(events).into_iter().map(|(u, _)| u).collect();
     got_up.sort();
-    let mut got_del = deletions(&events);
+    let mut got_del = deletions(events);
     got_del.sort();
     assert_eq!((got_up, got_del), (want_up, want_del));
-    assert!(!server.server.cache.is_degraded());
+}
+
+/// The id of a repository of the fixture estate.
+fn repo_id_of(full_name: &str) -> u64 {
+    estate()
+        .values()
+        .flatten()
+        .find(|r| r.full_name == full_name)
+        .map(|r| r.id)
+        .unwrap()
+}
+
+/// Upstream requests of the change scenario's INCREMENTAL sync: the 5
+/// listing pages (fx-rates-api is gone from globex's), then mobile-bff's tree,
+/// its changed services/api blob and its SBOM; not its unchanged worker blob.
+const EXPECTED_CHANGE_REQUESTS: u64 = 8;
+
+/// A pushed repository's manifest whose blob sha is the baseline's is kept
+/// without fetching the blob: in the change scenario mobile-bff's
+/// services/worker/package.json keeps its sha while services/api's changes.
+/// Its blob is taken out of the fixtures, so a request for it would be
+/// unmatched.
+#[tokio::test]
+async fn an_unchanged_blob_of_a_pushed_repository_is_not_fetched_again() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "github").unwrap();
+    set.overlay_dir(&root.join("github/scenarios/changed/exchanges"))
+        .unwrap();
+    let kept_blob = "/repos/acme-corp/mobile-bff/git/blobs/1393e0ca";
+    let full_path = set
+        .exchanges()
+        .map(|e| e.request.path.clone())
+        .find(|p| p.starts_with(kept_blob))
+        .unwrap();
+    assert_eq!(set.remove_path(&full_path), 1);
+    let replay = server.server.replay("github").unwrap();
+    replay.set_fixtures(set);
+    let before = replay.stats().requests();
+    let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    assert_eq!(server.unmatched("github"), Vec::<String>::new());
+    assert_change_result(&events);
+    let worker = format!(
+        "urn:connectors:github:manifest:{}:services/worker/package.json",
+        repo_id_of("acme-corp/mobile-bff")
+    );
+    assert!(!upserts(&events).iter().any(|(u, _)| *u == worker));
+    let requests = replay.stats().requests() - before;
+    assert_eq!(
+        requests, EXPECTED_CHANGE_REQUESTS,
+        "upstream requests of the INCREMENTAL sync"
+    );
 }
 
 #[tokio::test]

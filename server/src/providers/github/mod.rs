@@ -220,7 +220,18 @@ enum Step<T> {
 /// What was fetched for one repository besides the repository itself.
 struct Children {
     manifests: Vec<Entity>,
+    /// Manifests whose blob the baseline has already (same path, same sha):
+    /// kept without fetching the blob.
+    kept: Vec<String>,
     sbom: Option<Entity>,
+}
+
+/// The baseline's children of a repository with their upstream versions
+/// (a manifest's version is its blob sha), by urn.
+type KnownVersions = std::collections::HashMap<String, String>;
+
+fn manifest_urn(repo: &GhRepository, path: &str) -> String {
+    urn(ID, EntityKind::Manifest, &format!("{}:{path}", repo.id))
 }
 
 async fn fetch_blob(
@@ -254,6 +265,7 @@ impl GithubConnector {
     async fn fetch_children(
         crab: &Octocrab,
         repo: &GhRepository,
+        known: &KnownVersions,
         want_manifests: bool,
         want_sbom: bool,
     ) -> Result<Children, ScopeError> {
@@ -263,9 +275,9 @@ impl GithubConnector {
         let (manifests, sbom) = futures::join!(
             async {
                 if want_manifests {
-                    Self::fetch_manifests(crab, repo, &owner, &full).await
+                    Self::fetch_manifests(crab, repo, known, &owner, &full).await
                 } else {
-                    Ok(Vec::new())
+                    Ok((Vec::new(), Vec::new()))
                 }
             },
             async {
@@ -276,21 +288,29 @@ impl GithubConnector {
                 }
             }
         );
+        let (manifests, kept) = manifests?;
         Ok(Children {
-            manifests: manifests?,
+            manifests,
+            kept,
             sbom: sbom?,
         })
     }
 
+    /// The manifests of a repository's tree, and the urns of those kept from
+    /// the baseline: a blob is addressed by its sha, so a manifest at the same
+    /// path with the same sha as in the baseline is the same entity, and its
+    /// blob is not fetched again.
     async fn fetch_manifests(
         crab: &Octocrab,
         repo: &GhRepository,
+        known: &KnownVersions,
         owner: &str,
         full: &str,
-    ) -> Result<Vec<Entity>, ScopeError> {
+    ) -> Result<(Vec<Entity>, Vec<String>), ScopeError> {
         let name = &repo.name;
         let parent = repo_urn(repo);
         let mut manifests = Vec::new();
+        let mut kept = Vec::new();
         let branch = repo.default_branch.clone().unwrap_or_else(|| "HEAD".into());
         let route = format!("/repos/{owner}/{name}/git/trees/{branch}");
         match crab.get::<GitTree, _, _>(&route, Some(&[("recursive", "1")])).await {
@@ -307,6 +327,14 @@ impl GithubConnector {
                 let name = name.as_str();
                 let fetches: Vec<_> = found
                     .into_iter()
+                    .filter(|(path, _, sha)| {
+                        let urn = manifest_urn(repo, path);
+                        let same = known.get(&urn) == Some(sha);
+                        if same {
+                            kept.push(urn);
+                        }
+                        !same
+                    })
                     .map(|(path, eco, sha)| fetch_blob(crab, owner, name, path, eco, sha))
                     .collect();
                 let blobs = futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await;
@@ -318,7 +346,7 @@ impl GithubConnector {
                             Err(error) => (Vec::new(), error),
                         };
                     manifests.push(Entity {
-                        urn: urn(ID, EntityKind::Manifest, &format!("{}:{path}", repo.id)),
+                        urn: manifest_urn(repo, &path),
                         kind: EntityKind::Manifest as i32,
                         native_id: format!("{}:{path}", repo.id),
                         display_name: format!("{full}:{path}"),
@@ -338,7 +366,7 @@ impl GithubConnector {
             Err(error) if matches!(status_of(&error), Some(409 | 404)) => {}
             Err(error) => return Err(scope_error(error, &format!("tree of {full}"))),
         }
-        Ok(manifests)
+        Ok((manifests, kept))
     }
 
     async fn fetch_sbom(
@@ -398,36 +426,38 @@ impl GithubConnector {
         &self,
         crab: &Octocrab,
         repo: &GhRepository,
-        fetch: bool,
+        fetch: Option<KnownVersions>,
         want_manifests: bool,
         want_sbom: bool,
     ) -> Result<Option<Children>, ScopeError> {
-        if fetch {
-            Self::fetch_children(crab, repo, want_manifests, want_sbom)
+        match fetch {
+            Some(known) => Self::fetch_children(crab, repo, &known, want_manifests, want_sbom)
                 .await
-                .map(Some)
-        } else {
-            Ok(None)
+                .map(Some),
+            None => Ok(None),
         }
     }
 
     /// The repositories of a listing page the request keeps, each with
     /// whether its children are fetched (pushed since the baseline, or no
-    /// baseline) or kept from the baseline.
+    /// baseline; with the baseline's versions of them) or kept from the
+    /// baseline (`None`).
     fn plan(
         &self,
         request: &GithubRequest,
         repos: Vec<GhRepository>,
         ctx: &ScopeContext<'_>,
-    ) -> Vec<(GhRepository, bool)> {
+    ) -> Vec<(GhRepository, Option<KnownVersions>)> {
         let wants_children = ctx.wants(EntityKind::Manifest) || ctx.wants(EntityKind::Sbom);
         repos
             .into_iter()
             .filter(|r| !(request.exclude_archived && r.archived.unwrap_or(false)))
             .filter(|r| !(request.exclude_forks && r.fork.unwrap_or(false)))
             .map(|repo| {
-                let pushed = ctx.prior_version(&repo_urn(&repo)) != Some(push_version(&repo).as_str());
-                (repo, pushed && wants_children)
+                let urn = repo_urn(&repo);
+                let pushed = ctx.prior_version(&urn) != Some(push_version(&repo).as_str());
+                let fetch = (pushed && wants_children).then(|| ctx.prior_children(&urn).collect());
+                (repo, fetch)
             })
             .collect()
     }
@@ -447,6 +477,9 @@ impl GithubConnector {
             .await?;
         match fetched {
             Some(children) => {
+                for urn in &children.kept {
+                    ctx.retain(urn);
+                }
                 for manifest in children.manifests {
                     let manifest = BlobEntity::from(manifest);
                     ctx.upsert(manifest.entity, UpsertMeta::new("git/get-blob", manifest.blob_sha))
@@ -511,7 +544,7 @@ impl GithubConnector {
         let (want_manifests, want_sbom) = (ctx.wants(EntityKind::Manifest), ctx.wants(EntityKind::Sbom));
         let crab = &crab;
         // Work not started yet, in order: repositories and page ends.
-        let mut queued: VecDeque<Step<bool>> = VecDeque::new();
+        let mut queued: VecDeque<Step<Option<KnownVersions>>> = VecDeque::new();
         let mut in_flight = futures::stream::FuturesOrdered::new();
         let mut next_page = None;
         let mut to_fetch: Option<Uri> = None;
@@ -541,10 +574,11 @@ impl GithubConnector {
                     match step {
                         // Each repository's requests and their parsing run in a
                         // task of their own, so they spread over the cores.
-                        Step::Repo(repo, true) => {
+                        Step::Repo(repo, Some(known)) => {
                             let crab = crab.clone();
                             let fetch = crate::http::spawn_in_sync(async move {
-                                let children = Self::fetch_children(&crab, &repo, want_manifests, want_sbom).await;
+                                let children =
+                                    Self::fetch_children(&crab, &repo, &known, want_manifests, want_sbom).await;
                                 (repo, children)
                             });
                             match fetch.await {
@@ -554,7 +588,7 @@ impl GithubConnector {
                                 )))),
                             }
                         }
-                        Step::Repo(repo, false) => Step::Repo(repo, Ok(None)),
+                        Step::Repo(repo, None) => Step::Repo(repo, Ok(None)),
                         Step::PageEnd(uri) => Step::PageEnd(uri),
                         Step::Lost(error) => Step::Lost(error),
                     }
