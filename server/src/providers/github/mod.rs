@@ -111,14 +111,19 @@ fn scope_error(error: octocrab::Error, what: &str) -> ScopeError {
             let message = format!("{what}: github answered {status}: {}", source.message.to_lowercase());
             ScopeError::from_status(status, message)
         }
-        octocrab::Error::Serde { .. } | octocrab::Error::Json { .. } => ScopeError::Failed {
-            reason: "UPSTREAM_MALFORMED",
-            message: format!("{what}: github returned a body that does not parse"),
-        },
+        octocrab::Error::Serde { .. } | octocrab::Error::Json { .. } => malformed(what),
         _ => ScopeError::Failed {
             reason: "UPSTREAM_ERROR",
             message: format!("{what}: request failed"),
         },
+    }
+}
+
+/// A body that does not parse as what `what` should be.
+fn malformed(what: &str) -> ScopeError {
+    ScopeError::Failed {
+        reason: "UPSTREAM_MALFORMED",
+        message: format!("{what}: github returned a body that does not parse"),
     }
 }
 
@@ -510,10 +515,7 @@ impl GithubConnector {
             .map_err(|e| scope_error(e, &format!("installation of {org}")))?;
         let listing_error = |e| match e {
             PageError::Request(e) => scope_error(e, &format!("repositories of {org}")),
-            PageError::Malformed => ScopeError::Failed {
-                reason: "UPSTREAM_MALFORMED",
-                message: format!("repositories of {org}: github returned a body that does not parse"),
-            },
+            PageError::Malformed => malformed(&format!("repositories of {org}")),
         };
         let first = match ctx.resume_cursor() {
             Some(cursor) => {
