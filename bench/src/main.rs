@@ -43,7 +43,8 @@ struct Cli {
     /// Fixtures directory for the time-to-first-entity measurement.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))]
     fixtures: PathBuf,
-    /// Only these measurements (comma separated: throughput, memory, latency, ttfe).
+    /// Only these measurements (comma separated: throughput, memory, latency, ttfe;
+    /// throughput-github or throughput-aws for one shape of throughput).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }

@@ -668,8 +668,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<bool> {
     } else {
         (200_000, [100_000, 1_000_000])
     };
-    if settings.wants("throughput") {
-        for shape in ["github", "aws"] {
+    for shape in ["github", "aws"] {
+        if settings.wants("throughput") || settings.wants(&format!("throughput-{shape}")) {
             eprintln!("== throughput and incremental, {shape}-shaped, {throughput_entities} entities");
             throughput(&mut run, &settings, &work, shape, throughput_entities).await?;
         }
