@@ -265,12 +265,12 @@ pub fn asset(
 
 /// A Tag entity of a tagged resource.
 pub fn tag_entity(arn: &str, key: &str, value: &str) -> Entity {
-    let native_id = format!("{arn}#{key}");
+    let native_id = [arn, "#", key].concat();
     Entity {
         urn: urn(ID, EntityKind::Tag, &native_id),
         kind: EntityKind::Tag as i32,
         native_id,
-        display_name: format!("{key}={value}"),
+        display_name: [key, "=", value].concat(),
         labels: Vec::new(),
         parent_urn: urn(ID, EntityKind::Asset, arn),
         body: Some(Body::Tag(Tag {
@@ -408,13 +408,13 @@ impl AwsConnector {
                         place,
                         "aws.ecr.image",
                         "AWS::ECR::Image",
-                        &format!("{arn}@{digest}"),
-                        &format!("{name}@{digest}"),
+                        &[arn.as_str(), "@", digest].concat(),
+                        &[name.as_str(), "@", digest].concat(),
                         "",
                         repository_urn.clone(),
                         vec![ContainerImage {
                             container: String::new(),
-                            image: format!("{uri}@{digest}"),
+                            image: [uri, "@", digest].concat(),
                             digest: digest.to_owned(),
                         }],
                         tags.iter().map(|t| label("aws.ecr.image_tag", t.as_str())).collect(),
