@@ -346,7 +346,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .add_service(registry_service);
     #[cfg(feature = "github")]
     if let Some(github) = &registry.github {
-        let service = connectors_proto::github::v1::github_connector_service_server::GithubConnectorServiceServer::new(
+        let service = crate::grpc::stubs::github::github_connector_service_server::GithubConnectorServiceServer::new(
             crate::grpc::GithubService::new(github.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
@@ -354,7 +354,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     #[cfg(feature = "gcp")]
     if let Some(gcp) = &registry.gcp {
-        let service = connectors_proto::gcp::v1::gcp_connector_service_server::GcpConnectorServiceServer::new(
+        let service = crate::grpc::stubs::gcp::gcp_connector_service_server::GcpConnectorServiceServer::new(
             crate::grpc::GcpService::new(gcp.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
@@ -362,7 +362,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     #[cfg(feature = "azure")]
     if let Some(azure) = &registry.azure {
-        let service = connectors_proto::azure::v1::azure_connector_service_server::AzureConnectorServiceServer::new(
+        let service = crate::grpc::stubs::azure::azure_connector_service_server::AzureConnectorServiceServer::new(
             crate::grpc::AzureService::new(azure.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
@@ -370,7 +370,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     #[cfg(feature = "gitlab")]
     if let Some(gitlab) = &registry.gitlab {
-        let service = connectors_proto::gitlab::v1::gitlab_connector_service_server::GitlabConnectorServiceServer::new(
+        let service = crate::grpc::stubs::gitlab::gitlab_connector_service_server::GitlabConnectorServiceServer::new(
             crate::grpc::GitlabService::new(gitlab.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
@@ -379,7 +379,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     #[cfg(feature = "kubernetes")]
     if let Some(kubernetes) = &registry.kubernetes {
         let service =
-            connectors_proto::kubernetes::v1::kubernetes_connector_service_server::KubernetesConnectorServiceServer::new(
+            crate::grpc::stubs::kubernetes::kubernetes_connector_service_server::KubernetesConnectorServiceServer::new(
                 crate::grpc::KubernetesService::new(kubernetes.clone(), gate.clone()),
             )
             .max_decoding_message_size(max_message);
@@ -387,7 +387,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     #[cfg(feature = "aws")]
     if let Some(aws) = &registry.aws {
-        let service = connectors_proto::aws::v1::aws_connector_service_server::AwsConnectorServiceServer::new(
+        let service = crate::grpc::stubs::aws::aws_connector_service_server::AwsConnectorServiceServer::new(
             crate::grpc::AwsService::new(aws.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);
@@ -395,7 +395,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     #[cfg(feature = "wiz")]
     if let Some(wiz) = &registry.wiz {
-        let service = connectors_proto::wiz::v1::wiz_connector_service_server::WizConnectorServiceServer::new(
+        let service = crate::grpc::stubs::wiz::wiz_connector_service_server::WizConnectorServiceServer::new(
             crate::grpc::WizService::new(wiz.clone(), gate.clone()),
         )
         .max_decoding_message_size(max_message);

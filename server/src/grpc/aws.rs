@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::stubs::aws::aws_connector_service_server::AwsConnectorService;
 use connectors_proto::aws::v1::SyncRequest;
-use connectors_proto::aws::v1::aws_connector_service_server::AwsConnectorService;
 use tonic::{Request, Response, Status};
 
 use super::validate;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::stubs::azure::azure_connector_service_server::AzureConnectorService;
 use connectors_proto::azure::v1::SyncRequest;
-use connectors_proto::azure::v1::azure_connector_service_server::AzureConnectorService;
 use tonic::{Request, Response, Status};
 
 use super::validate;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::stubs::gcp::gcp_connector_service_server::GcpConnectorService;
 use connectors_proto::gcp::v1::SyncRequest;
-use connectors_proto::gcp::v1::gcp_connector_service_server::GcpConnectorService;
 use tonic::{Request, Response, Status};
 
 use super::validate;

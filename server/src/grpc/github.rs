@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::stubs::github::github_connector_service_server::GithubConnectorService;
 use connectors_proto::github::v1::SyncRequest;
-use connectors_proto::github::v1::github_connector_service_server::GithubConnectorService;
 use tonic::{Request, Response, Status};
 
 use super::validate;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::stubs::gitlab::gitlab_connector_service_server::GitlabConnectorService;
 use connectors_proto::gitlab::v1::SyncRequest;
-use connectors_proto::gitlab::v1::gitlab_connector_service_server::GitlabConnectorService;
 use tonic::{Request, Response, Status};
 
 use super::validate;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::stubs::kubernetes::kubernetes_connector_service_server::KubernetesConnectorService;
 use connectors_proto::kubernetes::v1::SyncRequest;
-use connectors_proto::kubernetes::v1::kubernetes_connector_service_server::KubernetesConnectorService;
 use tonic::{Request, Response, Status};
 
 use super::validate;

@@ -16,6 +16,7 @@ mod gitlab;
 mod kubernetes;
 pub mod limits;
 mod registry;
+pub(crate) mod stubs;
 pub mod validate;
 #[cfg(feature = "wiz")]
 mod wiz;
@@ -36,13 +37,13 @@ pub use registry::RegistryApi;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use connectors_proto::v1::SyncEvent;
 use futures::{Stream, StreamExt};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// The response stream of every connector's Sync.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<SyncEvent, tonic::Status>> + Send>>;
+/// The response stream of every connector's Sync: events encoded once (see
+/// `stubs`), written to the wire as they are.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<crate::sync::EncodedEvent, tonic::Status>> + Send>>;
 
 /// What every connector's handler shares: the engine and the stream limits.
 #[derive(Debug, Clone)]

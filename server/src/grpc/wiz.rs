@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::stubs::wiz::wiz_connector_service_server::WizConnectorService;
 use connectors_proto::wiz::v1::SyncRequest;
-use connectors_proto::wiz::v1::wiz_connector_service_server::WizConnectorService;
 use tonic::{Request, Response, Status};
 
 use super::validate;

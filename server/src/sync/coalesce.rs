@@ -25,6 +25,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::SyncError;
+use super::encoded::EncodedEvent;
 use super::state::StateStore;
 use crate::cache::SharedCache;
 
@@ -142,16 +143,14 @@ impl Publisher {
         });
     }
 
-    /// Appends an event; flushes at checkpoints, scope ends, the summary and every `BATCH` events.
-    pub(super) async fn push(&self, event: &SyncEvent) {
-        let boundary = matches!(
-            event.event,
-            Some(Event::Checkpoint(_) | Event::ScopeStatus(_) | Event::Summary(_))
-        );
+    /// Appends an event; flushes at a `boundary` (checkpoints, scope ends,
+    /// the summary) and every `BATCH` events.
+    pub(super) async fn push(&self, event: &EncodedEvent, boundary: bool) {
         let mut state = self.state.lock().await;
-        // Encoded straight into the batch (no copy of the event is kept).
-        // Encoding into a growable buffer cannot fail.
-        let _ = event.encode_length_delimited(&mut state.buf);
+        // Length-delimited, as `SyncEvent::encode_length_delimited` writes.
+        let bytes = event.as_bytes();
+        prost::encoding::encode_varint(bytes.len() as u64, &mut state.buf);
+        state.buf.extend_from_slice(bytes);
         state.events += 1;
         if boundary || state.events >= BATCH {
             self.flush(&mut state).await;
@@ -162,7 +161,11 @@ impl Publisher {
         if state.events == 0 {
             return;
         }
+        let size = state.buf.len();
         let batch = state.buf.split().freeze();
+        // The next batch is about as large: one allocation for it instead of
+        // growing by doubling (each step copying what was encoded so far).
+        state.buf.reserve(size);
         state.events = 0;
         self.cache
             .set(&batch_key(&self.crawl, state.written), batch, Some(LOG_TTL))
@@ -187,6 +190,17 @@ impl Publisher {
     }
 }
 
+/// The next length-delimited event of a batch: its bytes and the event.
+fn next_event(buf: &mut Bytes) -> Option<(EncodedEvent, SyncEvent)> {
+    let len = usize::try_from(prost::encoding::decode_varint(buf).ok()?).ok()?;
+    if len > buf.len() {
+        return None;
+    }
+    let bytes = buf.split_to(len);
+    let event = SyncEvent::decode(bytes.clone()).ok()?;
+    Some((EncodedEvent::from_encoded(bytes), event))
+}
+
 /// Where a follower keeps its own checkpoints.
 pub(super) struct FollowerState {
     pub(super) store: StateStore,
@@ -199,7 +213,7 @@ pub(super) async fn follow(
     cache: SharedCache,
     crawl: String,
     key: String,
-    tx: mpsc::Sender<Result<SyncEvent, SyncError>>,
+    tx: mpsc::Sender<Result<EncodedEvent, SyncError>>,
     keep: FollowerState,
     shutdown: CancellationToken,
 ) -> &'static str {
@@ -214,9 +228,9 @@ pub(super) async fn follow(
         if shutdown.is_cancelled() {
             if let Some(checkpoint) = last_checkpoint {
                 let _ = tx
-                    .send(Ok(SyncEvent {
+                    .send(Ok(EncodedEvent::from(SyncEvent {
                         event: Some(Event::Checkpoint(checkpoint)),
-                    }))
+                    })))
                     .await;
             }
             let _ = tx
@@ -231,7 +245,9 @@ pub(super) async fn follow(
             idle = Duration::from_millis(10);
             let mut buf = batch;
             while !buf.is_empty() {
-                let Ok(event) = SyncEvent::decode_length_delimited(&mut buf) else {
+                // The leader's bytes are passed on as they are; decoded only to
+                // see checkpoints.
+                let Some((encoded, event)) = next_event(&mut buf) else {
                     let _ = tx
                         .send(Err(SyncError::Internal("corrupt coalesced batch".into())))
                         .await;
@@ -248,7 +264,7 @@ pub(super) async fn follow(
                 if let (Some(token), Some(state_key)) = (token, &keep.state_key) {
                     keep.store.save_checkpoint(keep.connector, state_key, token).await;
                 }
-                if tx.send(Ok(event)).await.is_err() {
+                if tx.send(Ok(encoded)).await.is_err() {
                     return "cancelled";
                 }
             }

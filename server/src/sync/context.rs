@@ -1,11 +1,12 @@
 //! What a connector sees while it crawls one scope.
 
-use connectors_proto::v1::{Deletion, Entity, EntityKind, Provenance, SyncEvent, SyncMode, Upsert, sync_event::Event};
+use connectors_proto::v1::{Deletion, Entity, EntityKind, Provenance, SyncEvent, SyncMode, sync_event::Event};
 use tokio::sync::mpsc;
 
 use super::ScopeError;
+use super::encoded::EncodedEvent;
 use super::engine::{RunInfo, ScopeItem};
-use super::hash::content_hash;
+use super::hash::content_hash_of;
 use super::state::{Baseline, CHUNK_ENTRIES, SeenUrns, StateEntry};
 
 /// Provenance details of one upsert that only the connector knows.
@@ -51,6 +52,8 @@ pub struct ScopeContext<'a> {
     pub(super) emitted: u64,
     /// Entities found unchanged and not yet reported, by kind.
     pub(super) unchanged: std::collections::BTreeMap<i32, u64>,
+    /// The encoding of the entity being upserted (a buffer reused across upserts).
+    pub(super) encoded: Vec<u8>,
 }
 
 /// Unchanged entities reported in one item at most.
@@ -243,7 +246,10 @@ impl ScopeContext<'_> {
             tracing::debug!(urn = %entity.urn, "entity pushed twice in one scope; ignored");
             return Ok(());
         }
-        let hash = content_hash(&entity);
+        // The entity is encoded once: these bytes are hashed, then written
+        // into the event as they are.
+        super::encoded::encode_entity(&entity, &mut self.encoded);
+        let hash = content_hash_of(&self.encoded);
         let unchanged = match self.baseline.as_mut().and_then(|b| b.by_urn.get_mut(&entity.urn)) {
             Some(prior) => {
                 prior.seen = true;
@@ -271,13 +277,8 @@ impl ScopeContext<'_> {
         }
         let provenance = self.provenance(&meta, hash);
         self.emitted += 1;
-        let kind = entity.kind;
-        let event = Event::Upsert(Upsert {
-            entity: Some(entity),
-            provenance: Some(provenance),
-        });
-        self.send(ScopeItem::Upsert(kind, SyncEvent { event: Some(event) }))
-            .await
+        let event = super::encoded::upsert_event(&self.encoded, &provenance);
+        self.send(ScopeItem::Upsert(entity.kind, event)).await
     }
 
     /// Marks a page boundary: everything pushed so far is durable, and a
@@ -315,7 +316,10 @@ impl ScopeContext<'_> {
                 kind: entry.kind,
                 provenance: Some(provenance),
             });
-            self.send(ScopeItem::Deletion(SyncEvent { event: Some(event) })).await?;
+            self.send(ScopeItem::Deletion(EncodedEvent::from(SyncEvent {
+                event: Some(event),
+            })))
+            .await?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 
 use super::checkpoint::{ResumePoint, Token};
 use super::context::ScopeContext;
+use super::encoded::EncodedEvent;
 use super::state::{Baseline, SeenUrns, StateStore};
 use super::{Connector, Scope, ScopeError, SyncError};
 use crate::cache::SharedCache;
@@ -88,7 +89,7 @@ impl Shard {
 }
 
 /// The events of one sync. Dropping it cancels the sync.
-pub type SyncStream = ReceiverStream<Result<SyncEvent, SyncError>>;
+pub type SyncStream = ReceiverStream<Result<EncodedEvent, SyncError>>;
 
 /// Runs syncs.
 #[derive(Debug, Clone)]
@@ -156,10 +157,10 @@ impl RunInfo {
 /// What a scope task hands to the sync's sender, in the scope's order.
 #[derive(Debug)]
 pub(super) enum ScopeItem {
-    /// An upsert to send, of this kind.
-    Upsert(i32, SyncEvent),
-    /// A deletion to send.
-    Deletion(SyncEvent),
+    /// An upsert to send, of this kind (encoded by the scope's task).
+    Upsert(i32, EncodedEvent),
+    /// A deletion to send (encoded by the scope's task).
+    Deletion(EncodedEvent),
     /// Entities of this kind found unchanged since the baseline (not sent).
     Unchanged(i32, u64),
     /// A page boundary: the scope resumes at `cursor` with `chunks` state chunks saved.
@@ -189,7 +190,7 @@ struct InFlight {
 struct Run {
     info: Arc<RunInfo>,
     mode: SyncMode,
-    events: mpsc::Sender<Result<SyncEvent, SyncError>>,
+    events: mpsc::Sender<Result<EncodedEvent, SyncError>>,
     /// Set when this sync leads a coalesced crawl: its events go to the shared log too.
     publisher: Option<Arc<super::coalesce::Publisher>>,
     /// The newest checkpoint sent, re-sent when the stream is ended by a drain.
@@ -200,6 +201,9 @@ struct Run {
     /// Scopes done in this sync (including before a resume) and their new generation.
     done: Vec<(String, Option<String>)>,
     counts: BTreeMap<i32, (u64, u64)>,
+    /// `connectors_entities_total` of each kind sent, looked up once per kind
+    /// (a lookup in the metrics registry per upsert cost more than the count).
+    entity_counters: Vec<(i32, metrics::Counter)>,
     deletions: u64,
     entities_since_progress: u64,
     progress_every: u64,
@@ -418,6 +422,7 @@ impl Engine {
             baseline,
             done,
             counts: BTreeMap::new(),
+            entity_counters: Vec::new(),
             deletions: 0,
             entities_since_progress: 0,
             progress_every: self.config.progress_every,
@@ -442,7 +447,7 @@ impl Engine {
                     // so that it is the last thing before the status.
                     let last = last_checkpoint.lock().ok().and_then(|l| l.clone());
                     if let Some(checkpoint) = last {
-                        let _ = tx.send(Ok(SyncEvent { event: Some(Event::Checkpoint(checkpoint)) })).await;
+                        let _ = tx.send(Ok(EncodedEvent::from(SyncEvent { event: Some(Event::Checkpoint(checkpoint)) }))).await;
                     }
                     let _ = tx.send(Err(SyncError::Unavailable("server is shutting down; resume from the last checkpoint".into()))).await;
                     "drained"
@@ -501,8 +506,18 @@ impl From<ScopeError> for RunEnd {
 
 impl Run {
     async fn send(&mut self, event: SyncEvent) -> Result<(), ScopeError> {
+        // A boundary of the coalescing log: its batch is flushed after it.
+        let boundary = matches!(
+            event.event,
+            Some(Event::Checkpoint(_) | Event::ScopeStatus(_) | Event::Summary(_))
+        );
+        self.send_encoded(EncodedEvent::from(&event), boundary).await
+    }
+
+    /// Sends an event encoded already (the encoding the coalescing log gets too).
+    async fn send_encoded(&mut self, event: EncodedEvent, boundary: bool) -> Result<(), ScopeError> {
         if let Some(publisher) = &self.publisher {
-            publisher.push(&event).await;
+            publisher.push(&event, boundary).await;
         }
         self.events.send(Ok(event)).await.map_err(|_| ScopeError::Cancelled)
     }
@@ -510,11 +525,18 @@ impl Run {
     fn count_upsert(&mut self, kind: i32) {
         self.counts.entry(kind).or_default().0 += 1;
         self.entities_since_progress += 1;
-        let kind = EntityKind::try_from(kind)
-            .map(super::hash::kind_segment)
-            .unwrap_or("unspecified");
-        metrics::counter!("connectors_entities_total", "connector" => self.info.connector_id, "kind" => kind)
-            .increment(1);
+        let at = match self.entity_counters.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                let segment = EntityKind::try_from(kind)
+                    .map(super::hash::kind_segment)
+                    .unwrap_or("unspecified");
+                let counter = metrics::counter!("connectors_entities_total", "connector" => self.info.connector_id, "kind" => segment);
+                self.entity_counters.push((kind, counter));
+                self.entity_counters.len() - 1
+            }
+        };
+        self.entity_counters[at].1.increment(1);
     }
 
     fn count_unchanged(&mut self, kind: i32, count: u64) {
@@ -620,12 +642,12 @@ impl Run {
         match item {
             ScopeItem::Upsert(kind, event) => {
                 self.count_upsert(kind);
-                self.send(event).await?;
+                self.send_encoded(event, false).await?;
                 self.maybe_progress().await
             }
             ScopeItem::Deletion(event) => {
                 self.deletions += 1;
-                self.send(event).await
+                self.send_encoded(event, false).await
             }
             ScopeItem::Unchanged(kind, count) => {
                 self.count_unchanged(kind, count);
@@ -892,6 +914,7 @@ async fn crawl_scope<C: Connector>(
         total,
         emitted: 0,
         unchanged: std::collections::BTreeMap::new(),
+        encoded: Vec::new(),
     };
     let mut result = connector.sync_scope(&request, &scope, &mut ctx).await;
     if result.is_ok() {

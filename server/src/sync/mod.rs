@@ -13,6 +13,7 @@
 mod checkpoint;
 mod coalesce;
 mod context;
+mod encoded;
 mod engine;
 mod hash;
 mod state;
@@ -25,6 +26,7 @@ use connectors_proto::v1::{EntityKind, SourceMode};
 
 pub use checkpoint::{CheckpointError, Token};
 pub use context::{ScopeContext, UpsertMeta};
+pub use encoded::EncodedEvent;
 pub use engine::{Engine, EngineConfig, Shard, SyncOptions, SyncStream};
 pub use hash::{content_hash, urn};
 

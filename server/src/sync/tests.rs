@@ -11,7 +11,7 @@ use connectors_proto::v1::{
     Entity, EntityKind, ScopeState as ProtoScopeState, SourceMode, SyncEvent, SyncMode, Tag, entity::Body,
     sync_event::Event,
 };
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -172,8 +172,13 @@ fn opts(mode: SyncMode, checkpoint: Vec<u8>) -> SyncOptions {
 }
 
 async fn collect(engine: &Engine, fake: &Arc<Fake>, options: SyncOptions) -> Vec<SyncEvent> {
-    let stream = engine.start(fake.clone(), (), options).await.unwrap();
+    let stream = decoded(engine.start(fake.clone(), (), options).await.unwrap());
     stream.map(|e| e.unwrap()).collect().await
+}
+
+/// The engine's stream with its events decoded (the engine sends them encoded).
+fn decoded(stream: SyncStream) -> impl Stream<Item = Result<SyncEvent, SyncError>> + Unpin {
+    stream.map(|item| item.map(|event| event.event().expect("the engine's events decode")))
 }
 
 /// A compact rendering of the stream, for exact comparisons.
@@ -383,10 +388,12 @@ async fn resume_from_a_mid_scope_checkpoint_sends_the_rest_exactly_once() {
             ("4".into(), "d".into()),
         ],
     );
-    let mut stream = engine
-        .start(fake.clone(), (), opts(SyncMode::Incremental, baseline.clone()))
-        .await
-        .unwrap();
+    let mut stream = decoded(
+        engine
+            .start(fake.clone(), (), opts(SyncMode::Incremental, baseline.clone()))
+            .await
+            .unwrap(),
+    );
     let mut before = Vec::new();
     let token = loop {
         let event = stream.next().await.unwrap().unwrap();
@@ -527,7 +534,7 @@ async fn dropping_the_stream_stops_the_connector() {
         ..Default::default()
     });
     fake.data.lock().unwrap().insert("a".into(), Vec::new());
-    let mut stream = engine().start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let mut stream = decoded(engine().start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     for _ in 0..10 {
         stream.next().await.unwrap().unwrap();
     }
@@ -550,7 +557,7 @@ async fn a_draining_engine_refuses_new_syncs_and_ends_open_ones_with_unavailable
         ..Default::default()
     });
     fake.data.lock().unwrap().insert("a".into(), Vec::new());
-    let mut stream = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let mut stream = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     stream.next().await.unwrap().unwrap();
     shutdown.cancel();
     let mut last = None;
@@ -569,7 +576,7 @@ async fn drain_lets_open_syncs_finish_and_ends_the_rest_after_their_last_checkpo
     // A sync that finishes within the drain timeout ends normally.
     let engine = engine();
     let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")])]);
-    let stream = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let stream = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     let drained = tokio::spawn({
         let engine = engine.clone();
         async move { engine.drain(Duration::from_secs(5)).await }
@@ -585,7 +592,7 @@ async fn drain_lets_open_syncs_finish_and_ends_the_rest_after_their_last_checkpo
         ..Default::default()
     });
     endless.data.lock().unwrap().insert("a".into(), Vec::new());
-    let mut stream = engine.start(endless.clone(), (), SyncOptions::default()).await.unwrap();
+    let mut stream = decoded(engine.start(endless.clone(), (), SyncOptions::default()).await.unwrap());
     stream.next().await.unwrap().unwrap();
     let drained = tokio::spawn({
         let engine = engine.clone();
@@ -703,8 +710,8 @@ async fn identical_concurrent_syncs_share_one_crawl() {
         }
     }
     let fake = Arc::new(fake);
-    let first = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
-    let second = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let first = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let second = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     let (first, second): (Vec<SyncEvent>, Vec<SyncEvent>) = tokio::join!(
         first.map(|e| e.unwrap()).collect(),
         second.map(|e| e.unwrap()).collect()
@@ -718,11 +725,13 @@ async fn identical_concurrent_syncs_share_one_crawl() {
     assert_eq!(fake.crawls.load(Ordering::SeqCst), 4);
     // Different requests (here: FULL vs INCREMENTAL from a checkpoint) do not coalesce.
     let token = summary(&first).checkpoint;
-    let full = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
-    let incremental = engine
-        .start(fake.clone(), (), opts(SyncMode::Incremental, token))
-        .await
-        .unwrap();
+    let full = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let incremental = decoded(
+        engine
+            .start(fake.clone(), (), opts(SyncMode::Incremental, token))
+            .await
+            .unwrap(),
+    );
     let _: (Vec<_>, Vec<_>) = tokio::join!(full.collect(), incremental.collect());
     assert_eq!(fake.crawls.load(Ordering::SeqCst), 8);
 }
@@ -739,8 +748,8 @@ async fn followers_end_unavailable_when_the_leader_stops_early() {
         .unwrap()
         .insert("a".into(), (0..50).map(|i| (i.to_string(), "v".to_owned())).collect());
     let fake = Arc::new(fake);
-    let mut leader = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
-    let mut follower = engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let mut leader = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let mut follower = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     // The follower receives what the leader sent, checkpoints included.
     loop {
         let event = follower.next().await.unwrap().unwrap();
@@ -801,10 +810,12 @@ async fn story(fake: &Arc<Fake>) -> Vec<Vec<String>> {
     let changed = collect(&engine, fake, opts(SyncMode::Incremental, token.clone())).await;
     *fake.failing.lock().unwrap() = None;
 
-    let mut stream = engine
-        .start(fake.clone(), (), opts(SyncMode::Incremental, token))
-        .await
-        .unwrap();
+    let mut stream = decoded(
+        engine
+            .start(fake.clone(), (), opts(SyncMode::Incremental, token))
+            .await
+            .unwrap(),
+    );
     let mut before = Vec::new();
     let mut seen_checkpoints = 0;
     let lost_at = loop {
@@ -898,7 +909,7 @@ async fn dropping_the_stream_stops_every_scope_in_flight() {
     for scope in ["a", "b", "c"] {
         fake.data.lock().unwrap().insert(scope.into(), Vec::new());
     }
-    let mut stream = engine().start(fake.clone(), (), SyncOptions::default()).await.unwrap();
+    let mut stream = decoded(engine().start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     for _ in 0..10 {
         stream.next().await.unwrap().unwrap();
     }
