@@ -35,6 +35,9 @@ const LEASE_TTL: Duration = Duration::from_secs(30);
 const LOG_TTL: Duration = Duration::from_secs(600);
 /// Events per batch before a flush (batches are also flushed at checkpoints).
 const BATCH: usize = 256;
+/// Bytes a batch buffer is allocated with: a batch that would outgrow its
+/// buffer is flushed instead (never reallocated and copied).
+const BATCH_BYTES: usize = 128 * 1024;
 
 /// The coalescing key of a sync.
 pub(super) fn key(
@@ -149,6 +152,11 @@ impl Publisher {
         let mut state = self.state.lock().await;
         // Length-delimited, as `SyncEvent::encode_length_delimited` writes.
         let bytes = event.as_bytes();
+        let needed = prost::encoding::encoded_len_varint(bytes.len() as u64) + bytes.len();
+        if state.buf.capacity() - state.buf.len() < needed {
+            self.flush(&mut state).await;
+            state.buf.reserve(needed.max(BATCH_BYTES));
+        }
         prost::encoding::encode_varint(bytes.len() as u64, &mut state.buf);
         state.buf.extend_from_slice(bytes);
         state.events += 1;
@@ -161,11 +169,8 @@ impl Publisher {
         if state.events == 0 {
             return;
         }
-        let size = state.buf.len();
+        // The next batch goes on in the rest of the buffer.
         let batch = state.buf.split().freeze();
-        // The next batch is about as large: one allocation for it instead of
-        // growing by doubling (each step copying what was encoded so far).
-        state.buf.reserve(size);
         state.events = 0;
         self.cache
             .set(&batch_key(&self.crawl, state.written), batch, Some(LOG_TTL))
@@ -302,5 +307,101 @@ pub(super) async fn follow(
         }
         tokio::time::sleep(idle).await;
         idle = (idle * 2).min(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectors_proto::v1::{Checkpoint, Entity, Summary, Upsert};
+
+    fn upsert(i: usize, size: usize) -> SyncEvent {
+        SyncEvent {
+            event: Some(Event::Upsert(Upsert {
+                entity: Some(Entity {
+                    urn: format!("urn:connectors:test:asset:{i}"),
+                    display_name: "x".repeat(size),
+                    ..Default::default()
+                }),
+                provenance: None,
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_replays_exactly_the_events_of_a_log_that_spans_many_buffers() {
+        let cache = SharedCache::memory(64 << 20);
+        let Role::Leader(publisher) = join(&cache, "k", "2f1d0c5e-0000-4000-8000-000000000001").await else {
+            panic!("the first sync leads");
+        };
+        // 300 events of 3..40 KiB: several batch buffers of BATCH_BYTES, one
+        // event larger than a buffer, and checkpoint boundaries in between.
+        let mut sent = Vec::new();
+        for i in 0..300 {
+            let event = if i % 50 == 49 {
+                SyncEvent {
+                    event: Some(Event::Checkpoint(Checkpoint {
+                        token: vec![u8::try_from(i % 256).unwrap(); 8],
+                        ..Default::default()
+                    })),
+                }
+            } else if i == 120 {
+                upsert(i, BATCH_BYTES + 1000)
+            } else {
+                upsert(i, 3000 + (i * 7919) % 37_000)
+            };
+            let boundary = matches!(event.event, Some(Event::Checkpoint(_)));
+            publisher.push(&EncodedEvent::from(&event), boundary).await;
+            sent.push(event);
+        }
+        let summary = SyncEvent {
+            event: Some(Event::Summary(Summary {
+                complete: true,
+                ..Default::default()
+            })),
+        };
+        publisher.push(&EncodedEvent::from(&summary), true).await;
+        sent.push(summary);
+        publisher.finish("ok").await;
+        let written = publisher.state.lock().await.written;
+        assert!(written > 20, "the log spans many batches ({written})");
+        // No batch outgrew its buffer, except the one that holds the event
+        // larger than a buffer, alone.
+        let mut sizes = Vec::new();
+        for n in 0..written {
+            sizes.push(
+                cache
+                    .get(&batch_key("2f1d0c5e-0000-4000-8000-000000000001", n))
+                    .await
+                    .unwrap()
+                    .len(),
+            );
+        }
+        let big = EncodedEvent::from(&sent[120]).as_bytes().len();
+        let oversized: Vec<usize> = sizes.iter().copied().filter(|&len| len > BATCH_BYTES).collect();
+        assert_eq!(oversized, vec![big + prost::encoding::encoded_len_varint(big as u64)]);
+
+        let (tx, mut rx) = mpsc::channel(1024);
+        let keep = FollowerState {
+            store: StateStore::new(cache.clone(), Duration::from_secs(60)),
+            connector: "test",
+            state_key: None,
+        };
+        let outcome = follow(
+            cache,
+            "2f1d0c5e-0000-4000-8000-000000000001".into(),
+            "k".into(),
+            tx,
+            keep,
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(outcome, "coalesced");
+        let mut got = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            got.push(item.unwrap().event().unwrap());
+        }
+        assert_eq!(got.len(), sent.len());
+        assert_eq!(got, sent);
     }
 }

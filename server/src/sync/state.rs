@@ -90,7 +90,7 @@ impl Baseline {
 }
 
 /// The urns pushed in a scope, exactly, in about 8 bytes each: 64-bit
-/// fingerprints (SipHash with this process's random keys) in a sorted vector
+/// fingerprints (foldhash's quality hasher, randomly seeded per scope) in a sorted vector
 /// plus a small set of recent ones. A fingerprint match is only a candidate:
 /// the caller confirms it against the entries themselves, so a collision
 /// costs a lookup, never an entity.
@@ -101,7 +101,7 @@ impl Baseline {
 /// missed the cache (4% of the server's CPU in an AWS-shaped sync).
 #[derive(Debug, Default)]
 pub struct SeenUrns {
-    keys: std::hash::RandomState,
+    keys: foldhash::quality::RandomState,
     sorted: Vec<u64>,
     /// `index[b]..index[b + 1]` holds the fingerprints whose top `bits` bits are `b`.
     index: Vec<u32>,
