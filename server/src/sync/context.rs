@@ -54,6 +54,8 @@ pub struct ScopeContext<'a> {
     pub(super) unchanged: std::collections::BTreeMap<i32, u64>,
     /// The encoding of the entity being upserted (a buffer reused across upserts).
     pub(super) encoded: Vec<u8>,
+    /// The provenance template of this scope's upserts (see `provenance_of`).
+    pub(super) provenance: Option<Provenance>,
 }
 
 /// Unchanged entities reported in one item at most.
@@ -223,21 +225,11 @@ impl ScopeContext<'_> {
         self.items.is_closed()
     }
 
-    fn provenance(&self, meta: &UpsertMeta, hash: String) -> Provenance {
-        self.run.provenance(
-            &self.scope_key,
-            &self.region,
-            meta.operation,
-            meta.upstream_version.clone(),
-            hash,
-        )
-    }
-
     /// Pushes one entity. Entities of kinds the request does not want are
     /// dropped; an entity already pushed in this scope is ignored; in an
     /// INCREMENTAL sync an entity whose hash equals the baseline's is counted
     /// as unchanged and not sent.
-    pub async fn upsert(&mut self, entity: Entity, meta: UpsertMeta) -> Result<(), ScopeError> {
+    pub async fn upsert(&mut self, mut entity: Entity, meta: UpsertMeta) -> Result<(), ScopeError> {
         let kind = EntityKind::try_from(entity.kind).unwrap_or(EntityKind::Unspecified);
         if !self.wants(kind) {
             return Ok(());
@@ -257,27 +249,37 @@ impl ScopeContext<'_> {
             }
             None => false,
         };
+        let event = (!unchanged).then(|| {
+            let provenance = provenance_of(
+                &mut self.provenance,
+                self.run,
+                &self.scope_key,
+                &self.region,
+                &meta,
+                &hash,
+            );
+            super::encoded::upsert_event(&self.encoded, provenance)
+        });
+        // The entity is in `encoded` now: its urn and parent move into the state.
         self.entries.push(StateEntry {
-            urn: entity.urn.clone(),
+            urn: std::mem::take(&mut entity.urn),
             kind: entity.kind,
-            hash: hash.clone(),
-            parent: entity.parent_urn.clone(),
-            version: meta.upstream_version.clone(),
+            hash,
+            parent: std::mem::take(&mut entity.parent_urn),
+            version: meta.upstream_version,
         });
         self.total += 1;
         if self.entries.len() >= CHUNK_ENTRIES {
             self.save_entries().await;
         }
-        if unchanged {
+        let Some(event) = event else {
             self.note_unchanged(entity.kind);
             if self.unchanged.values().sum::<u64>() >= UNCHANGED_BATCH {
                 self.flush_unchanged().await?;
             }
             return Ok(());
-        }
-        let provenance = self.provenance(&meta, hash);
+        };
         self.emitted += 1;
-        let event = super::encoded::upsert_event(&self.encoded, &provenance);
         self.send(ScopeItem::Upsert(entity.kind, event)).await
     }
 
@@ -323,4 +325,28 @@ impl ScopeContext<'_> {
         }
         Ok(())
     }
+}
+
+/// The provenance of an upsert: the scope's template (the fields every upsert
+/// of the scope shares, made at its first upsert) with this upsert's fields
+/// written in place, so that no string is allocated per upsert.
+fn provenance_of<'t>(
+    template: &'t mut Option<Provenance>,
+    run: &RunInfo,
+    scope: &str,
+    region: &str,
+    meta: &UpsertMeta,
+    hash: &str,
+) -> &'t Provenance {
+    let template = template.get_or_insert_with(|| run.provenance(scope, region, "", String::new(), String::new()));
+    template.fetch_time = Some(super::engine::now());
+    for (field, value) in [
+        (&mut template.operation, meta.operation),
+        (&mut template.upstream_version, meta.upstream_version.as_str()),
+        (&mut template.content_hash, hash),
+    ] {
+        field.clear();
+        field.push_str(value);
+    }
+    template
 }

@@ -130,7 +130,6 @@ impl RunInfo {
         upstream_version: String,
         content_hash: String,
     ) -> Provenance {
-        let now = Utc::now();
         Provenance {
             connector_id: self.connector_id.to_owned(),
             connector_version: self.connector_version.to_owned(),
@@ -138,10 +137,7 @@ impl RunInfo {
             source: scope.to_owned(),
             region: region.to_owned(),
             operation: operation.to_owned(),
-            fetch_time: Some(pbjson_types::Timestamp {
-                seconds: now.timestamp(),
-                nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
-            }),
+            fetch_time: Some(now()),
             upstream_version,
             content_hash,
             source_mode: self.source_mode as i32,
@@ -151,6 +147,15 @@ impl RunInfo {
     /// Whether the request wants entities of the kind with this proto value.
     pub(super) fn wants_kind(&self, kind: i32) -> bool {
         self.kinds.iter().any(|k| *k as i32 == kind)
+    }
+}
+
+/// The current time, as provenance's fetch time.
+pub(super) fn now() -> pbjson_types::Timestamp {
+    let now = Utc::now();
+    pbjson_types::Timestamp {
+        seconds: now.timestamp(),
+        nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
     }
 }
 
@@ -915,6 +920,7 @@ async fn crawl_scope<C: Connector>(
         emitted: 0,
         unchanged: std::collections::BTreeMap::new(),
         encoded: Vec::new(),
+        provenance: None,
     };
     let mut result = connector.sync_scope(&request, &scope, &mut ctx).await;
     if result.is_ok() {

@@ -255,6 +255,28 @@ async fn full_sync_emits_scopes_in_order_with_checkpoints_and_one_summary() {
     assert_eq!(p.upstream_version, "x");
     assert_eq!(p.source_mode, SourceMode::Fixture as i32);
     assert_eq!(p.content_hash, content_hash(first.entity.as_ref().unwrap()));
+    // Every upsert's own fields (the provenance template of a scope is
+    // rewritten per upsert): version, hash and source of each, in order.
+    let per_upsert: Vec<(String, String, bool)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => {
+                let p = u.provenance.as_ref().unwrap();
+                let hash_matches = p.content_hash == content_hash(u.entity.as_ref().unwrap());
+                Some((p.source.clone(), p.upstream_version.clone(), hash_matches))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        per_upsert,
+        vec![
+            ("a".into(), "x".into(), true),
+            ("a".into(), "y".into(), true),
+            ("a".into(), "z".into(), true),
+            ("b".into(), "q".into(), true),
+        ]
+    );
 }
 
 #[tokio::test]
