@@ -1,8 +1,9 @@
 //! Shared upstream HTTP behaviour for every connector that speaks HTTP:
 //! conditional requests (ETag / If-None-Match, Last-Modified) with the cached
-//! body reused on 304, retries with jittered backoff on 5xx, timeouts and
-//! broken bodies, rate-limit handling (`Retry-After`, `x-ratelimit-*`), a
-//! per-connector concurrency limit, and per-sync request figures.
+//! body reused on 304 (except for requests that say `Cache-Control: no-store`),
+//! retries with jittered backoff on 5xx, timeouts and broken bodies,
+//! rate-limit handling (`Retry-After`, `x-ratelimit-*`), a per-connector
+//! concurrency limit, and per-sync request figures.
 //!
 //! Clients built on tower (octocrab, kube) reach it through [`TowerAdapter`];
 //! the rest call [`UpstreamClient::execute`]. Every base URL comes from server
@@ -397,7 +398,10 @@ impl UpstreamClient {
     pub async fn execute(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, UpstreamError> {
         let (parts, body) = request.into_parts();
         let url = self.resolve(&parts.uri)?;
-        let cacheable = self.config.conditional_requests && parts.method == Method::GET;
+        // A request that says `Cache-Control: no-store` (a connector's, for
+        // content addressed by its URL, such as a git blob by sha) is neither
+        // looked up nor stored.
+        let cacheable = self.config.conditional_requests && parts.method == Method::GET && !no_store(&parts.headers);
         let cache_key = cacheable.then(|| self.cache_key(&url, &parts.headers));
         let cached: Option<CachedResponse> = match &cache_key {
             Some(key) => self.cache.get(key).await.and_then(CachedResponse::decode),
@@ -582,6 +586,16 @@ impl UpstreamClient {
             return Ok(response);
         }
     }
+}
+
+/// Whether the request's `Cache-Control` has the `no-store` directive.
+fn no_store(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CACHE_CONTROL).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|directive| directive.trim().eq_ignore_ascii_case("no-store"))
+        })
+    })
 }
 
 /// An error description without URLs' query strings or credentials.

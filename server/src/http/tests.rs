@@ -144,6 +144,36 @@ async fn second_get_is_conditional_and_served_from_the_cache_on_304() {
 }
 
 #[tokio::test]
+async fn a_no_store_request_is_neither_conditional_nor_cached() {
+    let server = replay([repo_exchange()], ReplayOptions::default()).await;
+    let client = client(&server);
+    let (statuses, stats) = scoped(async {
+        let mut statuses = Vec::new();
+        // Two no-store GETs (one with other directives around it), then a plain one.
+        for headers in [
+            &[("cache-control", "no-store")][..],
+            &[("cache-control", "max-age=0, No-Store")][..],
+            &[][..],
+        ] {
+            let response = client.execute(get_with("/repos/acme/app", headers)).await.expect("get");
+            assert_eq!(json_body(&response), json!({ "id": 1, "name": "app" }));
+            statuses.push(response.status());
+        }
+        statuses
+    })
+    .await;
+    assert_eq!(statuses, vec![StatusCode::OK; 3]);
+    // No entry was stored by the no-store requests, so the plain GET after
+    // them was not conditional either: three full answers, no 304.
+    assert_eq!(server.stats().requests(), 3);
+    assert_eq!(server.stats().not_modified(), 0);
+    assert_eq!(stats.not_modified(), 0);
+    // The plain GET stored its entry: the next one is answered 304.
+    client.execute(get("/repos/acme/app")).await.expect("get");
+    assert_eq!(server.stats().not_modified(), 1);
+}
+
+#[tokio::test]
 async fn no_conditional_request_without_an_etag() {
     let server = replay(
         [exchange(json!({

@@ -228,7 +228,7 @@ pub struct RepoPage {
 pub enum PageError {
     /// The request failed or GitHub answered with an error.
     Request(octocrab::Error),
-    /// The body is not a JSON array of repositories.
+    /// The body does not parse (as a JSON array of repositories, or a blob).
     Malformed,
 }
 
@@ -256,6 +256,28 @@ pub async fn get_repo_page(crab: &Octocrab, uri: http::Uri) -> Result<RepoPage, 
         items,
         next: links.next,
     })
+}
+
+/// `GET` of a git blob by its sha. A blob's content is addressed by its
+/// sha, so the request says `Cache-Control: no-store`: the upstream layer
+/// keeps no conditional-request entry for it (an incremental sync never asks
+/// for a blob whose sha it has, see `ScopeContext::retain`).
+pub async fn get_blob(crab: &Octocrab, route: &str) -> Result<GitBlob, PageError> {
+    use http_body_util::BodyExt as _;
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    let response = crab
+        ._get_with_headers(route, Some(headers))
+        .await
+        .map_err(PageError::Request)?;
+    let response = octocrab::map_github_error(response).await.map_err(PageError::Request)?;
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(PageError::Request)?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|_| PageError::Malformed)
 }
 
 /// The owner of a repository.

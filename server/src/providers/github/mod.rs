@@ -119,6 +119,14 @@ fn scope_error(error: octocrab::Error, what: &str) -> ScopeError {
     }
 }
 
+/// The scope error of a request made with `client::get_*`.
+fn page_error(error: PageError, what: &str) -> ScopeError {
+    match error {
+        PageError::Request(e) => scope_error(e, what),
+        PageError::Malformed => malformed(what),
+    }
+}
+
 /// A body that does not parse as what `what` should be.
 fn malformed(what: &str) -> ScopeError {
     ScopeError::Failed {
@@ -246,9 +254,9 @@ async fn fetch_blob(
     path: String,
     eco: &'static str,
     sha: String,
-) -> (String, &'static str, String, octocrab::Result<GitBlob>) {
+) -> (String, &'static str, String, Result<GitBlob, PageError>) {
     let route = format!("/repos/{owner}/{name}/git/blobs/{sha}");
-    let blob = crab.get::<GitBlob, _, ()>(&route, None).await;
+    let blob = client::get_blob(crab, &route).await;
     (path, eco, sha, blob)
 }
 
@@ -344,7 +352,7 @@ impl GithubConnector {
                     .collect();
                 let blobs = futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await;
                 for (path, eco, sha, blob) in blobs {
-                    let blob = blob.map_err(|e| scope_error(e, &format!("manifest {path} of {full}")))?;
+                    let blob = blob.map_err(|e| page_error(e, &format!("manifest {path} of {full}")))?;
                     let (dependencies, parse_error) =
                         match decode_blob(&blob).and_then(|text| manifests::parse(eco, &text)) {
                             Ok(deps) => (deps, String::new()),
@@ -513,10 +521,7 @@ impl GithubConnector {
             .for_owner(org, None)
             .await
             .map_err(|e| scope_error(e, &format!("installation of {org}")))?;
-        let listing_error = |e| match e {
-            PageError::Request(e) => scope_error(e, &format!("repositories of {org}")),
-            PageError::Malformed => malformed(&format!("repositories of {org}")),
-        };
+        let listing_error = |e| page_error(e, &format!("repositories of {org}"));
         let first = match ctx.resume_cursor() {
             Some(cursor) => {
                 // Cursors are relative paths this server wrote; anything else
