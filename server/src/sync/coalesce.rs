@@ -289,8 +289,19 @@ pub(super) async fn follow(
                     .await;
                 return "failed";
             }
-            // Batches are written before the end marker: read on.
-            continue;
+            // Batches are written before the end marker, so batch `next` was
+            // written: read it, unless it is gone (evicted from a full cache,
+            // or expired), in which case the log can never be completed.
+            if cache.get(&batch_key(&crawl, next)).await.is_some() {
+                continue;
+            }
+            let _ = tx
+                .send(Err(SyncError::Unavailable(
+                    "the log of the crawl this sync joined is no longer complete in the cache; resume from the last checkpoint"
+                        .into(),
+                )))
+                .await;
+            return "failed";
         }
         if cache.get(&lease).await.as_deref() != Some(crawl.as_bytes()) {
             // No end marker and no lease: the leader is gone. Check the end
@@ -326,6 +337,47 @@ mod tests {
                 provenance: None,
             })),
         }
+    }
+
+    #[tokio::test]
+    async fn a_follower_whose_log_lost_a_batch_ends_unavailable_instead_of_waiting_forever() {
+        let cache = SharedCache::memory(64 << 20);
+        let crawl = "2f1d0c5e-0000-4000-8000-000000000002";
+        let Role::Leader(publisher) = join(&cache, "k2", crawl).await else {
+            panic!("the first sync leads");
+        };
+        // Three batches (each ends at a boundary), then the end marker.
+        for i in 0..3 {
+            publisher.push(&EncodedEvent::from(&upsert(i, 10)), true).await;
+        }
+        publisher.finish("ok").await;
+        // The middle batch is evicted. (Before the fix the follower asked for
+        // it again and again without ever waiting: this test hung.)
+        cache.delete(&batch_key(crawl, 1)).await;
+
+        let (tx, mut rx) = mpsc::channel(16);
+        let keep = FollowerState {
+            store: StateStore::new(cache.clone(), Duration::from_secs(60)),
+            connector: "test",
+            state_key: None,
+        };
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            follow(cache, crawl.into(), "k2".into(), tx, keep, CancellationToken::new()),
+        )
+        .await
+        .expect("the follower ends");
+        assert_eq!(outcome, "failed");
+        let first = rx.try_recv().unwrap().unwrap().event().unwrap();
+        assert_eq!(first, upsert(0, 10));
+        match rx.try_recv().unwrap() {
+            Err(SyncError::Unavailable(message)) => assert_eq!(
+                message,
+                "the log of the crawl this sync joined is no longer complete in the cache; resume from the last checkpoint"
+            ),
+            other => panic!("expected UNAVAILABLE, got {other:?}"),
+        }
+        assert!(rx.try_recv().is_err(), "nothing after the error");
     }
 
     #[tokio::test]
