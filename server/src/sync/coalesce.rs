@@ -31,8 +31,15 @@ use crate::cache::SharedCache;
 
 /// How long a lease lives without renewal (renewed every third of it).
 const LEASE_TTL: Duration = Duration::from_secs(30);
-/// How long a crawl's log stays readable.
+/// How long a crawl's log stays readable at most (if its leader dies before
+/// it can delete it).
 const LOG_TTL: Duration = Duration::from_secs(600);
+/// How long a finished crawl's log stays for its followers to read it to the
+/// end; then the leader deletes it. (A log is about the size of the stream:
+/// kept for `LOG_TTL`, a 200k-entity sync's log would hold ~120 MB of the
+/// cache for ten minutes, pushing out state chunks an incremental sync needs.)
+/// A follower still reading after that ends UNAVAILABLE and resumes.
+const LOG_GRACE: Duration = Duration::from_secs(60);
 /// Events per batch before a flush (batches are also flushed at checkpoints).
 const BATCH: usize = 256;
 /// Bytes a batch buffer is allocated with: a batch that would outgrow its
@@ -179,19 +186,29 @@ impl Publisher {
     }
 
     /// Ends the log with the outcome ("ok", "partial", "failed", ...) and releases the lease.
+    /// Its log is deleted `LOG_GRACE` later.
     pub(super) async fn finish(&self, outcome: &str) {
-        {
+        let written = {
             let mut state = self.state.lock().await;
             self.flush(&mut state).await;
             let end = format!("{}:{outcome}", state.written);
             self.cache
                 .set(&end_key(&self.crawl), Bytes::from(end), Some(LOG_TTL))
                 .await;
-        }
+            state.written
+        };
         self.done.cancel();
         if self.cache.get(&self.lease).await.as_deref() == Some(self.crawl.as_bytes()) {
             self.cache.delete(&self.lease).await;
         }
+        let (cache, crawl) = (self.cache.clone(), self.crawl.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(LOG_GRACE).await;
+            for n in 0..written {
+                cache.delete(&batch_key(&crawl, n)).await;
+            }
+            cache.delete(&end_key(&crawl)).await;
+        });
     }
 }
 
@@ -339,18 +356,55 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_follower_whose_log_lost_a_batch_ends_unavailable_instead_of_waiting_forever() {
+    /// A cache holding the finished log of crawl `crawl` (coalescing key
+    /// `key`): three batches of one upsert each (each pushed as a boundary),
+    /// then the end marker.
+    async fn finished_log_of_three_batches(key: &str, crawl: &str) -> SharedCache {
         let cache = SharedCache::memory(64 << 20);
-        let crawl = "2f1d0c5e-0000-4000-8000-000000000002";
-        let Role::Leader(publisher) = join(&cache, "k2", crawl).await else {
+        let Role::Leader(publisher) = join(&cache, key, crawl).await else {
             panic!("the first sync leads");
         };
-        // Three batches (each ends at a boundary), then the end marker.
         for i in 0..3 {
             publisher.push(&EncodedEvent::from(&upsert(i, 10)), true).await;
         }
         publisher.finish("ok").await;
+        cache
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_log_is_deleted_after_the_grace_period() {
+        let crawl = "2f1d0c5e-0000-4000-8000-000000000003";
+        let cache = finished_log_of_three_batches("k3", crawl).await;
+        let keys = [
+            batch_key(crawl, 0),
+            batch_key(crawl, 1),
+            batch_key(crawl, 2),
+            end_key(crawl),
+        ];
+        let mut present = Vec::new();
+        for key in &keys {
+            present.push(cache.get(key).await.is_some());
+        }
+        assert_eq!(present, vec![true; 4], "readable right after the end");
+        assert_eq!(cache.get(&lease_key("k3")).await, None, "the lease is released");
+
+        tokio::time::sleep(LOG_GRACE - Duration::from_secs(1)).await;
+        assert!(
+            cache.get(&end_key(crawl)).await.is_some(),
+            "still there within the grace period"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut present = Vec::new();
+        for key in &keys {
+            present.push(cache.get(key).await.is_some());
+        }
+        assert_eq!(present, vec![false; 4], "deleted after the grace period");
+    }
+
+    #[tokio::test]
+    async fn a_follower_whose_log_lost_a_batch_ends_unavailable_instead_of_waiting_forever() {
+        let crawl = "2f1d0c5e-0000-4000-8000-000000000002";
+        let cache = finished_log_of_three_batches("k2", crawl).await;
         // The middle batch is evicted. (Before the fix the follower asked for
         // it again and again without ever waiting: this test hung.)
         cache.delete(&batch_key(crawl, 1)).await;
