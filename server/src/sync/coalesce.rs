@@ -154,7 +154,8 @@ impl Publisher {
     }
 
     /// Appends an event; flushes at a `boundary` (checkpoints, scope ends,
-    /// the summary) and every `BATCH` events.
+    /// the summary), every `BATCH` events, and before the event when it would
+    /// not fit in what is left of the batch's buffer.
     pub(super) async fn push(&self, event: &EncodedEvent, boundary: bool) {
         let mut state = self.state.lock().await;
         // Length-delimited, as `SyncEvent::encode_length_delimited` writes.
