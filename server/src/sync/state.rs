@@ -90,23 +90,81 @@ impl Baseline {
 }
 
 /// The urns pushed in a scope, exactly, in about 8 bytes each: 64-bit
-/// fingerprints (foldhash's quality hasher, randomly seeded per scope) in a sorted vector
+/// fingerprints (foldhash's quality hasher, randomly seeded per scope) in a sorted sequence
 /// plus a small set of recent ones. A fingerprint match is only a candidate:
 /// the caller confirms it against the entries themselves, so a collision
 /// costs a lookup, never an entity.
 ///
-/// The sorted vector has a bucket index on the fingerprints' top bits (they
+/// The sorted sequence has a bucket index on the fingerprints' top bits (they
 /// are uniform): a lookup reads one index slot and searches a handful of
 /// neighbours, instead of a binary search over megabytes whose every step
 /// missed the cache (4% of the server's CPU in an AWS-shaped sync).
 #[derive(Debug, Default)]
 pub struct SeenUrns {
     keys: foldhash::quality::RandomState,
-    sorted: Vec<u64>,
+    sorted: Segmented,
     /// `index[b]..index[b + 1]` holds the fingerprints whose top `bits` bits are `b`.
     index: Vec<u32>,
     bits: u32,
     recent: std::collections::HashSet<u64>,
+}
+
+/// Fingerprints per full segment of [`Segmented`] (512 KiB).
+const SEGMENT: usize = 1 << 16;
+
+/// A sequence of fingerprints in segments of [`SEGMENT`] (the last one
+/// shorter): it grows by adding a segment, never by moving what it holds. (A
+/// `Vec` moves everything when it grows and, for that moment, holds both
+/// copies: for a scope of 500k urns, 4 MiB more at the peak on every merge.)
+#[derive(Debug, Default)]
+struct Segmented {
+    segments: Vec<Vec<u64>>,
+    len: usize,
+}
+
+impl Segmented {
+    fn get(&self, pos: usize) -> u64 {
+        self.segments[pos / SEGMENT][pos % SEGMENT]
+    }
+
+    fn set(&mut self, pos: usize, value: u64) {
+        self.segments[pos / SEGMENT][pos % SEGMENT] = value;
+    }
+
+    /// Extends the sequence to `len` (the new places hold zeros).
+    fn grow(&mut self, len: usize) {
+        while self.len < len {
+            let last = match self.segments.last_mut() {
+                Some(last) if last.len() < SEGMENT => last,
+                _ => {
+                    self.segments.push(Vec::new());
+                    self.segments.last_mut().expect("just pushed")
+                }
+            };
+            let add = (SEGMENT - last.len()).min(len - self.len);
+            last.reserve_exact(add);
+            last.resize(last.len() + add, 0);
+            self.len += add;
+        }
+    }
+
+    /// Whether `value` is in the sorted range `lo..hi`.
+    fn contains(&self, mut lo: usize, mut hi: usize, value: u64) -> bool {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid).cmp(&value) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.segments.iter().flatten().copied()
+    }
 }
 
 impl SeenUrns {
@@ -122,14 +180,14 @@ impl SeenUrns {
     }
 
     fn in_sorted(&self, fingerprint: u64) -> bool {
-        let bucket = match self.bits {
-            0 => &self.sorted[..],
+        let (lo, hi) = match self.bits {
+            0 => (0, self.sorted.len),
             bits => {
                 let b = (fingerprint >> (64 - bits)) as usize;
-                &self.sorted[self.index[b] as usize..self.index[b + 1] as usize]
+                (self.index[b] as usize, self.index[b + 1] as usize)
             }
         };
-        bucket.binary_search(&fingerprint).is_ok()
+        self.sorted.contains(lo, hi, fingerprint)
     }
 
     /// Records a fingerprint; true when it was not there yet (one lookup for
@@ -140,7 +198,7 @@ impl SeenUrns {
         }
         // Merging when `recent` reaches a sixteenth of `sorted` keeps merges
         // O(n log n) overall and `recent` small.
-        if self.recent.len() >= (self.sorted.len() / 16).max(4096) {
+        if self.recent.len() >= (self.sorted.len / 16).max(4096) {
             self.merge();
         }
         true
@@ -149,17 +207,16 @@ impl SeenUrns {
     fn merge(&mut self) {
         let mut new: Vec<u64> = self.recent.drain().collect();
         new.sort_unstable();
-        let old_len = self.sorted.len();
-        self.sorted.reserve_exact(new.len());
-        self.sorted.resize(old_len + new.len(), 0);
+        let old_len = self.sorted.len;
+        self.sorted.grow(old_len + new.len());
         // Merge from the back, in place.
-        let (mut i, mut j, mut k) = (old_len, new.len(), self.sorted.len());
+        let (mut i, mut j, mut k) = (old_len, new.len(), self.sorted.len);
         while j > 0 {
-            if i > 0 && self.sorted[i - 1] > new[j - 1] {
-                self.sorted[k - 1] = self.sorted[i - 1];
+            if i > 0 && self.sorted.get(i - 1) > new[j - 1] {
+                self.sorted.set(k - 1, self.sorted.get(i - 1));
                 i -= 1;
             } else {
-                self.sorted[k - 1] = new[j - 1];
+                self.sorted.set(k - 1, new[j - 1]);
                 j -= 1;
             }
             k -= 1;
@@ -170,7 +227,7 @@ impl SeenUrns {
     /// Rebuilds the bucket index: about four fingerprints per bucket, at most
     /// 2^20 buckets (4 MiB of index for 16M urns in one scope).
     fn reindex(&mut self) {
-        let len = self.sorted.len();
+        let len = self.sorted.len;
         self.bits = if len < 1024 { 0 } else { (len.ilog2() - 2).min(20) };
         self.index.clear();
         if self.bits == 0 {
@@ -180,7 +237,7 @@ impl SeenUrns {
         self.index.reserve_exact(buckets + 1);
         let mut pos = 0usize;
         for b in 0..buckets {
-            while pos < len && ((self.sorted[pos] >> (64 - self.bits)) as usize) < b {
+            while pos < len && ((self.sorted.get(pos) >> (64 - self.bits)) as usize) < b {
                 pos += 1;
             }
             self.index.push(u32::try_from(pos).unwrap_or(u32::MAX));
@@ -427,18 +484,47 @@ mod tests {
             assert!(seen.insert(fp), "{urn} is new");
             assert!(!seen.insert(fp), "{urn} was inserted already");
         }
-        assert_eq!(seen.sorted.len() + seen.recent.len(), urns.len());
+        assert_eq!(seen.sorted.len + seen.recent.len(), urns.len());
         // Merged: 4,096 recent, then each sixteenth; indexed in buckets of ~4.
-        assert!(seen.sorted.len() >= 16_384, "{}", seen.sorted.len());
-        assert_eq!(seen.bits, seen.sorted.len().ilog2() - 2);
+        assert!(seen.sorted.len >= 16_384, "{}", seen.sorted.len);
+        assert_eq!(seen.bits, seen.sorted.len.ilog2() - 2);
         assert_eq!(seen.index.len(), (1 << seen.bits) + 1);
-        assert_eq!(*seen.index.last().unwrap() as usize, seen.sorted.len());
+        assert_eq!(*seen.index.last().unwrap() as usize, seen.sorted.len);
         assert!(urns.iter().all(|u| seen.may_contain(seen.fingerprint(u))));
         let absent = (20_000..21_000)
             .filter(|i| seen.may_contain(seen.fingerprint(&format!("urn:connectors:x:asset:{i}"))))
             .count();
         assert_eq!(absent, 0);
-        assert!(seen.sorted.windows(2).all(|w| w[0] < w[1]));
+        let sorted: Vec<u64> = seen.sorted.iter().collect();
+        assert!(sorted.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn seen_urns_grow_by_whole_segments_without_moving_them() {
+        let mut seen = SeenUrns::default();
+        let count = 2 * super::SEGMENT as u64 + 12_345;
+        let fingerprints = (0..count).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !1);
+        let mut first_segment = None;
+        for fp in fingerprints.clone() {
+            assert!(seen.insert(fp));
+            if first_segment.is_none() && seen.sorted.segments.first().is_some_and(|s| s.len() == super::SEGMENT) {
+                first_segment = Some(seen.sorted.segments[0].as_ptr());
+            }
+        }
+        // Every merge after the first segment filled left it where it was.
+        assert_eq!(seen.sorted.segments[0].as_ptr(), first_segment.expect("a full segment"));
+        let lengths: Vec<usize> = seen.sorted.segments.iter().map(Vec::len).collect();
+        assert_eq!(lengths.len(), 3);
+        assert_eq!(&lengths[..2], &[super::SEGMENT, super::SEGMENT]);
+        assert_eq!(lengths.iter().sum::<usize>(), seen.sorted.len);
+        assert_eq!(seen.sorted.len + seen.recent.len(), count as usize);
+        let sorted: Vec<u64> = seen.sorted.iter().collect();
+        assert!(sorted.windows(2).all(|w| w[0] < w[1]));
+        for fp in fingerprints {
+            assert!(seen.may_contain(fp), "{fp:#x} present");
+            assert!(!seen.may_contain(fp | 1), "{:#x} absent", fp | 1);
+            assert!(!seen.insert(fp));
+        }
     }
 
     #[test]
