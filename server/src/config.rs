@@ -520,6 +520,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `CONNECTORS_CACHE_MAX_BYTES` for the in-memory cache.
     pub memory_cache_bytes: u64,
+    /// `CONNECTORS_COALESCE_LOG_MAX_BYTES`: a crawl's coalescing log stops
+    /// there unless a follower has joined.
+    pub coalesce_log_max_bytes: usize,
     /// `CONNECTORS_LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `CONNECTORS_FIXTURES_DIR`.
@@ -606,6 +609,7 @@ impl Config {
             mode: ConnectorsMode::Fixtures,
             redis_url: None,
             memory_cache_bytes: 64 * 1024 * 1024,
+            coalesce_log_max_bytes: crate::sync::EngineConfig::default().coalesce_log_max_bytes,
             log_format: LogFormat::Text,
             fixtures_dir: default_fixtures_dir(),
             drain_timeout: Duration::from_secs(5),
@@ -724,6 +728,8 @@ impl Config {
             mode,
             redis_url: var("REDIS_URL"),
             memory_cache_bytes: parse("CONNECTORS_CACHE_MAX_BYTES")?.unwrap_or(256 * 1024 * 1024),
+            coalesce_log_max_bytes: parse("CONNECTORS_COALESCE_LOG_MAX_BYTES")?
+                .unwrap_or(crate::sync::EngineConfig::default().coalesce_log_max_bytes),
             log_format,
             fixtures_dir: var("CONNECTORS_FIXTURES_DIR")
                 .map(PathBuf::from)

@@ -272,7 +272,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     tracing::info!(backend = cache.backend(), "cache configured");
     let registry = Arc::new(Registry::build(&config, cache.clone()).await?);
     let shutdown = CancellationToken::new();
-    let engine = Engine::new(EngineConfig::default(), cache.clone(), CancellationToken::new());
+    let engine_config = EngineConfig {
+        coalesce_log_max_bytes: config.coalesce_log_max_bytes,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(engine_config, cache.clone(), CancellationToken::new());
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     reporter.set_service_status("", ServingStatus::Serving).await;

@@ -13,6 +13,14 @@
 //! follower that is cut off resumes from them like any client. If the leader
 //! ends early (its client left, the process died), followers end with
 //! UNAVAILABLE and resume from the last checkpoint they received.
+//!
+//! A log is about as large as the stream, so it is capped: when it reaches
+//! its cap and no follower has joined, the leader ends the log ("truncated"),
+//! releases the lease and goes on without publishing; a sync that joins
+//! after that crawls on its own. A follower that had joined keeps the log
+//! going to the end. (One that joins in the instant the log is ended reads
+//! it to the end marker and then resumes from its last checkpoint, as after
+//! any early end.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +87,11 @@ fn end_key(crawl: &str) -> String {
     format!("crawl:v1:{crawl}:end")
 }
 
+/// Present once a follower has joined the crawl.
+fn followers_key(crawl: &str) -> String {
+    format!("crawl:v1:{crawl}:followers")
+}
+
 /// What a new sync does.
 pub(super) enum Role {
     /// Crawl and publish.
@@ -89,8 +102,9 @@ pub(super) enum Role {
     Alone,
 }
 
-/// Takes the lease for `key` or finds who holds it.
-pub(super) async fn join(cache: &SharedCache, key: &str, crawl: &str) -> Role {
+/// Takes the lease for `key` or finds who holds it. A leader's log is capped
+/// at about `log_max_bytes` unless a follower joins before it gets there.
+pub(super) async fn join(cache: &SharedCache, key: &str, crawl: &str, log_max_bytes: usize) -> Role {
     let lease = lease_key(key);
     match cache
         .set_if_absent(&lease, Bytes::from(crawl.to_owned()), LEASE_TTL)
@@ -101,6 +115,7 @@ pub(super) async fn join(cache: &SharedCache, key: &str, crawl: &str) -> Role {
                 cache: cache.clone(),
                 lease,
                 crawl: crawl.to_owned(),
+                log_max_bytes,
                 state: Mutex::new(Batch::default()),
                 done: CancellationToken::new(),
             });
@@ -108,7 +123,14 @@ pub(super) async fn join(cache: &SharedCache, key: &str, crawl: &str) -> Role {
             Role::Leader(publisher)
         }
         Some(false) => match cache.get(&lease).await.and_then(|v| String::from_utf8(v.to_vec()).ok()) {
-            Some(leader) if uuid::Uuid::parse_str(&leader).is_ok() => Role::Follower(leader),
+            Some(leader) if uuid::Uuid::parse_str(&leader).is_ok() => {
+                // Before reading anything: the leader looks for this when its
+                // log reaches the cap.
+                cache
+                    .set(&followers_key(&leader), Bytes::from_static(b"1"), Some(LOG_TTL))
+                    .await;
+                Role::Follower(leader)
+            }
             // The lease ended between the two calls: crawl alone.
             _ => Role::Alone,
         },
@@ -116,12 +138,19 @@ pub(super) async fn join(cache: &SharedCache, key: &str, crawl: &str) -> Role {
     }
 }
 
-/// Events encoded but not written yet, and the number of batches written.
+/// Events encoded but not written yet, and what the log holds.
 #[derive(Default)]
 struct Batch {
     buf: BytesMut,
     events: usize,
+    /// Batches written.
     written: u32,
+    /// Bytes written.
+    bytes: usize,
+    /// The log reached its cap with followers: it goes on to the end.
+    uncapped: bool,
+    /// The log reached its cap without followers and was ended.
+    truncated: bool,
 }
 
 /// The leader's side: batches its events into the shared log.
@@ -129,6 +158,7 @@ pub(super) struct Publisher {
     cache: SharedCache,
     lease: String,
     crawl: String,
+    log_max_bytes: usize,
     state: Mutex<Batch>,
     done: CancellationToken,
 }
@@ -158,6 +188,9 @@ impl Publisher {
     /// not fit in what is left of the batch's buffer.
     pub(super) async fn push(&self, event: &EncodedEvent, boundary: bool) {
         let mut state = self.state.lock().await;
+        if state.truncated {
+            return;
+        }
         // Length-delimited, as `SyncEvent::encode_length_delimited` writes.
         let bytes = event.as_bytes();
         let needed = prost::encoding::encoded_len_varint(bytes.len() as u64) + bytes.len();
@@ -174,16 +207,46 @@ impl Publisher {
     }
 
     async fn flush(&self, state: &mut Batch) {
-        if state.events == 0 {
+        if state.events == 0 || state.truncated {
             return;
         }
         // The next batch goes on in the rest of the buffer.
         let batch = state.buf.split().freeze();
         state.events = 0;
+        if state.bytes + batch.len() > self.log_max_bytes && !state.uncapped {
+            if self.cache.get(&followers_key(&self.crawl)).await.is_some() {
+                state.uncapped = true;
+            } else {
+                self.truncate(state).await;
+                return;
+            }
+        }
+        state.bytes += batch.len();
         self.cache
             .set(&batch_key(&self.crawl, state.written), batch, Some(LOG_TTL))
             .await;
         state.written += 1;
+    }
+
+    /// Ends the log at its cap: what is written stays readable, new syncs
+    /// no longer join this crawl, and nothing more is published.
+    async fn truncate(&self, state: &mut Batch) {
+        state.truncated = true;
+        state.buf = BytesMut::new();
+        tracing::debug!(crawl = %self.crawl, bytes = state.bytes, "coalescing log reached its cap without followers; no longer published");
+        let end = format!("{}:truncated", state.written);
+        self.cache
+            .set(&end_key(&self.crawl), Bytes::from(end), Some(LOG_TTL))
+            .await;
+        self.release().await;
+    }
+
+    /// Stops renewing the lease and deletes it if it is still this crawl's.
+    async fn release(&self) {
+        self.done.cancel();
+        if self.cache.get(&self.lease).await.as_deref() == Some(self.crawl.as_bytes()) {
+            self.cache.delete(&self.lease).await;
+        }
     }
 
     /// Ends the log with the outcome ("ok", "partial", "failed", ...) and releases the lease.
@@ -192,16 +255,16 @@ impl Publisher {
         let written = {
             let mut state = self.state.lock().await;
             self.flush(&mut state).await;
-            let end = format!("{}:{outcome}", state.written);
-            self.cache
-                .set(&end_key(&self.crawl), Bytes::from(end), Some(LOG_TTL))
-                .await;
+            // A truncated log keeps its end marker: it must never read as complete.
+            if !state.truncated {
+                let end = format!("{}:{outcome}", state.written);
+                self.cache
+                    .set(&end_key(&self.crawl), Bytes::from(end), Some(LOG_TTL))
+                    .await;
+            }
             state.written
         };
-        self.done.cancel();
-        if self.cache.get(&self.lease).await.as_deref() == Some(self.crawl.as_bytes()) {
-            self.cache.delete(&self.lease).await;
-        }
+        self.release().await;
         let (cache, crawl) = (self.cache.clone(), self.crawl.clone());
         tokio::spawn(async move {
             tokio::time::sleep(LOG_GRACE).await;
@@ -209,6 +272,7 @@ impl Publisher {
                 cache.delete(&batch_key(&crawl, n)).await;
             }
             cache.delete(&end_key(&crawl)).await;
+            cache.delete(&followers_key(&crawl)).await;
         });
     }
 }
@@ -300,6 +364,14 @@ pub(super) async fn follow(
                 if matches!(outcome, "ok" | "partial") {
                     return "coalesced";
                 }
+                if outcome == "truncated" {
+                    let _ = tx
+                        .send(Err(SyncError::Unavailable(
+                            "the crawl this sync joined stopped publishing at its log's cap (CONNECTORS_COALESCE_LOG_MAX_BYTES); resume from the last checkpoint".into(),
+                        )))
+                        .await;
+                    return "failed";
+                }
                 let _ = tx
                     .send(Err(SyncError::Unavailable(format!(
                         "the crawl this sync joined ended early ({outcome}); resume from the last checkpoint"
@@ -362,7 +434,7 @@ mod tests {
     /// then the end marker.
     async fn finished_log_of_three_batches(key: &str, crawl: &str) -> SharedCache {
         let cache = SharedCache::memory(64 << 20);
-        let Role::Leader(publisher) = join(&cache, key, crawl).await else {
+        let Role::Leader(publisher) = join(&cache, key, crawl, usize::MAX).await else {
             panic!("the first sync leads");
         };
         for i in 0..3 {
@@ -410,7 +482,21 @@ mod tests {
         // it again and again without ever waiting: this test hung.)
         cache.delete(&batch_key(crawl, 1)).await;
 
-        let (tx, mut rx) = mpsc::channel(16);
+        let (outcome, events, error) = replay(cache, crawl, "k2").await;
+        assert_eq!(outcome, "failed");
+        assert_eq!(events, vec![upsert(0, 10)]);
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "the log of the crawl this sync joined is no longer complete in the cache; resume from the last checkpoint"
+            )
+        );
+    }
+
+    /// Follows crawl `crawl` (coalescing key `key`) to its end: the outcome,
+    /// the events received, and the message of the UNAVAILABLE it ended with.
+    async fn replay(cache: SharedCache, crawl: &str, key: &str) -> (&'static str, Vec<SyncEvent>, Option<String>) {
+        let (tx, mut rx) = mpsc::channel(1024);
         let keep = FollowerState {
             store: StateStore::new(cache.clone(), Duration::from_secs(60)),
             connector: "test",
@@ -418,27 +504,94 @@ mod tests {
         };
         let outcome = tokio::time::timeout(
             Duration::from_secs(5),
-            follow(cache, crawl.into(), "k2".into(), tx, keep, CancellationToken::new()),
+            follow(cache, crawl.into(), key.into(), tx, keep, CancellationToken::new()),
         )
         .await
         .expect("the follower ends");
-        assert_eq!(outcome, "failed");
-        let first = rx.try_recv().unwrap().unwrap().event().unwrap();
-        assert_eq!(first, upsert(0, 10));
-        match rx.try_recv().unwrap() {
-            Err(SyncError::Unavailable(message)) => assert_eq!(
-                message,
-                "the log of the crawl this sync joined is no longer complete in the cache; resume from the last checkpoint"
-            ),
-            other => panic!("expected UNAVAILABLE, got {other:?}"),
+        let (mut events, mut error) = (Vec::new(), None);
+        while let Ok(item) = rx.try_recv() {
+            assert!(error.is_none(), "nothing after the error");
+            match item {
+                Ok(event) => events.push(event.event().unwrap()),
+                Err(SyncError::Unavailable(message)) => error = Some(message),
+                Err(other) => panic!("expected UNAVAILABLE, got {other:?}"),
+            }
         }
-        assert!(rx.try_recv().is_err(), "nothing after the error");
+        (outcome, events, error)
+    }
+
+    /// The bytes one `upsert(i, 10)` (i < 10) takes in the log.
+    fn logged_len() -> usize {
+        let len = EncodedEvent::from(&upsert(0, 10)).as_bytes().len();
+        len + prost::encoding::encoded_len_varint(len as u64)
+    }
+
+    #[tokio::test]
+    async fn a_log_without_followers_ends_at_its_cap_and_frees_the_lease() {
+        let cache = SharedCache::memory(64 << 20);
+        let crawl = "2f1d0c5e-0000-4000-8000-000000000004";
+        // Room for two one-event batches, not three.
+        let Role::Leader(publisher) = join(&cache, "k4", crawl, logged_len() * 5 / 2).await else {
+            panic!("the first sync leads");
+        };
+        for i in 0..5 {
+            publisher.push(&EncodedEvent::from(&upsert(i, 10)), true).await;
+        }
+        let mut present = Vec::new();
+        for n in 0..3 {
+            present.push(cache.get(&batch_key(crawl, n)).await.is_some());
+        }
+        assert_eq!(present, vec![true, true, false]);
+        assert_eq!(cache.get(&end_key(crawl)).await.as_deref(), Some(&b"2:truncated"[..]));
+        assert_eq!(cache.get(&lease_key("k4")).await, None, "the lease is released");
+        // An identical sync from now on crawls for itself.
+        let other = "2f1d0c5e-0000-4000-8000-000000000005";
+        assert!(matches!(join(&cache, "k4", other, usize::MAX).await, Role::Leader(_)));
+
+        // The crawl's end does not make the log look complete.
+        publisher.finish("ok").await;
+        assert_eq!(cache.get(&end_key(crawl)).await.as_deref(), Some(&b"2:truncated"[..]));
+        // A follower that joined as the log ended gets what was written, then resumes.
+        let (outcome, events, error) = replay(cache, crawl, "k4").await;
+        assert_eq!(outcome, "failed");
+        assert_eq!(events, vec![upsert(0, 10), upsert(1, 10)]);
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "the crawl this sync joined stopped publishing at its log's cap (CONNECTORS_COALESCE_LOG_MAX_BYTES); resume from the last checkpoint"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_log_with_a_follower_goes_on_past_its_cap() {
+        let cache = SharedCache::memory(64 << 20);
+        let crawl = "2f1d0c5e-0000-4000-8000-000000000006";
+        let Role::Leader(publisher) = join(&cache, "k6", crawl, logged_len() * 5 / 2).await else {
+            panic!("the first sync leads");
+        };
+        publisher.push(&EncodedEvent::from(&upsert(0, 10)), true).await;
+        let Role::Follower(followed) = join(&cache, "k6", "2f1d0c5e-0000-4000-8000-000000000007", usize::MAX).await
+        else {
+            panic!("the second sync follows");
+        };
+        assert_eq!(followed, crawl);
+        for i in 1..5 {
+            publisher.push(&EncodedEvent::from(&upsert(i, 10)), true).await;
+        }
+        publisher.finish("ok").await;
+        assert_eq!(cache.get(&end_key(crawl)).await.as_deref(), Some(&b"5:ok"[..]));
+        let (outcome, events, error) = replay(cache, crawl, "k6").await;
+        assert_eq!(outcome, "coalesced");
+        assert_eq!(events, (0..5).map(|i| upsert(i, 10)).collect::<Vec<_>>());
+        assert_eq!(error, None);
     }
 
     #[tokio::test]
     async fn a_follower_replays_exactly_the_events_of_a_log_that_spans_many_buffers() {
         let cache = SharedCache::memory(64 << 20);
-        let Role::Leader(publisher) = join(&cache, "k", "2f1d0c5e-0000-4000-8000-000000000001").await else {
+        let Role::Leader(publisher) = join(&cache, "k", "2f1d0c5e-0000-4000-8000-000000000001", usize::MAX).await
+        else {
             panic!("the first sync leads");
         };
         // 300 events of 3..40 KiB: several batch buffers of BATCH_BYTES, one
@@ -488,26 +641,9 @@ mod tests {
         let oversized: Vec<usize> = sizes.iter().copied().filter(|&len| len > BATCH_BYTES).collect();
         assert_eq!(oversized, vec![big + prost::encoding::encoded_len_varint(big as u64)]);
 
-        let (tx, mut rx) = mpsc::channel(1024);
-        let keep = FollowerState {
-            store: StateStore::new(cache.clone(), Duration::from_secs(60)),
-            connector: "test",
-            state_key: None,
-        };
-        let outcome = follow(
-            cache,
-            "2f1d0c5e-0000-4000-8000-000000000001".into(),
-            "k".into(),
-            tx,
-            keep,
-            CancellationToken::new(),
-        )
-        .await;
+        let (outcome, got, error) = replay(cache, "2f1d0c5e-0000-4000-8000-000000000001", "k").await;
         assert_eq!(outcome, "coalesced");
-        let mut got = Vec::new();
-        while let Ok(item) = rx.try_recv() {
-            got.push(item.unwrap().event().unwrap());
-        }
+        assert_eq!(error, None);
         assert_eq!(got.len(), sent.len());
         assert_eq!(got, sent);
     }

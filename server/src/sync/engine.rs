@@ -35,6 +35,9 @@ pub struct EngineConfig {
     pub progress_every: u64,
     /// Let identical concurrent syncs share one crawl (see `coalesce`).
     pub coalesce: bool,
+    /// Bytes of a crawl's coalescing log before it stops publishing, unless
+    /// a follower has joined by then.
+    pub coalesce_log_max_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             state_ttl: Duration::from_secs(30 * 24 * 3600),
             progress_every: 500,
             coalesce: true,
+            coalesce_log_max_bytes: 32 << 20,
         }
     }
 }
@@ -376,7 +380,7 @@ impl Engine {
         // Identical fresh syncs share one crawl; resumed syncs run on their own.
         let role = if self.config.coalesce && resume_current.is_none() && done.is_empty() {
             let key = super::coalesce::key(descriptor.id, &fingerprint, mode as i32, &baseline);
-            match super::coalesce::join(&self.cache, &key, &sync_id).await {
+            match super::coalesce::join(&self.cache, &key, &sync_id, self.config.coalesce_log_max_bytes).await {
                 super::coalesce::Role::Follower(crawl) => {
                     tracing::info!(connector = descriptor.id, crawl = %crawl, "joining an identical sync in flight");
                     let connector_id = descriptor.id;
