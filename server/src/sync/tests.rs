@@ -793,6 +793,53 @@ async fn followers_end_unavailable_when_the_leader_stops_early() {
     }
 }
 
+#[tokio::test]
+async fn past_its_log_cap_a_sync_streams_everything_and_a_later_twin_crawls_alone() {
+    // A cap of one byte: the first batch ends the log.
+    let config = EngineConfig {
+        coalesce_log_max_bytes: 1,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(config, SharedCache::memory(16 << 20), CancellationToken::new());
+    let fake = Fake {
+        slow: Some(Duration::from_millis(5)),
+        ..Default::default()
+    };
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), (0..20).map(|i| (i.to_string(), "v".to_owned())).collect());
+    let fake = Arc::new(fake);
+    let mut first = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let mut head = Vec::new();
+    // The first checkpoint's batch was the log's first, and its last.
+    while !matches!(
+        head.last(),
+        Some(SyncEvent {
+            event: Some(Event::Checkpoint(_))
+        })
+    ) {
+        head.push(first.next().await.unwrap().unwrap());
+    }
+    let second = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let rest: Vec<SyncEvent> = first.map(|e| e.unwrap()).collect().await;
+    let second: Vec<SyncEvent> = second.map(|e| e.unwrap()).collect().await;
+    let first: Vec<SyncEvent> = head.into_iter().chain(rest).collect();
+    assert_eq!(fake.crawls.load(Ordering::SeqCst), 2, "each sync crawled scope a");
+    let upserts = |events: &[SyncEvent]| {
+        render(events)
+            .into_iter()
+            .filter(|e| e.starts_with("upsert"))
+            .collect::<Vec<_>>()
+    };
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("upsert {}", tag("a", &i.to_string(), "v").urn))
+        .collect();
+    assert_eq!(upserts(&first), expected);
+    assert_eq!(upserts(&second), expected);
+    assert!(summary(&first).complete && summary(&second).complete);
+}
+
 /// A fake of five scopes whose scopes are crawled `concurrency` at once, each
 /// entity after a short sleep (so the scopes' crawls overlap).
 fn five_scopes(concurrency: usize) -> Arc<Fake> {
