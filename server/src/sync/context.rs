@@ -7,7 +7,7 @@ use super::ScopeError;
 use super::encoded::EncodedEvent;
 use super::engine::{RunInfo, ScopeItem};
 use super::hash::content_hash_of;
-use super::state::{Baseline, CHUNK_ENTRIES, SeenUrns, StateEntry};
+use super::state::{Baseline, CHUNK_ENTRIES, PendingChunk, SeenUrns, StateEntry};
 
 /// Provenance details of one upsert that only the connector knows.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +39,7 @@ pub struct ScopeContext<'a> {
     pub(super) resume_cursor: Option<String>,
     /// Entities of this scope (the new state) pushed since the last saved
     /// chunk, in order; earlier ones are in the chunks `0..chunks`.
-    pub(super) entries: Vec<StateEntry>,
+    pub(super) pending: PendingChunk,
     /// The urns pushed in this scope (saved or not).
     pub(super) seen: SeenUrns,
     /// State chunks saved.
@@ -126,10 +126,10 @@ impl ScopeContext<'_> {
             return false;
         }
         prior.seen = true;
-        let entry = prior.entry.clone();
-        self.seen.insert(self.seen.fingerprint(&entry.urn));
-        self.note_unchanged(entry.kind);
-        self.entries.push(entry);
+        self.seen.insert(self.seen.fingerprint(&prior.entry.urn));
+        self.pending.push_entry(&prior.entry);
+        let kind = prior.entry.kind;
+        self.note_unchanged(kind);
         self.total += 1;
         true
     }
@@ -180,7 +180,7 @@ impl ScopeContext<'_> {
         if let Some(prior) = self.baseline.as_ref().and_then(|b| b.by_urn.get(urn)) {
             return prior.seen;
         }
-        if self.entries.iter().any(|e| e.urn == urn) {
+        if self.pending.contains_urn(urn) {
             return true;
         }
         let saved = self
@@ -194,9 +194,11 @@ impl ScopeContext<'_> {
 
     /// Saves the unsaved entries as the next chunk of the scope's state.
     pub(super) async fn save_entries(&mut self) -> bool {
-        if self.entries.is_empty() {
+        if self.pending.is_empty() {
             return self.state_intact;
         }
+        // Taken either way: memory stays bounded.
+        let chunk = self.pending.take();
         let saved = self.state_intact
             && self
                 .run
@@ -206,7 +208,7 @@ impl ScopeContext<'_> {
                     &self.run.sync_id,
                     &self.scope_key,
                     self.chunks,
-                    &self.entries,
+                    chunk,
                 )
                 .await;
         if saved {
@@ -215,8 +217,6 @@ impl ScopeContext<'_> {
             tracing::warn!(connector = self.run.connector_id, scope = %self.scope_key, "a chunk of the scope state was not saved; the next incremental sync of the scope will be full");
             self.state_intact = false;
         }
-        // Memory stays bounded either way.
-        self.entries.clear();
         saved
     }
 
@@ -229,7 +229,7 @@ impl ScopeContext<'_> {
     /// dropped; an entity already pushed in this scope is ignored; in an
     /// INCREMENTAL sync an entity whose hash equals the baseline's is counted
     /// as unchanged and not sent.
-    pub async fn upsert(&mut self, mut entity: Entity, meta: UpsertMeta) -> Result<(), ScopeError> {
+    pub async fn upsert(&mut self, entity: Entity, meta: UpsertMeta) -> Result<(), ScopeError> {
         let kind = EntityKind::try_from(entity.kind).unwrap_or(EntityKind::Unspecified);
         if !self.wants(kind) {
             return Ok(());
@@ -241,7 +241,8 @@ impl ScopeContext<'_> {
         // The entity is encoded once: these bytes are hashed, then written
         // into the event as they are.
         super::encoded::encode_entity(&entity, &mut self.encoded);
-        let hash = content_hash_of(&self.encoded);
+        let hex = content_hash_of(&self.encoded);
+        let hash = std::str::from_utf8(&hex).unwrap_or_default();
         let unchanged = match self.baseline.as_mut().and_then(|b| b.by_urn.get_mut(&entity.urn)) {
             Some(prior) => {
                 prior.seen = true;
@@ -256,20 +257,19 @@ impl ScopeContext<'_> {
                 &self.scope_key,
                 &self.region,
                 &meta,
-                &hash,
+                hash,
             );
             super::encoded::upsert_event(&self.encoded, provenance)
         });
-        // The entity is in `encoded` now: its urn and parent move into the state.
-        self.entries.push(StateEntry {
-            urn: std::mem::take(&mut entity.urn),
-            kind: entity.kind,
+        self.pending.push(
+            entity.kind,
+            &entity.urn,
             hash,
-            parent: std::mem::take(&mut entity.parent_urn),
-            version: meta.upstream_version,
-        });
+            &entity.parent_urn,
+            &meta.upstream_version,
+        );
         self.total += 1;
-        if self.entries.len() >= CHUNK_ENTRIES {
+        if self.pending.len() >= CHUNK_ENTRIES {
             self.save_entries().await;
         }
         let Some(event) = event else {

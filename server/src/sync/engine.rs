@@ -916,7 +916,7 @@ async fn crawl_scope<C: Connector>(
         region: scope.region.clone(),
         baseline,
         resume_cursor,
-        entries: Vec::new(),
+        pending: super::state::PendingChunk::default(),
         seen,
         chunks,
         state_intact: true,

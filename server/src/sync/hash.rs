@@ -30,16 +30,19 @@ pub fn urn(connector: &str, kind: EntityKind, native_id: &str) -> String {
 pub fn content_hash(entity: &Entity) -> String {
     let mut encoded = Vec::new();
     super::encoded::encode_entity(entity, &mut encoded);
-    content_hash_of(&encoded)
+    // Hex digits are ASCII.
+    std::str::from_utf8(&content_hash_of(&encoded))
+        .unwrap_or_default()
+        .to_owned()
 }
 
-/// [`content_hash`] of an entity already encoded.
-pub(super) fn content_hash_of(encoded: &[u8]) -> String {
+/// The ASCII hex of [`content_hash`] of an entity already encoded, on the
+/// stack (the hot path allocates no string for it).
+pub(super) fn content_hash_of(encoded: &[u8]) -> [u8; 64] {
     let mut hex = [0u8; 64];
     // 64 bytes hold the hex of 32.
     let _ = hex::encode_to_slice(Sha256::digest(encoded), &mut hex);
-    // Hex digits are ASCII.
-    String::from_utf8_lossy(&hex).into_owned()
+    hex
 }
 
 #[cfg(test)]

@@ -64,15 +64,16 @@ pub struct BaselineEntry {
 #[derive(Debug, Default)]
 pub struct Baseline {
     /// urn -> entry.
-    pub by_urn: HashMap<String, BaselineEntry>,
+    pub by_urn: HashMap<String, BaselineEntry, foldhash::quality::RandomState>,
     /// parent urn -> child urns.
-    pub children: HashMap<String, Vec<String>>,
+    pub children: HashMap<String, Vec<String>, foldhash::quality::RandomState>,
 }
 
 impl Baseline {
     /// Indexes a saved state.
     pub fn new(state: ScopeState) -> Self {
         let mut baseline = Baseline::default();
+        baseline.by_urn.reserve(state.entries.len());
         for entry in state.entries {
             if !entry.parent.is_empty() {
                 baseline
@@ -106,7 +107,8 @@ pub struct SeenUrns {
     /// `index[b]..index[b + 1]` holds the fingerprints whose top `bits` bits are `b`.
     index: Vec<u32>,
     bits: u32,
-    recent: std::collections::HashSet<u64>,
+    /// Fingerprints are uniform already: the fast hasher is enough.
+    recent: std::collections::HashSet<u64, foldhash::fast::RandomState>,
 }
 
 /// Fingerprints per full segment of [`Segmented`] (512 KiB).
@@ -254,23 +256,82 @@ const CHUNK_MAGIC: &[u8] = b"\xC5SC1";
 /// kind (i32) and urn, hash, parent and version, each a u32 length and UTF-8
 /// (integers little endian).
 /// No escaping or parsing of JSON on the hot path.
+#[cfg(test)]
 fn encode_chunk(entries: &[StateEntry]) -> Vec<u8> {
-    let size: usize = entries
-        .iter()
-        .map(|e| 20 + e.urn.len() + e.hash.len() + e.parent.len() + e.version.len())
-        .sum();
-    let mut out = Vec::with_capacity(CHUNK_MAGIC.len() + size);
-    out.extend_from_slice(CHUNK_MAGIC);
-    out.extend_from_slice(&u32::try_from(entries.len()).unwrap_or(u32::MAX).to_le_bytes());
+    let mut chunk = PendingChunk::default();
     for entry in entries {
-        out.extend_from_slice(&entry.kind.to_le_bytes());
-        for field in [&entry.urn, &entry.hash, &entry.parent, &entry.version] {
-            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&field.as_bytes()[..len as usize]);
-        }
+        chunk.push_entry(entry);
     }
-    out
+    chunk.take().to_vec()
+}
+
+/// The entries of a scope not saved yet, written as the chunk they will be
+/// saved as, one upsert at a time: no `StateEntry` (four strings) per entity,
+/// and no copy when the chunk is saved.
+#[derive(Debug)]
+pub struct PendingChunk {
+    buf: Vec<u8>,
+    count: u32,
+}
+
+impl Default for PendingChunk {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl PendingChunk {
+    fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(CHUNK_MAGIC.len() + 4));
+        buf.extend_from_slice(CHUNK_MAGIC);
+        // The count, written by `take`.
+        buf.extend_from_slice(&[0; 4]);
+        Self { buf, count: 0 }
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, kind: i32, urn: &str, hash: &str, parent: &str, version: &str) {
+        self.buf.extend_from_slice(&kind.to_le_bytes());
+        for field in [urn, hash, parent, version] {
+            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+            self.buf.extend_from_slice(&len.to_le_bytes());
+            self.buf.extend_from_slice(&field.as_bytes()[..len as usize]);
+        }
+        self.count += 1;
+    }
+
+    /// Appends a copy of `entry`.
+    pub fn push_entry(&mut self, entry: &StateEntry) {
+        self.push(entry.kind, &entry.urn, &entry.hash, &entry.parent, &entry.version);
+    }
+
+    /// Entries pushed since the last `take`.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether no entry was pushed since the last `take`.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether an entry with this urn was pushed since the last `take` (a
+    /// rare question: it decodes the chunk).
+    pub fn contains_urn(&self, urn: &str) -> bool {
+        let mut bytes = self.buf.clone();
+        bytes[CHUNK_MAGIC.len()..CHUNK_MAGIC.len() + 4].copy_from_slice(&self.count.to_le_bytes());
+        let mut entries = Vec::new();
+        decode_chunk(&bytes, &mut entries).is_some() && entries.iter().any(|e| e.urn == urn)
+    }
+
+    /// The chunk of the entries pushed so far; the next one starts empty,
+    /// with room for as many bytes.
+    pub fn take(&mut self) -> Bytes {
+        let count = self.count.to_le_bytes();
+        self.buf[CHUNK_MAGIC.len()..CHUNK_MAGIC.len() + 4].copy_from_slice(&count);
+        let next = Self::with_capacity(self.buf.len());
+        Bytes::from(std::mem::replace(self, next).buf)
+    }
 }
 
 /// Appends the entries of a chunk (binary, or JSON from older servers) to
@@ -366,18 +427,11 @@ impl StateStore {
     /// Saves a chunk of the state of a scope in progress. Chunks are the
     /// state of the scope once it completes (and what a resume restarts
     /// from before that), so they live as long as states.
-    pub async fn save_chunk(
-        &self,
-        connector: &str,
-        sync_id: &str,
-        scope: &str,
-        chunk: u32,
-        entries: &[StateEntry],
-    ) -> bool {
+    pub async fn save_chunk(&self, connector: &str, sync_id: &str, scope: &str, chunk: u32, bytes: Bytes) -> bool {
         self.cache
             .set(
                 &Self::chunk_key(connector, sync_id, scope, chunk),
-                Bytes::from(encode_chunk(entries)),
+                bytes,
                 Some(self.ttl),
             )
             .await
@@ -421,7 +475,7 @@ impl StateStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{SeenUrns, StateEntry, decode_chunk, encode_chunk};
+    use super::{PendingChunk, SeenUrns, StateEntry, decode_chunk, encode_chunk};
 
     fn entry(i: u32) -> StateEntry {
         StateEntry {
@@ -473,6 +527,32 @@ mod tests {
         longer.push(0);
         assert_eq!(decode_chunk(&longer, &mut Vec::new()), None);
         assert_eq!(encode_chunk(&[]), b"\xC5SC1\0\0\0\0");
+    }
+
+    #[test]
+    fn a_pending_chunk_is_taken_whole_and_starts_again_empty() {
+        let entries: Vec<StateEntry> = (0..10).map(entry).collect();
+        let mut pending = PendingChunk::default();
+        assert!(pending.is_empty());
+        for e in &entries[..6] {
+            pending.push(e.kind, &e.urn, &e.hash, &e.parent, &e.version);
+        }
+        assert_eq!(pending.len(), 6);
+        assert!(pending.contains_urn(&entries[5].urn));
+        assert!(!pending.contains_urn(&entries[6].urn));
+        let first = pending.take();
+        assert_eq!(&first[..], &encode_chunk(&entries[..6])[..]);
+        assert!(pending.is_empty());
+        assert!(!pending.contains_urn(&entries[0].urn), "taken with the chunk");
+        for e in &entries[6..] {
+            pending.push_entry(e);
+        }
+        let second = pending.take();
+        let mut decoded = Vec::new();
+        assert_eq!(decode_chunk(&first, &mut decoded), Some(()));
+        assert_eq!(decode_chunk(&second, &mut decoded), Some(()));
+        assert_eq!(decoded, entries);
+        assert_eq!(&pending.take()[..], b"\xC5SC1\0\0\0\0");
     }
 
     #[test]
