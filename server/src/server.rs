@@ -469,7 +469,7 @@ async fn wait_for_signal() {
 /// connector, serves until SIGTERM/SIGINT, then drains. (The benchmark runs
 /// its server processes through this too.)
 pub async fn run_from_env() -> std::process::ExitCode {
-    crate::allocator_tuning();
+    let thp_off = crate::allocator_tuning();
     let config = match crate::config::Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -487,6 +487,9 @@ pub async fn run_from_env() -> std::process::ExitCode {
     if telemetry.exporting() {
         tracing::info!("exporting OpenTelemetry traces over OTLP");
     }
+    // mimalloc read these when the process started (docs/Connectors.md).
+    let purge_delay = std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| "mimalloc's default".into());
+    tracing::info!(purge_delay_ms = %purge_delay, transparent_huge_pages_off = thp_off, "allocator");
     let code = serve(config).await;
     // Flushing blocks until the exporter task (on this runtime) is done.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
