@@ -90,46 +90,64 @@ impl Baseline {
     }
 }
 
-/// The urns pushed in a scope, exactly, in about 8 bytes each: 64-bit
-/// fingerprints (foldhash's quality hasher, randomly seeded per scope) in a sorted sequence
-/// plus a small set of recent ones. A fingerprint match is only a candidate:
-/// the caller confirms it against the entries themselves, so a collision
-/// costs a lookup, never an entity.
+/// The urns pushed in a scope, exactly, in about 4 bytes each. Each urn has
+/// a 64-bit fingerprint (foldhash's quality hasher, randomly seeded per
+/// scope) whose top 44 bits are its key: new keys go into a small set of
+/// recent fingerprints, which is merged now and then into a sorted sequence.
+/// A key match is only a candidate: the caller confirms it against the
+/// entries themselves, so a collision (about n² / 2^45 of them in a scope of
+/// n urns: 0.007 at 500k) costs a lookup, never an entity.
 ///
-/// The sorted sequence has a bucket index on the fingerprints' top bits (they
-/// are uniform): a lookup reads one index slot and searches a handful of
-/// neighbours, instead of a binary search over megabytes whose every step
-/// missed the cache (4% of the server's CPU in an AWS-shaped sync).
+/// The sorted sequence is bucketed on the keys' top [`BUCKET_BITS`] bits: an
+/// index gives each bucket's range, and the sequence stores only the 32 bits
+/// below (the bucket is where an entry is). A lookup reads one index slot and
+/// searches one bucket, instead of a binary search over megabytes whose every
+/// step missed the cache (4% of the server's CPU in an AWS-shaped sync). The
+/// prefix is fixed so that no bit is ever dropped (an index that grew its
+/// prefix would lose the low bits it no longer stored).
 #[derive(Debug, Default)]
 pub struct SeenUrns {
     keys: foldhash::quality::RandomState,
+    /// The 32 bits of each key below its bucket, bucket by bucket, sorted.
     sorted: Segmented,
-    /// `index[b]..index[b + 1]` holds the fingerprints whose top `bits` bits are `b`.
+    /// `index[b]..index[b + 1]` holds bucket `b`; empty until the first merge.
     index: Vec<u32>,
-    bits: u32,
     /// Fingerprints are uniform already: the fast hasher is enough.
     recent: std::collections::HashSet<u64, foldhash::fast::RandomState>,
 }
 
-/// Fingerprints per full segment of [`Segmented`] (512 KiB).
+/// The bucket prefix of a key: 4,096 buckets (a 16 KiB index, only for a
+/// scope of at least 4,096 urns).
+const BUCKET_BITS: u32 = 12;
+/// The bits of a fingerprint that make its key.
+const KEY_BITS: u32 = BUCKET_BITS + 32;
+
+/// The bucket and the stored 32 bits of a fingerprint's key.
+fn split_key(fingerprint: u64) -> (usize, u32) {
+    let key = fingerprint >> (64 - KEY_BITS);
+    // Both fit: the bucket has BUCKET_BITS bits, the rest 32.
+    ((key >> 32) as usize, key as u32)
+}
+
+/// Entries per full segment of [`Segmented`] (256 KiB).
 const SEGMENT: usize = 1 << 16;
 
-/// A sequence of fingerprints in segments of [`SEGMENT`] (the last one
+/// A sequence of 32-bit entries in segments of [`SEGMENT`] (the last one
 /// shorter): it grows by adding a segment, never by moving what it holds. (A
 /// `Vec` moves everything when it grows and, for that moment, holds both
-/// copies: for a scope of 500k urns, 4 MiB more at the peak on every merge.)
+/// copies: for a scope of 500k urns, 2 MiB more at the peak on every merge.)
 #[derive(Debug, Default)]
 struct Segmented {
-    segments: Vec<Vec<u64>>,
+    segments: Vec<Vec<u32>>,
     len: usize,
 }
 
 impl Segmented {
-    fn get(&self, pos: usize) -> u64 {
+    fn get(&self, pos: usize) -> u32 {
         self.segments[pos / SEGMENT][pos % SEGMENT]
     }
 
-    fn set(&mut self, pos: usize, value: u64) {
+    fn set(&mut self, pos: usize, value: u32) {
         self.segments[pos / SEGMENT][pos % SEGMENT] = value;
     }
 
@@ -151,7 +169,7 @@ impl Segmented {
     }
 
     /// Whether `value` is in the sorted range `lo..hi`.
-    fn contains(&self, mut lo: usize, mut hi: usize, value: u64) -> bool {
+    fn contains(&self, mut lo: usize, mut hi: usize, value: u32) -> bool {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.get(mid).cmp(&value) {
@@ -161,11 +179,6 @@ impl Segmented {
             }
         }
         false
-    }
-
-    #[cfg(test)]
-    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.segments.iter().flatten().copied()
     }
 }
 
@@ -182,18 +195,17 @@ impl SeenUrns {
     }
 
     fn in_sorted(&self, fingerprint: u64) -> bool {
-        let (lo, hi) = match self.bits {
-            0 => (0, self.sorted.len),
-            bits => {
-                let b = (fingerprint >> (64 - bits)) as usize;
-                (self.index[b] as usize, self.index[b + 1] as usize)
-            }
-        };
-        self.sorted.contains(lo, hi, fingerprint)
+        if self.index.is_empty() {
+            return false;
+        }
+        let (bucket, low) = split_key(fingerprint);
+        self.sorted
+            .contains(self.index[bucket] as usize, self.index[bucket + 1] as usize, low)
     }
 
-    /// Records a fingerprint; true when it was not there yet (one lookup for
-    /// both questions).
+    /// Records a fingerprint; true when it is certainly new: its key is not
+    /// in the sorted sequence, and it is not among the recent fingerprints
+    /// (one lookup for both questions).
     pub fn insert(&mut self, fingerprint: u64) -> bool {
         if self.in_sorted(fingerprint) || !self.recent.insert(fingerprint) {
             return false;
@@ -206,45 +218,50 @@ impl SeenUrns {
         true
     }
 
+    /// Moves `recent` into `sorted`, in place from the back, and rebuilds
+    /// the index from the buckets' new sizes.
     fn merge(&mut self) {
-        let mut new: Vec<u64> = self.recent.drain().collect();
+        let buckets = 1usize << BUCKET_BITS;
+        if self.index.is_empty() {
+            self.index = vec![0; buckets + 1];
+        }
+        let mut new: Vec<u64> = self.recent.drain().map(|fp| fp >> (64 - KEY_BITS)).collect();
         new.sort_unstable();
+        let mut sizes: Vec<u32> = self.index.windows(2).map(|w| w[1] - w[0]).collect();
+        for key in &new {
+            sizes[(key >> 32) as usize] += 1;
+        }
         let old_len = self.sorted.len;
         self.sorted.grow(old_len + new.len());
-        // Merge from the back, in place.
+        // `bucket` is the bucket of the old entry at `i - 1` (walking down).
         let (mut i, mut j, mut k) = (old_len, new.len(), self.sorted.len);
+        let mut bucket = buckets - 1;
         while j > 0 {
-            if i > 0 && self.sorted.get(i - 1) > new[j - 1] {
-                self.sorted.set(k - 1, self.sorted.get(i - 1));
-                i -= 1;
-            } else {
-                self.sorted.set(k - 1, new[j - 1]);
-                j -= 1;
+            let old = (i > 0).then(|| {
+                while self.index[bucket] as usize > i - 1 {
+                    bucket -= 1;
+                }
+                ((bucket as u64) << 32) | u64::from(self.sorted.get(i - 1))
+            });
+            // Keys are BUCKET_BITS + 32 bits: the low 32 are what is stored.
+            match old {
+                Some(old) if old > new[j - 1] => {
+                    self.sorted.set(k - 1, old as u32);
+                    i -= 1;
+                }
+                _ => {
+                    self.sorted.set(k - 1, new[j - 1] as u32);
+                    j -= 1;
+                }
             }
             k -= 1;
         }
-        self.reindex();
-    }
-
-    /// Rebuilds the bucket index: about four fingerprints per bucket, at most
-    /// 2^20 buckets (4 MiB of index for 16M urns in one scope).
-    fn reindex(&mut self) {
-        let len = self.sorted.len;
-        self.bits = if len < 1024 { 0 } else { (len.ilog2() - 2).min(20) };
-        self.index.clear();
-        if self.bits == 0 {
-            return;
+        let mut start = 0u32;
+        for (b, size) in sizes.into_iter().enumerate() {
+            self.index[b] = start;
+            start += size;
         }
-        let buckets = 1usize << self.bits;
-        self.index.reserve_exact(buckets + 1);
-        let mut pos = 0usize;
-        for b in 0..buckets {
-            while pos < len && ((self.sorted.get(pos) >> (64 - self.bits)) as usize) < b {
-                pos += 1;
-            }
-            self.index.push(u32::try_from(pos).unwrap_or(u32::MAX));
-        }
-        self.index.push(u32::try_from(len).unwrap_or(u32::MAX));
+        self.index[buckets] = start;
     }
 }
 
@@ -555,6 +572,21 @@ mod tests {
         assert_eq!(&pending.take()[..], b"\xC5SC1\0\0\0\0");
     }
 
+    /// The keys of `seen`'s sorted sequence, rebuilt from its buckets.
+    fn sorted_keys(seen: &SeenUrns) -> Vec<u64> {
+        let mut keys = Vec::new();
+        for (bucket, range) in seen.index.windows(2).enumerate() {
+            for pos in range[0] as usize..range[1] as usize {
+                keys.push(((bucket as u64) << 32) | u64::from(seen.sorted.get(pos)));
+            }
+        }
+        keys
+    }
+
+    /// The lowest bit of a fingerprint's key: fingerprints that differ there
+    /// have different keys.
+    const KEY_LOW_BIT: u64 = 1 << (64 - super::KEY_BITS);
+
     #[test]
     fn seen_urns_find_every_inserted_fingerprint_across_merges() {
         let mut seen = SeenUrns::default();
@@ -565,25 +597,25 @@ mod tests {
             assert!(!seen.insert(fp), "{urn} was inserted already");
         }
         assert_eq!(seen.sorted.len + seen.recent.len(), urns.len());
-        // Merged: 4,096 recent, then each sixteenth; indexed in buckets of ~4.
+        // Merged: 4,096 recent, then each sixteenth.
         assert!(seen.sorted.len >= 16_384, "{}", seen.sorted.len);
-        assert_eq!(seen.bits, seen.sorted.len.ilog2() - 2);
-        assert_eq!(seen.index.len(), (1 << seen.bits) + 1);
+        assert_eq!(seen.index.len(), (1 << super::BUCKET_BITS) + 1);
         assert_eq!(*seen.index.last().unwrap() as usize, seen.sorted.len);
         assert!(urns.iter().all(|u| seen.may_contain(seen.fingerprint(u))));
         let absent = (20_000..21_000)
             .filter(|i| seen.may_contain(seen.fingerprint(&format!("urn:connectors:x:asset:{i}"))))
             .count();
         assert_eq!(absent, 0);
-        let sorted: Vec<u64> = seen.sorted.iter().collect();
-        assert!(sorted.windows(2).all(|w| w[0] < w[1]));
+        let keys = sorted_keys(&seen);
+        assert_eq!(keys.len(), seen.sorted.len);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
     fn seen_urns_grow_by_whole_segments_without_moving_them() {
         let mut seen = SeenUrns::default();
         let count = 2 * super::SEGMENT as u64 + 12_345;
-        let fingerprints = (0..count).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !1);
+        let fingerprints = (0..count).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !KEY_LOW_BIT);
         let mut first_segment = None;
         for fp in fingerprints.clone() {
             assert!(seen.insert(fp));
@@ -598,35 +630,44 @@ mod tests {
         assert_eq!(&lengths[..2], &[super::SEGMENT, super::SEGMENT]);
         assert_eq!(lengths.iter().sum::<usize>(), seen.sorted.len);
         assert_eq!(seen.sorted.len + seen.recent.len(), count as usize);
-        let sorted: Vec<u64> = seen.sorted.iter().collect();
-        assert!(sorted.windows(2).all(|w| w[0] < w[1]));
+        let keys = sorted_keys(&seen);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
         for fp in fingerprints {
             assert!(seen.may_contain(fp), "{fp:#x} present");
-            assert!(!seen.may_contain(fp | 1), "{:#x} absent", fp | 1);
+            assert!(!seen.may_contain(fp | KEY_LOW_BIT), "{:#x} absent", fp | KEY_LOW_BIT);
             assert!(!seen.insert(fp));
         }
     }
 
     #[test]
     fn seen_urns_agree_with_a_hash_set_at_the_bucket_edges() {
-        // Fingerprints chosen at bucket boundaries, both ends of the range
-        // and in between; absent ones just beside present ones.
+        // Fingerprints spread over every bucket, both ends of the range and
+        // the edges between buckets; absent ones differ in the key's lowest bit.
         let mut seen = SeenUrns::default();
         let mut model = std::collections::HashSet::new();
         let mut present = Vec::new();
         for i in 0u64..40_000 {
-            let fp = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !1;
-            present.push(fp);
+            present.push(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !KEY_LOW_BIT);
         }
-        present.extend([0, u64::MAX - 1, 1 << 63, (1 << 63) - 2]);
+        let bucket = 1u64 << (64 - super::BUCKET_BITS);
+        present.extend([0, !KEY_LOW_BIT, bucket, bucket - 2 * KEY_LOW_BIT, 1 << 63]);
         for &fp in &present {
             assert_eq!(seen.insert(fp), model.insert(fp));
         }
-        assert!(seen.bits > 0);
+        // Everything in the sorted sequence.
+        seen.merge();
+        assert!(seen.recent.is_empty());
+        assert_eq!(seen.sorted.len, model.len());
         for &fp in &present {
             assert!(seen.may_contain(fp), "{fp:#x} present");
-            // Odd fingerprints were never inserted.
-            assert!(!seen.may_contain(fp | 1), "{:#x} absent", fp | 1);
+            // Below the key: the same key, found.
+            assert!(seen.may_contain(fp ^ 1), "{:#x} shares a key", fp ^ 1);
+            assert!(!seen.may_contain(fp | KEY_LOW_BIT), "{:#x} absent", fp | KEY_LOW_BIT);
         }
+        // The first and the last bucket hold what they should.
+        let keys = sorted_keys(&seen);
+        assert_eq!(keys.first(), Some(&0));
+        assert_eq!(keys.last(), Some(&(!KEY_LOW_BIT >> (64 - super::KEY_BITS))));
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }
 }
