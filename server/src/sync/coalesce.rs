@@ -429,14 +429,20 @@ mod tests {
         }
     }
 
+    /// The leader's side of a first sync (it must lead).
+    async fn lead(cache: &SharedCache, key: &str, crawl: &str, log_max_bytes: usize) -> Arc<Publisher> {
+        let Role::Leader(publisher) = join(cache, key, crawl, log_max_bytes).await else {
+            panic!("the first sync leads");
+        };
+        publisher
+    }
+
     /// A cache holding the finished log of crawl `crawl` (coalescing key
     /// `key`): three batches of one upsert each (each pushed as a boundary),
     /// then the end marker.
     async fn finished_log_of_three_batches(key: &str, crawl: &str) -> SharedCache {
         let cache = SharedCache::memory(64 << 20);
-        let Role::Leader(publisher) = join(&cache, key, crawl, usize::MAX).await else {
-            panic!("the first sync leads");
-        };
+        let publisher = lead(&cache, key, crawl, usize::MAX).await;
         for i in 0..3 {
             publisher.push(&EncodedEvent::from(&upsert(i, 10)), true).await;
         }
@@ -531,9 +537,7 @@ mod tests {
         let cache = SharedCache::memory(64 << 20);
         let crawl = "2f1d0c5e-0000-4000-8000-000000000004";
         // Room for two one-event batches, not three.
-        let Role::Leader(publisher) = join(&cache, "k4", crawl, logged_len() * 5 / 2).await else {
-            panic!("the first sync leads");
-        };
+        let publisher = lead(&cache, "k4", crawl, logged_len() * 5 / 2).await;
         for i in 0..5 {
             publisher.push(&EncodedEvent::from(&upsert(i, 10)), true).await;
         }
@@ -567,9 +571,7 @@ mod tests {
     async fn a_log_with_a_follower_goes_on_past_its_cap() {
         let cache = SharedCache::memory(64 << 20);
         let crawl = "2f1d0c5e-0000-4000-8000-000000000006";
-        let Role::Leader(publisher) = join(&cache, "k6", crawl, logged_len() * 5 / 2).await else {
-            panic!("the first sync leads");
-        };
+        let publisher = lead(&cache, "k6", crawl, logged_len() * 5 / 2).await;
         publisher.push(&EncodedEvent::from(&upsert(0, 10)), true).await;
         let Role::Follower(followed) = join(&cache, "k6", "2f1d0c5e-0000-4000-8000-000000000007", usize::MAX).await
         else {
@@ -590,10 +592,7 @@ mod tests {
     #[tokio::test]
     async fn a_follower_replays_exactly_the_events_of_a_log_that_spans_many_buffers() {
         let cache = SharedCache::memory(64 << 20);
-        let Role::Leader(publisher) = join(&cache, "k", "2f1d0c5e-0000-4000-8000-000000000001", usize::MAX).await
-        else {
-            panic!("the first sync leads");
-        };
+        let publisher = lead(&cache, "k", "2f1d0c5e-0000-4000-8000-000000000001", usize::MAX).await;
         // 300 events of 3..40 KiB: several batch buffers of BATCH_BYTES, one
         // event larger than a buffer, and checkpoint boundaries in between.
         let mut sent = Vec::new();

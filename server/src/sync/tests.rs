@@ -758,18 +758,23 @@ async fn identical_concurrent_syncs_share_one_crawl() {
     assert_eq!(fake.crawls.load(Ordering::SeqCst), 8);
 }
 
-#[tokio::test]
-async fn followers_end_unavailable_when_the_leader_stops_early() {
-    let engine = engine();
+/// A fake of one scope, "a", of `n` tags, each pushed after `delay`.
+fn one_slow_scope(n: usize, delay: Duration) -> Arc<Fake> {
     let fake = Fake {
-        slow: Some(Duration::from_millis(20)),
+        slow: Some(delay),
         ..Default::default()
     };
     fake.data
         .lock()
         .unwrap()
-        .insert("a".into(), (0..50).map(|i| (i.to_string(), "v".to_owned())).collect());
-    let fake = Arc::new(fake);
+        .insert("a".into(), (0..n).map(|i| (i.to_string(), "v".to_owned())).collect());
+    Arc::new(fake)
+}
+
+#[tokio::test]
+async fn followers_end_unavailable_when_the_leader_stops_early() {
+    let engine = engine();
+    let fake = one_slow_scope(50, Duration::from_millis(20));
     let mut leader = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     let mut follower = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     // The follower receives what the leader sent, checkpoints included.
@@ -801,15 +806,7 @@ async fn past_its_log_cap_a_sync_streams_everything_and_a_later_twin_crawls_alon
         ..EngineConfig::default()
     };
     let engine = Engine::new(config, SharedCache::memory(16 << 20), CancellationToken::new());
-    let fake = Fake {
-        slow: Some(Duration::from_millis(5)),
-        ..Default::default()
-    };
-    fake.data
-        .lock()
-        .unwrap()
-        .insert("a".into(), (0..20).map(|i| (i.to_string(), "v".to_owned())).collect());
-    let fake = Arc::new(fake);
+    let fake = one_slow_scope(20, Duration::from_millis(5));
     let mut first = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
     let mut head = Vec::new();
     // The first checkpoint's batch was the log's first, and its last.
