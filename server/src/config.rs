@@ -51,6 +51,9 @@ pub struct GithubEnv {
     pub page_size: Option<u8>,
     /// `GITHUB_CONCURRENCY`: upstream requests in flight (1 to 100, default 8).
     pub concurrency: Option<usize>,
+    /// `GITHUB_BLOB_BATCH`: manifest blobs per GraphQL read (0 to 100,
+    /// default 100; 0 reads each blob over REST).
+    pub blob_batch: Option<usize>,
 }
 
 impl std::fmt::Debug for GithubEnv {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for GithubEnv {
             .field("orgs", &self.orgs)
             .field("page_size", &self.page_size)
             .field("concurrency", &self.concurrency)
+            .field("blob_batch", &self.blob_batch)
             .finish()
     }
 }
@@ -696,6 +700,13 @@ impl Config {
                 message: "must be 1 to 100".into(),
             });
         }
+        let blob_batch: Option<usize> = parse("GITHUB_BLOB_BATCH")?;
+        if blob_batch.is_some_and(|b| b > 100) {
+            return Err(ConfigError {
+                var: "GITHUB_BLOB_BATCH",
+                message: "must be 0 (REST reads) to 100".into(),
+            });
+        }
         if var("GITHUB_APP_ID").is_some() != var("GITHUB_APP_PRIVATE_KEY").is_some() {
             return Err(ConfigError {
                 var: if var("GITHUB_APP_ID").is_some() {
@@ -781,6 +792,7 @@ impl Config {
                 orgs: github_orgs,
                 page_size,
                 concurrency: github_concurrency,
+                blob_batch,
             },
             gitlab: GitlabEnv::from_env()?,
             azure: AzureEnv::from_env()?,

@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use crate::cache::SharedCache;
 use crate::config::{Config, ConnectorsMode};
+use crate::replay::github_graphql::FixtureGraphql;
 use crate::replay::{FixtureSet, ReplayOptions, ReplayServer};
 use crate::sync::{Availability, Descriptor};
 
@@ -151,12 +152,15 @@ async fn start_replay(
         })?,
         Err(_) => FixtureConfig::default(),
     };
-    let server = ReplayServer::start(fixtures, options)
-        .await
-        .map_err(|e| RegistryError::Fixtures {
-            provider,
-            message: format!("starting the replay server: {e}"),
-        })?;
+    // GitHub's GraphQL reads of the recorded git blobs (the connector batches them).
+    let server = match provider {
+        "github" => ReplayServer::start_synthetic(fixtures, FixtureGraphql::shared(), options).await,
+        _ => ReplayServer::start(fixtures, options).await,
+    }
+    .map_err(|e| RegistryError::Fixtures {
+        provider,
+        message: format!("starting the replay server: {e}"),
+    })?;
     tracing::info!(provider, url = server.base_url(), "replay server serving fixtures");
     Ok((server, fixture_config))
 }
@@ -515,6 +519,14 @@ impl Registry {
                 )
             }
         };
+        // GitHub.com's API (a base URL without a path, as the replay server's)
+        // serves GraphQL at /graphql. A GitHub Enterprise Server base
+        // (/api/v3) has it at /api/graphql, outside the REST base the upstream
+        // client is confined to: manifests are read over REST there.
+        let blob_batch = match base_url.path() {
+            "" | "/" => env.blob_batch.unwrap_or(100),
+            _ => 0,
+        };
         let mut upstream = UpstreamConfig::new(github::ID, base_url);
         if let Some(concurrency) = env.concurrency {
             upstream.concurrency = concurrency;
@@ -538,6 +550,7 @@ impl Registry {
             default_orgs,
             page_size,
             repo_concurrency: concurrency,
+            blob_batch,
         };
         let connector = github::GithubConnector::new(settings, upstream).map_err(|e| RegistryError::Connector {
             provider: "github",

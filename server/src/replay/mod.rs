@@ -7,6 +7,7 @@
 //! requests no fixture matches, and can inject latency and faults.
 
 mod fixtures;
+pub mod github_graphql;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,9 +32,11 @@ pub use fixtures::{Exchange, FixtureError, FixtureSet, RecordedRequest, Recorded
 /// Its answers go through the same conditional-request, latency and fault
 /// handling as recorded ones.
 pub trait Synthesizer: Send + Sync + 'static {
-    /// The answer to a request, or `None` when the estate has no such resource.
+    /// The answer to a request, or `None` when the estate has no such
+    /// resource; `fixtures` are the recorded exchanges the server holds.
     fn respond(
         &self,
+        fixtures: &FixtureSet,
         method: &http::Method,
         uri: &http::Uri,
         headers: &http::HeaderMap,
@@ -320,7 +323,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         shared
             .synthesizer
             .as_ref()
-            .and_then(|s| s.respond(&parts.method, &parts.uri, &parts.headers, &body))
+            .and_then(|s| s.respond(&fixtures, &parts.method, &parts.uri, &parts.headers, &body))
             .map(std::borrow::Cow::Owned)
     };
     let Some(response) = recorded.or_else(synthesized) else {

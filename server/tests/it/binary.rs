@@ -88,7 +88,8 @@ async fn binary_serves_metrics_logs_json_and_exits_cleanly_on_sigterm() {
             &body,
             r#"connectors_upstream_requests_total{connector="github",status="200"}"#
         ),
-        Some(106.0)
+        // A FULL sync's requests but 3 404s (SBOMs) and a 409 (an empty repository's tree).
+        Some((crate::github::FULL_REQUESTS - 4) as f64)
     );
     assert_eq!(
         metric(
@@ -135,14 +136,16 @@ async fn binary_serves_metrics_logs_json_and_exits_cleanly_on_sigterm() {
 /// upstream: identical syncs started together crawl the upstream once.
 #[tokio::test]
 async fn two_replicas_sharing_redis_crawl_the_upstream_once() {
+    use connectors_server::replay::github_graphql::FixtureGraphql;
     use connectors_server::replay::{FixtureSet, ReplayOptions, ReplayServer};
 
     let Some(redis) = connectors_server::testing::RedisServer::start_or_skip() else {
         return;
     };
     let fixtures = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"));
-    let upstream = ReplayServer::start(
+    let upstream = ReplayServer::start_synthetic(
         FixtureSet::load_provider(&fixtures, "github").unwrap(),
+        FixtureGraphql::shared(),
         ReplayOptions {
             latency: Duration::from_millis(10),
             ..Default::default()
@@ -206,7 +209,11 @@ async fn two_replicas_sharing_redis_crawl_the_upstream_once() {
     assert_eq!(upserts(&a).len(), 102);
     assert_eq!(upserts(&a), upserts(&b));
     let crawl_requests = matched() - before;
-    assert_eq!(crawl_requests, 110, "the two replicas crawled the upstream once");
+    assert_eq!(
+        crawl_requests,
+        crate::github::FULL_REQUESTS,
+        "the two replicas crawled the upstream once"
+    );
 }
 
 fn spawn_fixture_server(port: u16, redis_url: &str) -> std::process::Child {

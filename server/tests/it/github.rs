@@ -3,18 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use connectors_proto::github::v1::SyncRequest;
 use connectors_proto::v1::{EntityKind, SyncEvent, SyncOptions, sync_event::Event};
 use connectors_server::config::{Config, ConnectorsMode};
-use connectors_server::replay::{Exchange, FixtureSet, ReplayOptions, ReplayServer};
+use connectors_server::replay::github_graphql::FixtureGraphql;
+use connectors_server::replay::{Exchange, FixtureSet, RecordedResponse, ReplayOptions, ReplayServer, Synthesizer};
 use serde::Deserialize;
 use tonic::{Code, Status};
 
 use crate::conformance::{Harness, collect, full, incremental};
-use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
+use crate::support::{TestServer, deletions, scope_errors, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
@@ -157,6 +159,11 @@ fn urns_of(events: &[SyncEvent], kind: EntityKind) -> Vec<String> {
         .collect()
 }
 
+/// Upstream requests of a FULL sync of the fixture estate: 5 listing pages,
+/// 34 trees and 34 SBOM requests, and the 37 manifest blobs in 5 GraphQL
+/// reads (one per listing page).
+pub(crate) const FULL_REQUESTS: u64 = 5 + 34 + 34 + 5;
+
 #[tokio::test]
 async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync() {
     let server = TestServer::start().await;
@@ -171,8 +178,7 @@ async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync()
         inc.cache_hits,
         100.0 * inc.upstream_requests as f64 / full_summary.upstream_requests as f64
     );
-    // Full: 5 listing pages + 33 trees + 37 blobs + 34 SBOM requests.
-    assert_eq!(full_summary.upstream_requests, 5 + 34 + 37 + 34);
+    assert_eq!(full_summary.upstream_requests, FULL_REQUESTS);
     // Incremental: only the 5 listing pages, each answered 304 from the cache.
     assert_eq!(inc.upstream_requests, 5);
     assert_eq!(inc.cache_hits, 5);
@@ -304,7 +310,8 @@ fn repo_id_of(full_name: &str) -> u64 {
 
 /// Upstream requests of the change scenario's INCREMENTAL sync: the 5
 /// listing pages (fx-rates-api is gone from globex's), then mobile-bff's tree,
-/// its changed services/api blob and its SBOM; not its unchanged worker blob.
+/// a GraphQL read of its changed services/api blob and its SBOM; not its
+/// unchanged worker blob.
 const EXPECTED_CHANGE_REQUESTS: u64 = 8;
 
 /// A pushed repository's manifest whose blob sha is the baseline's is kept
@@ -527,7 +534,9 @@ async fn github_app_mints_and_uses_an_installation_token_per_org() {
     }
     set.overlay_dir(&root.join("github/scenarios/github-app/exchanges"))
         .unwrap();
-    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let upstream = ReplayServer::start_synthetic(set, FixtureGraphql::shared(), ReplayOptions::default())
+        .await
+        .unwrap();
 
     let mut config = Config::for_tests();
     config.mode = ConnectorsMode::Live;
@@ -613,5 +622,165 @@ async fn identical_concurrent_syncs_crawl_github_once() {
     assert_eq!(upserts(&first), upserts(&second));
     assert_eq!(upserts(&first).len(), 102);
     // One crawl: the requests of a single FULL sync.
-    assert_eq!(replay.stats().requests(), 110);
+    assert_eq!(replay.stats().requests(), FULL_REQUESTS);
+}
+
+/// The fixtures' GraphQL view with `edit` applied to each of its answers.
+struct EditedGraphql(fn(&mut serde_json::Value));
+
+impl Synthesizer for EditedGraphql {
+    fn respond(
+        &self,
+        fixtures: &FixtureSet,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Option<RecordedResponse> {
+        let mut response = FixtureGraphql.respond(fixtures, method, uri, headers, body)?;
+        if let Some(json) = response.body.as_mut() {
+            (self.0)(json);
+        }
+        Some(response)
+    }
+}
+
+/// A live server with a token, syncing the fixture estate's organizations
+/// from a replay server of the fixtures whose GraphQL answers `graphql` gives.
+async fn live_on_fixtures(graphql: Arc<dyn Synthesizer>) -> (TestServer, ReplayServer) {
+    let set = FixtureSet::load_provider(&fixtures_root(), "github").unwrap();
+    let upstream = ReplayServer::start_synthetic(set, graphql, ReplayOptions::default())
+        .await
+        .unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.token = Some("ghp_testtoken".into());
+    config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
+    config.github.orgs = vec!["acme-corp".into(), "globex".into()];
+    config.github.page_size = Some(10);
+    (TestServer::with_config(config).await, upstream)
+}
+
+/// Every blob object of a GraphQL answer.
+fn each_blob(answer: &mut serde_json::Value, mut f: impl FnMut(&mut serde_json::Map<String, serde_json::Value>)) {
+    for repo in answer["data"].as_object_mut().into_iter().flat_map(|d| d.values_mut()) {
+        for blob in repo.as_object_mut().into_iter().flat_map(|r| r.values_mut()) {
+            if let Some(blob) = blob.as_object_mut() {
+                f(blob);
+            }
+        }
+    }
+}
+
+/// A blob GraphQL gives no text for (here: every one, truncated) is read
+/// over REST: the same entities as fixture mode's FULL sync, with one more
+/// request per manifest.
+#[tokio::test]
+async fn blobs_graphql_truncates_are_read_over_rest() {
+    let reference = TestServer::start().await;
+    let expected = upserts(&collect(open(&reference, request(full())).await).await);
+    let (server, upstream) = live_on_fixtures(Arc::new(EditedGraphql(|answer| {
+        each_blob(answer, |blob| {
+            blob.insert("text".into(), serde_json::Value::Null);
+            blob.insert("isTruncated".into(), true.into());
+        })
+    })))
+    .await;
+    let events = collect(open(&server, request(full())).await).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(upserts(&events), expected);
+    // Matched requests: the start-up credential check (GET /user) has no fixture.
+    let matched = upstream.stats().requests() - upstream.stats().unmatched();
+    assert_eq!(matched, FULL_REQUESTS + 37);
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}
+
+/// A blob that neither API has fails its scope naming the manifest, after
+/// the repositories before it; the other organization is complete.
+#[tokio::test]
+async fn a_blob_neither_api_has_fails_its_scope_naming_the_manifest() {
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "github").unwrap();
+    let gone = set
+        .exchanges()
+        .map(|e| e.request.path.clone())
+        .find(|p| p.starts_with("/repos/globex/") && p.contains("/git/blobs/"))
+        .unwrap();
+    assert_eq!(set.remove_path(&gone), 1);
+    let repo = gone.split('/').nth(3).unwrap().to_owned();
+    let (server, upstream) = live_on_fixtures(FixtureGraphql::shared()).await;
+    upstream.set_fixtures(set);
+    let events = collect(open(&server, request(full())).await).await;
+    let errors = scope_errors(&events);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (scope, reason, message) = &errors[0];
+    assert_eq!(scope, "org:globex");
+    assert_eq!(reason, "UPSTREAM_NOT_FOUND");
+    assert!(
+        message.starts_with("manifest ") && message.contains(&format!(" of globex/{repo}: github answered 404")),
+        "{message}"
+    );
+    let acme = estate()["acme-corp"].len();
+    let repos = urns_of(&events, EntityKind::Repository);
+    assert!(repos.len() >= acme && repos.len() < 34, "{} repositories", repos.len());
+    assert_eq!(
+        upstream.unmatched_requests(),
+        vec!["GET /user".to_owned(), format!("GET {gone}")],
+        "the blob was asked for over REST after GraphQL (and the start-up check, GET /user)"
+    );
+}
+
+/// GitHub's GraphQL rate limit (an error of type RATE_LIMITED, with no
+/// data) ends the scopes RATE_LIMITED, not FAILED.
+#[tokio::test]
+async fn graphql_rate_limited_ends_the_scopes_rate_limited() {
+    let (server, _upstream) = live_on_fixtures(Arc::new(EditedGraphql(|answer| {
+        *answer = serde_json::json!({
+            "errors": [{"type": "RATE_LIMITED", "message": "API rate limit already exceeded for user ID 1."}]
+        });
+    })))
+    .await;
+    let events = collect(open(&server, request(full())).await).await;
+    let states: Vec<(String, i32)> = scope_statuses(&events);
+    assert_eq!(
+        states,
+        vec![
+            (
+                "org:acme-corp".to_owned(),
+                connectors_proto::v1::ScopeState::RateLimited as i32
+            ),
+            (
+                "org:globex".to_owned(),
+                connectors_proto::v1::ScopeState::RateLimited as i32
+            ),
+        ]
+    );
+    let errors = scope_errors(&events);
+    assert!(
+        errors
+            .iter()
+            .all(|(_, _, message)| message.ends_with("github graphql rate limit exhausted")),
+        "{errors:?}"
+    );
+}
+
+/// GraphQL errors without data (a query GitHub refused) fail the scope with
+/// GitHub's messages.
+#[tokio::test]
+async fn graphql_errors_without_data_fail_the_scope_with_their_messages() {
+    let (server, _upstream) = live_on_fixtures(Arc::new(EditedGraphql(|answer| {
+        *answer = serde_json::json!({
+            "errors": [{"message": "Something went wrong while executing your query."}]
+        });
+    })))
+    .await;
+    let events = collect(open(&server, request(full())).await).await;
+    let errors = scope_errors(&events);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for (_, reason, message) in &errors {
+        assert_eq!(reason, "UPSTREAM_ERROR");
+        assert!(
+            message.ends_with("github graphql answered with errors: something went wrong while executing your query."),
+            "{message}"
+        );
+    }
 }

@@ -108,7 +108,7 @@ async fn spans_of_a_sync_and_its_upstream_requests_reach_the_otlp_collector() {
     let events = collect(client.github().sync(request).await.map(|r| r.into_inner())).await;
     let summary = summary(&events);
     assert!(summary.complete);
-    assert_eq!(summary.upstream_requests, 110);
+    assert_eq!(summary.upstream_requests, crate::github::FULL_REQUESTS);
 
     // Shutting down flushes the spans still batched.
     assert_eq!(terminate(&mut child).await.code(), Some(0));
@@ -137,31 +137,41 @@ async fn spans_of_a_sync_and_its_upstream_requests_reach_the_otlp_collector() {
     assert_eq!(attrs["sync.mode"], "SYNC_MODE_FULL");
     assert_eq!(attrs["sync.outcome"], "ok");
     assert_eq!(attrs["sync.entities"], "102");
-    assert_eq!(attrs["sync.upstream_requests"], "110");
+    assert_eq!(
+        attrs["sync.upstream_requests"],
+        crate::github::FULL_REQUESTS.to_string()
+    );
 
     // One client span per upstream request, each a child of the sync's span.
     let requests: Vec<&Span> = spans
         .iter()
         .map(|(_, span)| span)
-        .filter(|span| span.name == "GET 127.0.0.1")
+        .filter(|span| span.name == "GET 127.0.0.1" || span.name == "POST 127.0.0.1")
         .collect();
-    assert_eq!(requests.len(), 110);
+    assert_eq!(requests.len() as u64, crate::github::FULL_REQUESTS);
     let mut statuses = BTreeMap::<String, usize>::new();
+    let mut methods = BTreeMap::<String, usize>::new();
     for span in &requests {
         assert_eq!(hex::encode(&span.trace_id), trace_id);
         assert_eq!(span.parent_span_id, sync.span_id);
         assert_eq!(span.kind, SpanKind::Client as i32);
         let attrs = attributes(span);
         assert_eq!(attrs["connector"], "github");
-        assert_eq!(attrs["http.request.method"], "GET");
+        assert_eq!(span.name, format!("{} 127.0.0.1", attrs["http.request.method"]));
+        *methods.entry(attrs["http.request.method"].clone()).or_default() += 1;
         assert!(attrs["url.path"].starts_with('/'), "{attrs:?}");
         *statuses.entry(attrs["http.response.status_code"].clone()).or_default() += 1;
     }
     assert_eq!(
         statuses,
-        BTreeMap::from([("200".to_owned(), 106), ("404".to_owned(), 3), ("409".to_owned(), 1)])
+        BTreeMap::from([("200".to_owned(), 74), ("404".to_owned(), 3), ("409".to_owned(), 1)])
     );
-    assert_eq!(spans.len(), 111, "nothing else is exported");
+    // The manifests' blobs: one GraphQL read per listing page.
+    assert_eq!(
+        methods,
+        BTreeMap::from([("GET".to_owned(), 73), ("POST".to_owned(), 5)])
+    );
+    assert_eq!(spans.len(), 79, "nothing else is exported");
 }
 
 #[test]

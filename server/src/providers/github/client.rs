@@ -392,3 +392,157 @@ pub struct SpdxExternalRef {
     /// The locator.
     pub reference_locator: String,
 }
+
+/// A git blob to read: its repository and sha.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Repository owner.
+    pub owner: String,
+    /// Repository name.
+    pub name: String,
+    /// Blob sha.
+    pub sha: String,
+}
+
+/// What the GraphQL API gave for one blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobText {
+    /// The blob's text.
+    Text(String),
+    /// No text: binary, truncated by GitHub, or not found. Read it over REST,
+    /// which has every blob's bytes and answers a missing one with its status.
+    Unavailable,
+}
+
+/// Why a GraphQL read of blobs failed as a whole.
+#[derive(Debug)]
+pub enum GraphqlError {
+    /// The request failed or GitHub answered with an HTTP error.
+    Request(octocrab::Error),
+    /// The body does not parse as a GraphQL response.
+    Malformed,
+    /// GitHub's GraphQL rate limit is exhausted (an error of type `RATE_LIMITED`).
+    RateLimited(Option<chrono::DateTime<chrono::Utc>>),
+    /// GitHub answered with errors and no data: their messages.
+    Errors(String),
+}
+
+/// The GraphQL request reading `blobs`: one aliased `repository` field per
+/// repository (in order of first appearance), one aliased `object(oid:)`
+/// per blob, every value passed as a variable (never spliced into the query).
+/// Returns the body and, per blob, its repository and object aliases.
+pub fn blob_query(blobs: &[BlobRef]) -> (serde_json::Value, Vec<(String, String)>) {
+    use std::fmt::Write as _;
+    // Per repository: owner, name, and its blobs (index in `blobs`, sha).
+    type Repo<'a> = (&'a str, &'a str, Vec<(usize, &'a str)>);
+    let mut repos: Vec<Repo<'_>> = Vec::new();
+    for (i, blob) in blobs.iter().enumerate() {
+        match repos
+            .iter_mut()
+            .find(|(owner, name, _)| *owner == blob.owner && *name == blob.name)
+        {
+            Some((_, _, shas)) => shas.push((i, &blob.sha)),
+            None => repos.push((&blob.owner, &blob.name, vec![(i, &blob.sha)])),
+        }
+    }
+    let mut declarations = Vec::new();
+    let mut selection = String::new();
+    let mut variables = serde_json::Map::new();
+    let mut aliases = vec![(String::new(), String::new()); blobs.len()];
+    for (r, (owner, name, shas)) in repos.iter().enumerate() {
+        declarations.push(format!("$o{r}: String!, $n{r}: String!"));
+        variables.insert(format!("o{r}"), (*owner).into());
+        variables.insert(format!("n{r}"), (*name).into());
+        let _ = write!(selection, " r{r}: repository(owner: $o{r}, name: $n{r}) {{");
+        for (b, (index, sha)) in shas.iter().enumerate() {
+            declarations.push(format!("$s{r}_{b}: GitObjectID!"));
+            variables.insert(format!("s{r}_{b}"), (*sha).into());
+            let _ = write!(
+                selection,
+                " b{b}: object(oid: $s{r}_{b}) {{ ... on Blob {{ text isBinary isTruncated }} }}"
+            );
+            aliases[*index] = (format!("r{r}"), format!("b{b}"));
+        }
+        selection.push_str(" }");
+    }
+    let query = format!("query({}) {{{selection} }}", declarations.join(", "));
+    (serde_json::json!({ "query": query, "variables": variables }), aliases)
+}
+
+/// A repository's blobs in a GraphQL answer, by alias (`null`: no such object).
+type GraphqlRepo = HashMap<String, Option<GraphqlBlob>>;
+
+#[derive(Deserialize)]
+struct GraphqlResponse {
+    /// Repositories by alias (`null`: not resolved).
+    #[serde(default)]
+    data: Option<HashMap<String, Option<GraphqlRepo>>>,
+    #[serde(default)]
+    errors: Vec<GraphqlErrorItem>,
+}
+
+#[derive(Deserialize)]
+struct GraphqlBlob {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default, rename = "isBinary")]
+    is_binary: bool,
+    #[serde(default, rename = "isTruncated")]
+    is_truncated: bool,
+}
+
+#[derive(Deserialize)]
+struct GraphqlErrorItem {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    message: String,
+}
+
+/// Reads `blobs` in one `POST /graphql`, in order. A blob GitHub gives no
+/// text for (binary, truncated, gone, or its repository not resolved: a
+/// partial answer) is `Unavailable`; a response without data is an error.
+pub async fn read_blobs(crab: &Octocrab, blobs: &[BlobRef]) -> Result<Vec<BlobText>, GraphqlError> {
+    use http_body_util::BodyExt as _;
+    let (body, aliases) = blob_query(blobs);
+    let response = crab
+        ._post("/graphql", Some(&body))
+        .await
+        .map_err(GraphqlError::Request)?;
+    let response = octocrab::map_github_error(response)
+        .await
+        .map_err(GraphqlError::Request)?;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.map_err(GraphqlError::Request)?.to_bytes();
+    let parsed: GraphqlResponse = serde_json::from_slice(&bytes).map_err(|_| GraphqlError::Malformed)?;
+    let Some(mut data) = parsed.data else {
+        if parsed.errors.iter().any(|e| e.kind.as_deref() == Some("RATE_LIMITED")) {
+            let reset = crate::http::RateLimit::from_headers(&parts.headers).reset_time(chrono::Utc::now());
+            return Err(GraphqlError::RateLimited(reset));
+        }
+        let messages: Vec<&str> = parsed.errors.iter().map(|e| e.message.as_str()).collect();
+        return Err(if messages.is_empty() {
+            GraphqlError::Malformed
+        } else {
+            GraphqlError::Errors(messages.join("; "))
+        });
+    };
+    Ok(aliases
+        .iter()
+        .map(|(repo, object)| {
+            let blob = data
+                .get_mut(repo)
+                .and_then(Option::as_mut)
+                .and_then(|objects| objects.remove(object))
+                .flatten();
+            match blob {
+                Some(GraphqlBlob {
+                    text: Some(text),
+                    is_binary: false,
+                    is_truncated: false,
+                }) => BlobText::Text(text),
+                _ => BlobText::Unavailable,
+            }
+        })
+        .collect())
+}

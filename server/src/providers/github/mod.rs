@@ -11,11 +11,11 @@ pub mod manifests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use self::client::{
-    GitBlob, GitTree, GithubAuth, GithubClient, ListedRepo as GhRepository, PageError, RepoPage, SbomResponse,
+    BlobRef, BlobText, GitBlob, GitTree, GithubAuth, GithubClient, GraphqlError, ListedRepo as GhRepository, PageError,
+    RepoPage, SbomResponse,
 };
 use crate::http::UpstreamError;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
@@ -53,6 +53,9 @@ pub struct GithubRequest {
     pub exclude_forks: bool,
 }
 
+/// Listing pages whose repositories' children are fetched at once.
+const PAGES_IN_FLIGHT: usize = 2;
+
 /// Settings of the GitHub connector.
 #[derive(Debug, Clone)]
 pub struct GithubSettings {
@@ -66,6 +69,9 @@ pub struct GithubSettings {
     pub page_size: u8,
     /// Repositories whose manifests and SBOM are fetched at once.
     pub repo_concurrency: usize,
+    /// Manifest blobs read per GraphQL request (`GITHUB_BLOB_BATCH`; 0: one
+    /// REST request per blob).
+    pub blob_batch: usize,
 }
 
 /// The GitHub connector.
@@ -204,37 +210,20 @@ fn push_version(repo: &GhRepository) -> String {
     repo.pushed_at.map(|t| t.to_rfc3339()).unwrap_or_default()
 }
 
-/// A manifest entity with its blob sha (its upstream version).
-struct BlobEntity {
-    entity: Entity,
-    blob_sha: String,
-}
-
-impl From<Entity> for BlobEntity {
-    fn from(entity: Entity) -> Self {
-        let blob_sha = match &entity.body {
-            Some(Body::Manifest(m)) => m.blob_sha.clone(),
-            _ => String::new(),
-        };
-        Self { entity, blob_sha }
-    }
-}
-
-/// One step of an organization crawl, in listing order: a repository with
-/// what its children need (`bool`: fetch them) or what was fetched, or the end
-/// of a listing page (a checkpoint at the next page's cursor).
-enum Step<T> {
-    Repo(Box<GhRepository>, T),
-    PageEnd(Uri),
-    /// A repository's fetch task ended without an answer (it panicked).
-    Lost(ScopeError),
-}
-
 /// What was fetched for one repository besides the repository itself.
 struct Children {
-    manifests: Vec<Entity>,
+    /// Manifests with their blob shas (their upstream versions).
+    manifests: Vec<(Entity, String)>,
     /// Manifests whose blob the baseline has already (same path, same sha):
     /// kept without fetching the blob.
+    kept: Vec<String>,
+    sbom: Option<Entity>,
+}
+
+/// A repository's children before its manifests' blobs are read.
+struct Pending {
+    /// Manifests to read: path, ecosystem and blob sha, in tree order.
+    blobs: Vec<(String, &'static str, String)>,
     kept: Vec<String>,
     sbom: Option<Entity>,
 }
@@ -243,21 +232,31 @@ struct Children {
 /// (a manifest's version is its blob sha), by urn.
 type KnownVersions = std::collections::HashMap<String, String>;
 
+/// What one listing page (or one explicit repository) fetched: its
+/// repositories in order, each with its children (`None`: kept from the
+/// baseline), up to the first that failed, and that failure.
+struct PageOutcome {
+    repos: Vec<(GhRepository, Option<Children>)>,
+    error: Option<ScopeError>,
+}
+
+/// How a page's children are fetched.
+#[derive(Debug, Clone, Copy)]
+struct FetchPlan {
+    want_manifests: bool,
+    want_sbom: bool,
+    /// Repositories whose tree and SBOM are fetched at once.
+    concurrency: usize,
+    /// Blobs per GraphQL read (0: one REST request per blob).
+    blob_batch: usize,
+}
+
 fn manifest_urn(repo: &GhRepository, path: &str) -> String {
     urn(ID, EntityKind::Manifest, &format!("{}:{path}", repo.id))
 }
 
-async fn fetch_blob(
-    crab: &Octocrab,
-    owner: &str,
-    name: &str,
-    path: String,
-    eco: &'static str,
-    sha: String,
-) -> (String, &'static str, String, Result<GitBlob, PageError>) {
-    let route = format!("/repos/{owner}/{name}/git/blobs/{sha}");
-    let blob = client::get_blob(crab, &route).await;
-    (path, eco, sha, blob)
+fn owner_of(repo: &GhRepository) -> String {
+    repo.owner.as_ref().map(|o| o.login.clone()).unwrap_or_default()
 }
 
 fn decode_blob(blob: &GitBlob) -> Result<String, String> {
@@ -274,72 +273,203 @@ fn decode_blob(blob: &GitBlob) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "manifest is not utf-8".to_owned())
 }
 
+/// The scope error of a GraphQL read of the blobs of `what`.
+fn graphql_error(error: GraphqlError, what: &str) -> ScopeError {
+    match error {
+        GraphqlError::Request(e) => scope_error(e, what),
+        GraphqlError::Malformed => malformed(what),
+        GraphqlError::RateLimited(reset_time) => ScopeError::RateLimited {
+            reset_time,
+            message: format!("{what}: github graphql rate limit exhausted"),
+        },
+        GraphqlError::Errors(messages) => ScopeError::Failed {
+            reason: "UPSTREAM_ERROR",
+            message: format!(
+                "{what}: github graphql answered with errors: {}",
+                messages.to_lowercase()
+            ),
+        },
+    }
+}
+
+fn manifest_entity(
+    repo: &GhRepository,
+    full: &str,
+    path: String,
+    eco: &'static str,
+    sha: &str,
+    text: Result<String, String>,
+) -> Entity {
+    let (dependencies, parse_error) = match text.and_then(|text| manifests::parse(eco, &text)) {
+        Ok(deps) => (deps, String::new()),
+        Err(error) => (Vec::new(), error),
+    };
+    Entity {
+        urn: manifest_urn(repo, &path),
+        kind: EntityKind::Manifest as i32,
+        native_id: format!("{}:{path}", repo.id),
+        display_name: format!("{full}:{path}"),
+        labels: Vec::new(),
+        parent_urn: repo_urn(repo),
+        body: Some(Body::Manifest(Manifest {
+            path,
+            ecosystem: eco.to_owned(),
+            blob_sha: sha.to_owned(),
+            dependencies,
+            parse_error,
+        })),
+    }
+}
+
+/// A blob of a page to read, with the repository it belongs to (its index in the page).
+struct Wanted {
+    repo: usize,
+    full: String,
+    path: String,
+    blob: BlobRef,
+}
+
+/// The texts of a prefix of the blobs asked for (each: its text, or why it
+/// is not text), and the failure that ended it: the index of the repository
+/// (in its page) from which on nothing was read, and why.
+type BlobTexts = (Vec<Result<String, String>>, Option<(usize, ScopeError)>);
+
+/// Reads blobs over REST, four at a time.
+async fn read_blobs_rest(crab: &Octocrab, wanted: &[&Wanted]) -> BlobTexts {
+    // Collected first: a stream over a borrowing closure would not be Send.
+    let reads: Vec<_> = wanted
+        .iter()
+        .map(|w| {
+            let route = format!("/repos/{}/{}/git/blobs/{}", w.blob.owner, w.blob.name, w.blob.sha);
+            async move { client::get_blob(crab, &route).await }
+        })
+        .collect();
+    let blobs = futures::stream::iter(reads).buffered(4).collect::<Vec<_>>().await;
+    let mut texts = Vec::with_capacity(blobs.len());
+    for (blob, w) in blobs.into_iter().zip(wanted) {
+        match blob {
+            Ok(blob) => texts.push(decode_blob(&blob)),
+            Err(e) => {
+                return (
+                    texts,
+                    Some((w.repo, page_error(e, &format!("manifest {} of {}", w.path, w.full)))),
+                );
+            }
+        }
+    }
+    (texts, None)
+}
+
+/// One GraphQL read of `chunk`, and REST reads of what it gave no text for.
+async fn read_chunk(crab: &Octocrab, chunk: &[Wanted]) -> Result<Vec<Result<String, String>>, ScopeError> {
+    let refs: Vec<BlobRef> = chunk.iter().map(|w| w.blob.clone()).collect();
+    let first = &chunk[0];
+    let texts = client::read_blobs(crab, &refs).await.map_err(|e| {
+        let what = match chunk.len() {
+            1 => format!("manifest {} of {}", first.path, first.full),
+            n => format!("{n} manifests from {} on", first.full),
+        };
+        graphql_error(e, &what)
+    })?;
+    let fallback: Vec<&Wanted> = chunk
+        .iter()
+        .zip(&texts)
+        .filter(|(_, text)| **text == BlobText::Unavailable)
+        .map(|(w, _)| w)
+        .collect();
+    let (rest, failed) = read_blobs_rest(crab, &fallback).await;
+    if let Some((_, e)) = failed {
+        return Err(e);
+    }
+    let mut rest = rest.into_iter();
+    Ok(texts
+        .into_iter()
+        .map(|text| match text {
+            BlobText::Text(text) => Ok(text),
+            BlobText::Unavailable => rest.next().unwrap_or_else(|| Err("blob not read".to_owned())),
+        })
+        .collect::<Vec<_>>())
+}
+
+/// Reads the blobs of a page in order: GraphQL reads of up to `batch`
+/// blobs each (two at once), over REST what GraphQL gives no text for
+/// (binary, truncated, gone). With `batch` 0, every blob over REST.
+async fn read_page_blobs(crab: &Octocrab, batch: usize, wanted: &[Wanted]) -> BlobTexts {
+    if batch == 0 {
+        return read_blobs_rest(crab, &wanted.iter().collect::<Vec<_>>()).await;
+    }
+    let reads: Vec<_> = wanted.chunks(batch).map(|chunk| read_chunk(crab, chunk)).collect();
+    let results = futures::stream::iter(reads).buffered(2).collect::<Vec<_>>().await;
+    let mut texts = Vec::with_capacity(wanted.len());
+    for (result, chunk) in results.into_iter().zip(wanted.chunks(batch)) {
+        match result {
+            Ok(chunk_texts) => texts.extend(chunk_texts),
+            // Nothing of this chunk counts: its first repository may have
+            // blobs in it that were not read.
+            Err(e) => return (texts, Some((chunk[0].repo, e))),
+        }
+    }
+    (texts, None)
+}
+
 impl GithubConnector {
-    async fn fetch_children(
+    /// A repository's tree (the manifests in it, less those kept from the
+    /// baseline: a blob is addressed by its sha, so a manifest at the same
+    /// path with the same sha as in the baseline is the same entity) and its
+    /// SBOM, which do not depend on each other.
+    async fn fetch_pending(
         crab: &Octocrab,
         repo: &GhRepository,
         known: &KnownVersions,
-        want_manifests: bool,
-        want_sbom: bool,
-    ) -> Result<Children, ScopeError> {
-        let owner = repo.owner.as_ref().map(|o| o.login.clone()).unwrap_or_default();
+        plan: FetchPlan,
+    ) -> Result<Pending, ScopeError> {
+        let owner = owner_of(repo);
         let full = format!("{owner}/{}", repo.name);
-        // The tree (then its blobs) and the SBOM do not depend on each other.
-        let (manifests, sbom) = futures::join!(
+        let (blobs, sbom) = futures::join!(
             async {
-                if want_manifests {
-                    Self::fetch_manifests(crab, repo, known, &owner, &full).await
+                if plan.want_manifests {
+                    Self::fetch_tree(crab, repo, known, &owner, &full).await
                 } else {
                     Ok((Vec::new(), Vec::new()))
                 }
             },
             async {
-                if want_sbom {
+                if plan.want_sbom {
                     Self::fetch_sbom(crab, repo, &owner, &full).await
                 } else {
                     Ok(None)
                 }
             }
         );
-        let (manifests, kept) = manifests?;
-        Ok(Children {
-            manifests,
+        let (blobs, kept) = blobs?;
+        Ok(Pending {
+            blobs,
             kept,
             sbom: sbom?,
         })
     }
 
-    /// The manifests of a repository's tree, and the urns of those kept from
-    /// the baseline: a blob is addressed by its sha, so a manifest at the same
-    /// path with the same sha as in the baseline is the same entity, and its
-    /// blob is not fetched again.
-    async fn fetch_manifests(
+    async fn fetch_tree(
         crab: &Octocrab,
         repo: &GhRepository,
         known: &KnownVersions,
         owner: &str,
         full: &str,
-    ) -> Result<(Vec<Entity>, Vec<String>), ScopeError> {
+    ) -> Result<(Vec<(String, &'static str, String)>, Vec<String>), ScopeError> {
         let name = &repo.name;
-        let parent = repo_urn(repo);
-        let mut manifests = Vec::new();
-        let mut kept = Vec::new();
         let branch = repo.default_branch.clone().unwrap_or_else(|| "HEAD".into());
         let route = format!("/repos/{owner}/{name}/git/trees/{branch}");
+        let mut kept = Vec::new();
         match crab.get::<GitTree, _, _>(&route, Some(&[("recursive", "1")])).await {
             Ok(tree) => {
                 if tree.truncated {
                     tracing::warn!(connector = ID, repo = %full, "git tree truncated by github; manifests may be missing");
                 }
-                let found: Vec<(String, &'static str, String)> = tree
+                let blobs = tree
                     .tree
-                    .iter()
-                    .filter(|e| e.kind == "blob")
-                    .filter_map(|e| manifests::ecosystem(&e.path).map(|eco| (e.path.clone(), eco, e.sha.clone())))
-                    .collect();
-                let name = name.as_str();
-                let fetches: Vec<_> = found
                     .into_iter()
+                    .filter(|e| e.kind == "blob")
+                    .filter_map(|e| manifests::ecosystem(&e.path).map(|eco| (e.path, eco, e.sha)))
                     .filter(|(path, _, sha)| {
                         let urn = manifest_urn(repo, path);
                         let same = known.get(&urn) == Some(sha);
@@ -348,38 +478,13 @@ impl GithubConnector {
                         }
                         !same
                     })
-                    .map(|(path, eco, sha)| fetch_blob(crab, owner, name, path, eco, sha))
                     .collect();
-                let blobs = futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await;
-                for (path, eco, sha, blob) in blobs {
-                    let blob = blob.map_err(|e| page_error(e, &format!("manifest {path} of {full}")))?;
-                    let (dependencies, parse_error) =
-                        match decode_blob(&blob).and_then(|text| manifests::parse(eco, &text)) {
-                            Ok(deps) => (deps, String::new()),
-                            Err(error) => (Vec::new(), error),
-                        };
-                    manifests.push(Entity {
-                        urn: manifest_urn(repo, &path),
-                        kind: EntityKind::Manifest as i32,
-                        native_id: format!("{}:{path}", repo.id),
-                        display_name: format!("{full}:{path}"),
-                        labels: Vec::new(),
-                        parent_urn: parent.clone(),
-                        body: Some(Body::Manifest(Manifest {
-                            path,
-                            ecosystem: eco.to_owned(),
-                            blob_sha: sha,
-                            dependencies,
-                            parse_error,
-                        })),
-                    });
-                }
+                Ok((blobs, kept))
             }
             // 409: the repository is empty; 404: no such branch.
-            Err(error) if matches!(status_of(&error), Some(409 | 404)) => {}
-            Err(error) => return Err(scope_error(error, &format!("tree of {full}"))),
+            Err(error) if matches!(status_of(&error), Some(409 | 404)) => Ok((Vec::new(), kept)),
+            Err(error) => Err(scope_error(error, &format!("tree of {full}"))),
         }
-        Ok((manifests, kept))
     }
 
     async fn fetch_sbom(
@@ -435,19 +540,94 @@ impl GithubConnector {
         Ok(sbom)
     }
 
-    async fn maybe_fetch_children(
-        &self,
-        crab: &Octocrab,
-        repo: &GhRepository,
-        fetch: Option<KnownVersions>,
-        want_manifests: bool,
-        want_sbom: bool,
-    ) -> Result<Option<Children>, ScopeError> {
-        match fetch {
-            Some(known) => Self::fetch_children(crab, repo, &known, want_manifests, want_sbom)
-                .await
-                .map(Some),
-            None => Ok(None),
+    /// The children of a page's repositories (or of one explicit
+    /// repository): trees and SBOMs of `concurrency` repositories at a time,
+    /// then the page's manifests, in GraphQL reads of `blob_batch` blobs.
+    async fn fetch_page(
+        crab: Octocrab,
+        planned: Vec<(GhRepository, Option<KnownVersions>)>,
+        plan: FetchPlan,
+    ) -> PageOutcome {
+        let crab = &crab;
+        let fetched: Vec<(GhRepository, Option<Result<Pending, ScopeError>>)> = futures::stream::iter(planned)
+            .map(|(repo, known)| async move {
+                let pending = match &known {
+                    Some(known) => Some(Self::fetch_pending(crab, &repo, known, plan).await),
+                    None => None,
+                };
+                (repo, pending)
+            })
+            .buffered(plan.concurrency.max(1))
+            .collect()
+            .await;
+        // The repositories up to the first that failed.
+        let mut error = None;
+        let mut done: Vec<(GhRepository, Option<Pending>)> = Vec::with_capacity(fetched.len());
+        for (repo, pending) in fetched {
+            match pending {
+                Some(Err(e)) => {
+                    error = Some(e);
+                    break;
+                }
+                Some(Ok(pending)) => done.push((repo, Some(pending))),
+                None => done.push((repo, None)),
+            }
+        }
+        let wanted: Vec<Wanted> = done
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (repo, pending))| {
+                let owner = owner_of(repo);
+                let full = format!("{owner}/{}", repo.name);
+                pending.iter().flat_map(|p| &p.blobs).map(move |(path, _, sha)| Wanted {
+                    repo: i,
+                    full: full.clone(),
+                    path: path.clone(),
+                    blob: BlobRef {
+                        owner: owner.clone(),
+                        name: repo.name.clone(),
+                        sha: sha.clone(),
+                    },
+                })
+            })
+            .collect();
+        let (texts, failed) = read_page_blobs(crab, plan.blob_batch, &wanted).await;
+        if let Some((repo, e)) = failed {
+            done.truncate(repo);
+            error = Some(e);
+        }
+        let mut texts = texts.into_iter();
+        let repos = done
+            .into_iter()
+            .map(|(repo, pending)| {
+                let children = pending.map(|p| {
+                    let full = format!("{}/{}", owner_of(&repo), repo.name);
+                    let manifests = p
+                        .blobs
+                        .into_iter()
+                        .map(|(path, eco, sha)| {
+                            let text = texts.next().unwrap_or_else(|| Err("blob not read".to_owned()));
+                            (manifest_entity(&repo, &full, path, eco, &sha, text), sha)
+                        })
+                        .collect();
+                    Children {
+                        manifests,
+                        kept: p.kept,
+                        sbom: p.sbom,
+                    }
+                });
+                (repo, children)
+            })
+            .collect();
+        PageOutcome { repos, error }
+    }
+
+    fn fetch_plan(&self, ctx: &ScopeContext<'_>) -> FetchPlan {
+        FetchPlan {
+            want_manifests: ctx.wants(EntityKind::Manifest),
+            want_sbom: ctx.wants(EntityKind::Sbom),
+            concurrency: self.settings.repo_concurrency.max(1),
+            blob_batch: self.settings.blob_batch,
         }
     }
 
@@ -493,10 +673,8 @@ impl GithubConnector {
                 for urn in &children.kept {
                     ctx.retain(urn);
                 }
-                for manifest in children.manifests {
-                    let manifest = BlobEntity::from(manifest);
-                    ctx.upsert(manifest.entity, UpsertMeta::new("git/get-blob", manifest.blob_sha))
-                        .await?;
+                for (manifest, blob_sha) in children.manifests {
+                    ctx.upsert(manifest, UpsertMeta::new("git/get-blob", blob_sha)).await?;
                 }
                 if let Some(sbom) = children.sbom {
                     ctx.upsert(sbom, UpsertMeta::new("dependency-graph/export-sbom", String::new()))
@@ -510,11 +688,23 @@ impl GithubConnector {
         Ok(())
     }
 
-    /// Crawls an organization as one pipeline: up to `repo_concurrency`
-    /// repositories have their children in flight at once, across page
-    /// boundaries, and the next listing page is fetched while the current
-    /// one's repositories are; entities and page checkpoints still go out in
-    /// listing order.
+    /// Pushes what a page fetched, in listing order, then its failure if any.
+    async fn push_page(
+        &self,
+        outcome: PageOutcome,
+        operation: &'static str,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        for (repo, children) in outcome.repos {
+            self.push_repo(&repo, children, operation, ctx).await?;
+        }
+        outcome.error.map_or(Ok(()), Err)
+    }
+
+    /// Crawls an organization as a pipeline of listing pages: up to
+    /// `PAGES_IN_FLIGHT` pages have their children fetched at once (each in a
+    /// task of its own), and the next listing page is fetched meanwhile;
+    /// entities and page checkpoints still go out in listing order.
     async fn sync_org(&self, request: &GithubRequest, org: &str, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
         let crab = self
             .client
@@ -546,98 +736,71 @@ impl GithubConnector {
                     message: format!("{org:?} is not an organization login"),
                 })?,
         };
-        let first: Option<RepoPage> = Some(client::get_repo_page(&crab, first).await.map_err(listing_error)?);
-        let concurrency = self.settings.repo_concurrency.max(1);
-        let (want_manifests, want_sbom) = (ctx.wants(EntityKind::Manifest), ctx.wants(EntityKind::Sbom));
-        let crab = &crab;
-        // Work not started yet, in order: repositories and page ends.
-        let mut queued: VecDeque<Step<Option<KnownVersions>>> = VecDeque::new();
-        let mut in_flight = futures::stream::FuturesOrdered::new();
-        let mut next_page = None;
+        let plan = self.fetch_plan(ctx);
+        let lost = |what: &str, error: tokio::task::JoinError| {
+            ScopeError::Fatal(SyncError::Internal(format!("{what} of {org} ended: {error}")))
+        };
+        // A listing page fetched and not yet handed to a page task.
+        let mut ready: Option<RepoPage> = Some(client::get_repo_page(&crab, first).await.map_err(listing_error)?);
         let mut to_fetch: Option<Uri> = None;
-        let mut page = first;
+        let mut listing = None;
+        let mut pages = futures::stream::FuturesOrdered::new();
         loop {
-            if let Some(current) = page.take() {
-                let next = current.next.clone();
-                queued.extend(
-                    self.plan(request, current.items, ctx)
-                        .into_iter()
-                        .map(|(repo, fetch)| Step::Repo(Box::new(repo), fetch)),
-                );
-                if let Some(next) = next {
-                    // Relative to the configured base: the cursor pins no origin, and
-                    // octocrab authenticates the request as one to its own upstream.
-                    let next = self.upstream.relativize(&next).map_err(|e| ScopeError::Failed {
+            if pages.len() < PAGES_IN_FLIGHT
+                && let Some(page) = ready.take()
+            {
+                // Relative to the configured base: the cursor pins no origin, and
+                // octocrab authenticates the request as one to its own upstream.
+                let next = match &page.next {
+                    Some(next) => Some(self.upstream.relativize(next).map_err(|e| ScopeError::Failed {
                         reason: "UPSTREAM_MALFORMED",
                         message: format!("repositories of {org}: next page link refused: {e}"),
-                    })?;
-                    queued.push_back(Step::PageEnd(next.clone()));
-                    to_fetch = Some(next);
-                }
+                    })?),
+                    None => None,
+                };
+                let planned = self.plan(request, page.items, ctx);
+                let task = crate::http::spawn_in_sync(Self::fetch_page(crab.clone(), planned, plan));
+                let cursor = next.clone();
+                pages.push_back(async move { (task.await, cursor) });
+                to_fetch = next;
             }
-            while in_flight.len() < concurrency {
-                let Some(step) = queued.pop_front() else { break };
-                in_flight.push_back(async move {
-                    match step {
-                        // Each repository's requests and their parsing run in a
-                        // task of their own, so they spread over the cores.
-                        Step::Repo(repo, Some(known)) => {
-                            let crab = crab.clone();
-                            let fetch = crate::http::spawn_in_sync(async move {
-                                let children =
-                                    Self::fetch_children(&crab, &repo, &known, want_manifests, want_sbom).await;
-                                (repo, children)
-                            });
-                            match fetch.await {
-                                Ok((repo, children)) => Step::Repo(repo, children.map(Some)),
-                                Err(error) => Step::Lost(ScopeError::Fatal(SyncError::Internal(format!(
-                                    "a repository fetch of {org} ended: {error}"
-                                )))),
-                            }
-                        }
-                        Step::Repo(repo, None) => Step::Repo(repo, Ok(None)),
-                        Step::PageEnd(uri) => Step::PageEnd(uri),
-                        Step::Lost(error) => Step::Lost(error),
-                    }
-                });
-            }
-            if next_page.is_none()
-                && queued.len() < concurrency
+            if listing.is_none()
+                && ready.is_none()
                 && let Some(uri) = to_fetch.take()
             {
                 // The page is fetched and parsed (100 items of 5 KB) by a task
                 // of its own, not by the one that sends this scope's entities.
                 let crab = crab.clone();
-                let fetch = crate::http::spawn_in_sync(async move { client::get_repo_page(&crab, uri).await });
-                next_page = Some(Box::pin(async move {
-                    match fetch.await {
-                        Ok(fetched) => fetched.map(Some).map_err(listing_error),
-                        Err(error) => Err(ScopeError::Fatal(SyncError::Internal(format!(
-                            "a listing page fetch of {org} ended: {error}"
-                        )))),
-                    }
+                listing = Some(crate::http::spawn_in_sync(async move {
+                    client::get_repo_page(&crab, uri).await
                 }));
             }
-            let event = match next_page.as_mut() {
-                None => match in_flight.next().await {
-                    Some(step) => Either::Left(step),
+            let event = match listing.as_mut() {
+                None => match pages.next().await {
+                    Some(page) => Either::Left(page),
                     None => break,
                 },
                 Some(fetching) => tokio::select! {
                     biased;
-                    Some(step) = in_flight.next() => Either::Left(step),
+                    Some(page) = pages.next() => Either::Left(page),
                     fetched = fetching => Either::Right(fetched),
                 },
             };
             match event {
-                Either::Left(Step::Repo(repo, children)) => {
-                    self.push_repo(&repo, children?, "repos/list-for-org", ctx).await?;
+                Either::Left((outcome, cursor)) => {
+                    let outcome = outcome.map_err(|e| lost("a listing page's fetch", e))?;
+                    self.push_page(outcome, "repos/list-for-org", ctx).await?;
+                    if let Some(cursor) = cursor {
+                        ctx.checkpoint(cursor.to_string()).await?;
+                    }
                 }
-                Either::Left(Step::PageEnd(next)) => ctx.checkpoint(next.to_string()).await?,
-                Either::Left(Step::Lost(error)) => return Err(error),
                 Either::Right(fetched) => {
-                    next_page = None;
-                    page = fetched?;
+                    listing = None;
+                    ready = Some(
+                        fetched
+                            .map_err(|e| lost("a listing page fetch", e))?
+                            .map_err(listing_error)?,
+                    );
                 }
             }
         }
@@ -660,19 +823,9 @@ impl GithubConnector {
             .get::<GhRepository, _, ()>(format!("/repos/{owner}/{name}"), None)
             .await
             .map_err(|e| scope_error(e, &format!("repository {owner}/{name}")))?;
-        for (repo, fetch) in self.plan(request, vec![repo], ctx) {
-            let children = self
-                .maybe_fetch_children(
-                    &crab,
-                    &repo,
-                    fetch,
-                    ctx.wants(EntityKind::Manifest),
-                    ctx.wants(EntityKind::Sbom),
-                )
-                .await?;
-            self.push_repo(&repo, children, "repos/get", ctx).await?;
-        }
-        Ok(())
+        let planned = self.plan(request, vec![repo], ctx);
+        let outcome = Self::fetch_page(crab, planned, self.fetch_plan(ctx)).await;
+        self.push_page(outcome, "repos/get", ctx).await
     }
 }
 

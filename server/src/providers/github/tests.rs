@@ -67,3 +67,89 @@ fn a_license_without_spdx_id_maps_to_an_empty_id() {
     };
     assert_eq!(body.license_spdx_id, "MIT");
 }
+
+fn blob(owner: &str, name: &str, sha: &str) -> BlobRef {
+    BlobRef {
+        owner: owner.into(),
+        name: name.into(),
+        sha: sha.into(),
+    }
+}
+
+#[test]
+fn a_blob_query_groups_blobs_by_repository_and_passes_every_value_as_a_variable() {
+    let blobs = [
+        blob("acme", "web", "aa11"),
+        blob("acme", "api", "bb22"),
+        blob("acme", "web", "cc33"),
+    ];
+    let (body, aliases) = client::blob_query(&blobs);
+    assert_eq!(
+        body["query"],
+        "query($o0: String!, $n0: String!, $s0_0: GitObjectID!, $s0_1: GitObjectID!, $o1: String!, $n1: String!, $s1_0: GitObjectID!) { \
+         r0: repository(owner: $o0, name: $n0) { \
+         b0: object(oid: $s0_0) { ... on Blob { text isBinary isTruncated } } \
+         b1: object(oid: $s0_1) { ... on Blob { text isBinary isTruncated } } } \
+         r1: repository(owner: $o1, name: $n1) { \
+         b0: object(oid: $s1_0) { ... on Blob { text isBinary isTruncated } } } }"
+    );
+    assert_eq!(
+        body["variables"],
+        serde_json::json!({"o0": "acme", "n0": "web", "s0_0": "aa11", "s0_1": "cc33", "o1": "acme", "n1": "api", "s1_0": "bb22"})
+    );
+    let aliases: Vec<(&str, &str)> = aliases.iter().map(|(r, b)| (r.as_str(), b.as_str())).collect();
+    assert_eq!(aliases, vec![("r0", "b0"), ("r1", "b0"), ("r0", "b1")]);
+}
+
+/// The replay server's view answers the connector's query: blobs by alias,
+/// `null` and a NOT_FOUND error for a repository it cannot resolve.
+#[test]
+fn the_replay_view_answers_a_blob_query_in_githubs_shape() {
+    struct Source;
+    impl crate::replay::github_graphql::BlobSource for Source {
+        fn has_repository(&self, owner: &str, name: &str) -> bool {
+            (owner, name) == ("acme", "web")
+        }
+        fn blob(&self, _owner: &str, _name: &str, oid: &str) -> Option<Vec<u8>> {
+            match oid {
+                "aa11" => Some(b"{\"name\":\"web\"}\n".to_vec()),
+                "ee55" => Some(vec![0x89, b'P', b'N', b'G', 0]),
+                _ => None,
+            }
+        }
+    }
+    let (body, _) = client::blob_query(&[
+        blob("acme", "web", "aa11"),
+        blob("acme", "web", "ee55"),
+        blob("acme", "web", "ff66"),
+        blob("acme", "gone", "bb22"),
+    ]);
+    // GraphQL locations count from 1; the query is one line.
+    let column = body["query"].as_str().unwrap().find("r1: repository").unwrap() + 1;
+    let answer = crate::replay::github_graphql::answer(body.to_string().as_bytes(), &Source);
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body.unwrap(),
+        serde_json::json!({
+            "data": {
+                "r0": {
+                    "b0": {"text": "{\"name\":\"web\"}\n", "isBinary": false, "isTruncated": false},
+                    "b1": {"text": null, "isBinary": true, "isTruncated": false},
+                    "b2": null
+                },
+                "r1": null
+            },
+            "errors": [{
+                "type": "NOT_FOUND",
+                "path": ["r1"],
+                "locations": [{"line": 1, "column": column}],
+                "message": "Could not resolve to a Repository with the name 'acme/gone'."
+            }]
+        })
+    );
+    let refused = crate::replay::github_graphql::answer(br#"{"query": "{ viewer { login } }"}"#, &Source);
+    assert_eq!(
+        refused.body.unwrap(),
+        serde_json::json!({"errors": [{"message": "Field 'viewer' doesn't exist on type 'Query'"}]})
+    );
+}
