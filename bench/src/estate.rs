@@ -4,8 +4,9 @@
 //! GitHub-shaped: organizations `bench-org-<i>` whose repositories are listed
 //! 100 per page with `Link` pagination and ETags (the real listing item, 5 KB,
 //! with its name, id and push time varied), each repository with a recursive
-//! git tree, `manifests_per_repo` package.json blobs and a dependency-graph SBOM,
-//! as the GitHub connector fetches them.
+//! git tree, `manifests_per_repo` package.json blobs (over REST, and through
+//! GitHub's GraphQL API, which the connector reads them with) and a
+//! dependency-graph SBOM, as the GitHub connector fetches them.
 //!
 //! AWS-shaped: ECR `DescribeRepositories` and `DescribeImages` (awsJson 1.1,
 //! `nextToken` pages of up to 100 results, or `maxResults` up to 1000, as ECR
@@ -14,7 +15,8 @@
 use std::fmt::Write as _;
 
 use base64::Engine as _;
-use connectors_server::replay::{RecordedResponse, Synthesizer};
+use connectors_server::replay::github_graphql::{self, BlobSource};
+use connectors_server::replay::{FixtureSet, RecordedResponse, Synthesizer};
 use http::{HeaderMap, Method, Uri};
 use sha2::{Digest, Sha256};
 
@@ -24,6 +26,9 @@ const REPO_TEMPLATE: &str = include_str!("repo_template.json");
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.";
+
+/// Manifest blobs per GraphQL read: the connector's default (`GITHUB_BLOB_BATCH`).
+pub const BLOB_BATCH: usize = 100;
 
 /// A GitHub-shaped estate.
 #[derive(Debug, Clone, Copy)]
@@ -65,18 +70,23 @@ impl GithubShape {
         self.repos_per_org.div_ceil(self.page_size).max(1)
     }
 
-    /// Upstream requests of a FULL sync: listing pages, then per repository its
-    /// tree, blobs and SBOM.
+    /// Upstream requests of a FULL sync: listing pages, per repository its
+    /// tree and SBOM, and per listing page the GraphQL reads of its
+    /// repositories' manifest blobs (`BLOB_BATCH` each at most).
     pub fn full_requests(&self) -> u64 {
-        u64::from(self.orgs)
-            * (u64::from(self.pages_per_org())
-                + u64::from(self.repos_per_org) * (2 + u64::from(self.manifests_per_repo)))
+        let reads: u64 = (0..self.pages_per_org())
+            .map(|page| {
+                let repos = self.page_size.min(self.repos_per_org - page * self.page_size);
+                u64::from(repos * self.manifests_per_repo).div_ceil(BLOB_BATCH as u64)
+            })
+            .sum();
+        u64::from(self.orgs) * (u64::from(self.pages_per_org()) + u64::from(self.repos_per_org) * 2 + reads)
     }
 
     /// The longest chain of requests that depend on each other: an
     /// organization's listing pages (each names the next), then the last
-    /// page's repository tree, one of its blobs (the tree names it) and nothing
-    /// after (the SBOM does not depend on the tree).
+    /// page's repository trees, the GraphQL read of their blobs (the trees
+    /// name them) and nothing after (the SBOM does not depend on the tree).
     pub fn dependent_chain(&self) -> u64 {
         u64::from(self.orgs) * u64::from(self.pages_per_org()) + if self.manifests_per_repo > 0 { 2 } else { 1 }
     }
@@ -432,10 +442,32 @@ impl AwsShape {
     }
 }
 
+impl BlobSource for GithubShape {
+    fn has_repository(&self, owner: &str, name: &str) -> bool {
+        self.parse_repo(owner, name).is_some()
+    }
+
+    fn blob(&self, owner: &str, name: &str, oid: &str) -> Option<Vec<u8>> {
+        let (o, r) = self.parse_repo(owner, name)?;
+        let m = (0..self.manifests_per_repo).find(|m| blob_sha(o, r, *m) == oid)?;
+        Some(manifest_text(o, r, m).into_bytes())
+    }
+}
+
 impl Synthesizer for Estate {
-    fn respond(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<RecordedResponse> {
+    fn respond(
+        &self,
+        _fixtures: &FixtureSet,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<RecordedResponse> {
         if method == Method::GET {
             self.github.as_ref()?.respond(uri)
+        } else if method == Method::POST && uri.path() == "/graphql" {
+            // The connector's batched manifest reads.
+            Some(github_graphql::answer(body, self.github.as_ref()?))
         } else if method == Method::POST && uri.path() == "/" {
             self.aws.as_ref()?.respond(headers, body)
         } else {
@@ -468,17 +500,44 @@ mod tests {
             page_size: 100,
         };
         assert_eq!(shape.entities(), 900);
-        assert_eq!(shape.full_requests(), 2 * (2 + 450));
+        // Per organization: 2 listing pages, 150 trees and SBOMs, a GraphQL read per page.
+        assert_eq!(shape.full_requests(), 2 * (2 + 300 + 2));
         let page = shape.listing(1, 2).unwrap();
         let body: serde_json::Value = serde_json::from_str(page.body_text.as_deref().unwrap()).unwrap();
         assert_eq!(body.as_array().unwrap().len(), 50);
         assert!(!page.headers.iter().any(|(k, _)| k == "link"));
         assert!(GithubShape::with_entities(200_000).entities() >= 200_000);
         // The upstream ceiling's requests are exactly those the estate answers.
-        for path in crate::fetch::github_requests(&shape) {
-            let uri: Uri = path.parse().unwrap();
-            let response = shape.respond(&uri).unwrap_or_else(|| panic!("{path} not answered"));
-            assert_eq!(response.status, 200, "{path}");
+        let estate = Estate {
+            github: Some(shape),
+            aws: None,
+        };
+        for request in crate::fetch::github_requests(&shape) {
+            let (method, uri, body) = match &request {
+                crate::fetch::Upstream::Get(path) => (Method::GET, path.parse::<Uri>().unwrap(), Vec::new()),
+                crate::fetch::Upstream::Graphql(read) => (
+                    Method::POST,
+                    Uri::from_static("/graphql"),
+                    serde_json::to_vec(read).unwrap(),
+                ),
+            };
+            let response = estate
+                .respond(&FixtureSet::default(), &method, &uri, &HeaderMap::new(), &body)
+                .unwrap_or_else(|| panic!("{request:?} not answered"));
+            assert_eq!(response.status, 200, "{request:?}");
+            if let crate::fetch::Upstream::Graphql(read) = &request {
+                // Every blob of the read has its text.
+                let answer = response.body.unwrap();
+                assert!(answer.get("errors").is_none(), "{answer}");
+                let texts = answer["data"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .flat_map(|repo| repo.as_object().unwrap().values())
+                    .filter(|blob| blob["text"].as_str().is_some_and(|t| t.contains("\"express\"")))
+                    .count();
+                assert_eq!(texts, read["variables"].as_object().unwrap().len() / 3);
+            }
         }
         assert!(AwsShape::with_entities(200_000).entities() >= 200_000);
     }

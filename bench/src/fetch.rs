@@ -12,36 +12,59 @@ use std::time::Instant;
 
 use crate::estate::GithubShape;
 
+/// One upstream request of the ceiling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Upstream {
+    /// `GET` of a path relative to the upstream's base URL.
+    Get(String),
+    /// `POST /graphql` with this body: a read of manifest blobs.
+    Graphql(serde_json::Value),
+}
+
 /// The requests of a FULL sync of `shape`, in the order the connector sends
-/// them (listing pages of an organization, then per repository its tree,
-/// blobs and SBOM), as paths relative to the upstream's base URL.
-pub fn github_requests(shape: &GithubShape) -> Vec<String> {
-    let mut paths = Vec::new();
+/// them: an organization's listing pages, per repository its tree and SBOM,
+/// and per listing page the GraphQL reads of its repositories' manifest
+/// blobs (`BLOB_BATCH` at most each, the query the connector builds).
+pub fn github_requests(shape: &GithubShape) -> Vec<Upstream> {
+    use connectors_server::providers::github::client::{BlobRef, blob_query};
+    let mut requests = Vec::new();
     for org in 0..shape.orgs {
         let login = format!("bench-org-{org}");
-        paths.push(format!("/orgs/{login}/repos?per_page={}", shape.page_size));
+        requests.push(Upstream::Get(format!(
+            "/orgs/{login}/repos?per_page={}",
+            shape.page_size
+        )));
         for page in 2..=shape.pages_per_org() {
-            paths.push(format!(
+            requests.push(Upstream::Get(format!(
                 "/organizations/{}/repos?per_page={}&page={page}",
                 crate::estate::org_id(org),
                 shape.page_size
-            ));
+            )));
         }
-        for repo in 0..shape.repos_per_org {
-            paths.push(format!("/repos/{login}/repo-{repo}/git/trees/main?recursive=1"));
-            for manifest in 0..shape.manifests_per_repo {
-                paths.push(format!(
-                    "/repos/{login}/repo-{repo}/git/blobs/{}",
-                    crate::estate::blob_sha(org, repo, manifest)
-                ));
+        for page in 0..shape.pages_per_org() {
+            let repos = page * shape.page_size..((page + 1) * shape.page_size).min(shape.repos_per_org);
+            let mut blobs = Vec::new();
+            for repo in repos {
+                requests.push(Upstream::Get(format!(
+                    "/repos/{login}/repo-{repo}/git/trees/main?recursive=1"
+                )));
+                requests.push(Upstream::Get(format!(
+                    "/repos/{login}/repo-{repo}/dependency-graph/sbom"
+                )));
+                blobs.extend((0..shape.manifests_per_repo).map(|manifest| BlobRef {
+                    owner: login.clone(),
+                    name: format!("repo-{repo}"),
+                    sha: crate::estate::blob_sha(org, repo, manifest),
+                }));
             }
-            paths.push(format!("/repos/{login}/repo-{repo}/dependency-graph/sbom"));
+            for chunk in blobs.chunks(crate::estate::BLOB_BATCH) {
+                requests.push(Upstream::Graphql(blob_query(chunk).0));
+            }
         }
     }
-    paths
+    requests
 }
 
-/// What one run of the fetcher measured.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Fetched {
     /// Requests answered 200.
@@ -68,9 +91,18 @@ pub async fn fetch(base: &str, shape: &GithubShape, concurrency: usize) -> anyho
         let (client, base, paths, next) = (client.clone(), base.clone(), paths.clone(), next.clone());
         workers.spawn(async move {
             let (mut requests, mut bytes) = (0u64, 0u64);
-            while let Some(path) = paths.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let response = client
-                    .get(format!("{base}{path}"))
+            while let Some(request) = paths.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let (builder, path) = match request {
+                    Upstream::Get(path) => (client.get(format!("{base}{path}")), path.as_str()),
+                    Upstream::Graphql(body) => (
+                        client
+                            .post(format!("{base}/graphql"))
+                            .header(http::header::CONTENT_TYPE, "application/json")
+                            .body(serde_json::to_vec(body)?),
+                        "/graphql",
+                    ),
+                };
+                let response = builder
                     .header(http::header::ACCEPT, "application/vnd.github+json")
                     .header("x-github-api-version", "2022-11-28")
                     .send()
@@ -109,17 +141,22 @@ mod tests {
             manifests_per_repo: 1,
             page_size: 100,
         };
-        let paths = github_requests(&shape);
-        assert_eq!(paths.len() as u64, shape.full_requests());
-        assert_eq!(paths[0], "/orgs/bench-org-0/repos?per_page=100");
-        assert_eq!(paths[1], "/organizations/5000/repos?per_page=100&page=2");
-        assert_eq!(paths[2], "/repos/bench-org-0/repo-0/git/trees/main?recursive=1");
-        assert!(
-            paths[3].starts_with("/repos/bench-org-0/repo-0/git/blobs/"),
-            "{}",
-            paths[3]
-        );
-        assert_eq!(paths[4], "/repos/bench-org-0/repo-0/dependency-graph/sbom");
-        assert_eq!(paths[452], "/orgs/bench-org-1/repos?per_page=100");
+        let requests = github_requests(&shape);
+        assert_eq!(requests.len() as u64, shape.full_requests());
+        let get = |path: &str| Upstream::Get(path.to_owned());
+        assert_eq!(requests[0], get("/orgs/bench-org-0/repos?per_page=100"));
+        assert_eq!(requests[1], get("/organizations/5000/repos?per_page=100&page=2"));
+        assert_eq!(requests[2], get("/repos/bench-org-0/repo-0/git/trees/main?recursive=1"));
+        assert_eq!(requests[3], get("/repos/bench-org-0/repo-0/dependency-graph/sbom"));
+        // The first page's 100 blobs in one read, after its 100 trees and SBOMs.
+        let Upstream::Graphql(read) = &requests[202] else {
+            panic!("not a GraphQL read: {:?}", requests[202]);
+        };
+        assert_eq!(read["variables"]["o0"], "bench-org-0");
+        assert_eq!(read["variables"]["n99"], "repo-99");
+        assert_eq!(read["variables"]["s99_0"], crate::estate::blob_sha(0, 99, 0));
+        // 2 listing pages + 150 trees + 150 SBOMs + 2 reads per organization.
+        assert_eq!(requests[304], get("/orgs/bench-org-1/repos?per_page=100"));
+        assert_eq!(requests.len(), 2 * 304);
     }
 }
