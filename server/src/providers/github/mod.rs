@@ -549,13 +549,24 @@ impl GithubConnector {
         plan: FetchPlan,
     ) -> PageOutcome {
         let crab = &crab;
-        let fetched: Vec<(GhRepository, Option<Result<Pending, ScopeError>>)> = futures::stream::iter(planned)
+        let fetched: Vec<Result<(GhRepository, Option<Pending>), ScopeError>> = futures::stream::iter(planned)
             .map(|(repo, known)| async move {
-                let pending = match &known {
-                    Some(known) => Some(Self::fetch_pending(crab, &repo, known, plan).await),
-                    None => None,
+                let Some(known) = known else {
+                    return Ok((repo, None));
                 };
-                (repo, pending)
+                // Each repository's requests and their parsing run in a task
+                // of their own, so they spread over the cores.
+                let crab = crab.clone();
+                let id = repo.id;
+                let task = crate::http::spawn_in_sync(async move {
+                    let pending = Self::fetch_pending(&crab, &repo, &known, plan).await;
+                    pending.map(|pending| (repo, Some(pending)))
+                });
+                task.await.unwrap_or_else(|error| {
+                    Err(ScopeError::Fatal(SyncError::Internal(format!(
+                        "the fetch of repository {id} ended: {error}"
+                    ))))
+                })
             })
             .buffered(plan.concurrency.max(1))
             .collect()
@@ -563,14 +574,13 @@ impl GithubConnector {
         // The repositories up to the first that failed.
         let mut error = None;
         let mut done: Vec<(GhRepository, Option<Pending>)> = Vec::with_capacity(fetched.len());
-        for (repo, pending) in fetched {
-            match pending {
-                Some(Err(e)) => {
+        for fetched in fetched {
+            match fetched {
+                Ok(repo) => done.push(repo),
+                Err(e) => {
                     error = Some(e);
                     break;
                 }
-                Some(Ok(pending)) => done.push((repo, Some(pending))),
-                None => done.push((repo, None)),
             }
         }
         let wanted: Vec<Wanted> = done
