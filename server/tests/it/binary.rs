@@ -489,3 +489,22 @@ fn an_invalid_github_orgs_login_stops_the_server_naming_the_variable() {
         "connectors-server: configuration error: GITHUB_ORGS: \"acme corp\" is not an organization or user login (1 to 39 characters of A-Z, a-z, 0-9 and '-')"
     );
 }
+
+/// A GraphQL batch above GitHub's 100 stops the server naming the variable.
+#[test]
+fn a_blob_batch_over_100_stops_the_server_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CONNECTORS_MODE", "fixtures")
+        .env("CONNECTORS_LISTEN", "127.0.0.1:0")
+        .env("GITHUB_BLOB_BATCH", "101")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "connectors-server: configuration error: GITHUB_BLOB_BATCH: must be 0 (REST reads) to 100"
+    );
+}
