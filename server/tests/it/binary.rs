@@ -474,37 +474,40 @@ async fn fifty_slow_readers_keep_server_memory_bounded() {
 /// names the variable and the login (exit code 2), instead of failing syncs later.
 #[test]
 fn an_invalid_github_orgs_login_stops_the_server_naming_the_variable() {
+    assert_eq!(
+        start_with("GITHUB_ORGS", "acme-corp,acme corp"),
+        (
+            Some(2),
+            "connectors-server: configuration error: GITHUB_ORGS: \"acme corp\" is not an organization or user login (1 to 39 characters of A-Z, a-z, 0-9 and '-')".to_owned()
+        )
+    );
+}
+
+/// The exit code and standard error of the server started in fixture mode
+/// with `var` set to `value` (and nothing else of the environment but PATH).
+fn start_with(var: &str, value: &str) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("CONNECTORS_MODE", "fixtures")
         .env("CONNECTORS_LISTEN", "127.0.0.1:0")
-        .env("GITHUB_ORGS", "acme-corp,acme corp")
+        .env(var, value)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        stderr.trim(),
-        "connectors-server: configuration error: GITHUB_ORGS: \"acme corp\" is not an organization or user login (1 to 39 characters of A-Z, a-z, 0-9 and '-')"
-    );
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    )
 }
 
 /// A GraphQL batch above GitHub's 100 stops the server naming the variable.
 #[test]
 fn a_blob_batch_over_100_stops_the_server_naming_the_variable() {
-    let output = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CONNECTORS_MODE", "fixtures")
-        .env("CONNECTORS_LISTEN", "127.0.0.1:0")
-        .env("GITHUB_BLOB_BATCH", "101")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
-        stderr.trim(),
-        "connectors-server: configuration error: GITHUB_BLOB_BATCH: must be 0 (REST reads) to 100"
+        start_with("GITHUB_BLOB_BATCH", "101"),
+        (
+            Some(2),
+            "connectors-server: configuration error: GITHUB_BLOB_BATCH: must be 0 (REST reads) to 100".to_owned()
+        )
     );
 }
