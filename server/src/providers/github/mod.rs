@@ -364,13 +364,22 @@ async fn read_blobs_rest(crab: &Octocrab, wanted: &[&Wanted]) -> BlobTexts {
 async fn read_chunk(crab: &Octocrab, chunk: &[Wanted]) -> Result<Vec<Result<String, String>>, ScopeError> {
     let refs: Vec<BlobRef> = chunk.iter().map(|w| w.blob.clone()).collect();
     let first = &chunk[0];
-    let texts = client::read_blobs(crab, &refs).await.map_err(|e| {
-        let what = match chunk.len() {
-            1 => format!("manifest {} of {}", first.path, first.full),
-            n => format!("{n} manifests from {} on", first.full),
-        };
-        graphql_error(e, &what)
-    })?;
+    let what = || match chunk.len() {
+        1 => format!("manifest {} of {}", first.path, first.full),
+        n => format!("{n} manifests from {} on", first.full),
+    };
+    let texts = match client::read_blobs(crab, &refs).await {
+        Ok(texts) => texts,
+        // GitHub answered, without data (a query that timed out at GitHub
+        // says so this way) or with a body that is not a GraphQL answer: the
+        // blobs are read over REST, a budget of its own at GitHub.
+        Err(error @ (GraphqlError::Errors(_) | GraphqlError::Malformed)) => {
+            let error = graphql_error(error, &what());
+            tracing::warn!(connector = ID, %error, "github graphql read failed; reading its blobs over REST");
+            vec![BlobText::Unavailable; chunk.len()]
+        }
+        Err(error) => return Err(graphql_error(error, &what())),
+    };
     let fallback: Vec<&Wanted> = chunk
         .iter()
         .zip(&texts)
