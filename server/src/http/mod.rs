@@ -67,6 +67,11 @@ pub struct UpstreamConfig {
     /// Skip server certificate verification (a kubeconfig's
     /// `insecure-skip-tls-verify`); logged as a warning when used.
     pub accept_invalid_certs: bool,
+    /// Relative request paths answered at another path of the base URL's
+    /// origin, outside its path prefix: (request path, origin path). GitHub
+    /// Enterprise Server's REST API is under `/api/v3`, its GraphQL API at
+    /// `/api/graphql`, which clients ask for as `/graphql`, as on github.com.
+    pub rerooted_paths: Vec<(&'static str, String)>,
 }
 
 /// A PEM client certificate chain and key; never printed.
@@ -97,6 +102,7 @@ impl UpstreamConfig {
             extra_root_certificates: Vec::new(),
             client_identity: None,
             accept_invalid_certs: false,
+            rerooted_paths: Vec::new(),
         }
     }
 }
@@ -281,6 +287,12 @@ impl UpstreamClient {
             return Ok(url);
         }
         let path_and_query = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        if let Some((_, target)) = self.config.rerooted_paths.iter().find(|(path, _)| *path == uri.path()) {
+            let mut url = base.clone();
+            url.set_path(target);
+            url.set_query(uri.query());
+            return Ok(url);
+        }
         let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path_and_query);
         Url::parse(&joined).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))
     }

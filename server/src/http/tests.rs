@@ -937,6 +937,24 @@ fn relative_paths_are_joined_to_the_base() {
 }
 
 #[test]
+fn a_rerooted_path_resolves_on_the_base_origin_outside_its_prefix() {
+    let mut rerooted = config("http://127.0.0.1:1/api/v3");
+    rerooted.rerooted_paths.push(("/graphql", "/api/graphql".to_owned()));
+    let client = client_with(rerooted);
+    let resolve = |uri: &str| client.resolve(&uri.parse().expect("valid uri")).map(String::from);
+    assert_eq!(resolve("/graphql").unwrap(), "http://127.0.0.1:1/api/graphql");
+    assert_eq!(resolve("/graphql?x=1").unwrap(), "http://127.0.0.1:1/api/graphql?x=1");
+    // Only that exact path; everything else stays under the prefix.
+    assert_eq!(resolve("/graphql/x").unwrap(), "http://127.0.0.1:1/api/v3/graphql/x");
+    assert_eq!(resolve("/orgs/x").unwrap(), "http://127.0.0.1:1/api/v3/orgs/x");
+    // An absolute URL of the rerooted path is still off the prefix.
+    assert!(matches!(
+        resolve("http://127.0.0.1:1/api/graphql"),
+        Err(UpstreamError::ForeignOrigin)
+    ));
+}
+
+#[test]
 fn absolute_urls_on_the_base_origin_and_prefix_are_accepted() {
     assert_eq!(
         resolve("http://127.0.0.1:1/api/v3", "http://127.0.0.1:1/api/v3/orgs/x?page=2").unwrap(),

@@ -519,15 +519,18 @@ impl Registry {
                 )
             }
         };
-        // GitHub.com's API (a base URL without a path, as the replay server's)
-        // serves GraphQL at /graphql. A GitHub Enterprise Server base
-        // (/api/v3) has it at /api/graphql, outside the REST base the upstream
-        // client is confined to: manifests are read over REST there.
-        let blob_batch = match base_url.path() {
-            "" | "/" => env.blob_batch.unwrap_or(100),
-            _ => 0,
+        // GitHub.com's API serves GraphQL at /graphql. A GitHub Enterprise
+        // Server base (https://ghe.example.com/api/v3) has it at /api/graphql,
+        // outside the REST base: the connector asks for /graphql either way.
+        let graphql_path = match base_url.path().trim_end_matches('/') {
+            "" => None,
+            rest => Some(format!("{}/graphql", rest.strip_suffix("/v3").unwrap_or(rest))),
         };
+        let blob_batch = env.blob_batch.unwrap_or(100);
         let mut upstream = UpstreamConfig::new(github::ID, base_url);
+        upstream
+            .rerooted_paths
+            .extend(graphql_path.map(|path| ("/graphql", path)));
         if let Some(concurrency) = env.concurrency {
             upstream.concurrency = concurrency;
         }

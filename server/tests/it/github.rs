@@ -786,3 +786,110 @@ async fn graphql_rate_limited_ends_the_scopes_rate_limited() {
         "{errors:?}"
     );
 }
+
+/// GitHub Enterprise Server (`GITHUB_API_URL` ending in `/api/v3`): REST under
+/// `/api/v3`, the manifests' GraphQL read at `/api/graphql`, both with the token.
+#[tokio::test]
+async fn enterprise_server_manifests_are_read_at_api_graphql() {
+    struct Enterprise;
+    impl connectors_server::replay::github_graphql::BlobSource for Enterprise {
+        fn has_repository(&self, _owner: &str, _name: &str) -> bool {
+            true
+        }
+        fn blob(&self, _owner: &str, _name: &str, oid: &str) -> Option<Vec<u8>> {
+            (oid == "3f1c2a9be0d4c5f6a7b8c9d0e1f2a3b4c5d6e7f8")
+                .then(|| br#"{"dependencies":{"left-pad":"1.3.0"}}"#.to_vec())
+        }
+    }
+    impl Synthesizer for Enterprise {
+        fn respond(
+            &self,
+            _fixtures: &FixtureSet,
+            method: &http::Method,
+            uri: &http::Uri,
+            headers: &http::HeaderMap,
+            body: &[u8],
+        ) -> Option<RecordedResponse> {
+            let authorized = headers
+                .get("authorization")
+                .is_some_and(|v| v == "Bearer ghp_testtoken");
+            (method == http::Method::POST && uri.path() == "/api/graphql" && authorized)
+                .then(|| connectors_server::replay::github_graphql::answer(body, self))
+        }
+    }
+    let (repo, repo_id) = first_fixture_repo();
+    let full_name = repo["full_name"].as_str().unwrap().to_owned();
+    let branch = repo["default_branch"].as_str().unwrap().to_owned();
+    let get = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| -> Exchange {
+        serde_json::from_value(serde_json::json!({
+            "request": {"method": "GET", "path": path, "query": query, "headers": {"authorization": "Bearer ghp_testtoken"}},
+            "response": {"status": status, "headers": {"content-type": "application/json"}, "body": body}
+        }))
+        .unwrap()
+    };
+    let mut set = FixtureSet::default();
+    set.insert(get(
+        "/api/v3/orgs/octo-org/repos".into(),
+        serde_json::json!({"per_page": "100"}),
+        200,
+        serde_json::json!([repo]),
+    ));
+    set.insert(get(
+        format!("/api/v3/repos/{full_name}/git/trees/{branch}"),
+        serde_json::json!({"recursive": "1"}),
+        200,
+        serde_json::json!({"sha": "9c1e", "truncated": false, "tree": [
+            {"path": "package.json", "mode": "100644", "type": "blob", "sha": "3f1c2a9be0d4c5f6a7b8c9d0e1f2a3b4c5d6e7f8", "size": 37}
+        ]}),
+    ));
+    set.insert(get(
+        format!("/api/v3/repos/{full_name}/dependency-graph/sbom"),
+        serde_json::json!({}),
+        404,
+        serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}),
+    ));
+    let upstream = ReplayServer::start_synthetic(set, Arc::new(Enterprise), ReplayOptions::default())
+        .await
+        .unwrap();
+    let server = live_with_token(&format!("{}/api/v3", upstream.base_url())).await;
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                orgs: vec!["octo-org".into()],
+                options: Some(full()),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        vec![
+            format!("urn:connectors:github:repository:{repo_id}"),
+            format!("urn:connectors:github:manifest:{repo_id}:package.json"),
+        ]
+    );
+    let manifest = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => match u.entity.as_ref()?.body.as_ref()? {
+                connectors_proto::v1::entity::Body::Manifest(m) => Some(m.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        manifest
+            .dependencies
+            .iter()
+            .map(|d| d.purl.as_str())
+            .collect::<Vec<_>>(),
+        vec!["pkg:npm/left-pad@1.3.0"]
+    );
+    // Only the start-up check (GET /api/v3/user) is unmatched.
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /api/v3/user".to_owned()]);
+}
