@@ -72,6 +72,11 @@ pub struct UpstreamConfig {
     /// Enterprise Server's REST API is under `/api/v3`, its GraphQL API at
     /// `/api/graphql`, which clients ask for as `/graphql`, as on github.com.
     pub rerooted_paths: Vec<(&'static str, String)>,
+    /// Relative request paths with a rate-limit budget of their own, apart
+    /// from the rest of the credential's: (request path, budget name).
+    /// GitHub counts GraphQL points apart from REST requests
+    /// (`x-ratelimit-resource: graphql` against `core`).
+    pub separate_budgets: Vec<(&'static str, &'static str)>,
 }
 
 /// A PEM client certificate chain and key; never printed.
@@ -103,6 +108,7 @@ impl UpstreamConfig {
             client_identity: None,
             accept_invalid_certs: false,
             rerooted_paths: Vec::new(),
+            separate_budgets: Vec::new(),
         }
     }
 }
@@ -332,9 +338,16 @@ impl UpstreamClient {
         hex::encode(&hasher.finalize()[..16])
     }
 
-    fn budget_key(&self, headers: &HeaderMap) -> String {
+    /// The shared rate-limit budget of a request to `path` with `headers`.
+    fn budget_key(&self, headers: &HeaderMap, path: &str) -> String {
+        let budget = self
+            .config
+            .separate_budgets
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(String::new(), |(_, name)| format!(":{name}"));
         format!(
-            "ratelimit:v1:{}:{}",
+            "ratelimit:v1:{}:{}{budget}",
             self.config.connector,
             self.credential_hash(headers)
         )
@@ -420,7 +433,7 @@ impl UpstreamClient {
             None => None,
         };
         let connector = self.config.connector;
-        let budget_key = self.budget_key(&parts.headers);
+        let budget_key = self.budget_key(&parts.headers, parts.uri.path());
         let mut attempt = 0u32;
         loop {
             attempt += 1;

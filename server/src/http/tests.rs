@@ -1233,7 +1233,7 @@ async fn a_shared_limit_that_resets_soon_is_waited_out() {
     let reset = Utc::now().timestamp() + 2;
     shared
         .set(
-            &client.budget_key(&HeaderMap::new()),
+            &client.budget_key(&HeaderMap::new(), "/other"),
             Bytes::from(reset.to_string()),
             None,
         )

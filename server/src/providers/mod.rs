@@ -531,6 +531,8 @@ impl Registry {
         upstream
             .rerooted_paths
             .extend(graphql_path.map(|path| ("/graphql", path)));
+        // GitHub's GraphQL points are a budget apart from its REST requests.
+        upstream.separate_budgets.push(("/graphql", "graphql"));
         if let Some(concurrency) = env.concurrency {
             upstream.concurrency = concurrency;
         }

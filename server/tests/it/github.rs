@@ -753,20 +753,46 @@ async fn a_blob_neither_api_has_fails_its_scope_naming_the_manifest() {
     );
 }
 
+/// GitHub's GraphQL budget exhausted for the next hour, as GitHub answers it.
+struct ExhaustedGraphql;
+
+impl Synthesizer for ExhaustedGraphql {
+    fn respond(
+        &self,
+        _fixtures: &FixtureSet,
+        method: &http::Method,
+        uri: &http::Uri,
+        _headers: &http::HeaderMap,
+        _body: &[u8],
+    ) -> Option<RecordedResponse> {
+        let reset = (chrono::Utc::now().timestamp() + 3600).to_string();
+        (method == http::Method::POST && uri.path() == "/graphql").then(|| RecordedResponse {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json; charset=utf-8".into()),
+                ("x-ratelimit-limit".into(), "5000".into()),
+                ("x-ratelimit-remaining".into(), "0".into()),
+                ("x-ratelimit-reset".into(), reset),
+                ("x-ratelimit-resource".into(), "graphql".into()),
+            ],
+            body: Some(serde_json::json!({
+                "errors": [{"type": "RATE_LIMITED", "message": "API rate limit already exceeded for user ID 1."}]
+            })),
+            body_text: None,
+        })
+    }
+}
+
 /// GitHub's GraphQL rate limit (an error of type RATE_LIMITED, with no
-/// data) ends the scopes RATE_LIMITED, not FAILED.
+/// data) ends the scopes RATE_LIMITED, not FAILED, with the reset as the
+/// retry time; the REST budget is GitHub's other one, so a sync without
+/// manifests right after completes.
 #[tokio::test]
-async fn graphql_rate_limited_ends_the_scopes_rate_limited() {
-    let (server, _upstream) = live_on_fixtures(Arc::new(EditedGraphql(|answer| {
-        *answer = serde_json::json!({
-            "errors": [{"type": "RATE_LIMITED", "message": "API rate limit already exceeded for user ID 1."}]
-        });
-    })))
-    .await;
+async fn graphql_rate_limited_ends_the_scopes_rate_limited_and_spares_rest() {
+    let (server, _upstream) = live_on_fixtures(Arc::new(ExhaustedGraphql)).await;
     let events = collect(open(&server, request(full())).await).await;
-    let states: Vec<(String, i32)> = scope_statuses(&events);
     assert_eq!(
-        states,
+        scope_statuses(&events),
         vec![
             (
                 "org:acme-corp".to_owned(),
@@ -779,12 +805,16 @@ async fn graphql_rate_limited_ends_the_scopes_rate_limited() {
         ]
     );
     let errors = scope_errors(&events);
-    assert!(
-        errors
-            .iter()
-            .all(|(_, _, message)| message.ends_with("github graphql rate limit exhausted")),
-        "{errors:?}"
-    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for (_, reason, _) in &errors {
+        assert_eq!(reason, "UPSTREAM_RATE_LIMITED");
+    }
+
+    let mut repositories = full();
+    repositories.kinds = vec![EntityKind::Repository as i32];
+    let events = collect(open(&server, request(repositories)).await).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(urns_of(&events, EntityKind::Repository).len(), 34);
 }
 
 /// GitHub Enterprise Server (`GITHUB_API_URL` ending in `/api/v3`): REST under
