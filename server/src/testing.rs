@@ -5,8 +5,35 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// Where free ports are picked from, up to the ephemeral range.
+const FLOOR: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range (Linux; 32768 elsewhere).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released) for a process that
+/// binds it later (a server binary, a redis-server). It is picked at random
+/// below the kernel's ephemeral range: the listeners and clients of other
+/// tests that bind port 0 (replay servers, connections) get ports from that
+/// range, so they cannot take this one between its release and its use (they
+/// did: a client then talked to another test's replay server).
 pub fn free_port() -> u16 {
+    use rand::Rng as _;
+    let low = ephemeral_low();
+    if low > FLOOR + 1_000 {
+        let mut rng = rand::rng();
+        for _ in 0..200 {
+            let port = rng.random_range(FLOOR..low);
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -166,5 +193,18 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_free_port_is_bindable_and_below_the_ephemeral_range() {
+        let low = super::ephemeral_low();
+        for _ in 0..20 {
+            let port = super::free_port();
+            assert!((super::FLOOR..low).contains(&port), "{port} not below {low}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        }
     }
 }
