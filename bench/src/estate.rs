@@ -27,8 +27,9 @@ const ACCOUNT: &str = "123456789012";
 const REGION: &str = "us-east-1";
 const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.";
 
-/// Manifest blobs per GraphQL read: the connector's default (`GITHUB_BLOB_BATCH`).
-pub const BLOB_BATCH: usize = 100;
+/// Manifest blobs per GraphQL read: the connector's default (`GITHUB_BLOB_BATCH`
+/// is not set for the benchmark's server).
+pub const BLOB_BATCH: usize = connectors_server::providers::github::DEFAULT_BLOB_BATCH;
 
 /// A GitHub-shaped estate.
 #[derive(Debug, Clone, Copy)]

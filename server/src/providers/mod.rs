@@ -526,7 +526,7 @@ impl Registry {
             "" => None,
             rest => Some(format!("{}/graphql", rest.strip_suffix("/v3").unwrap_or(rest))),
         };
-        let blob_batch = env.blob_batch.unwrap_or(100);
+        let blob_batch = env.blob_batch.unwrap_or(github::DEFAULT_BLOB_BATCH);
         let mut upstream = UpstreamConfig::new(github::ID, base_url);
         upstream
             .rerooted_paths

@@ -53,6 +53,10 @@ pub struct GithubRequest {
     pub exclude_forks: bool,
 }
 
+/// Manifest blobs per GraphQL read unless `GITHUB_BLOB_BATCH` says otherwise:
+/// as many as the API is asked for in one go elsewhere (`per_page` ≤ 100).
+pub const DEFAULT_BLOB_BATCH: usize = 100;
+
 /// Listing pages whose repositories' children are fetched at once.
 const PAGES_IN_FLIGHT: usize = 2;
 
@@ -160,7 +164,7 @@ fn repo_urn(repo: &GhRepository) -> String {
 }
 
 fn repo_entity(repo: &GhRepository) -> Entity {
-    let owner = repo.owner.as_ref().map(|o| o.login.clone()).unwrap_or_default();
+    let owner = owner_of(repo);
     let full_name = repo
         .full_name
         .clone()
@@ -257,6 +261,11 @@ fn manifest_urn(repo: &GhRepository, path: &str) -> String {
 
 fn owner_of(repo: &GhRepository) -> String {
     repo.owner.as_ref().map(|o| o.login.clone()).unwrap_or_default()
+}
+
+/// `owner/name`, as the connector's messages and display names say it.
+fn full_name_of(repo: &GhRepository) -> String {
+    format!("{}/{}", owner_of(repo), repo.name)
 }
 
 fn decode_blob(blob: &GitBlob) -> Result<String, String> {
@@ -620,7 +629,7 @@ impl GithubConnector {
             .into_iter()
             .map(|(repo, pending)| {
                 let children = pending.map(|p| {
-                    let full = format!("{}/{}", owner_of(&repo), repo.name);
+                    let full = full_name_of(&repo);
                     let manifests = p
                         .blobs
                         .into_iter()
