@@ -923,3 +923,106 @@ async fn enterprise_server_manifests_are_read_at_api_graphql() {
     // Only the start-up check (GET /api/v3/user) is unmatched.
     assert_eq!(upstream.unmatched_requests(), vec!["GET /api/v3/user".to_owned()]);
 }
+
+/// A git tree or an SBOM whose body does not parse fails its organization's
+/// scope as UPSTREAM_MALFORMED, naming what and whose, and sends nothing of
+/// that repository; the other organization's scope is not affected.
+#[tokio::test]
+async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
+    let (tree_repo, _) = first_fixture_repo();
+    let mut sbom_repo = tree_repo.clone();
+    sbom_repo["id"] = serde_json::json!(4_200_001);
+    sbom_repo["name"] = serde_json::json!("sbom-broken");
+    sbom_repo["full_name"] = serde_json::json!("globex/sbom-broken");
+    sbom_repo["owner"]["login"] = serde_json::json!("globex");
+    let tree_full = tree_repo["full_name"].as_str().unwrap().to_owned();
+    let branch = tree_repo["default_branch"].as_str().unwrap().to_owned();
+    let exchange = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| -> Exchange {
+        let mut response =
+            serde_json::json!({"status": status, "headers": {"content-type": "application/json; charset=utf-8"}});
+        match body {
+            serde_json::Value::String(text) => response["body_text"] = text.into(),
+            body => response["body"] = body,
+        }
+        serde_json::from_value(serde_json::json!({
+            "request": {"method": "GET", "path": path, "query": query},
+            "response": response
+        }))
+        .unwrap()
+    };
+    let tree = serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []});
+    let not_found = serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"});
+    let mut set = FixtureSet::default();
+    for exchange in [
+        exchange(
+            "/orgs/octo-org/repos".into(),
+            serde_json::json!({"per_page": "100"}),
+            200,
+            serde_json::json!([tree_repo]),
+        ),
+        exchange(
+            format!("/repos/{tree_full}/git/trees/{branch}"),
+            serde_json::json!({"recursive": "1"}),
+            200,
+            serde_json::json!("{\"sha\": \"9c1e\", \"tree\": [{\"path\": \"package.js"),
+        ),
+        exchange(
+            format!("/repos/{tree_full}/dependency-graph/sbom"),
+            serde_json::json!({}),
+            404,
+            not_found,
+        ),
+        exchange(
+            "/orgs/globex/repos".into(),
+            serde_json::json!({"per_page": "100"}),
+            200,
+            serde_json::json!([sbom_repo]),
+        ),
+        exchange(
+            format!("/repos/globex/sbom-broken/git/trees/{branch}"),
+            serde_json::json!({"recursive": "1"}),
+            200,
+            tree,
+        ),
+        // The document is there, its version is not a string.
+        exchange(
+            "/repos/globex/sbom-broken/dependency-graph/sbom".into(),
+            serde_json::json!({}),
+            200,
+            serde_json::json!({"sbom": {"spdxVersion": 2.3, "name": "x", "documentNamespace": "y", "creationInfo": {"created": "2025-06-30T09:14:27Z"}}}),
+        ),
+    ] {
+        set.insert(exchange);
+    }
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let server = live_with_token(upstream.base_url()).await;
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                orgs: vec!["octo-org".into(), "globex".into()],
+                options: Some(full()),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(upserts(&events), Vec::<(String, String)>::new());
+    assert_eq!(
+        scope_errors(&events),
+        vec![
+            (
+                "org:octo-org".to_owned(),
+                "UPSTREAM_MALFORMED".to_owned(),
+                format!("tree of {tree_full}: github returned a body that does not parse")
+            ),
+            (
+                "org:globex".to_owned(),
+                "UPSTREAM_MALFORMED".to_owned(),
+                "sbom of globex/sbom-broken: github returned a body that does not parse".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}

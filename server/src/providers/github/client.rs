@@ -258,16 +258,20 @@ pub async fn get_repo_page(crab: &Octocrab, uri: http::Uri) -> Result<RepoPage, 
     })
 }
 
-/// `GET` of a git blob by its sha. A blob's content is addressed by its
-/// sha, so the request says `Cache-Control: no-store`: the upstream layer
-/// keeps no conditional-request entry for it (an incremental sync never asks
-/// for a blob whose sha it has, see `ScopeContext::retain`).
-pub async fn get_blob(crab: &Octocrab, route: &str) -> Result<GitBlob, PageError> {
+/// `GET` of a JSON resource, parsed straight from the body's bytes.
+/// octocrab's `get` parses through `serde_path_to_error`, which tracks the
+/// path of every value it reads (7% of the server's CPU in a GitHub-shaped
+/// sync when trees and SBOMs went through it, see the README's
+/// "Performance"); what a malformed body is matters here, not where.
+/// `headers` are added to the request.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    crab: &Octocrab,
+    route: &str,
+    headers: Option<http::HeaderMap>,
+) -> Result<T, PageError> {
     use http_body_util::BodyExt as _;
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     let response = crab
-        ._get_with_headers(route, Some(headers))
+        ._get_with_headers(route, headers)
         .await
         .map_err(PageError::Request)?;
     let response = octocrab::map_github_error(response).await.map_err(PageError::Request)?;
@@ -278,6 +282,16 @@ pub async fn get_blob(crab: &Octocrab, route: &str) -> Result<GitBlob, PageError
         .map_err(PageError::Request)?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|_| PageError::Malformed)
+}
+
+/// `GET` of a git blob by its sha. A blob's content is addressed by its
+/// sha, so the request says `Cache-Control: no-store`: the upstream layer
+/// keeps no conditional-request entry for it (an incremental sync never asks
+/// for a blob whose sha it has, see `ScopeContext::retain`).
+pub async fn get_blob(crab: &Octocrab, route: &str) -> Result<GitBlob, PageError> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    get_json(crab, route, Some(headers)).await
 }
 
 /// The owner of a repository.

@@ -476,9 +476,9 @@ impl GithubConnector {
     ) -> Result<(Vec<(String, &'static str, String)>, Vec<String>), ScopeError> {
         let name = &repo.name;
         let branch = repo.default_branch.clone().unwrap_or_else(|| "HEAD".into());
-        let route = format!("/repos/{owner}/{name}/git/trees/{branch}");
+        let route = format!("/repos/{owner}/{name}/git/trees/{branch}?recursive=1");
         let mut kept = Vec::new();
-        match crab.get::<GitTree, _, _>(&route, Some(&[("recursive", "1")])).await {
+        match client::get_json::<GitTree>(crab, &route, None).await {
             Ok(tree) => {
                 if tree.truncated {
                     tracing::warn!(connector = ID, repo = %full, "git tree truncated by github; manifests may be missing");
@@ -500,8 +500,8 @@ impl GithubConnector {
                 Ok((blobs, kept))
             }
             // 409: the repository is empty; 404: no such branch.
-            Err(error) if matches!(status_of(&error), Some(409 | 404)) => Ok((Vec::new(), kept)),
-            Err(error) => Err(scope_error(error, &format!("tree of {full}"))),
+            Err(PageError::Request(error)) if matches!(status_of(&error), Some(409 | 404)) => Ok((Vec::new(), kept)),
+            Err(error) => Err(page_error(error, &format!("tree of {full}"))),
         }
     }
 
@@ -515,7 +515,7 @@ impl GithubConnector {
         let parent = repo_urn(repo);
         let mut sbom = None;
         let route = format!("/repos/{owner}/{name}/dependency-graph/sbom");
-        match crab.get::<SbomResponse, _, ()>(&route, None).await {
+        match client::get_json::<SbomResponse>(crab, &route, None).await {
             Ok(response) => {
                 let doc = response.sbom;
                 let mut packages: Vec<SbomPackage> = doc
@@ -552,8 +552,8 @@ impl GithubConnector {
                 });
             }
             // 404: the dependency graph is not enabled for this repository.
-            Err(error) if status_of(&error) == Some(404) => {}
-            Err(error) => return Err(scope_error(error, &format!("sbom of {full}"))),
+            Err(PageError::Request(error)) if status_of(&error) == Some(404) => {}
+            Err(error) => return Err(page_error(error, &format!("sbom of {full}"))),
         }
         Ok(sbom)
     }
