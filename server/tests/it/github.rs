@@ -1026,3 +1026,97 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
     );
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
 }
+
+/// An installation token GitHub no longer accepts (revoked before it
+/// expires) is answered 401: the request goes once more through octocrab,
+/// which forgets the token, mints a new one and sends it again; the sync
+/// completes.
+#[tokio::test]
+async fn a_revoked_installation_token_is_minted_again_and_the_request_resent() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    struct Tokens {
+        minted: AtomicU32,
+    }
+    impl Synthesizer for Tokens {
+        fn respond(
+            &self,
+            _fixtures: &FixtureSet,
+            method: &http::Method,
+            uri: &http::Uri,
+            headers: &http::HeaderMap,
+            _body: &[u8],
+        ) -> Option<RecordedResponse> {
+            let json = |status: u16, body: serde_json::Value| RecordedResponse {
+                status,
+                headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
+                body: Some(body),
+                body_text: None,
+            };
+            if method == http::Method::POST && uri.path() == "/app/installations/7001/access_tokens" {
+                let token = match self.minted.fetch_add(1, Ordering::SeqCst) {
+                    0 => "ghs_revokedInstallationToken000000000001",
+                    _ => "ghs_freshInstallationToken00000000000002",
+                };
+                return Some(json(
+                    201,
+                    serde_json::json!({"token": token, "expires_at": "2099-01-01T00:00:00Z",
+                        "permissions": {"metadata": "read"}, "repository_selection": "all"}),
+                ));
+            }
+            let revoked = headers
+                .get("authorization")
+                .is_some_and(|v| v == "Bearer ghs_revokedInstallationToken000000000001");
+            revoked.then(|| {
+                json(
+                    401,
+                    serde_json::json!({"message": "Bad credentials",
+                        "documentation_url": "https://docs.github.com/rest", "status": "401"}),
+                )
+            })
+        }
+    }
+    let Some(key) = test_app_key() else {
+        return;
+    };
+    let root = fixtures_root();
+    let mut set = FixtureSet::default();
+    let installations = FixtureSet::load_dir(&root.join("github/scenarios/github-app/exchanges")).unwrap();
+    for exchange in installations.exchanges() {
+        if exchange.request.path == "/orgs/acme-corp/installation" {
+            set.insert(exchange.clone());
+        }
+    }
+    let (repo, repo_id) = first_fixture_repo();
+    set.insert(
+        serde_json::from_value(serde_json::json!({
+            "request": {"method": "GET", "path": "/orgs/acme-corp/repos", "query": {"per_page": "100"},
+                "headers": {"authorization": "Bearer ghs_freshInstallationToken00000000000002"}},
+            "response": {"status": 200, "headers": {"content-type": "application/json; charset=utf-8"}, "body": [repo]}
+        }))
+        .unwrap(),
+    );
+    let tokens = Arc::new(Tokens {
+        minted: AtomicU32::new(0),
+    });
+    let upstream = ReplayServer::start_synthetic(set, tokens.clone(), ReplayOptions::default())
+        .await
+        .unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.app_id = Some(424242);
+    config.github.app_private_key = Some(key);
+    config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
+    let server = TestServer::with_config(config).await;
+    let events = sync_repositories(&server, &["acme-corp"]).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        vec![format!("urn:connectors:github:repository:{repo_id}")]
+    );
+    assert_eq!(tokens.minted.load(Ordering::SeqCst), 2);
+    // The start-up check (GET /app), the installation lookup, a mint, the
+    // listing answered 401 (sent by the session, then by octocrab with the
+    // same token), a mint, the listing answered 200.
+    assert_eq!(upstream.stats().requests(), 7);
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /app".to_owned()]);
+}

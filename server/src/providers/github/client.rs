@@ -1,6 +1,7 @@
 //! The GitHub client: octocrab over the shared upstream HTTP layer, with PAT
-//! or GitHub App authentication, and the upstream shapes octocrab has no
-//! model for (git trees and blobs, the dependency-graph SBOM).
+//! or GitHub App authentication; the [`Session`] that sends a sync's
+//! requests with octocrab's credentials; and the upstream shapes octocrab has
+//! no model for (git trees and blobs, the dependency-graph SBOM).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,11 +51,14 @@ impl GithubAuth {
     }
 }
 
-/// Octocrab clients per installation.
+/// Octocrab clients per installation, and the upstream client a sync's
+/// requests go to.
 pub struct GithubClient {
     base: Octocrab,
     app: bool,
     installations: Mutex<HashMap<String, Octocrab>>,
+    upstream: Arc<UpstreamClient>,
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl std::fmt::Debug for GithubClient {
@@ -111,10 +115,11 @@ impl GithubClient {
                 })
             }
         };
+        let headers = Arc::new(headers);
         let base = OctocrabBuilder::new_empty()
-            .with_service(TowerAdapter::new(upstream))
+            .with_service(TowerAdapter::new(upstream.clone()))
             .with_layer(&octocrab::service::middleware::extra_headers::ExtraHeadersLayer::new(
-                Arc::new(headers),
+                headers.clone(),
             ))
             .with_auth(auth_state)
             .build()
@@ -123,14 +128,22 @@ impl GithubClient {
             base,
             app: matches!(auth, GithubAuth::App { .. }),
             installations: Mutex::new(HashMap::new()),
+            upstream,
+            headers,
         })
     }
 
-    /// The client for an organization's (or a repository owner's) installation
-    /// when authenticated as an App; the token client otherwise.
-    pub async fn for_owner(&self, owner: &str, repo: Option<&str>) -> octocrab::Result<Octocrab> {
+    /// The session of an organization's (or a repository owner's)
+    /// installation when authenticated as an App; of the token otherwise.
+    pub async fn for_owner(&self, owner: &str, repo: Option<&str>) -> octocrab::Result<Session> {
+        let session = |crab: Octocrab| Session {
+            crab,
+            installation: self.app,
+            upstream: self.upstream.clone(),
+            headers: self.headers.clone(),
+        };
         if !self.app {
-            return Ok(self.base.clone());
+            return Ok(session(self.base.clone()));
         }
         let key = match repo {
             Some(repo) => format!("{owner}/{repo}"),
@@ -138,7 +151,7 @@ impl GithubClient {
         };
         let mut installations = self.installations.lock().await;
         if let Some(client) = installations.get(&key) {
-            return Ok(client.clone());
+            return Ok(session(client.clone()));
         }
         let installation = match repo {
             Some(repo) => self.base.apps().get_repository_installation(owner, repo).await?,
@@ -146,12 +159,127 @@ impl GithubClient {
         };
         let client = self.base.installation(installation.id)?;
         installations.insert(key, client.clone());
-        Ok(client)
+        Ok(session(client))
     }
 
     /// The client without installation (for checks).
     pub fn base(&self) -> &Octocrab {
         &self.base
+    }
+}
+
+/// The requests of a sync on behalf of one owner. They go to the shared
+/// upstream client directly, with the headers octocrab's client adds and its
+/// credential: the token, or the installation's token, which octocrab mints
+/// and caches. octocrab sends each request through a `tower::buffer::Buffer`
+/// (a worker task and two hand-offs between tasks per request); a sync
+/// sends about one request per entity (see the README's "Performance").
+#[derive(Clone)]
+pub struct Session {
+    crab: Octocrab,
+    installation: bool,
+    upstream: Arc<UpstreamClient>,
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+}
+
+/// Why a request of a [`Session`] failed.
+#[derive(Debug)]
+pub enum RequestError {
+    /// The shared upstream layer gave up: rate limit, server errors, transport.
+    Upstream(crate::http::UpstreamError),
+    /// GitHub answered with an error status, or no installation token could be had.
+    GitHub(octocrab::Error),
+}
+
+impl From<octocrab::Error> for RequestError {
+    /// octocrab's error, or the upstream layer's failure it carries.
+    fn from(error: octocrab::Error) -> Self {
+        match crate::http::UpstreamError::find(&error) {
+            Some(upstream) => Self::Upstream(upstream.clone()),
+            None => Self::GitHub(error),
+        }
+    }
+}
+
+impl Session {
+    /// Sends a request to `route` (a path and query, relative to the
+    /// configured API URL) and returns a 2xx response; an error status is
+    /// `RequestError::GitHub`, parsed as octocrab parses it. A 401 to an
+    /// installation's request (its token revoked before it expired) is sent
+    /// once more through octocrab, which forgets the token, mints a new one
+    /// and retries: later requests of every session of that installation
+    /// get the new token.
+    pub async fn send(
+        &self,
+        method: http::Method,
+        route: &str,
+        extra: Option<http::HeaderMap>,
+        body: bytes::Bytes,
+    ) -> Result<http::Response<bytes::Bytes>, RequestError> {
+        use http_body_util::BodyExt as _;
+        let uri: http::Uri = route.parse().map_err(|_| {
+            RequestError::Upstream(crate::http::UpstreamError::InvalidRequest(format!(
+                "{route:?} is not a request path"
+            )))
+        })?;
+        let response = self.send_once(&method, &uri, extra.as_ref(), &body).await?;
+        let response = if self.installation && response.status() == http::StatusCode::UNAUTHORIZED {
+            let mut request = http::Request::new(body);
+            *request.method_mut() = method;
+            *request.uri_mut() = uri;
+            if let Some(extra) = extra {
+                *request.headers_mut() = extra;
+            }
+            if !request.body().is_empty() {
+                request
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            self.crab.execute(request).await.map_err(RequestError::from)?
+        } else if response.status().is_success() {
+            return Ok(response);
+        } else {
+            response.map(|bytes| http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed())
+        };
+        let response = octocrab::map_github_error(response).await.map_err(RequestError::from)?;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.map_err(RequestError::from)?.to_bytes();
+        Ok(http::Response::from_parts(parts, bytes))
+    }
+
+    async fn send_once(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        extra: Option<&http::HeaderMap>,
+        body: &bytes::Bytes,
+    ) -> Result<http::Response<bytes::Bytes>, RequestError> {
+        let mut request = http::Request::new(body.clone());
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        let headers = request.headers_mut();
+        for (name, value) in self.headers.iter() {
+            headers.insert(name, value.clone());
+        }
+        if let Some(extra) = extra {
+            headers.extend(extra.iter().map(|(name, value)| (name.clone(), value.clone())));
+        }
+        if !body.is_empty() {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if self.installation {
+            use secrecy::ExposeSecret as _;
+            // Valid for at least 30 s more: octocrab's cached token, or one it mints.
+            let token = self.crab.installation_token().await.map_err(RequestError::GitHub)?;
+            let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(|_| {
+                RequestError::Upstream(crate::http::UpstreamError::InvalidRequest(
+                    "the installation token is not a header value".into(),
+                ))
+            })?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        self.upstream.execute(request).await.map_err(RequestError::Upstream)
     }
 }
 
@@ -227,7 +355,7 @@ pub struct RepoPage {
 #[derive(Debug)]
 pub enum PageError {
     /// The request failed or GitHub answered with an error.
-    Request(octocrab::Error),
+    Request(RequestError),
     /// The body does not parse (as a JSON array of repositories, or a blob).
     Malformed,
 }
@@ -238,19 +366,21 @@ pub enum PageError {
 /// in a GitHub-shaped sync, see the README's "Performance"); here the items
 /// are parsed from the bytes at once, and octocrab still reads the `Link`
 /// header (its own parser, given the headers with an empty body).
-pub async fn get_repo_page(crab: &Octocrab, uri: http::Uri) -> Result<RepoPage, PageError> {
+pub async fn get_repo_page(session: &Session, uri: http::Uri) -> Result<RepoPage, PageError> {
     use http_body_util::BodyExt as _;
-    let response = crab._get(uri).await.map_err(PageError::Request)?;
-    let response = octocrab::map_github_error(response).await.map_err(PageError::Request)?;
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.map_err(PageError::Request)?.to_bytes();
+    let route = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let response = session
+        .send(http::Method::GET, route, None, bytes::Bytes::new())
+        .await
+        .map_err(PageError::Request)?;
+    let (parts, bytes) = response.into_parts();
     let empty = http_body_util::Full::new(bytes::Bytes::from_static(b"[]"))
         .map_err(|never| match never {})
         .boxed();
     let links =
         <octocrab::Page<ListedRepo> as octocrab::FromResponse>::from_response(http::Response::from_parts(parts, empty))
             .await
-            .map_err(PageError::Request)?;
+            .map_err(|error| PageError::Request(RequestError::GitHub(error)))?;
     let items = serde_json::from_slice(&bytes).map_err(|_| PageError::Malformed)?;
     Ok(RepoPage {
         items,
@@ -265,33 +395,25 @@ pub async fn get_repo_page(crab: &Octocrab, uri: http::Uri) -> Result<RepoPage, 
 /// "Performance"); what a malformed body is matters here, not where.
 /// `headers` are added to the request.
 pub async fn get_json<T: serde::de::DeserializeOwned>(
-    crab: &Octocrab,
+    session: &Session,
     route: &str,
     headers: Option<http::HeaderMap>,
 ) -> Result<T, PageError> {
-    use http_body_util::BodyExt as _;
-    let response = crab
-        ._get_with_headers(route, headers)
+    let response = session
+        .send(http::Method::GET, route, headers, bytes::Bytes::new())
         .await
         .map_err(PageError::Request)?;
-    let response = octocrab::map_github_error(response).await.map_err(PageError::Request)?;
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(PageError::Request)?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|_| PageError::Malformed)
+    serde_json::from_slice(response.body()).map_err(|_| PageError::Malformed)
 }
 
 /// `GET` of a git blob by its sha. A blob's content is addressed by its
 /// sha, so the request says `Cache-Control: no-store`: the upstream layer
 /// keeps no conditional-request entry for it (an incremental sync never asks
 /// for a blob whose sha it has, see `ScopeContext::retain`).
-pub async fn get_blob(crab: &Octocrab, route: &str) -> Result<GitBlob, PageError> {
+pub async fn get_blob(session: &Session, route: &str) -> Result<GitBlob, PageError> {
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    get_json(crab, route, Some(headers)).await
+    get_json(session, route, Some(headers)).await
 }
 
 /// The owner of a repository.
@@ -432,7 +554,7 @@ pub enum BlobText {
 #[derive(Debug)]
 pub enum GraphqlError {
     /// The request failed or GitHub answered with an HTTP error.
-    Request(octocrab::Error),
+    Request(RequestError),
     /// The body does not parse as a GraphQL response.
     Malformed,
     /// GitHub's GraphQL rate limit is exhausted (an error of type `RATE_LIMITED`).
@@ -516,18 +638,14 @@ struct GraphqlErrorItem {
 /// Reads `blobs` in one `POST /graphql`, in order. A blob GitHub gives no
 /// text for (binary, truncated, gone, or its repository not resolved: a
 /// partial answer) is `Unavailable`; a response without data is an error.
-pub async fn read_blobs(crab: &Octocrab, blobs: &[BlobRef]) -> Result<Vec<BlobText>, GraphqlError> {
-    use http_body_util::BodyExt as _;
+pub async fn read_blobs(session: &Session, blobs: &[BlobRef]) -> Result<Vec<BlobText>, GraphqlError> {
     let (body, aliases) = blob_query(blobs);
-    let response = crab
-        ._post("/graphql", Some(&body))
+    let body = serde_json::to_vec(&body).map_err(|_| GraphqlError::Malformed)?;
+    let response = session
+        .send(http::Method::POST, "/graphql", None, body.into())
         .await
         .map_err(GraphqlError::Request)?;
-    let response = octocrab::map_github_error(response)
-        .await
-        .map_err(GraphqlError::Request)?;
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.map_err(GraphqlError::Request)?.to_bytes();
+    let (parts, bytes) = response.into_parts();
     let parsed: GraphqlResponse = serde_json::from_slice(&bytes).map_err(|_| GraphqlError::Malformed)?;
     let Some(mut data) = parsed.data else {
         if parsed.errors.iter().any(|e| e.kind.as_deref() == Some("RATE_LIMITED")) {

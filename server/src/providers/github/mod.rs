@@ -1,6 +1,7 @@
 //! The GitHub connector: repositories of organizations (or explicit
 //! repositories), their dependency manifests and dependency-graph SBOMs,
-//! through octocrab over the shared upstream HTTP layer.
+//! over the shared upstream HTTP layer: octocrab authenticates (tokens, App
+//! installation tokens), a `client::Session` sends the sync's requests.
 //!
 //! Incremental: org listings are conditional requests (ETags, 304s reuse the
 //! cached page); a repository whose `pushed_at` equals the baseline's keeps
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use self::client::{
     BlobRef, BlobText, GitBlob, GitTree, GithubAuth, GithubClient, GraphqlError, ListedRepo as GhRepository, PageError,
-    RepoPage, SbomResponse,
+    RepoPage, RequestError, SbomResponse, Session,
 };
 use crate::http::UpstreamError;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
@@ -25,7 +26,6 @@ use connectors_proto::v1::{Entity, EntityKind, Manifest, Repository, Sbom, SbomP
 use futures::StreamExt;
 use futures::future::Either;
 use http::Uri;
-use octocrab::Octocrab;
 
 /// The connector id.
 pub const ID: &str = "github";
@@ -104,16 +104,7 @@ impl GithubConnector {
 /// Maps an octocrab error to a scope outcome.
 fn scope_error(error: octocrab::Error, what: &str) -> ScopeError {
     if let Some(upstream) = UpstreamError::find(&error) {
-        return match upstream {
-            UpstreamError::RateLimited { reset_time, .. } => ScopeError::RateLimited {
-                reset_time: *reset_time,
-                message: format!("{what}: github rate limit exhausted"),
-            },
-            other => ScopeError::Failed {
-                reason: "UPSTREAM_UNAVAILABLE",
-                message: format!("{what}: {other}"),
-            },
-        };
+        return upstream_error(upstream, what);
     }
     match &error {
         octocrab::Error::GitHub { source, .. } => {
@@ -129,10 +120,32 @@ fn scope_error(error: octocrab::Error, what: &str) -> ScopeError {
     }
 }
 
+/// Maps a failure of the shared upstream layer to a scope outcome.
+fn upstream_error(upstream: &UpstreamError, what: &str) -> ScopeError {
+    match upstream {
+        UpstreamError::RateLimited { reset_time, .. } => ScopeError::RateLimited {
+            reset_time: *reset_time,
+            message: format!("{what}: github rate limit exhausted"),
+        },
+        other => ScopeError::Failed {
+            reason: "UPSTREAM_UNAVAILABLE",
+            message: format!("{what}: {other}"),
+        },
+    }
+}
+
+/// The scope error of a request a `Session` sent.
+fn request_error(error: RequestError, what: &str) -> ScopeError {
+    match error {
+        RequestError::Upstream(upstream) => upstream_error(&upstream, what),
+        RequestError::GitHub(error) => scope_error(error, what),
+    }
+}
+
 /// The scope error of a request made with `client::get_*`.
 fn page_error(error: PageError, what: &str) -> ScopeError {
     match error {
-        PageError::Request(e) => scope_error(e, what),
+        PageError::Request(e) => request_error(e, what),
         PageError::Malformed => malformed(what),
     }
 }
@@ -285,7 +298,7 @@ fn decode_blob(blob: &GitBlob) -> Result<String, String> {
 /// The scope error of a GraphQL read of the blobs of `what`.
 fn graphql_error(error: GraphqlError, what: &str) -> ScopeError {
     match error {
-        GraphqlError::Request(e) => scope_error(e, what),
+        GraphqlError::Request(e) => request_error(e, what),
         GraphqlError::Malformed => malformed(what),
         GraphqlError::RateLimited(reset_time) => ScopeError::RateLimited {
             reset_time,
@@ -344,13 +357,13 @@ struct Wanted {
 type BlobTexts = (Vec<Result<String, String>>, Option<(usize, ScopeError)>);
 
 /// Reads blobs over REST, four at a time.
-async fn read_blobs_rest(crab: &Octocrab, wanted: &[&Wanted]) -> BlobTexts {
+async fn read_blobs_rest(session: &Session, wanted: &[&Wanted]) -> BlobTexts {
     // Collected first: a stream over a borrowing closure would not be Send.
     let reads: Vec<_> = wanted
         .iter()
         .map(|w| {
             let route = format!("/repos/{}/{}/git/blobs/{}", w.blob.owner, w.blob.name, w.blob.sha);
-            async move { client::get_blob(crab, &route).await }
+            async move { client::get_blob(session, &route).await }
         })
         .collect();
     let blobs = futures::stream::iter(reads).buffered(4).collect::<Vec<_>>().await;
@@ -370,14 +383,14 @@ async fn read_blobs_rest(crab: &Octocrab, wanted: &[&Wanted]) -> BlobTexts {
 }
 
 /// One GraphQL read of `chunk`, and REST reads of what it gave no text for.
-async fn read_chunk(crab: &Octocrab, chunk: &[Wanted]) -> Result<Vec<Result<String, String>>, ScopeError> {
+async fn read_chunk(session: &Session, chunk: &[Wanted]) -> Result<Vec<Result<String, String>>, ScopeError> {
     let refs: Vec<BlobRef> = chunk.iter().map(|w| w.blob.clone()).collect();
     let first = &chunk[0];
     let what = || match chunk.len() {
         1 => format!("manifest {} of {}", first.path, first.full),
         n => format!("{n} manifests from {} on", first.full),
     };
-    let texts = match client::read_blobs(crab, &refs).await {
+    let texts = match client::read_blobs(session, &refs).await {
         Ok(texts) => texts,
         // GitHub answered, without data (a query that timed out at GitHub
         // says so this way) or with a body that is not a GraphQL answer: the
@@ -395,7 +408,7 @@ async fn read_chunk(crab: &Octocrab, chunk: &[Wanted]) -> Result<Vec<Result<Stri
         .filter(|(_, text)| **text == BlobText::Unavailable)
         .map(|(w, _)| w)
         .collect();
-    let (rest, failed) = read_blobs_rest(crab, &fallback).await;
+    let (rest, failed) = read_blobs_rest(session, &fallback).await;
     if let Some((_, e)) = failed {
         return Err(e);
     }
@@ -412,11 +425,11 @@ async fn read_chunk(crab: &Octocrab, chunk: &[Wanted]) -> Result<Vec<Result<Stri
 /// Reads the blobs of a page in order: GraphQL reads of up to `batch`
 /// blobs each (two at once), over REST what GraphQL gives no text for
 /// (binary, truncated, gone). With `batch` 0, every blob over REST.
-async fn read_page_blobs(crab: &Octocrab, batch: usize, wanted: &[Wanted]) -> BlobTexts {
+async fn read_page_blobs(session: &Session, batch: usize, wanted: &[Wanted]) -> BlobTexts {
     if batch == 0 {
-        return read_blobs_rest(crab, &wanted.iter().collect::<Vec<_>>()).await;
+        return read_blobs_rest(session, &wanted.iter().collect::<Vec<_>>()).await;
     }
-    let reads: Vec<_> = wanted.chunks(batch).map(|chunk| read_chunk(crab, chunk)).collect();
+    let reads: Vec<_> = wanted.chunks(batch).map(|chunk| read_chunk(session, chunk)).collect();
     let results = futures::stream::iter(reads).buffered(2).collect::<Vec<_>>().await;
     let mut texts = Vec::with_capacity(wanted.len());
     for (result, chunk) in results.into_iter().zip(wanted.chunks(batch)) {
@@ -436,7 +449,7 @@ impl GithubConnector {
     /// path with the same sha as in the baseline is the same entity) and its
     /// SBOM, which do not depend on each other.
     async fn fetch_pending(
-        crab: &Octocrab,
+        session: &Session,
         repo: &GhRepository,
         known: &KnownVersions,
         plan: FetchPlan,
@@ -446,14 +459,14 @@ impl GithubConnector {
         let (blobs, sbom) = futures::join!(
             async {
                 if plan.want_manifests {
-                    Self::fetch_tree(crab, repo, known, &owner, &full).await
+                    Self::fetch_tree(session, repo, known, &owner, &full).await
                 } else {
                     Ok((Vec::new(), Vec::new()))
                 }
             },
             async {
                 if plan.want_sbom {
-                    Self::fetch_sbom(crab, repo, &owner, &full).await
+                    Self::fetch_sbom(session, repo, &owner, &full).await
                 } else {
                     Ok(None)
                 }
@@ -468,7 +481,7 @@ impl GithubConnector {
     }
 
     async fn fetch_tree(
-        crab: &Octocrab,
+        session: &Session,
         repo: &GhRepository,
         known: &KnownVersions,
         owner: &str,
@@ -478,7 +491,7 @@ impl GithubConnector {
         let branch = repo.default_branch.clone().unwrap_or_else(|| "HEAD".into());
         let route = format!("/repos/{owner}/{name}/git/trees/{branch}?recursive=1");
         let mut kept = Vec::new();
-        match client::get_json::<GitTree>(crab, &route, None).await {
+        match client::get_json::<GitTree>(session, &route, None).await {
             Ok(tree) => {
                 if tree.truncated {
                     tracing::warn!(connector = ID, repo = %full, "git tree truncated by github; manifests may be missing");
@@ -500,13 +513,15 @@ impl GithubConnector {
                 Ok((blobs, kept))
             }
             // 409: the repository is empty; 404: no such branch.
-            Err(PageError::Request(error)) if matches!(status_of(&error), Some(409 | 404)) => Ok((Vec::new(), kept)),
+            Err(PageError::Request(RequestError::GitHub(error))) if matches!(status_of(&error), Some(409 | 404)) => {
+                Ok((Vec::new(), kept))
+            }
             Err(error) => Err(page_error(error, &format!("tree of {full}"))),
         }
     }
 
     async fn fetch_sbom(
-        crab: &Octocrab,
+        session: &Session,
         repo: &GhRepository,
         owner: &str,
         full: &str,
@@ -515,7 +530,7 @@ impl GithubConnector {
         let parent = repo_urn(repo);
         let mut sbom = None;
         let route = format!("/repos/{owner}/{name}/dependency-graph/sbom");
-        match client::get_json::<SbomResponse>(crab, &route, None).await {
+        match client::get_json::<SbomResponse>(session, &route, None).await {
             Ok(response) => {
                 let doc = response.sbom;
                 let mut packages: Vec<SbomPackage> = doc
@@ -552,7 +567,7 @@ impl GithubConnector {
                 });
             }
             // 404: the dependency graph is not enabled for this repository.
-            Err(PageError::Request(error)) if status_of(&error) == Some(404) => {}
+            Err(PageError::Request(RequestError::GitHub(error))) if status_of(&error) == Some(404) => {}
             Err(error) => return Err(page_error(error, &format!("sbom of {full}"))),
         }
         Ok(sbom)
@@ -562,11 +577,11 @@ impl GithubConnector {
     /// repository): trees and SBOMs of `concurrency` repositories at a time,
     /// then the page's manifests, in GraphQL reads of `blob_batch` blobs.
     async fn fetch_page(
-        crab: Octocrab,
+        session: Session,
         planned: Vec<(GhRepository, Option<KnownVersions>)>,
         plan: FetchPlan,
     ) -> PageOutcome {
-        let crab = &crab;
+        let session = &session;
         let fetched: Vec<Result<(GhRepository, Option<Pending>), ScopeError>> = futures::stream::iter(planned)
             .map(|(repo, known)| async move {
                 let Some(known) = known else {
@@ -574,10 +589,10 @@ impl GithubConnector {
                 };
                 // Each repository's requests and their parsing run in a task
                 // of their own, so they spread over the cores.
-                let crab = crab.clone();
+                let session = session.clone();
                 let id = repo.id;
                 let task = crate::http::spawn_in_sync(async move {
-                    let pending = Self::fetch_pending(&crab, &repo, &known, plan).await;
+                    let pending = Self::fetch_pending(&session, &repo, &known, plan).await;
                     pending.map(|pending| (repo, Some(pending)))
                 });
                 task.await.unwrap_or_else(|error| {
@@ -619,7 +634,7 @@ impl GithubConnector {
                 })
             })
             .collect();
-        let (texts, failed) = read_page_blobs(crab, plan.blob_batch, &wanted).await;
+        let (texts, failed) = read_page_blobs(session, plan.blob_batch, &wanted).await;
         if let Some((repo, e)) = failed {
             done.truncate(repo);
             error = Some(e);
@@ -734,7 +749,7 @@ impl GithubConnector {
     /// task of its own), and the next listing page is fetched meanwhile;
     /// entities and page checkpoints still go out in listing order.
     async fn sync_org(&self, request: &GithubRequest, org: &str, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
-        let crab = self
+        let session = self
             .client
             .for_owner(org, None)
             .await
@@ -769,7 +784,7 @@ impl GithubConnector {
             ScopeError::Fatal(SyncError::Internal(format!("{what} of {org} ended: {error}")))
         };
         // A listing page fetched and not yet handed to a page task.
-        let mut ready: Option<RepoPage> = Some(client::get_repo_page(&crab, first).await.map_err(listing_error)?);
+        let mut ready: Option<RepoPage> = Some(client::get_repo_page(&session, first).await.map_err(listing_error)?);
         let mut to_fetch: Option<Uri> = None;
         let mut listing = None;
         let mut pages = futures::stream::FuturesOrdered::new();
@@ -787,7 +802,7 @@ impl GithubConnector {
                     None => None,
                 };
                 let planned = self.plan(request, page.items, ctx);
-                let task = crate::http::spawn_in_sync(Self::fetch_page(crab.clone(), planned, plan));
+                let task = crate::http::spawn_in_sync(Self::fetch_page(session.clone(), planned, plan));
                 let cursor = next.clone();
                 pages.push_back(async move { (task.await, cursor) });
                 to_fetch = next;
@@ -798,9 +813,9 @@ impl GithubConnector {
             {
                 // The page is fetched and parsed (100 items of 5 KB) by a task
                 // of its own, not by the one that sends this scope's entities.
-                let crab = crab.clone();
+                let session = session.clone();
                 listing = Some(crate::http::spawn_in_sync(async move {
-                    client::get_repo_page(&crab, uri).await
+                    client::get_repo_page(&session, uri).await
                 }));
             }
             let event = match listing.as_mut() {
@@ -842,17 +857,16 @@ impl GithubConnector {
         name: &str,
         ctx: &mut ScopeContext<'_>,
     ) -> Result<(), ScopeError> {
-        let crab = self
+        let session = self
             .client
             .for_owner(owner, Some(name))
             .await
             .map_err(|e| scope_error(e, &format!("installation of {owner}/{name}")))?;
-        let repo = crab
-            .get::<GhRepository, _, ()>(format!("/repos/{owner}/{name}"), None)
+        let repo = client::get_json::<GhRepository>(&session, &format!("/repos/{owner}/{name}"), None)
             .await
-            .map_err(|e| scope_error(e, &format!("repository {owner}/{name}")))?;
+            .map_err(|e| page_error(e, &format!("repository {owner}/{name}")))?;
         let planned = self.plan(request, vec![repo], ctx);
-        let outcome = Self::fetch_page(crab, planned, self.fetch_plan(ctx)).await;
+        let outcome = Self::fetch_page(session, planned, self.fetch_plan(ctx)).await;
         self.push_page(outcome, "repos/get", ctx).await
     }
 }
