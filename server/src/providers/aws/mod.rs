@@ -400,10 +400,13 @@ impl AwsConnector {
                         });
                     }
                 };
-                for image in images {
+                // By reference: an `ImageDetail` is some 300 bytes, and moving
+                // each out of the page was 2% of the server's CPU (README,
+                // "Performance").
+                for image in &images {
                     let Some(digest) = image.image_digest() else { continue };
-                    let mut tags: Vec<String> = image.image_tags().to_vec();
-                    tags.sort();
+                    let mut tags: Vec<&str> = image.image_tags().iter().map(String::as_str).collect();
+                    tags.sort_unstable();
                     let entity = asset(
                         place,
                         "aws.ecr.image",
@@ -417,7 +420,7 @@ impl AwsConnector {
                             image: [uri, "@", digest].concat(),
                             digest: digest.to_owned(),
                         }],
-                        tags.iter().map(|t| label("aws.ecr.image_tag", t.as_str())).collect(),
+                        tags.into_iter().map(|t| label("aws.ecr.image_tag", t)).collect(),
                         timestamp(image.image_pushed_at()),
                         None,
                         Vec::new(),
