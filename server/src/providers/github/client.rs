@@ -203,7 +203,9 @@ impl From<octocrab::Error> for RequestError {
 
 impl Session {
     /// Sends a request to `route` (a path and query, relative to the
-    /// configured API URL) and returns a 2xx response; an error status is
+    /// configured API URL; an absolute URI must be on that URL's origin and
+    /// under its path, or the upstream client refuses it before anything,
+    /// the credential included, is sent) and returns a 2xx response; an error status is
     /// `RequestError::GitHub`, parsed as octocrab parses it. A 401 to an
     /// installation's request (its token revoked before it expired) is sent
     /// once more through octocrab, which forgets the token, mints a new one
@@ -368,9 +370,12 @@ pub enum PageError {
 /// header (its own parser, given the headers with an empty body).
 pub async fn get_repo_page(session: &Session, uri: http::Uri) -> Result<RepoPage, PageError> {
     use http_body_util::BodyExt as _;
-    let route = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // Whole: an absolute URI keeps its origin, which the upstream client
+    // checks against the configured one (listing links are made relative
+    // before they get here).
+    let route = uri.to_string();
     let response = session
-        .send(http::Method::GET, route, None, bytes::Bytes::new())
+        .send(http::Method::GET, &route, None, bytes::Bytes::new())
         .await
         .map_err(PageError::Request)?;
     let (parts, bytes) = response.into_parts();

@@ -153,3 +153,31 @@ fn the_replay_view_answers_a_blob_query_in_githubs_shape() {
         serde_json::json!({"errors": [{"message": "Field 'viewer' doesn't exist on type 'Query'"}]})
     );
 }
+
+/// A session sends only to the configured origin: an absolute URI elsewhere
+/// (say, a listing link that was not made relative) is refused before
+/// anything is sent, so the token never leaves for it.
+#[tokio::test]
+async fn a_session_refuses_a_uri_on_another_origin_before_sending() {
+    let config =
+        crate::http::UpstreamConfig::new("github", url::Url::parse("https://ghe.example.test/api/v3").unwrap());
+    let upstream =
+        Arc::new(crate::http::UpstreamClient::new(config, crate::cache::SharedCache::memory(1 << 20)).unwrap());
+    let client = GithubClient::new(upstream, &GithubAuth::Token("ghp_sessiontest".into())).unwrap();
+    let session = client.for_owner("acme", None).await.unwrap();
+    for route in [
+        "https://elsewhere.example.test/api/v3/orgs/acme/repos?page=2",
+        "https://ghe.example.test/other/orgs/acme/repos",
+    ] {
+        let error = client::get_repo_page(&session, route.parse().unwrap())
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(
+                error,
+                PageError::Request(RequestError::Upstream(UpstreamError::ForeignOrigin))
+            ),
+            "{route}: {error:?}"
+        );
+    }
+}
