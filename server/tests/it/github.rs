@@ -383,6 +383,16 @@ async fn live_with_token(api_url: &str) -> TestServer {
     TestServer::with_config(config).await
 }
 
+/// A FULL sync of every kind of `orgs`.
+async fn sync_full(server: &TestServer, orgs: &[&str]) -> Vec<SyncEvent> {
+    let request = SyncRequest {
+        orgs: orgs.iter().map(|o| (*o).to_owned()).collect(),
+        options: Some(full()),
+        ..Default::default()
+    };
+    collect(open(server, request).await).await
+}
+
 /// A FULL sync of only the repositories of `orgs`.
 async fn sync_repositories(server: &TestServer, orgs: &[&str]) -> Vec<SyncEvent> {
     let mut options = full();
@@ -882,18 +892,7 @@ async fn enterprise_server_manifests_are_read_at_api_graphql() {
         .await
         .unwrap();
     let server = live_with_token(&format!("{}/api/v3", upstream.base_url())).await;
-    let events = collect(
-        open(
-            &server,
-            SyncRequest {
-                orgs: vec!["octo-org".into()],
-                options: Some(full()),
-                ..Default::default()
-            },
-        )
-        .await,
-    )
-    .await;
+    let events = sync_full(&server, &["octo-org"]).await;
     assert!(summary(&events).complete, "{:?}", scope_errors(&events));
     assert_eq!(
         upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
@@ -996,18 +995,7 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
     }
     let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
     let server = live_with_token(upstream.base_url()).await;
-    let events = collect(
-        open(
-            &server,
-            SyncRequest {
-                orgs: vec!["octo-org".into(), "globex".into()],
-                options: Some(full()),
-                ..Default::default()
-            },
-        )
-        .await,
-    )
-    .await;
+    let events = sync_full(&server, &["octo-org", "globex"]).await;
     assert_eq!(upserts(&events), Vec::<(String, String)>::new());
     assert_eq!(
         scope_errors(&events),
@@ -1119,4 +1107,69 @@ async fn a_revoked_installation_token_is_minted_again_and_the_request_resent() {
     // same token), a mint, the listing answered 200.
     assert_eq!(upstream.stats().requests(), 7);
     assert_eq!(upstream.unmatched_requests(), vec!["GET /app".to_owned()]);
+}
+
+/// A default branch whose name holds characters a URI cannot carry as they
+/// are (git allows `#` and `%` in ref names) is sent percent-encoded in the
+/// tree route, so its manifests are read (a `#` sent raw would cut the path
+/// at it, and GitHub would answer for another branch, or 404).
+#[tokio::test]
+async fn a_default_branch_named_with_hash_and_percent_has_its_tree_read() {
+    let (mut repo, repo_id) = first_fixture_repo();
+    repo["default_branch"] = serde_json::json!("release/#12-100%");
+    let full_name = repo["full_name"].as_str().unwrap().to_owned();
+    let get = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| -> Exchange {
+        serde_json::from_value(serde_json::json!({
+            "request": {"method": "GET", "path": path, "query": query},
+            "response": {"status": status, "headers": {"content-type": "application/json; charset=utf-8"}, "body": body}
+        }))
+        .unwrap()
+    };
+    let blob = "5e7a0c1d2b3f4a5968778695a4b3c2d1e0f9a8b7";
+    let mut set = FixtureSet::default();
+    set.insert(get(
+        "/orgs/octo-org/repos".into(),
+        serde_json::json!({"per_page": "100"}),
+        200,
+        serde_json::json!([repo]),
+    ));
+    set.insert(get(
+        format!("/repos/{full_name}/git/trees/release/%2312-100%25"),
+        serde_json::json!({"recursive": "1"}),
+        200,
+        serde_json::json!({"sha": "77aa", "truncated": false, "tree": [
+            {"path": "go.mod", "mode": "100644", "type": "blob", "sha": blob, "size": 40}
+        ]}),
+    ));
+    set.insert(get(
+        format!("/repos/{full_name}/git/blobs/{blob}"),
+        serde_json::json!({}),
+        200,
+        serde_json::json!({"sha": blob, "size": 40, "encoding": "utf-8",
+            "content": "module example.com/x\n\nrequire golang.org/x/text v0.14.0\n"}),
+    ));
+    set.insert(get(
+        format!("/repos/{full_name}/dependency-graph/sbom"),
+        serde_json::json!({}),
+        404,
+        serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}),
+    ));
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.token = Some("ghp_testtoken".into());
+    config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
+    // Blobs over REST: the replay server here has no GraphQL view.
+    config.github.blob_batch = Some(0);
+    let server = TestServer::with_config(config).await;
+    let events = sync_full(&server, &["octo-org"]).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        vec![
+            format!("urn:connectors:github:repository:{repo_id}"),
+            format!("urn:connectors:github:manifest:{repo_id}:go.mod"),
+        ]
+    );
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
 }

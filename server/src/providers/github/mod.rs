@@ -268,6 +268,29 @@ struct FetchPlan {
     blob_batch: usize,
 }
 
+/// What of a git ref name is percent-encoded in a request path: what a URI
+/// cannot carry as is (non-ASCII is always encoded). Git allows `#`, `%` and
+/// other punctuation in ref names; a `#` sent raw would end the path there
+/// (the request would read another branch's tree, or none). `/` is kept:
+/// refs nest with it, and GitHub reads `git/trees/release/1.2` as the ref
+/// `release/1.2`.
+const REF_IN_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'[')
+    .add(b']');
+
 fn manifest_urn(repo: &GhRepository, path: &str) -> String {
     urn(ID, EntityKind::Manifest, &format!("{}:{path}", repo.id))
 }
@@ -489,6 +512,7 @@ impl GithubConnector {
     ) -> Result<(Vec<(String, &'static str, String)>, Vec<String>), ScopeError> {
         let name = &repo.name;
         let branch = repo.default_branch.clone().unwrap_or_else(|| "HEAD".into());
+        let branch = percent_encoding::utf8_percent_encode(&branch, REF_IN_PATH);
         let route = format!("/repos/{owner}/{name}/git/trees/{branch}?recursive=1");
         let mut kept = Vec::new();
         match client::get_json::<GitTree>(session, &route, None).await {
