@@ -383,6 +383,18 @@ async fn live_with_token(api_url: &str) -> TestServer {
     TestServer::with_config(config).await
 }
 
+/// A live server with a token on a replay server of `set`, reading blobs
+/// over REST (the replay server here has no GraphQL view).
+async fn live_with_rest_blobs(set: FixtureSet) -> (TestServer, ReplayServer) {
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.token = Some("ghp_testtoken".into());
+    config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
+    config.github.blob_batch = Some(0);
+    (TestServer::with_config(config).await, upstream)
+}
+
 /// A FULL sync of every kind of `orgs`.
 async fn sync_full(server: &TestServer, orgs: &[&str]) -> Vec<SyncEvent> {
     let request = SyncRequest {
@@ -1154,14 +1166,7 @@ async fn a_default_branch_named_with_hash_and_percent_has_its_tree_read() {
         404,
         serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}),
     ));
-    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
-    let mut config = Config::for_tests();
-    config.mode = ConnectorsMode::Live;
-    config.github.token = Some("ghp_testtoken".into());
-    config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
-    // Blobs over REST: the replay server here has no GraphQL view.
-    config.github.blob_batch = Some(0);
-    let server = TestServer::with_config(config).await;
+    let (server, upstream) = live_with_rest_blobs(set).await;
     let events = sync_full(&server, &["octo-org"]).await;
     assert!(summary(&events).complete, "{:?}", scope_errors(&events));
     assert_eq!(
@@ -1172,4 +1177,118 @@ async fn a_default_branch_named_with_hash_and_percent_has_its_tree_read() {
         ]
     );
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}
+
+/// A recursive tree GitHub cuts short (`truncated`: past 100,000 entries or
+/// 7 MB) is read a level at a time, as GitHub's documentation says: the root
+/// without `recursive`, each subtree recursively, one cut short again a level
+/// at a time. Manifests anywhere in it are read; vendored directories are not.
+#[tokio::test]
+async fn a_truncated_tree_is_read_a_level_at_a_time() {
+    let (repo, repo_id) = first_fixture_repo();
+    let full_name = repo["full_name"].as_str().unwrap().to_owned();
+    let branch = repo["default_branch"].as_str().unwrap().to_owned();
+    let get = |path: String, query: serde_json::Value, body: serde_json::Value| -> Exchange {
+        serde_json::from_value(serde_json::json!({
+            "request": {"method": "GET", "path": path, "query": query},
+            "response": {"status": 200, "headers": {"content-type": "application/json; charset=utf-8"}, "body": body}
+        }))
+        .unwrap()
+    };
+    let entry = |path: &str, kind: &str, sha: &str| {
+        let mode = if kind == "tree" { "040000" } else { "100644" };
+        serde_json::json!({"path": path, "mode": mode, "type": kind, "sha": sha})
+    };
+    let trees = format!("/repos/{full_name}/git/trees");
+    let recursive = serde_json::json!({"recursive": "1"});
+    let (root, services, api, web, modules) = ("a0", "b1", "c2", "d3", "e4");
+    let (root_json, api_mod, web_json) = (
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+        "3333333333333333333333333333333333333333",
+    );
+    let blob = |sha: &str, content: &str| {
+        get(
+            format!("/repos/{full_name}/git/blobs/{sha}"),
+            serde_json::json!({}),
+            serde_json::json!({"sha": sha, "encoding": "utf-8", "content": content}),
+        )
+    };
+    let mut set = FixtureSet::default();
+    for exchange in [
+        get(
+            "/orgs/octo-org/repos".into(),
+            serde_json::json!({"per_page": "100"}),
+            serde_json::json!([repo]),
+        ),
+        // Cut short: only the first entries of a listing too large.
+        get(
+            format!("{trees}/{branch}"),
+            recursive.clone(),
+            serde_json::json!({"sha": root, "truncated": true, "tree": [entry("node_modules", "tree", modules)]}),
+        ),
+        get(
+            format!("{trees}/{root}"),
+            serde_json::json!({}),
+            serde_json::json!({"sha": root, "truncated": false, "tree": [
+                entry("node_modules", "tree", modules),
+                entry("package.json", "blob", root_json),
+                entry("services", "tree", services),
+                entry("web", "tree", web),
+            ]}),
+        ),
+        // `services` is cut short again: read a level at a time.
+        get(
+            format!("{trees}/{services}"),
+            recursive.clone(),
+            serde_json::json!({"sha": services, "truncated": true, "tree": []}),
+        ),
+        get(
+            format!("{trees}/{services}"),
+            serde_json::json!({}),
+            serde_json::json!({"sha": services, "truncated": false, "tree": [entry("api", "tree", api)]}),
+        ),
+        get(
+            format!("{trees}/{api}"),
+            recursive.clone(),
+            serde_json::json!({"sha": api, "truncated": false, "tree": [entry("go.mod", "blob", api_mod)]}),
+        ),
+        get(
+            format!("{trees}/{web}"),
+            recursive.clone(),
+            serde_json::json!({"sha": web, "truncated": false, "tree": [
+                entry("app", "tree", "f5"),
+                entry("app/package.json", "blob", web_json),
+            ]}),
+        ),
+        blob(root_json, "{\"dependencies\": {\"left-pad\": \"1.3.0\"}}"),
+        blob(api_mod, "module example.com/api\n\nrequire golang.org/x/text v0.14.0\n"),
+        blob(web_json, "{\"dependencies\": {\"react\": \"18.3.1\"}}"),
+        get(
+            format!("/repos/{full_name}/dependency-graph/sbom"),
+            serde_json::json!({}),
+            serde_json::json!({"sbom": {"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": full_name,
+                "documentNamespace": "https://spdx.org/spdxdocs/x", "creationInfo": {"created": "2025-06-30T09:14:27Z"},
+                "packages": []}}),
+        ),
+    ] {
+        set.insert(exchange);
+    }
+    let (server, upstream) = live_with_rest_blobs(set).await;
+    let events = sync_full(&server, &["octo-org"]).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        vec![
+            format!("urn:connectors:github:repository:{repo_id}"),
+            format!("urn:connectors:github:manifest:{repo_id}:package.json"),
+            format!("urn:connectors:github:manifest:{repo_id}:services/api/go.mod"),
+            format!("urn:connectors:github:manifest:{repo_id}:web/app/package.json"),
+            format!("urn:connectors:github:sbom:{repo_id}"),
+        ]
+    );
+    // The 11 exchanges, each once, and the start-up `GET /user`: node_modules
+    // is not read.
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+    assert_eq!(upstream.stats().requests(), 12);
 }

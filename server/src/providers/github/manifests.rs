@@ -2,12 +2,15 @@
 
 use connectors_proto::v1::Dependency;
 
+/// Whether a directory of this name holds vendored or built files, whose
+/// manifests are not the repository's own.
+pub fn skipped_dir(name: &str) -> bool {
+    matches!(name, "node_modules" | "vendor" | "target" | ".git")
+}
+
 /// The ecosystem of a manifest file name, or `None` when it is not a manifest.
 pub fn ecosystem(path: &str) -> Option<&'static str> {
-    if path
-        .split('/')
-        .any(|segment| matches!(segment, "node_modules" | "vendor" | "target" | ".git"))
-    {
+    if path.split('/').any(skipped_dir) {
         return None;
     }
     let file = path.rsplit('/').next().unwrap_or(path);

@@ -15,8 +15,8 @@ mod tests;
 use std::sync::Arc;
 
 use self::client::{
-    BlobRef, BlobText, GitBlob, GitTree, GithubAuth, GithubClient, GraphqlError, ListedRepo as GhRepository, PageError,
-    RepoPage, RequestError, SbomResponse, Session,
+    BlobRef, BlobText, GitBlob, GitTree, GitTreeEntry, GithubAuth, GithubClient, GraphqlError,
+    ListedRepo as GhRepository, PageError, RepoPage, RequestError, SbomResponse, Session,
 };
 use crate::http::UpstreamError;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
@@ -517,11 +517,13 @@ impl GithubConnector {
         let mut kept = Vec::new();
         match client::get_json::<GitTree>(session, &route, None).await {
             Ok(tree) => {
-                if tree.truncated {
-                    tracing::warn!(connector = ID, repo = %full, "git tree truncated by github; manifests may be missing");
-                }
-                let blobs = tree
-                    .tree
+                let entries = if tree.truncated {
+                    tracing::info!(connector = ID, repo = %full, "git tree truncated by github; reading it a level at a time");
+                    Self::walk_tree(session, owner, name, tree.sha, full).await?
+                } else {
+                    tree.tree
+                };
+                let blobs = entries
                     .into_iter()
                     .filter(|e| e.kind == "blob")
                     .filter_map(|e| manifests::ecosystem(&e.path).map(|eco| (e.path, eco, e.sha)))
@@ -542,6 +544,62 @@ impl GithubConnector {
             }
             Err(error) => Err(page_error(error, &format!("tree of {full}"))),
         }
+    }
+
+    /// The entries of a tree GitHub cut short in its recursive listing
+    /// (past 100,000 entries or 7 MB), read as GitHub's documentation says:
+    /// a level at a time. A subtree is listed recursively in one request,
+    /// and only one cut short again is read a level at a time; directories
+    /// of vendored or built files (`manifests::skipped_dir`) are not read.
+    /// Entries come in path order.
+    async fn walk_tree(
+        session: &Session,
+        owner: &str,
+        name: &str,
+        root: String,
+        full: &str,
+    ) -> Result<Vec<GitTreeEntry>, ScopeError> {
+        let get = |sha: &str, recursive: bool| {
+            let route = format!(
+                "/repos/{owner}/{name}/git/trees/{sha}{}",
+                if recursive { "?recursive=1" } else { "" }
+            );
+            async move {
+                client::get_json::<GitTree>(session, &route, None)
+                    .await
+                    .map_err(|e| page_error(e, &format!("tree of {full}")))
+            }
+        };
+        let prefixed = |prefix: &str, mut entry: GitTreeEntry| {
+            if !prefix.is_empty() {
+                entry.path = format!("{prefix}/{}", entry.path);
+            }
+            entry
+        };
+        let mut entries = Vec::new();
+        // Trees to read a level at a time: their path and sha.
+        let mut levels = vec![(String::new(), root)];
+        while let Some((prefix, sha)) = levels.pop() {
+            for entry in get(&sha, false).await?.tree {
+                let entry = prefixed(&prefix, entry);
+                if entry.kind != "tree" {
+                    entries.push(entry);
+                    continue;
+                }
+                if manifests::skipped_dir(entry.path.rsplit('/').next().unwrap_or_default()) {
+                    continue;
+                }
+                let subtree = get(&entry.sha, true).await?;
+                if subtree.truncated {
+                    levels.push((entry.path.clone(), entry.sha.clone()));
+                } else {
+                    entries.extend(subtree.tree.into_iter().map(|e| prefixed(&entry.path, e)));
+                }
+                entries.push(entry);
+            }
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
     }
 
     async fn fetch_sbom(
