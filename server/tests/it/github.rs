@@ -383,6 +383,22 @@ async fn live_with_token(api_url: &str) -> TestServer {
     TestServer::with_config(config).await
 }
 
+/// A recorded `GET` of `path` with `query`, answered `status` with a JSON
+/// `body` (a JSON string is sent as it is, as a body that may not parse).
+fn get_exchange(path: String, query: serde_json::Value, status: u16, body: serde_json::Value) -> Exchange {
+    let mut response =
+        serde_json::json!({"status": status, "headers": {"content-type": "application/json; charset=utf-8"}});
+    match body {
+        serde_json::Value::String(text) => response["body_text"] = text.into(),
+        body => response["body"] = body,
+    }
+    serde_json::from_value(serde_json::json!({
+        "request": {"method": "GET", "path": path, "query": query},
+        "response": response
+    }))
+    .unwrap()
+}
+
 /// A live server with a token on a replay server of `set`, reading blobs
 /// over REST (the replay server here has no GraphQL view).
 async fn live_with_rest_blobs(set: FixtureSet) -> (TestServer, ReplayServer) {
@@ -872,12 +888,13 @@ async fn enterprise_server_manifests_are_read_at_api_graphql() {
     let (repo, repo_id) = first_fixture_repo();
     let full_name = repo["full_name"].as_str().unwrap().to_owned();
     let branch = repo["default_branch"].as_str().unwrap().to_owned();
-    let get = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| -> Exchange {
-        serde_json::from_value(serde_json::json!({
-            "request": {"method": "GET", "path": path, "query": query, "headers": {"authorization": "Bearer ghp_testtoken"}},
-            "response": {"status": status, "headers": {"content-type": "application/json"}, "body": body}
-        }))
-        .unwrap()
+    let get = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| {
+        let mut exchange = get_exchange(path, query, status, body);
+        exchange
+            .request
+            .headers
+            .insert("authorization".into(), "Bearer ghp_testtoken".into());
+        exchange
     };
     let mut set = FixtureSet::default();
     set.insert(get(
@@ -948,19 +965,7 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
     sbom_repo["owner"]["login"] = serde_json::json!("globex");
     let tree_full = tree_repo["full_name"].as_str().unwrap().to_owned();
     let branch = tree_repo["default_branch"].as_str().unwrap().to_owned();
-    let exchange = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| -> Exchange {
-        let mut response =
-            serde_json::json!({"status": status, "headers": {"content-type": "application/json; charset=utf-8"}});
-        match body {
-            serde_json::Value::String(text) => response["body_text"] = text.into(),
-            body => response["body"] = body,
-        }
-        serde_json::from_value(serde_json::json!({
-            "request": {"method": "GET", "path": path, "query": query},
-            "response": response
-        }))
-        .unwrap()
-    };
+    let exchange = get_exchange;
     let tree = serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []});
     let not_found = serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"});
     let mut set = FixtureSet::default();
@@ -1130,13 +1135,7 @@ async fn a_default_branch_named_with_hash_and_percent_has_its_tree_read() {
     let (mut repo, repo_id) = first_fixture_repo();
     repo["default_branch"] = serde_json::json!("release/#12-100%");
     let full_name = repo["full_name"].as_str().unwrap().to_owned();
-    let get = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| -> Exchange {
-        serde_json::from_value(serde_json::json!({
-            "request": {"method": "GET", "path": path, "query": query},
-            "response": {"status": status, "headers": {"content-type": "application/json; charset=utf-8"}, "body": body}
-        }))
-        .unwrap()
-    };
+    let get = get_exchange;
     let blob = "5e7a0c1d2b3f4a5968778695a4b3c2d1e0f9a8b7";
     let mut set = FixtureSet::default();
     set.insert(get(
@@ -1188,13 +1187,7 @@ async fn a_truncated_tree_is_read_a_level_at_a_time() {
     let (repo, repo_id) = first_fixture_repo();
     let full_name = repo["full_name"].as_str().unwrap().to_owned();
     let branch = repo["default_branch"].as_str().unwrap().to_owned();
-    let get = |path: String, query: serde_json::Value, body: serde_json::Value| -> Exchange {
-        serde_json::from_value(serde_json::json!({
-            "request": {"method": "GET", "path": path, "query": query},
-            "response": {"status": 200, "headers": {"content-type": "application/json; charset=utf-8"}, "body": body}
-        }))
-        .unwrap()
-    };
+    let get = |path: String, query: serde_json::Value, body: serde_json::Value| get_exchange(path, query, 200, body);
     let entry = |path: &str, kind: &str, sha: &str| {
         let mode = if kind == "tree" { "040000" } else { "100644" };
         serde_json::json!({"path": path, "mode": mode, "type": kind, "sha": sha})
