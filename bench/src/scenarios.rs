@@ -156,8 +156,16 @@ impl Server {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut env = env;
         env.push(("CONNECTORS_LISTEN".into(), addr.to_string()));
-        env.push(("CONNECTORS_METRICS_LISTEN".into(), "off".into()));
-        env.push(("RUST_LOG".into(), "warn".into()));
+        // Telemetry as deployed: the Prometheus endpoint on and the default
+        // log level (info), so that their cost is measured too. The
+        // bench's own `RUST_LOG` or `CONNECTORS_METRICS_LISTEN` (`off`)
+        // reaches the server instead, for experiments.
+        let metrics = std::env::var("CONNECTORS_METRICS_LISTEN")
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], free_port())).to_string());
+        env.push(("CONNECTORS_METRICS_LISTEN".into(), metrics));
+        if let Ok(level) = std::env::var("RUST_LOG") {
+            env.push(("RUST_LOG".into(), level));
+        }
         let mut process = Process::spawn_self(&["serve"], &env, addr, &work.join(format!("server-{name}.log")))?;
         let client = process.client().await?;
         Ok(Self { process, client })
