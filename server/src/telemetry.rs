@@ -15,6 +15,8 @@ use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::layer::Filter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -75,6 +77,25 @@ pub fn otlp_requested(env: impl Fn(&str) -> Option<String>) -> Result<bool, Stri
     Ok(true)
 }
 
+/// The target of spans only the trace exporter takes: one per upstream
+/// request. The log never shows them (nothing is logged inside one at
+/// `info`), so without an exporter they are not created at all: at tens of
+/// thousands of requests a second, formatting each span's fields for the
+/// log cost about a tenth of the server's CPU.
+pub const EXPORT_ONLY: &str = "connectors_server::export";
+
+/// The log layer's filter: `RUST_LOG` (or `info`), without the
+/// [`EXPORT_ONLY`] spans.
+fn log_filter(filter: EnvFilter) -> impl Filter<tracing_subscriber::Registry> {
+    filter.and(filter_fn(|metadata| metadata.target() != EXPORT_ONLY))
+}
+
+/// The trace exporter's filter: this crate's spans ([`EXPORT_ONLY`] ones
+/// included) at `info`.
+fn export_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_target("connectors_server", tracing::Level::INFO)
+}
+
 /// Installs the global tracing subscriber (`RUST_LOG`, default `info`) and,
 /// when the environment asks for it, the OTLP trace exporter. Must run
 /// inside the Tokio runtime (the exporter's batches are sent from it).
@@ -85,7 +106,7 @@ pub fn init_tracing(format: LogFormat) -> Result<Telemetry, String> {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     }
-    .with_filter(filter);
+    .with_filter(log_filter(filter));
 
     let provider = if otlp_requested(|name| std::env::var(name).ok())? {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -118,9 +139,7 @@ pub fn init_tracing(format: LogFormat) -> Result<Telemetry, String> {
     let otel = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("connectors-server"))
-            .with_filter(
-                tracing_subscriber::filter::Targets::new().with_target("connectors_server", tracing::Level::INFO),
-            )
+            .with_filter(export_filter())
     });
     if let Err(error) = tracing_subscriber::registry().with(fmt).with(otel).try_init() {
         eprintln!("tracing already initialised: {error}");
@@ -183,4 +202,39 @@ pub fn init_metrics(addr: SocketAddr) -> Result<(), String> {
     );
     metrics::describe_counter!("connectors_cache_errors_total", "Cache backend errors by operation");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether an upstream request span and a sync span are created under
+    /// `subscriber`.
+    fn created(subscriber: impl tracing::Subscriber + Send + Sync) -> (bool, bool) {
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!(target: EXPORT_ONLY, "upstream request", url.path = "/orgs/acme");
+            let sync = tracing::info_span!("sync", connector = "github");
+            (!request.is_disabled(), !sync.is_disabled())
+        })
+    }
+
+    // One test, one subscriber at a time: callsite interest is cached
+    // across subscribers, and two alive at once on other threads blur it.
+    #[test]
+    fn export_only_spans_are_created_for_the_exporter_and_not_for_the_log() {
+        let log = || {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::sink)
+                .with_filter(log_filter(EnvFilter::new("info")))
+        };
+        assert_eq!(created(tracing_subscriber::registry().with(log())), (false, true));
+        let exporter = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(export_filter());
+        assert_eq!(
+            created(tracing_subscriber::registry().with(log()).with(exporter)),
+            (true, true)
+        );
+        assert_eq!(created(tracing_subscriber::registry().with(log())), (false, true));
+    }
 }

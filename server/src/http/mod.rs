@@ -218,12 +218,63 @@ impl CachedResponse {
     }
 }
 
+/// `connectors_upstream_requests_total` by status and
+/// `connectors_upstream_not_modified_total` of one connector, each looked up
+/// in the metrics registry once, when first counted (after the server has
+/// installed its recorder): a lookup per request builds the labels and
+/// allocates the status's text.
+struct RequestCounters {
+    connector: &'static str,
+    /// Index: the status code less 100 (codes are 100 to 999).
+    by_status: Box<[std::sync::OnceLock<metrics::Counter>]>,
+    transport_error: std::sync::OnceLock<metrics::Counter>,
+    not_modified: std::sync::OnceLock<metrics::Counter>,
+}
+
+impl RequestCounters {
+    fn new(connector: &'static str) -> Self {
+        Self {
+            connector,
+            by_status: (100..1000).map(|_| std::sync::OnceLock::new()).collect(),
+            transport_error: std::sync::OnceLock::new(),
+            not_modified: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A request answered with `status`.
+    fn answered(&self, status: StatusCode) {
+        let connector = self.connector;
+        let new = || metrics::counter!("connectors_upstream_requests_total", "connector" => connector, "status" => status.as_u16().to_string());
+        match self.by_status.get(usize::from(status.as_u16()).wrapping_sub(100)) {
+            Some(slot) => slot.get_or_init(new).increment(1),
+            None => new().increment(1),
+        }
+    }
+
+    /// A request that got no answer (transport failure).
+    fn failed(&self) {
+        let connector = self.connector;
+        self.transport_error
+            .get_or_init(|| metrics::counter!("connectors_upstream_requests_total", "connector" => connector, "status" => "error"))
+            .increment(1);
+    }
+
+    /// A 304 answered from the cached body.
+    fn not_modified(&self) {
+        let connector = self.connector;
+        self.not_modified
+            .get_or_init(|| metrics::counter!("connectors_upstream_not_modified_total", "connector" => connector))
+            .increment(1);
+    }
+}
+
 /// The upstream HTTP client of one connector.
 pub struct UpstreamClient {
     http: reqwest::Client,
     cache: SharedCache,
     config: UpstreamConfig,
     permits: Arc<Semaphore>,
+    counters: RequestCounters,
     /// Rate-limit resets learned from the shared cache, re-read at most once a second.
     budget_memo: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<i64>)>>,
 }
@@ -264,6 +315,7 @@ impl UpstreamClient {
         Ok(Self {
             http,
             cache,
+            counters: RequestCounters::new(config.connector),
             config,
             permits,
             budget_memo: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -478,7 +530,9 @@ impl UpstreamClient {
                 // One span per request sent (retries are spans of their own).
                 // The path only: queries may carry page tokens, never needed.
                 let host = url.host_str().unwrap_or_default();
+                // Created only when spans are exported (see `EXPORT_ONLY`).
                 let span = tracing::info_span!(
+                    target: crate::telemetry::EXPORT_ONLY,
                     "upstream request",
                     otel.name = %format_args!("{} {host}", parts.method),
                     otel.kind = "client",
@@ -526,8 +580,7 @@ impl UpstreamClient {
             let (status, headers, bytes) = match outcome {
                 Ok(parts) => parts,
                 Err(message) => {
-                    metrics::counter!("connectors_upstream_requests_total", "connector" => connector, "status" => "error")
-                        .increment(1);
+                    self.counters.failed();
                     if attempt < self.config.max_attempts {
                         tracing::debug!(connector, attempt, %message, "upstream transport failure; retrying");
                         stats::record_retry();
@@ -541,8 +594,7 @@ impl UpstreamClient {
                     });
                 }
             };
-            metrics::counter!("connectors_upstream_requests_total", "connector" => connector, "status" => status.as_u16().to_string())
-                .increment(1);
+            self.counters.answered(status);
             let rate = RateLimit::from_headers(&headers);
             if let Some(remaining) = rate.remaining {
                 stats::record_rate_limit_remaining(remaining);
@@ -557,7 +609,7 @@ impl UpstreamClient {
                 && let Some(entry) = cached
             {
                 stats::record_not_modified();
-                metrics::counter!("connectors_upstream_not_modified_total", "connector" => connector).increment(1);
+                self.counters.not_modified();
                 return Ok(entry.into_response());
             }
             if rate.is_limited(status) {

@@ -1268,3 +1268,49 @@ fn cached_responses_round_trip_in_their_binary_form() {
     assert!(super::CachedResponse::decode(bytes::Bytes::from_static(b"{\"status\":200,\"headers\":[]}")).is_none());
     assert!(super::CachedResponse::decode(encoded.slice(..12)).is_none());
 }
+
+#[test]
+fn request_counters_count_by_status_once_looked_up() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let counters = RequestCounters::new("github");
+    metrics::with_local_recorder(&recorder, || {
+        counters.answered(StatusCode::OK);
+        counters.answered(StatusCode::OK);
+        counters.answered(StatusCode::NOT_FOUND);
+        counters.answered(StatusCode::from_u16(999).unwrap());
+        counters.failed();
+        counters.not_modified();
+        counters.answered(StatusCode::OK);
+    });
+    let mut counts: Vec<(String, Vec<String>, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let DebugValue::Counter(n) = value else {
+                panic!("not a counter: {value:?}")
+            };
+            (key.name().to_owned(), labels, n)
+        })
+        .collect();
+    counts.sort();
+    let labels = |status: &str| vec!["connector=github".to_owned(), format!("status={status}")];
+    assert_eq!(
+        counts,
+        vec![
+            (
+                "connectors_upstream_not_modified_total".to_owned(),
+                vec!["connector=github".to_owned()],
+                1
+            ),
+            ("connectors_upstream_requests_total".to_owned(), labels("200"), 3),
+            ("connectors_upstream_requests_total".to_owned(), labels("404"), 1),
+            ("connectors_upstream_requests_total".to_owned(), labels("999"), 1),
+            ("connectors_upstream_requests_total".to_owned(), labels("error"), 1),
+        ]
+    );
+}
