@@ -17,7 +17,17 @@ const PROTOS: &[&str] = &[
     "connectors/gcp/v1/gcp.proto",
 ];
 
+/// The connector features; `cfg(any_connector)` is set when one is on.
+const CONNECTORS: &[&str] = &["AWS", "AZURE", "GCP", "GITHUB", "GITLAB", "KUBERNETES", "WIZ"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo::rustc-check-cfg=cfg(any_connector)");
+    if CONNECTORS
+        .iter()
+        .any(|feature| std::env::var_os(format!("CARGO_FEATURE_{feature}")).is_some())
+    {
+        println!("cargo::rustc-cfg=any_connector");
+    }
     let proto = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     println!("cargo:rerun-if-changed={}", proto.display());
     let fds = protox::compile(PROTOS, [&proto])?;

@@ -309,6 +309,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     })?;
 
     let max_message = 4 * 1024 * 1024;
+    // Unused only in a build without connectors.
+    #[cfg_attr(not(any_connector), allow(unused_variables))]
     let gate = crate::grpc::SyncGate {
         engine: engine.clone(),
         limits: Arc::new(crate::grpc::limits::StreamLimits::new(
@@ -340,6 +342,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .map_err(|e| StartError::Tls(e.to_string()))?;
         tracing::info!(mtls = tls.client_ca.is_some(), "serving gRPC over TLS");
     }
+    #[cfg_attr(not(any_connector), allow(unused_mut))]
     let mut router = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -18,15 +18,20 @@ pub mod kubernetes;
 pub mod wiz;
 
 use std::collections::BTreeMap;
+#[cfg(any_connector)]
 use std::path::Path;
+#[cfg(any_connector)]
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::cache::SharedCache;
 use crate::config::{Config, ConnectorsMode};
+use crate::replay::ReplayServer;
+#[cfg(any_connector)]
 use crate::replay::github_graphql::FixtureGraphql;
-use crate::replay::{FixtureSet, ReplayOptions, ReplayServer};
+#[cfg(any_connector)]
+use crate::replay::{FixtureSet, ReplayOptions};
 use crate::sync::{Availability, Descriptor};
 
 /// A registered connector as the registry and health see it.
@@ -128,6 +133,7 @@ pub enum RegistryError {
 }
 
 /// Latency injected by the replay servers of fixture mode (`CONNECTORS_FIXTURE_LATENCY_MS`).
+#[cfg(any(feature = "github", feature = "gitlab", feature = "kubernetes", feature = "wiz"))]
 fn fixture_options(config: &Config) -> ReplayOptions {
     ReplayOptions {
         latency: config.fixture_latency,
@@ -135,6 +141,7 @@ fn fixture_options(config: &Config) -> ReplayOptions {
     }
 }
 
+#[cfg(any_connector)]
 async fn start_replay(
     dir: &Path,
     provider: &'static str,
