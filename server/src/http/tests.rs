@@ -132,10 +132,17 @@ async fn second_get_is_conditional_and_served_from_the_cache_on_304() {
     assert_eq!(header(&second, "etag"), Some("W/\"v1\""));
     assert_eq!(header(&second, "content-type"), Some("application/json; charset=utf-8"));
     assert_eq!(header(&second, "x-ratelimit-remaining"), Some("4990"));
-    // Every original header but `date` is kept.
+    // The stored headers, updated with the 304's (its date, ETag and
+    // rate-limit figures); the body keeps its own `content-length`.
     let mut expected = first.headers().clone();
-    expected.remove("date");
-    assert_eq!(second.headers(), &expected);
+    for name in ["date", "x-ratelimit-remaining", "etag"] {
+        expected.remove(name);
+    }
+    let mut updated = second.headers().clone();
+    for name in ["date", "x-ratelimit-remaining", "etag"] {
+        assert!(updated.remove(name).is_some(), "no {name} on the revalidated answer");
+    }
+    assert_eq!(updated, expected);
 
     assert_eq!(stats.requests(), 2);
     assert_eq!(stats.not_modified(), 1);
@@ -1313,4 +1320,112 @@ fn request_counters_count_by_status_once_looked_up() {
             ("connectors_upstream_requests_total".to_owned(), labels("error"), 1),
         ]
     );
+}
+
+#[test]
+fn a_cached_entry_keeps_the_resource_headers_and_not_the_exchange_ones() {
+    // The headers of a real GitHub answer to `GET /repos/{owner}/{repo}/git/trees/{sha}`.
+    let answer: &[(&str, &str)] = &[
+        ("server", "github.com"),
+        ("date", "Mon, 30 Nov 2026 20:00:00 GMT"),
+        ("content-type", "application/json; charset=utf-8"),
+        ("cache-control", "private, max-age=60, s-maxage=60"),
+        (
+            "vary",
+            "Accept, Authorization, Cookie, X-GitHub-OTP,Accept-Encoding, Accept, X-Requested-With",
+        ),
+        ("etag", "W/\"6b4ea3d0a7c5d1ad1a2ba3f8e3bbf0b8\""),
+        ("last-modified", "Fri, 27 Nov 2026 09:12:44 GMT"),
+        ("x-oauth-scopes", "read:org, repo"),
+        ("x-accepted-oauth-scopes", ""),
+        ("github-authentication-token-expiration", "2027-01-01 00:00:00 UTC"),
+        ("x-github-media-type", "github.v3; format=json"),
+        ("x-github-api-version-selected", "2022-11-28"),
+        ("x-ratelimit-limit", "5000"),
+        ("x-ratelimit-remaining", "4821"),
+        ("x-ratelimit-reset", "1795000000"),
+        ("x-ratelimit-used", "179"),
+        ("x-ratelimit-resource", "core"),
+        (
+            "access-control-expose-headers",
+            "ETag, Link, Location, Retry-After, X-GitHub-OTP, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Used, X-RateLimit-Resource, X-RateLimit-Reset, X-OAuth-Scopes, X-Accepted-OAuth-Scopes, X-Poll-Interval, X-GitHub-Media-Type, X-GitHub-SSO, X-GitHub-Request-Id, Deprecation, Sunset",
+        ),
+        ("access-control-allow-origin", "*"),
+        (
+            "strict-transport-security",
+            "max-age=31536000; includeSubdomains; preload",
+        ),
+        ("x-frame-options", "deny"),
+        ("x-content-type-options", "nosniff"),
+        ("x-xss-protection", "0"),
+        (
+            "referrer-policy",
+            "origin-when-cross-origin, strict-origin-when-cross-origin",
+        ),
+        ("content-security-policy", "default-src 'none'"),
+        ("x-github-request-id", "C0DE:1F2E:3A4B5C:6D7E8F:6756A1B2"),
+    ];
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer {
+        headers.append(http::HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    let entry = CachedResponse::new(StatusCode::OK, &headers, &Bytes::from_static(b"{\"sha\":\"6b4e\"}"));
+    let kept: Vec<&str> = entry.headers.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        kept,
+        [
+            "content-type",
+            "cache-control",
+            "etag",
+            "last-modified",
+            "x-oauth-scopes",
+            "x-accepted-oauth-scopes",
+            "github-authentication-token-expiration",
+            "x-github-media-type",
+            "x-github-api-version-selected",
+        ]
+    );
+    // 4 magic + 2 status + 4 count + 8 length bytes and the text of each
+    // kept header (436) + 14 body: 458. The left-out headers were 987 more.
+    let encoded = entry.encode();
+    assert_eq!(encoded.len(), 458);
+    // Revalidated by a 304 whose rate-limit figures have moved on.
+    let mut not_modified = HeaderMap::new();
+    for (name, value) in [
+        ("date", "Mon, 30 Nov 2026 21:00:00 GMT"),
+        ("etag", "W/\"6b4ea3d0a7c5d1ad1a2ba3f8e3bbf0b8\""),
+        ("x-ratelimit-remaining", "4300"),
+        ("x-ratelimit-used", "700"),
+        ("content-length", "0"),
+    ] {
+        not_modified.append(http::HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    let replayed = CachedResponse::decode(encoded)
+        .expect("decodes")
+        .into_response_updated(&not_modified);
+    // A header map's order after a removal is its own: compare sorted.
+    let mut headers: Vec<(&str, &str)> = replayed
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
+        .collect();
+    headers.sort();
+    assert_eq!(
+        headers,
+        [
+            ("cache-control", "private, max-age=60, s-maxage=60"),
+            ("content-type", "application/json; charset=utf-8"),
+            ("date", "Mon, 30 Nov 2026 21:00:00 GMT"),
+            ("etag", "W/\"6b4ea3d0a7c5d1ad1a2ba3f8e3bbf0b8\""),
+            ("github-authentication-token-expiration", "2027-01-01 00:00:00 UTC"),
+            ("last-modified", "Fri, 27 Nov 2026 09:12:44 GMT"),
+            ("x-accepted-oauth-scopes", ""),
+            ("x-github-api-version-selected", "2022-11-28"),
+            ("x-github-media-type", "github.v3; format=json"),
+            ("x-oauth-scopes", "read:org, repo"),
+            ("x-ratelimit-remaining", "4300"),
+            ("x-ratelimit-used", "700"),
+        ]
+    );
+    assert_eq!(replayed.body().as_ref(), b"{\"sha\":\"6b4e\"}");
 }
