@@ -386,11 +386,19 @@ pub async fn get_repo_page(session: &Session, uri: http::Uri) -> Result<RepoPage
         <octocrab::Page<ListedRepo> as octocrab::FromResponse>::from_response(http::Response::from_parts(parts, empty))
             .await
             .map_err(|error| PageError::Request(RequestError::GitHub(error)))?;
-    let items = serde_json::from_slice(&bytes).map_err(|_| PageError::Malformed)?;
+    let items = parse_json(&bytes)?;
     Ok(RepoPage {
         items,
         next: links.next,
     })
+}
+
+/// A JSON body parsed with sonic-rs (SIMD): a listing page is some 500 KB of
+/// repository items of which a few fields are read, and sonic-rs skips the
+/// rest several times faster than serde_json (README "Performance", eighth
+/// round). It checks the text is UTF-8, as serde_json does.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PageError> {
+    sonic_rs::from_slice(bytes).map_err(|_| PageError::Malformed)
 }
 
 /// `GET` of a JSON resource, parsed straight from the body's bytes.
@@ -408,7 +416,7 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
         .send(http::Method::GET, route, headers, bytes::Bytes::new())
         .await
         .map_err(PageError::Request)?;
-    serde_json::from_slice(response.body()).map_err(|_| PageError::Malformed)
+    parse_json(response.body())
 }
 
 /// `GET` of a git blob by its sha. A blob's content is addressed by its
