@@ -720,8 +720,8 @@ impl CachedResponse {
     /// hop-by-hop and cookies, the date, the rate-limit figures of the
     /// moment (a 304's own are read when it comes), the request id, and the
     /// headers meant for browsers (CORS, HSTS, CSP, framing, sniffing). A
-    /// GitHub response carries about 1.3 KB of those, stored with every
-    /// tree and SBOM otherwise.
+    /// GitHub response carries about 1 KB of those (987 of its 1,445 header
+    /// bytes as stored), which went with every tree and SBOM.
     fn kept(name: &str) -> bool {
         !(matches!(
             name,
