@@ -399,6 +399,27 @@ fn get_exchange(path: String, query: serde_json::Value, status: u16, body: serde
     .unwrap()
 }
 
+/// A one-page organization listing: `GET {api}/orgs/{org}/repos?per_page=100`
+/// answered with `repos` (`api` is the REST prefix: empty, or `/api/v3`).
+fn listing_exchange(api: &str, org: &str, repos: serde_json::Value) -> Exchange {
+    get_exchange(
+        format!("{api}/orgs/{org}/repos"),
+        serde_json::json!({"per_page": "100"}),
+        200,
+        repos,
+    )
+}
+
+/// GitHub's 404 to the SBOM export of a repository without the dependency graph.
+fn sbom_not_found(api: &str, full_name: &str) -> Exchange {
+    get_exchange(
+        format!("{api}/repos/{full_name}/dependency-graph/sbom"),
+        serde_json::json!({}),
+        404,
+        serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}),
+    )
+}
+
 /// A live server with a token on a replay server of `set`, reading blobs
 /// over REST (the replay server here has no GraphQL view).
 async fn live_with_rest_blobs(set: FixtureSet) -> (TestServer, ReplayServer) {
@@ -888,21 +909,22 @@ async fn enterprise_server_manifests_are_read_at_api_graphql() {
     let (repo, repo_id) = first_fixture_repo();
     let full_name = repo["full_name"].as_str().unwrap().to_owned();
     let branch = repo["default_branch"].as_str().unwrap().to_owned();
-    let get = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| {
-        let mut exchange = get_exchange(path, query, status, body);
+    let authorized = |mut exchange: Exchange| {
         exchange
             .request
             .headers
             .insert("authorization".into(), "Bearer ghp_testtoken".into());
         exchange
     };
+    let get = |path: String, query: serde_json::Value, status: u16, body: serde_json::Value| {
+        authorized(get_exchange(path, query, status, body))
+    };
     let mut set = FixtureSet::default();
-    set.insert(get(
-        "/api/v3/orgs/octo-org/repos".into(),
-        serde_json::json!({"per_page": "100"}),
-        200,
+    set.insert(authorized(listing_exchange(
+        "/api/v3",
+        "octo-org",
         serde_json::json!([repo]),
-    ));
+    )));
     set.insert(get(
         format!("/api/v3/repos/{full_name}/git/trees/{branch}"),
         serde_json::json!({"recursive": "1"}),
@@ -911,12 +933,7 @@ async fn enterprise_server_manifests_are_read_at_api_graphql() {
             {"path": "package.json", "mode": "100644", "type": "blob", "sha": "3f1c2a9be0d4c5f6a7b8c9d0e1f2a3b4c5d6e7f8", "size": 37}
         ]}),
     ));
-    set.insert(get(
-        format!("/api/v3/repos/{full_name}/dependency-graph/sbom"),
-        serde_json::json!({}),
-        404,
-        serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}),
-    ));
+    set.insert(authorized(sbom_not_found("/api/v3", &full_name)));
     let upstream = ReplayServer::start_synthetic(set, Arc::new(Enterprise), ReplayOptions::default())
         .await
         .unwrap();
@@ -967,33 +984,17 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
     let branch = tree_repo["default_branch"].as_str().unwrap().to_owned();
     let exchange = get_exchange;
     let tree = serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []});
-    let not_found = serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"});
     let mut set = FixtureSet::default();
     for exchange in [
-        exchange(
-            "/orgs/octo-org/repos".into(),
-            serde_json::json!({"per_page": "100"}),
-            200,
-            serde_json::json!([tree_repo]),
-        ),
+        listing_exchange("", "octo-org", serde_json::json!([tree_repo])),
         exchange(
             format!("/repos/{tree_full}/git/trees/{branch}"),
             serde_json::json!({"recursive": "1"}),
             200,
             serde_json::json!("{\"sha\": \"9c1e\", \"tree\": [{\"path\": \"package.js"),
         ),
-        exchange(
-            format!("/repos/{tree_full}/dependency-graph/sbom"),
-            serde_json::json!({}),
-            404,
-            not_found,
-        ),
-        exchange(
-            "/orgs/globex/repos".into(),
-            serde_json::json!({"per_page": "100"}),
-            200,
-            serde_json::json!([sbom_repo]),
-        ),
+        sbom_not_found("", &tree_full),
+        listing_exchange("", "globex", serde_json::json!([sbom_repo])),
         exchange(
             format!("/repos/globex/sbom-broken/git/trees/{branch}"),
             serde_json::json!({"recursive": "1"}),
@@ -1138,12 +1139,7 @@ async fn a_default_branch_named_with_hash_and_percent_has_its_tree_read() {
     let get = get_exchange;
     let blob = "5e7a0c1d2b3f4a5968778695a4b3c2d1e0f9a8b7";
     let mut set = FixtureSet::default();
-    set.insert(get(
-        "/orgs/octo-org/repos".into(),
-        serde_json::json!({"per_page": "100"}),
-        200,
-        serde_json::json!([repo]),
-    ));
+    set.insert(listing_exchange("", "octo-org", serde_json::json!([repo])));
     set.insert(get(
         format!("/repos/{full_name}/git/trees/release/%2312-100%25"),
         serde_json::json!({"recursive": "1"}),
@@ -1159,12 +1155,7 @@ async fn a_default_branch_named_with_hash_and_percent_has_its_tree_read() {
         serde_json::json!({"sha": blob, "size": 40, "encoding": "utf-8",
             "content": "module example.com/x\n\nrequire golang.org/x/text v0.14.0\n"}),
     ));
-    set.insert(get(
-        format!("/repos/{full_name}/dependency-graph/sbom"),
-        serde_json::json!({}),
-        404,
-        serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}),
-    ));
+    set.insert(sbom_not_found("", &full_name));
     let (server, upstream) = live_with_rest_blobs(set).await;
     let events = sync_full(&server, &["octo-org"]).await;
     assert!(summary(&events).complete, "{:?}", scope_errors(&events));
@@ -1209,11 +1200,7 @@ async fn a_truncated_tree_is_read_a_level_at_a_time() {
     };
     let mut set = FixtureSet::default();
     for exchange in [
-        get(
-            "/orgs/octo-org/repos".into(),
-            serde_json::json!({"per_page": "100"}),
-            serde_json::json!([repo]),
-        ),
+        listing_exchange("", "octo-org", serde_json::json!([repo])),
         // Cut short: only the first entries of a listing too large.
         get(
             format!("{trees}/{branch}"),
