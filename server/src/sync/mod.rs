@@ -170,6 +170,22 @@ pub enum ScopeError {
 }
 
 impl ScopeError {
+    /// A failure of the shared upstream layer: an exhausted rate limit
+    /// (`rate_limited` says whose, e.g. "github rate limit exhausted") or the
+    /// upstream unavailable (server errors, transport failures, a refused URL).
+    pub fn from_upstream(error: &crate::http::UpstreamError, what: &str, rate_limited: &str) -> Self {
+        match error {
+            crate::http::UpstreamError::RateLimited { reset_time, .. } => ScopeError::RateLimited {
+                reset_time: *reset_time,
+                message: format!("{what}: {rate_limited}"),
+            },
+            other => ScopeError::Failed {
+                reason: "UPSTREAM_UNAVAILABLE",
+                message: format!("{what}: {other}"),
+            },
+        }
+    }
+
     /// An upstream's error status: 401 ends the sync (the server's credential
     /// was rejected), 403 and 404 fail the scope as permission denied and not
     /// found, anything else as `UPSTREAM_ERROR`.

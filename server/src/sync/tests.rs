@@ -987,3 +987,36 @@ async fn dropping_the_stream_stops_every_scope_in_flight() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.pushed.load(Ordering::SeqCst), stopped_at);
 }
+
+#[test]
+fn upstream_failures_map_to_rate_limited_or_unavailable_scopes() {
+    use crate::http::UpstreamError;
+    let reset = chrono::DateTime::from_timestamp(1_795_000_000, 0);
+    let limited = UpstreamError::RateLimited {
+        status: 403,
+        reset_time: reset,
+    };
+    match ScopeError::from_upstream(&limited, "org acme", "github rate limit exhausted") {
+        ScopeError::RateLimited { reset_time, message } => {
+            assert_eq!(
+                (reset_time, message.as_str()),
+                (reset, "org acme: github rate limit exhausted")
+            );
+        }
+        other => panic!("not rate limited: {other:?}"),
+    }
+    let down = UpstreamError::ServerError {
+        status: 503,
+        attempts: 4,
+    };
+    match ScopeError::from_upstream(&down, "org acme", "github rate limit exhausted") {
+        ScopeError::Failed { reason, message } => assert_eq!(
+            (reason, message.as_str()),
+            (
+                "UPSTREAM_UNAVAILABLE",
+                "org acme: upstream answered 503 after 4 attempts"
+            )
+        ),
+        other => panic!("not failed: {other:?}"),
+    }
+}

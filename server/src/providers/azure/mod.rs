@@ -19,7 +19,7 @@ use connectors_proto::v1::{CloudAsset, ContainerImage, Entity, EntityKind, Label
 use serde_json::Value;
 
 use self::client::{ArmClient, ArmError};
-use crate::http::{UpstreamClient, UpstreamError};
+use crate::http::UpstreamClient;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
 
 /// The connector id.
@@ -134,14 +134,9 @@ pub fn is_guid(value: &str) -> bool {
 
 fn scope_error(error: ArmError, what: &str) -> ScopeError {
     match error {
-        ArmError::Upstream(UpstreamError::RateLimited { reset_time, .. }) => ScopeError::RateLimited {
-            reset_time,
-            message: format!("{what}: azure resource manager throttled the requests"),
-        },
-        ArmError::Upstream(other) => ScopeError::Failed {
-            reason: "UPSTREAM_UNAVAILABLE",
-            message: format!("{what}: {other}"),
-        },
+        ArmError::Upstream(upstream) => {
+            ScopeError::from_upstream(&upstream, what, "azure resource manager throttled the requests")
+        }
         ArmError::Credential(message) => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
         ArmError::Status { status, code, message } => {
             let message = format!("{what}: azure resource manager answered {status}: {code}: {message}");

@@ -20,7 +20,6 @@ use self::client::{
     Cluster, DockerImage, GcpApi, GcpError, ListClusters, ListDockerImages, ListRepositories, ListServices, Repository,
     Service, TokenSource, page_route,
 };
-use crate::http::UpstreamError;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
 
 /// The connector id.
@@ -122,14 +121,7 @@ impl Listing {
 /// Maps an API error to a scope outcome.
 fn scope_error(error: GcpError, what: &str) -> ScopeError {
     match error {
-        GcpError::Upstream(UpstreamError::RateLimited { reset_time, .. }) => ScopeError::RateLimited {
-            reset_time,
-            message: format!("{what}: google api quota exhausted"),
-        },
-        GcpError::Upstream(other) => ScopeError::Failed {
-            reason: "UPSTREAM_UNAVAILABLE",
-            message: format!("{what}: {other}"),
-        },
+        GcpError::Upstream(upstream) => ScopeError::from_upstream(&upstream, what, "google api quota exhausted"),
         GcpError::Token(message) => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(format!("{what}: {message}"))),
         error @ GcpError::Status { status, .. } => {
             let message = format!("{what}: {error}");

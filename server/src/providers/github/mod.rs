@@ -122,16 +122,7 @@ fn scope_error(error: octocrab::Error, what: &str) -> ScopeError {
 
 /// Maps a failure of the shared upstream layer to a scope outcome.
 fn upstream_error(upstream: &UpstreamError, what: &str) -> ScopeError {
-    match upstream {
-        UpstreamError::RateLimited { reset_time, .. } => ScopeError::RateLimited {
-            reset_time: *reset_time,
-            message: format!("{what}: github rate limit exhausted"),
-        },
-        other => ScopeError::Failed {
-            reason: "UPSTREAM_UNAVAILABLE",
-            message: format!("{what}: {other}"),
-        },
-    }
+    ScopeError::from_upstream(upstream, what, "github rate limit exhausted")
 }
 
 /// The scope error of a request a `Session` sent.

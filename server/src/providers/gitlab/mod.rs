@@ -15,7 +15,7 @@ use connectors_proto::v1::{Entity, EntityKind, Pipeline, Repository, SyncMode, e
 use futures::StreamExt;
 
 use self::client::{GitlabClient, GitlabError, PipelineBasic, PipelineDetail, Project, User};
-use crate::http::{UpstreamClient, UpstreamError};
+use crate::http::UpstreamClient;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
 
 /// The connector id.
@@ -102,14 +102,7 @@ pub fn encode_path(path: &str) -> String {
 /// Maps a GitLab error to a scope outcome.
 fn scope_error(error: GitlabError, what: &str) -> ScopeError {
     match error {
-        GitlabError::Upstream(UpstreamError::RateLimited { reset_time, .. }) => ScopeError::RateLimited {
-            reset_time,
-            message: format!("{what}: gitlab rate limit exhausted"),
-        },
-        GitlabError::Upstream(other) => ScopeError::Failed {
-            reason: "UPSTREAM_UNAVAILABLE",
-            message: format!("{what}: {other}"),
-        },
+        GitlabError::Upstream(upstream) => ScopeError::from_upstream(&upstream, what, "gitlab rate limit exhausted"),
         GitlabError::Status { status, message } => {
             let message = format!("{what}: gitlab answered {status}: {message}");
             ScopeError::from_status(status, message)

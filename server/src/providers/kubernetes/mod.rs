@@ -285,16 +285,7 @@ pub fn pod_entity(context: &str, pod: &Pod) -> Entity {
 /// Maps a kube error to a scope outcome.
 fn scope_error(error: kube::Error, what: &str) -> ScopeError {
     if let Some(upstream) = UpstreamError::find(&error) {
-        return match upstream {
-            UpstreamError::RateLimited { reset_time, .. } => ScopeError::RateLimited {
-                reset_time: *reset_time,
-                message: format!("{what}: kubernetes api server is throttling"),
-            },
-            other => ScopeError::Failed {
-                reason: "UPSTREAM_UNAVAILABLE",
-                message: format!("{what}: {other}"),
-            },
-        };
+        return ScopeError::from_upstream(upstream, what, "kubernetes api server is throttling");
     }
     match &error {
         // kube fills in a Status for any error body; code 0 means the body

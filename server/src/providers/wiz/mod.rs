@@ -14,7 +14,7 @@ use connectors_proto::v1::{CloudAsset, Entity, EntityKind, Label, entity::Body};
 use serde_json::{Map, Value, json};
 
 use self::client::{ClientError, CloudResource, WizAuth, WizClient};
-use crate::http::{UpstreamClient, UpstreamError};
+use crate::http::UpstreamClient;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
 
 /// The connector id.
@@ -109,14 +109,9 @@ fn filter_by(request: &WizRequest, scope: &Scope) -> Value {
 
 fn scope_error(error: ClientError) -> ScopeError {
     match error {
-        ClientError::Upstream(UpstreamError::RateLimited { reset_time, .. }) => ScopeError::RateLimited {
-            reset_time,
-            message: "cloudResources: wiz rate limit exhausted".into(),
-        },
-        ClientError::Upstream(other) => ScopeError::Failed {
-            reason: "UPSTREAM_UNAVAILABLE",
-            message: format!("cloudResources: {other}"),
-        },
+        ClientError::Upstream(upstream) => {
+            ScopeError::from_upstream(&upstream, "cloudResources", "wiz rate limit exhausted")
+        }
         ClientError::Unauthorized(message) => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
         ClientError::Forbidden(message) => ScopeError::Failed {
             reason: "UPSTREAM_PERMISSION_DENIED",
