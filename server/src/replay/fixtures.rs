@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{HeaderMap, Method, Uri};
 use serde::Deserialize;
 
+/// The placeholder of the replay server's own base URL in recorded bodies and headers.
+pub(crate) const BASE_URL: &str = "{{base_url}}";
+
 /// Errors loading fixtures.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
@@ -90,11 +93,20 @@ impl RecordedResponse {
     /// The body to send, with `{{base_url}}` substituted in raw bodies.
     pub fn body_bytes(&self, base_url: &str) -> Vec<u8> {
         if let Some(text) = &self.body_text {
-            return text.replace("{{base_url}}", base_url).into_bytes();
+            return text.replace(BASE_URL, base_url).into_bytes();
         }
         match &self.body {
             Some(value) => serde_json::to_vec(value).unwrap_or_default(),
             None => Vec::new(),
+        }
+    }
+
+    /// [`RecordedResponse::body_bytes`] of an answer the server owns: a text
+    /// body without the placeholder is sent as it is, not copied.
+    pub fn into_body_bytes(self, base_url: &str) -> Vec<u8> {
+        match self.body_text {
+            Some(text) if !text.contains(BASE_URL) => text.into_bytes(),
+            _ => self.body_bytes(base_url),
         }
     }
 }

@@ -10,7 +10,8 @@
 //! not understand is an error without `data`, as GitHub answers a query that
 //! does not validate.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use graphql_parser::query::{Definition, Document, OperationDefinition, Selection, SelectionSet, Value};
 use serde_json::{Map, Value as Json, json};
@@ -56,8 +57,7 @@ fn resolve(body: &[u8], source: &dyn BlobSource) -> Result<Json, Json> {
         .ok_or_else(|| invalid("A query attribute must be specified and must be a string."))?;
     let empty = Map::new();
     let variables = request.get("variables").and_then(Json::as_object).unwrap_or(&empty);
-    let document: Document<'_, String> =
-        graphql_parser::parse_query(query).map_err(|e| invalid(format!("Parse error: {e}")))?;
+    let document = parsed(query)?;
     let selection = match document.definitions.as_slice() {
         [Definition::Operation(OperationDefinition::Query(query))] => &query.selection_set,
         [Definition::Operation(OperationDefinition::SelectionSet(set))] => set,
@@ -130,6 +130,29 @@ fn resolve(body: &[u8], source: &dyn BlobSource) -> Result<Json, Json> {
         out.insert("errors".into(), Json::Array(errors));
     }
     Ok(Json::Object(out))
+}
+
+/// The parsed query, from a small cache by its text: the connector sends the
+/// same query text for every batch of the same shape (only the variables
+/// differ), and parsing it is most of the cost of an answer.
+fn parsed(query: &str) -> Result<Arc<Document<'static, String>>, Json> {
+    type Parsed = HashMap<String, Arc<Document<'static, String>>>;
+    const KEPT: usize = 64;
+    static PARSED: LazyLock<Mutex<Parsed>> = LazyLock::new(Mutex::default);
+    if let Some(document) = PARSED.lock().ok().and_then(|cache| cache.get(query).cloned()) {
+        return Ok(document);
+    }
+    let document = graphql_parser::parse_query::<String>(query)
+        .map_err(|e| invalid(format!("Parse error: {e}")))?
+        .into_static();
+    let document = Arc::new(document);
+    if let Ok(mut cache) = PARSED.lock() {
+        if cache.len() >= KEPT {
+            cache.clear();
+        }
+        cache.insert(query.to_owned(), document.clone());
+    }
+    Ok(document)
 }
 
 /// The fields of a `... on Blob { ... }` selection. GitHub's `text` is null

@@ -423,14 +423,20 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
     let mut builder = Response::builder().status(response.status);
     for (name, value) in &response.headers {
-        let value = value.replace("{{base_url}}", &shared.base_url);
-        if let Ok(value) = HeaderValue::try_from(value) {
+        let value = if value.contains(fixtures::BASE_URL) {
+            HeaderValue::try_from(value.replace(fixtures::BASE_URL, &shared.base_url))
+        } else {
+            HeaderValue::from_str(value)
+        };
+        if let Ok(value) = value {
             builder = builder.header(name.as_str(), value);
         }
     }
-    builder
-        .body(Body::from(response.body_bytes(&shared.base_url)))
-        .unwrap_or_default()
+    let body = match response {
+        std::borrow::Cow::Borrowed(recorded) => recorded.body_bytes(&shared.base_url),
+        std::borrow::Cow::Owned(synthesized) => synthesized.into_body_bytes(&shared.base_url),
+    };
+    builder.body(Body::from(body)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -151,6 +151,69 @@ async fn body_text_is_sent_raw_with_base_url_substituted() {
     );
 }
 
+/// Answers from code: `/linked` with the placeholder in a header and the
+/// body, `/plain` without (sent as it is, not copied).
+struct Pages;
+
+impl Synthesizer for Pages {
+    fn respond(
+        &self,
+        _fixtures: &FixtureSet,
+        _method: &http::Method,
+        uri: &http::Uri,
+        _headers: &http::HeaderMap,
+        _body: &[u8],
+    ) -> Option<RecordedResponse> {
+        let (link, body) = match uri.path() {
+            "/linked" => (
+                "<{{base_url}}/linked?page=2>; rel=\"next\"",
+                "{\"next\":\"{{base_url}}/linked?page=2\"}",
+            ),
+            "/plain" => (
+                "<https://example.test/p?page=2>; rel=\"next\"",
+                "{\"braces\":\"{{not_a_placeholder}}\"}",
+            ),
+            _ => return None,
+        };
+        Some(RecordedResponse {
+            status: 200,
+            headers: vec![("link".into(), link.into()), ("etag".into(), "\"e1\"".into())],
+            body: None,
+            body_text: Some(body.into()),
+        })
+    }
+}
+
+#[tokio::test]
+async fn synthesized_answers_have_base_url_substituted_only_where_it_is() {
+    let server = ReplayServer::start_synthetic(FixtureSet::default(), Arc::new(Pages), ReplayOptions::default())
+        .await
+        .expect("start replay server");
+    let base = server.base_url().to_owned();
+    let linked = get(&server, "/linked").await;
+    assert_eq!(linked.status().as_u16(), 200);
+    assert_eq!(
+        header(&linked, "link"),
+        Some(format!("<{base}/linked?page=2>; rel=\"next\"").as_str())
+    );
+    assert_eq!(header(&linked, "etag"), Some("\"e1\""));
+    assert_eq!(
+        linked.text().await.expect("text body"),
+        format!("{{\"next\":\"{base}/linked?page=2\"}}")
+    );
+    let plain = get(&server, "/plain").await;
+    assert_eq!(
+        header(&plain, "link"),
+        Some("<https://example.test/p?page=2>; rel=\"next\"")
+    );
+    assert_eq!(
+        plain.text().await.expect("text body"),
+        "{\"braces\":\"{{not_a_placeholder}}\"}"
+    );
+    assert_eq!(server.stats().requests(), 2);
+    assert_eq!(server.stats().unmatched(), 0);
+}
+
 #[tokio::test]
 async fn query_must_match_exactly_as_a_set() {
     let server = start(

@@ -147,6 +147,31 @@ fn the_replay_view_answers_a_blob_query_in_githubs_shape() {
             }]
         })
     );
+    // The same query text with other variables (the view keeps parsed
+    // queries by their text): each answer follows its own variables.
+    let (again, _) = client::blob_query(&[
+        blob("acme", "gone", "aa11"),
+        blob("acme", "gone", "ee55"),
+        blob("acme", "gone", "ff66"),
+        blob("acme", "web", "aa11"),
+    ]);
+    assert_eq!(again["query"], body["query"]);
+    let answer = crate::replay::github_graphql::answer(again.to_string().as_bytes(), &Source);
+    assert_eq!(
+        answer.body.unwrap(),
+        serde_json::json!({
+            "data": {
+                "r0": null,
+                "r1": {"b0": {"text": "{\"name\":\"web\"}\n", "isBinary": false, "isTruncated": false}}
+            },
+            "errors": [{
+                "type": "NOT_FOUND",
+                "path": ["r0"],
+                "locations": [{"line": 1, "column": body["query"].as_str().unwrap().find("r0: repository").unwrap() + 1}],
+                "message": "Could not resolve to a Repository with the name 'acme/gone'."
+            }]
+        })
+    );
     let refused = crate::replay::github_graphql::answer(br#"{"query": "{ viewer { login } }"}"#, &Source);
     assert_eq!(
         refused.body.unwrap(),
