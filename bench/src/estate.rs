@@ -185,24 +185,38 @@ fn sha(parts: &[&str]) -> String {
 }
 
 fn push_repo(out: &mut String, org: u32, repo: u32) {
-    let login = format!("bench-org-{org}");
-    let name = format!("repo-{repo}");
+    use std::io::Write as _;
     let id = repo_id(org, repo);
-    let node_id = base64::engine::general_purpose::STANDARD.encode(format!("010:Repository{id}"));
-    let pushed = format!("2025-06-{:02}T{:02}:{:02}:00Z", 1 + repo % 28, repo % 24, repo % 60);
+    // The node id's text on the stack: a listing page writes 100 repositories.
+    let mut raw = [0u8; 40];
+    let mut cursor = std::io::Cursor::new(&mut raw[..]);
+    let _ = write!(cursor, "010:Repository{id}");
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
     for piece in template() {
         match piece {
             Piece::Text(text) => out.push_str(text),
-            Piece::Org => out.push_str(&login),
+            Piece::Org => {
+                let _ = write!(out, "bench-org-{org}");
+            }
             Piece::OrgId => {
                 let _ = write!(out, "{}", org_id(org));
             }
-            Piece::Name => out.push_str(&name),
+            Piece::Name => {
+                let _ = write!(out, "repo-{repo}");
+            }
             Piece::Id => {
                 let _ = write!(out, "{id}");
             }
-            Piece::NodeId => out.push_str(&node_id),
-            Piece::Pushed => out.push_str(&pushed),
+            Piece::NodeId => base64::engine::general_purpose::STANDARD.encode_string(&raw[..len], out),
+            Piece::Pushed => {
+                let _ = write!(
+                    out,
+                    "2025-06-{:02}T{:02}:{:02}:00Z",
+                    1 + repo % 28,
+                    repo % 24,
+                    repo % 60
+                );
+            }
         }
     }
 }
@@ -489,7 +503,11 @@ mod tests {
         assert_eq!(value["name"], "repo-42");
         assert_eq!(value["full_name"], "bench-org-3/repo-42");
         assert_eq!(value["owner"]["login"], "bench-org-3");
-        assert_eq!(value["id"], repo_id(3, 42));
+        assert_eq!(value["id"], 40_000_042);
+        // base64 of "010:Repository40000042", GitHub's legacy node id form.
+        assert_eq!(value["node_id"], "MDEwOlJlcG9zaXRvcnk0MDAwMDA0Mg==");
+        assert_eq!(value["pushed_at"], "2025-06-15T18:42:00Z");
+        assert_eq!(value["owner"]["id"], 5_003);
     }
 
     #[test]
