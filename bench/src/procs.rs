@@ -55,21 +55,7 @@ impl Process {
 
     /// CPU time used so far (user and system, all threads), in seconds.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the command name (which may hold spaces) end in ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name.
-        let ticks = |i: usize| -> anyhow::Result<f64> {
-            Ok(fields
-                .get(i)
-                .ok_or_else(|| anyhow::anyhow!("/proc/{}/stat has no field {i}", self.pid()))?
-                .parse::<f64>()?)
-        };
-        // /proc reports times in clock ticks (`sysconf(_SC_CLK_TCK)`).
-        Ok((ticks(11)? + ticks(12)?) / rustix::param::clock_ticks_per_second() as f64)
+        cpu_seconds(self.pid())
     }
 
     /// Resident set size now (VmRSS), in bytes.
@@ -124,4 +110,23 @@ pub fn work_dir(out: &Path) -> PathBuf {
     out.parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// CPU time process `pid` used so far (user and system, all threads), in seconds.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) end in ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name.
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/stat has no field {i}"))?
+            .parse::<f64>()?)
+    };
+    // /proc reports times in clock ticks (`sysconf(_SC_CLK_TCK)`).
+    Ok((ticks(11)? + ticks(12)?) / rustix::param::clock_ticks_per_second() as f64)
 }

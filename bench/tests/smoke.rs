@@ -26,6 +26,8 @@ fn smoke_mode_produces_every_figure_with_right_results() {
         "throughput_github_upstream_ceiling_per_s",
         "throughput_github_server_cpu_us_per_entity",
         "throughput_aws_server_cpu_us_per_entity",
+        "throughput_github_bench_cpu_us_per_entity",
+        "throughput_aws_bench_cpu_us_per_entity",
         "throughput_github_share_of_upstream_ceiling",
         "throughput_aws_entities_per_s",
         "throughput_aws_share_of_bare",
