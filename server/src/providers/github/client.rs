@@ -232,11 +232,7 @@ impl Session {
             if let Some(extra) = extra {
                 *request.headers_mut() = extra;
             }
-            if !request.body().is_empty() {
-                request
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            }
+            json_content_type(&mut request);
             self.crab.execute(request).await.map_err(RequestError::from)?
         } else if response.status().is_success() {
             return Ok(response);
@@ -266,9 +262,8 @@ impl Session {
         if let Some(extra) = extra {
             headers.extend(extra.iter().map(|(name, value)| (name.clone(), value.clone())));
         }
-        if !body.is_empty() {
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
+        json_content_type(&mut request);
+        let headers = request.headers_mut();
         if self.installation {
             use secrecy::ExposeSecret as _;
             // Valid for at least 30 s more: octocrab's cached token, or one it mints.
@@ -282,6 +277,16 @@ impl Session {
             headers.insert(header::AUTHORIZATION, value);
         }
         self.upstream.execute(request).await.map_err(RequestError::Upstream)
+    }
+}
+
+/// Every body a session sends is JSON (GraphQL reads): its type, on both
+/// the first send and octocrab's resend after a 401.
+pub(super) fn json_content_type(request: &mut http::Request<bytes::Bytes>) {
+    if !request.body().is_empty() {
+        request
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
 }
 

@@ -258,3 +258,19 @@ fn a_body_that_is_not_json_text_is_malformed() {
         );
     }
 }
+
+/// A session's request with a body (a GraphQL read) says it is JSON, on the
+/// first send and on octocrab's resend alike; one without a body says nothing.
+#[test]
+fn a_request_body_is_sent_as_json_and_an_empty_one_untyped() {
+    let mut read = http::Request::new(bytes::Bytes::from_static(br#"{"query":"{ viewer { login } }"}"#));
+    client::json_content_type(&mut read);
+    assert_eq!(
+        read.headers().get(http::header::CONTENT_TYPE).unwrap(),
+        "application/json"
+    );
+    assert_eq!(read.headers().len(), 1);
+    let mut get = http::Request::new(bytes::Bytes::new());
+    client::json_content_type(&mut get);
+    assert!(get.headers().is_empty());
+}
