@@ -390,6 +390,7 @@ async fn throughput(run: &mut Run, settings: &Settings, work: &Path, shape: &str
             "incremental_aws_entities",
         )
     };
+    let by_shape = |github: &'static str, aws: &'static str| if shape == "github" { github } else { aws };
     run.figures.push(Figure::at_least(
         key_rate,
         format!("{label} FULL sync, {expected} entities"),
@@ -411,21 +412,19 @@ async fn throughput(run: &mut Run, settings: &Settings, work: &Path, shape: &str
         0.40,
     ));
     run.figures.push(Figure::info(
-        if shape == "github" {
-            "throughput_github_server_cpu_us_per_entity"
-        } else {
-            "throughput_aws_server_cpu_us_per_entity"
-        },
+        by_shape(
+            "throughput_github_server_cpu_us_per_entity",
+            "throughput_aws_server_cpu_us_per_entity",
+        ),
         format!("{label} FULL sync: server CPU time per entity"),
         median(&mut cpu_us_per_entity.clone()),
         "µs",
     ));
     run.figures.push(Figure::info(
-        if shape == "github" {
-            "throughput_github_bench_cpu_us_per_entity"
-        } else {
-            "throughput_aws_bench_cpu_us_per_entity"
-        },
+        by_shape(
+            "throughput_github_bench_cpu_us_per_entity",
+            "throughput_aws_bench_cpu_us_per_entity",
+        ),
         format!("{label} FULL sync: the benchmark's own CPU time per entity (replay server and client)"),
         median(&mut own_cpu_us_per_entity.clone()),
         "µs",
