@@ -47,6 +47,15 @@ fn smoke_mode_produces_every_figure_with_right_results() {
             .unwrap_or_else(|| panic!("figure {key} missing\n{stdout}"));
         assert!(value.is_finite(), "{key} = {value}");
     }
+    // Both processes work during a GitHub-shaped sync (tens of clock ticks
+    // each even at smoke sizes): a CPU figure of zero is a broken measurement.
+    for key in [
+        "throughput_github_server_cpu_us_per_entity",
+        "throughput_github_bench_cpu_us_per_entity",
+    ] {
+        let value = figures[key]["value"].as_f64().unwrap();
+        assert!(value > 0.0, "{key} = {value}");
+    }
     assert_eq!(figures["incremental_github_entities"]["value"], 0.0);
     assert_eq!(figures["incremental_aws_entities"]["value"], 0.0);
     let _ = std::fs::remove_dir_all(&dir);
