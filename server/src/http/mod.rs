@@ -77,7 +77,15 @@ pub struct UpstreamConfig {
     /// GitHub counts GraphQL points apart from REST requests
     /// (`x-ratelimit-resource: graphql` against `core`).
     pub separate_budgets: Vec<(&'static str, &'static str)>,
+    /// Lower-case text that marks a 403 as a rate limit even when it comes
+    /// without rate-limit headers. GitHub's secondary limits may: its answer
+    /// then says "You have exceeded a secondary rate limit", and GitHub asks
+    /// clients to wait at least a minute ([`BARE_RATE_LIMIT_WAIT`]).
+    pub rate_limit_message: Option<&'static str>,
 }
+
+/// How long a rate limit the upstream gave no time for is waited out.
+pub const BARE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// A PEM client certificate chain and key; never printed.
 #[derive(Clone)]
@@ -109,6 +117,7 @@ impl UpstreamConfig {
             accept_invalid_certs: false,
             rerooted_paths: Vec::new(),
             separate_budgets: Vec::new(),
+            rate_limit_message: None,
         }
     }
 }
@@ -595,7 +604,10 @@ impl UpstreamClient {
                 }
             };
             self.counters.answered(status);
-            let rate = RateLimit::from_headers(&headers);
+            let mut rate = RateLimit::from_headers(&headers);
+            if let Some(message) = self.config.rate_limit_message {
+                rate.mark_bare_limit(status, &bytes, message);
+            }
             if let Some(remaining) = rate.remaining {
                 stats::record_rate_limit_remaining(remaining);
             }
@@ -836,6 +848,20 @@ impl RateLimit {
     pub fn is_limited(&self, status: StatusCode) -> bool {
         status == StatusCode::TOO_MANY_REQUESTS
             || (status == StatusCode::FORBIDDEN && (self.remaining == Some(0) || self.retry_after.is_some()))
+    }
+
+    /// Makes a 403 whose body holds `message` (lower case, matched without
+    /// regard to case) a rate limit of [`BARE_RATE_LIMIT_WAIT`] when its
+    /// headers did not already make it one.
+    pub fn mark_bare_limit(&mut self, status: StatusCode, body: &[u8], message: &str) {
+        if status == StatusCode::FORBIDDEN
+            && !self.is_limited(status)
+            && body
+                .windows(message.len().max(1))
+                .any(|window| window.eq_ignore_ascii_case(message.as_bytes()))
+        {
+            self.retry_after = Some(BARE_RATE_LIMIT_WAIT.as_secs());
+        }
     }
 
     /// How long to wait before the next attempt.

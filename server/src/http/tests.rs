@@ -680,6 +680,120 @@ async fn exhausted_rate_limit_resetting_within_the_wait_budget_is_waited_out() {
     assert_eq!(retries(&stats), 3);
 }
 
+/// GitHub's answer to a request over a secondary rate limit, as its REST
+/// documentation gives it, here without `Retry-After` or `x-ratelimit-*`.
+const SECONDARY_LIMIT: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0A6B:2D4F:1B2E3C:1C5D6E:6747A1B2.";
+
+#[test]
+fn a_bare_403_that_says_rate_limit_is_a_limit_of_a_minute() {
+    let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let body = serde_json::to_vec(&json!({
+        "message": SECONDARY_LIMIT,
+        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+    }))
+    .unwrap();
+    let mut bare = RateLimit::default();
+    bare.mark_bare_limit(StatusCode::FORBIDDEN, &body, "rate limit");
+    assert_eq!(bare.retry_after, Some(60));
+    assert!(bare.is_limited(StatusCode::FORBIDDEN));
+    assert_eq!(bare.wait(now), Some(Duration::from_secs(60)));
+    assert_eq!(bare.reset_time(now), Some(Utc.timestamp_opt(1_700_000_060, 0).unwrap()));
+
+    // Other 403s, and the text under other statuses, are left as they are.
+    let mut forbidden = RateLimit::default();
+    forbidden.mark_bare_limit(
+        StatusCode::FORBIDDEN,
+        br#"{"message":"Forbidden","documentation_url":"https://docs.github.com/rest","status":"403"}"#,
+        "rate limit",
+    );
+    assert_eq!(forbidden, RateLimit::default());
+    let mut not_found = RateLimit::default();
+    not_found.mark_bare_limit(StatusCode::NOT_FOUND, &body, "rate limit");
+    assert_eq!(not_found, RateLimit::default());
+    // A limit the headers already give keeps their reset time.
+    let mut primary = RateLimit::from_headers(&headers(&[
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", "1700000600"),
+    ]));
+    primary.mark_bare_limit(
+        StatusCode::FORBIDDEN,
+        b"API rate limit exceeded for user ID 1.",
+        "rate limit",
+    );
+    assert_eq!(primary.retry_after, None);
+    assert_eq!(primary.wait(now), Some(Duration::from_secs(600)));
+}
+
+#[tokio::test]
+async fn a_bare_secondary_limit_is_a_rate_limit_only_where_configured() {
+    let answers = || {
+        [
+            exchange(json!({
+                "request": { "path": "/repos/acme/busy/dependency-graph/sbom" },
+                "response": {
+                    "status": 403,
+                    "body": {
+                        "message": SECONDARY_LIMIT,
+                        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                    }
+                }
+            })),
+            exchange(json!({
+                "request": { "path": "/repos/acme/fork/dependency-graph/sbom" },
+                "response": {
+                    "status": 403,
+                    "body": { "message": "Forbidden", "documentation_url": "https://docs.github.com/rest", "status": "403" }
+                }
+            })),
+        ]
+    };
+    let server = replay(answers(), ReplayOptions::default()).await;
+    let marked = || {
+        let mut marked = config(server.base_url());
+        marked.rate_limit_message = Some("rate limit");
+        // A minute is more than this client waits: the limit is reported at once.
+        marked.max_rate_limit_wait = Duration::from_secs(30);
+        client_with(marked)
+    };
+    let limited = marked();
+    let before = Utc::now();
+    let (result, stats) = scoped(limited.execute(get("/repos/acme/busy/dependency-graph/sbom"))).await;
+    let after = Utc::now();
+    match result {
+        Err(UpstreamError::RateLimited { status, reset_time }) => {
+            assert_eq!(status, 403);
+            let reset = reset_time.expect("a minute from now");
+            let window = (before + chrono::Duration::seconds(59))..=(after + chrono::Duration::seconds(60));
+            assert!(window.contains(&reset), "{reset} not in {window:?}");
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    assert_eq!(stats.requests(), 1);
+    // The limit holds for the credential's other requests: none is sent.
+    let (held, stats) = scoped(limited.execute(get("/repos/acme/fork/dependency-graph/sbom"))).await;
+    assert!(
+        matches!(held, Err(UpstreamError::RateLimited { status: 429, .. })),
+        "{held:?}"
+    );
+    assert_eq!(stats.requests(), 0);
+    // A 403 that says nothing of a limit is the connector's to map.
+    let fork = marked()
+        .execute(get("/repos/acme/fork/dependency-graph/sbom"))
+        .await
+        .expect("a 403 without a limit is a response");
+    assert_eq!(fork.status(), StatusCode::FORBIDDEN);
+    assert_eq!(server.stats().requests(), 2);
+
+    // Without the setting the bare 403 is a response too.
+    let server = replay(answers(), ReplayOptions::default()).await;
+    let busy = client(&server)
+        .execute(get("/repos/acme/busy/dependency-graph/sbom"))
+        .await
+        .expect("not a rate limit without the setting");
+    assert_eq!(busy.status(), StatusCode::FORBIDDEN);
+    assert_eq!(server.stats().requests(), 1);
+}
+
 #[tokio::test]
 async fn client_errors_are_responses_not_errors() {
     let server = replay(

@@ -540,6 +540,8 @@ impl Registry {
             .extend(graphql_path.map(|path| ("/graphql", path)));
         // GitHub's GraphQL points are a budget apart from its REST requests.
         upstream.separate_budgets.push(("/graphql", "graphql"));
+        // A secondary rate limit may come as a bare 403 that only says so.
+        upstream.rate_limit_message = Some("rate limit");
         if let Some(concurrency) = env.concurrency {
             upstream.concurrency = concurrency;
         }

@@ -1033,6 +1033,115 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
 }
 
+/// A 403 to one repository's SBOM export that does not say the credential
+/// lacks access (GitHub's answer for a fork without a dependency graph of its
+/// own) leaves that repository without an SBOM and the rest of its scope
+/// going on; a 403 that says the token may not read the repository fails the
+/// scope, naming it, as before.
+#[tokio::test]
+async fn a_forbidden_sbom_export_is_no_sbom_unless_the_credential_lacks_access() {
+    let (template, _) = first_fixture_repo();
+    let branch = template["default_branch"].as_str().unwrap().to_owned();
+    let repo = |org: &str, name: &str, id: u64, fork: bool| {
+        let mut repo = template.clone();
+        repo["id"] = serde_json::json!(id);
+        repo["name"] = serde_json::json!(name);
+        repo["full_name"] = serde_json::json!(format!("{org}/{name}"));
+        repo["owner"]["login"] = serde_json::json!(org);
+        repo["fork"] = serde_json::json!(fork);
+        repo
+    };
+    let exchange = get_exchange;
+    let tree = |full_name: &str| {
+        exchange(
+            format!("/repos/{full_name}/git/trees/{branch}"),
+            serde_json::json!({"recursive": "1"}),
+            200,
+            serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []}),
+        )
+    };
+    let sbom = |full_name: &str, status: u16, body: serde_json::Value| {
+        exchange(
+            format!("/repos/{full_name}/dependency-graph/sbom"),
+            serde_json::json!({}),
+            status,
+            body,
+        )
+    };
+    let mut set = FixtureSet::default();
+    for exchange in [
+        listing_exchange(
+            "",
+            "globex",
+            serde_json::json!([
+                repo("globex", "left-pad-fork", 4_200_101, true),
+                repo("globex", "ledger", 4_200_102, false)
+            ]),
+        ),
+        tree("globex/left-pad-fork"),
+        sbom(
+            "globex/left-pad-fork",
+            403,
+            serde_json::json!({"message": "Forbidden", "documentation_url": "https://docs.github.com/rest", "status": "403"}),
+        ),
+        tree("globex/ledger"),
+        sbom(
+            "globex/ledger",
+            200,
+            serde_json::json!({"sbom": {"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": "com.github.globex/ledger",
+                "documentNamespace": "https://spdx.org/spdxdocs/protobom/ledger", "creationInfo": {"created": "2025-06-30T09:14:27Z"},
+                "packages": []}}),
+        ),
+        listing_exchange(
+            "",
+            "octo-org",
+            serde_json::json!([repo("octo-org", "vault", 4_200_103, false)]),
+        ),
+        tree("octo-org/vault"),
+        sbom(
+            "octo-org/vault",
+            403,
+            serde_json::json!({"message": "Resource not accessible by personal access token",
+                "documentation_url": "https://docs.github.com/rest/dependency-graph/sboms#export-a-software-bill-of-materials-sbom-for-a-repository",
+                "status": "403"}),
+        ),
+    ] {
+        set.insert(exchange);
+    }
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let server = live_with_token(upstream.base_url()).await;
+    let events = sync_full(&server, &["globex", "octo-org"]).await;
+    assert_eq!(
+        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        vec![
+            "urn:connectors:github:repository:4200101".to_owned(),
+            "urn:connectors:github:repository:4200102".to_owned(),
+            "urn:connectors:github:sbom:4200102".to_owned(),
+        ]
+    );
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            ("org:globex".to_owned(), connectors_proto::v1::ScopeState::Ok as i32),
+            (
+                "org:octo-org".to_owned(),
+                connectors_proto::v1::ScopeState::Failed as i32
+            ),
+        ]
+    );
+    assert_eq!(
+        scope_errors(&events),
+        vec![(
+            "org:octo-org".to_owned(),
+            "UPSTREAM_PERMISSION_DENIED".to_owned(),
+            "sbom of octo-org/vault: github answered 403: resource not accessible by personal access token".to_owned()
+        )]
+    );
+    // Each exchange once (no retries of a 403), and the start-up `GET /user`.
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+    assert_eq!(upstream.stats().requests(), 9);
+}
+
 /// An installation token GitHub no longer accepts (revoked before it
 /// expires) is answered 401: the request goes once more through octocrab,
 /// which forgets the token, mints a new one and sends it again; the sync

@@ -156,6 +156,18 @@ fn status_of(error: &octocrab::Error) -> Option<u16> {
     }
 }
 
+/// Whether an error of the SBOM export says that this repository has none to
+/// give (a 403 that does not say the credential lacks access).
+fn sbom_unavailable(error: &octocrab::Error) -> bool {
+    match error {
+        octocrab::Error::GitHub { source, .. } => {
+            source.status_code.as_u16() == 403
+                && !source.message.to_ascii_lowercase().contains("resource not accessible")
+        }
+        _ => false,
+    }
+}
+
 fn timestamp(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<pbjson_types::Timestamp> {
     t.map(|t| pbjson_types::Timestamp {
         seconds: t.timestamp(),
@@ -641,6 +653,20 @@ impl GithubConnector {
             }
             // 404: the dependency graph is not enabled for this repository.
             Err(PageError::Request(RequestError::GitHub(error))) if status_of(&error) == Some(404) => {}
+            // A 403 that is not about the credential's access: GitHub's answer
+            // for a repository whose dependency graph cannot be exported (a
+            // fork without one, for example). That repository has no SBOM; the
+            // rest of the scope goes on. Rate limits never get here (the shared
+            // layer makes them errors of their own), and a credential without
+            // access ("Resource not accessible by integration" or "by personal
+            // access token") still fails the scope.
+            Err(PageError::Request(RequestError::GitHub(error))) if sbom_unavailable(&error) => {
+                tracing::warn!(
+                    connector = ID,
+                    repository = %full,
+                    "the sbom export answered 403; no sbom for this repository"
+                );
+            }
             Err(error) => return Err(page_error(error, &format!("sbom of {full}"))),
         }
         Ok(sbom)
