@@ -21,6 +21,18 @@ use bytes::Bytes;
 pub use memory::MemoryCache;
 pub use redis_backend::RedisCache;
 
+/// Key prefixes of what the server cannot fetch again: per-scope sync state
+/// (and the chunks of one being written), kept checkpoints, coalescing
+/// leases and shared rate-limit resets. Everything else (conditional-request
+/// bodies, coalescing logs) can be fetched or crawled again.
+const KEPT_PREFIXES: [&str; 5] = ["state:", "pending:", "checkpoint:", "lease:", "ratelimit:"];
+
+/// Whether `key` holds something the server cannot fetch again
+/// ([`KEPT_PREFIXES`]); the in-memory cache keeps such entries apart.
+pub(crate) fn is_kept(key: &str) -> bool {
+    KEPT_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
 /// Errors of a cache backend.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

@@ -117,6 +117,39 @@ async fn memory_backend_stays_within_its_bound() {
 }
 
 #[tokio::test]
+async fn memory_backend_keeps_sync_state_when_bodies_fill_it() {
+    // A full cache of conditional-request bodies, each looked up again (as
+    // every sync does), must not keep out or evict the state a sync writes.
+    let cache = super::MemoryCache::new(256 * 1024);
+    for round in 0..3 {
+        for i in 0..1000 {
+            let key = format!("http:v2:github:{i:064x}");
+            if cache.get(&key).await.unwrap().is_none() {
+                cache.set(&key, Bytes::from(vec![round; 1024]), None).await.unwrap();
+            }
+        }
+    }
+    let state = Bytes::from(vec![7u8; 4096]);
+    cache.set("state:v1:github:f:s:g1", state.clone(), None).await.unwrap();
+    cache
+        .set("checkpoint:v1:github:nightly", Bytes::from_static(b"token"), None)
+        .await
+        .unwrap();
+    for i in 0..1000 {
+        let key = format!("http:v2:github:{i:064x}");
+        if cache.get(&key).await.unwrap().is_none() {
+            cache.set(&key, Bytes::from(vec![9; 1024]), None).await.unwrap();
+        }
+    }
+    let kept = cache.get("state:v1:github:f:s:g1").await.unwrap();
+    assert!(kept == Some(state), "state of {:?} bytes kept", kept.map(|b| b.len()));
+    assert_eq!(
+        cache.get("checkpoint:v1:github:nightly").await.unwrap(),
+        Some(Bytes::from_static(b"token"))
+    );
+}
+
+#[tokio::test]
 async fn redis_backend_passes_the_suite() {
     let Some(redis) = crate::testing::RedisServer::start_or_skip() else {
         return;

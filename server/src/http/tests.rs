@@ -290,6 +290,16 @@ async fn credentials_get_separate_cache_entries() {
 }
 
 #[test]
+fn rate_limit_resets_are_kept_apart_and_bodies_are_not() {
+    let client = client_with(config("http://127.0.0.1:1"));
+    let url = Url::parse("http://127.0.0.1:1/repos/acme/app").unwrap();
+    assert!(crate::cache::is_kept(
+        &client.budget_key(&HeaderMap::new(), "/repos/acme/app")
+    ));
+    assert!(!crate::cache::is_kept(&client.cache_key(&url, &HeaderMap::new())));
+}
+
+#[test]
 fn cache_keys_hash_url_credentials_and_accept() {
     let client = client_with(config("http://127.0.0.1:1"));
     let url = Url::parse("http://127.0.0.1:1/repos/acme/app").unwrap();

@@ -416,6 +416,15 @@ mod tests {
     use super::*;
     use connectors_proto::v1::{Checkpoint, Entity, Summary, Upsert};
 
+    #[test]
+    fn leases_are_kept_apart_and_crawl_logs_are_not() {
+        use crate::cache::is_kept;
+        assert!(is_kept(&lease_key("0f1e")));
+        assert!(!is_kept(&batch_key("0f1e", 0)));
+        assert!(!is_kept(&end_key("0f1e")));
+        assert!(!is_kept(&followers_key("0f1e")));
+    }
+
     fn upsert(i: usize, size: usize) -> SyncEvent {
         SyncEvent {
             event: Some(Event::Upsert(Upsert {

@@ -492,7 +492,15 @@ impl StateStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{PendingChunk, SeenUrns, StateEntry, decode_chunk, encode_chunk};
+    use super::{PendingChunk, SeenUrns, StateEntry, StateStore, decode_chunk, encode_chunk};
+
+    #[test]
+    fn state_chunks_and_checkpoints_are_kept_apart_from_fetched_bodies() {
+        use crate::cache::is_kept;
+        assert!(is_kept(&StateStore::state_key("github", "f00d", "org:acme", "g1")));
+        assert!(is_kept(&StateStore::chunk_key("github", "sync-1", "org:acme", 3)));
+        assert!(is_kept(&StateStore::checkpoint_key("github", "nightly")));
+    }
 
     fn entry(i: u32) -> StateEntry {
         StateEntry {

@@ -185,6 +185,33 @@ async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync()
     assert_eq!(upserts(&events).len(), 0);
 }
 
+/// An in-memory cache smaller than the upstream bodies of one FULL sync
+/// still keeps the state that sync wrote: the no-change INCREMENTAL sync
+/// from its checkpoint succeeds and sends nothing (bodies pushed the state
+/// out, or kept it from being stored, when both shared one bound).
+#[tokio::test]
+async fn a_cache_full_of_upstream_bodies_keeps_the_sync_state() {
+    let mut config = Config::for_tests();
+    config.memory_cache_bytes = 128 * 1024;
+    let server = TestServer::with_config(config).await;
+    let base = collect(open(&server, request(full())).await).await;
+    let full_summary = summary(&base);
+    assert!(full_summary.complete);
+    let events = collect(open(&server, request(incremental(full_summary.checkpoint.clone()))).await).await;
+    let inc = summary(&events);
+    assert!(inc.complete, "{:?}", scope_errors(&events));
+    assert_eq!(upserts(&events).len(), 0);
+    assert_eq!(deletions(&events).len(), 0);
+    assert_eq!(
+        inc.counts.iter().map(|c| (c.kind, c.unchanged)).collect::<Vec<_>>(),
+        full_summary
+            .counts
+            .iter()
+            .map(|c| (c.kind, c.upserts))
+            .collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn explicit_repositories_are_scopes_of_their_own() {
     let server = TestServer::start().await;
