@@ -481,6 +481,53 @@ async fn sync_repositories(server: &TestServer, orgs: &[&str]) -> Vec<SyncEvent>
     collect(open(server, request).await).await
 }
 
+/// The start-up credential check: GitHub answers `GET /user` 401 to a token
+/// it does not accept (the connector is NOT_SERVING), and 403 to one it
+/// accepts that may not read a user, such as an App installation token given
+/// as `GITHUB_TOKEN`: that connector serves (its syncs work).
+#[tokio::test]
+async fn the_credential_check_fails_a_rejected_token_and_passes_one_that_may_not_read_a_user() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let answers = [
+        (
+            401,
+            serde_json::json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"}),
+            ServingStatus::NotServing,
+        ),
+        (
+            403,
+            serde_json::json!({"message": "Resource not accessible by integration",
+                "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user", "status": "403"}),
+            ServingStatus::Serving,
+        ),
+    ];
+    for (status, body, expected) in answers {
+        let mut set = FixtureSet::default();
+        set.insert(get_exchange("/user".into(), serde_json::json!({}), status, body));
+        let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+        let server = live_with_token(upstream.base_url()).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while upstream.stats().requests() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the check was never sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The check's outcome is set right after its answer: give it time.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let health = HealthClient::new(server.client.channel().clone())
+            .check(HealthCheckRequest {
+                service: "connectors.github.v1.GithubConnectorService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(health.status, expected as i32, "GET /user answered {status}");
+        assert_eq!(upstream.stats().requests(), 1, "one check, not retried");
+        assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
+    }
+}
+
 /// Live mode with a token against a GitHub Enterprise style base URL (path
 /// prefix): the token is sent as a bearer credential and the prefix is kept.
 #[tokio::test]

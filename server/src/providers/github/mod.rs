@@ -985,14 +985,17 @@ impl Connector for GithubConnector {
     async fn authenticate(&self) -> Result<(), SyncError> {
         match &self.settings.auth {
             GithubAuth::None => Ok(()),
-            GithubAuth::Token(_) => self
-                .client
-                .base()
-                .current()
-                .user()
-                .await
-                .map(|_| ())
-                .map_err(|e| SyncError::UpstreamUnauthenticated(format!("GET /user failed: {}", short(&e)))),
+            GithubAuth::Token(_) => match self.client.base().current().user().await {
+                Ok(_) => Ok(()),
+                // GitHub authenticated the token, which may not read a user:
+                // an App installation token ("Resource not accessible by
+                // integration"), whose syncs work. A rejected token is a 401.
+                Err(e) if status_of(&e) == Some(403) => Ok(()),
+                Err(e) => Err(SyncError::UpstreamUnauthenticated(format!(
+                    "GET /user failed: {}",
+                    short(&e)
+                ))),
+            },
             GithubAuth::App { .. } => self
                 .client
                 .base()
