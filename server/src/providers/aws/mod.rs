@@ -170,67 +170,34 @@ enum ImagePage {
     RepositoryDone,
 }
 
-/// Fetches every DescribeImages page of `repositories` into `pages`, in
-/// repository order: up to `at_once` repositories are fetched at the same
-/// time (each a task of its own, a few pages ahead), and their pages are
-/// handed over one repository after another, so that the stream is that of
-/// a crawl of one repository at a time. Stops at the first error (after
-/// handing it over) or when the receiver is gone; the tasks still running
-/// are then aborted.
+/// Fetches every DescribeImages page of `repositories`, in order, into `pages`;
+/// stops at the first error (after handing it over) or when the receiver is gone.
 async fn fetch_image_pages(
     client: aws_sdk_ecr::Client,
     page_size: i32,
     repositories: Vec<String>,
-    at_once: usize,
     pages: tokio::sync::mpsc::Sender<ImagePage>,
 ) {
-    let mut names = repositories.into_iter();
-    let mut running = std::collections::VecDeque::new();
-    loop {
-        while running.len() < at_once.max(1)
-            && let Some(name) = names.next()
-        {
-            let (tx, rx) = tokio::sync::mpsc::channel(ECR_PAGES_AHEAD);
-            let task = crate::http::spawn_in_sync(fetch_repository_images(client.clone(), page_size, name, tx));
-            running.push_back((rx, task));
-        }
-        let Some((mut repository, _task)) = running.pop_front() else {
-            return;
-        };
-        while let Some(page) = repository.recv().await {
-            let failed = matches!(page, ImagePage::Images(Err(_)));
-            if pages.send(page).await.is_err() || failed {
+    for name in repositories {
+        let mut paginator = client
+            .describe_images()
+            .repository_name(&name)
+            .max_results(page_size)
+            .into_paginator()
+            .send();
+        while let Some(page) = paginator.next().await {
+            let page = page
+                .map(|mut page| page.image_details.take().unwrap_or_default())
+                .map_err(|e| sdk_error("ecr:DescribeImages", e));
+            let failed = page.is_err();
+            if pages.send(ImagePage::Images(page)).await.is_err() || failed {
                 return;
             }
         }
-    }
-}
-
-/// Fetches every DescribeImages page of repository `name` into `pages`, then
-/// its `RepositoryDone`; stops at the first error (after handing it over).
-async fn fetch_repository_images(
-    client: aws_sdk_ecr::Client,
-    page_size: i32,
-    name: String,
-    pages: tokio::sync::mpsc::Sender<ImagePage>,
-) {
-    let mut paginator = client
-        .describe_images()
-        .repository_name(&name)
-        .max_results(page_size)
-        .into_paginator()
-        .send();
-    while let Some(page) = paginator.next().await {
-        let page = page
-            .map(|mut page| page.image_details.take().unwrap_or_default())
-            .map_err(|e| sdk_error("ecr:DescribeImages", e));
-        let failed = page.is_err();
-        if pages.send(ImagePage::Images(page)).await.is_err() || failed {
+        if pages.send(ImagePage::RepositoryDone).await.is_err() {
             return;
         }
     }
-    // Nothing to do if the receiver is gone.
-    let _ = pages.send(ImagePage::RepositoryDone).await;
 }
 
 /// `base` with the credentials of `role` in `region`, assumed through STS
@@ -387,25 +354,16 @@ impl AwsConnector {
             let page = page.map_err(|e| sdk_error("ecr:DescribeRepositories", e))?;
             repositories.extend(page.repositories().iter().cloned());
         }
-        // The image pages are fetched and parsed by tasks of their own, a few
-        // pages ahead of the upserts and several repositories at once, so
-        // parsing and the engine's work run on different cores and a crawl
-        // of many repositories is not bound by one request's latency after
-        // another; the entities still go out in the same order.
+        // The image pages are fetched and parsed by a task of their own, a few
+        // pages ahead of the upserts, so parsing and the engine's work run on
+        // different cores; the entities still go out in the same order.
         let names: Vec<String> = repositories
             .iter()
             .map(|r| r.repository_name().unwrap_or_default().to_owned())
             .collect();
         let (pages_tx, mut image_pages) = tokio::sync::mpsc::channel(ECR_PAGES_AHEAD);
-        // As many repositories at once as the sync's scopes (`AWS_CONCURRENCY`):
-        // one request at a time with 1.
-        let _fetcher = crate::http::spawn_in_sync(fetch_image_pages(
-            client,
-            self.settings.ecr_page_size,
-            names,
-            self.settings.scope_concurrency,
-            pages_tx,
-        ));
+        let _fetcher =
+            crate::http::spawn_in_sync(fetch_image_pages(client, self.settings.ecr_page_size, names, pages_tx));
         for repository in repositories {
             let arn = repository.repository_arn().unwrap_or_default().to_owned();
             let name = repository.repository_name().unwrap_or_default().to_owned();
