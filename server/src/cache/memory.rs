@@ -38,8 +38,9 @@ type Entries = moka::future::Cache<String, Entry, foldhash::quality::RandomState
 /// In-memory cache, bounded to a number of bytes (keys plus values), in two
 /// halves so that one kind of entry never pushes out the other:
 ///
-/// - what the server cannot fetch again ([`super::is_kept`]: sync state,
-///   checkpoints, leases), least recently written evicted first. Every write
+/// - what the server cannot fetch again (sync state, checkpoints, leases,
+///   shared rate-limit resets: the keys `cache::is_kept` names), least
+///   recently written evicted first. Every write
 ///   is admitted, so the state a sync just wrote always replaces older state;
 /// - what it can (conditional-request bodies, coalescing logs, the rest),
 ///   under moka's TinyLFU: an entry looked up often outlives one looked up
