@@ -522,6 +522,9 @@ pub struct Config {
     pub mode: ConnectorsMode,
     /// `REDIS_URL`.
     pub redis_url: Option<String>,
+    /// `REDIS_CA_FILE`: PEM certificates a `rediss://` Redis's certificate is
+    /// verified against instead of the system's roots (a private CA).
+    pub redis_ca_file: Option<PathBuf>,
     /// `CONNECTORS_CACHE_MAX_BYTES` for the in-memory cache.
     pub memory_cache_bytes: u64,
     /// `CONNECTORS_COALESCE_LOG_MAX_BYTES`: a crawl's coalescing log stops
@@ -612,6 +615,7 @@ impl Config {
             metrics_listen: None,
             mode: ConnectorsMode::Fixtures,
             redis_url: None,
+            redis_ca_file: None,
             memory_cache_bytes: 64 * 1024 * 1024,
             coalesce_log_max_bytes: crate::sync::EngineConfig::default().coalesce_log_max_bytes,
             log_format: LogFormat::Text,
@@ -733,11 +737,20 @@ impl Config {
                 message: "must be 1 to 5000".into(),
             });
         }
+        let redis_url = var("REDIS_URL");
+        let redis_ca_file = var("REDIS_CA_FILE").map(PathBuf::from);
+        if redis_ca_file.is_some() && !redis_url.as_deref().is_some_and(|url| url.starts_with("rediss://")) {
+            return Err(ConfigError {
+                var: "REDIS_CA_FILE",
+                message: "needs a REDIS_URL with the rediss:// scheme (Redis over TLS)".into(),
+            });
+        }
         Ok(Self {
             listen: parse("CONNECTORS_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
             metrics_listen,
             mode,
-            redis_url: var("REDIS_URL"),
+            redis_url,
+            redis_ca_file,
             memory_cache_bytes: parse("CONNECTORS_CACHE_MAX_BYTES")?.unwrap_or(256 * 1024 * 1024),
             coalesce_log_max_bytes: parse("CONNECTORS_COALESCE_LOG_MAX_BYTES")?
                 .unwrap_or(crate::sync::EngineConfig::default().coalesce_log_max_bytes),

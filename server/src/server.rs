@@ -92,7 +92,15 @@ pub enum StartError {
 pub fn build_cache(config: &Config) -> Result<SharedCache, StartError> {
     match &config.redis_url {
         Some(url) => {
-            let redis = RedisCache::new(url, "connectors:").map_err(|e| StartError::Cache(e.to_string()))?;
+            let redis = match &config.redis_ca_file {
+                Some(path) => {
+                    let pem = std::fs::read(path)
+                        .map_err(|e| StartError::Cache(format!("REDIS_CA_FILE {}: {e}", path.display())))?;
+                    RedisCache::with_root_certificates(url, "connectors:", pem)
+                }
+                None => RedisCache::new(url, "connectors:"),
+            }
+            .map_err(|e| StartError::Cache(e.to_string()))?;
             Ok(SharedCache::new(Arc::new(redis)))
         }
         None => Ok(SharedCache::memory(config.memory_cache_bytes)),
@@ -263,11 +271,16 @@ async fn watch_cache(reporter: HealthReporter, cache: SharedCache, shutdown: Can
     }
 }
 
+/// Picks the process's rustls crypto backend: several crates pull in rustls
+/// with different ones (ring, aws-lc-rs), and then rustls cannot choose. A
+/// second call (another server in tests) is a no-op.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Starts the server.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-    // Several crates pull in rustls with different crypto backends; pick one
-    // for the process (a second call, from another server in tests, is a no-op).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     let cache = build_cache(&config)?;
     tracing::info!(backend = cache.backend(), "cache configured");
     let registry = Arc::new(Registry::build(&config, cache.clone()).await?);

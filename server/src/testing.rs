@@ -86,24 +86,48 @@ impl RedisServer {
     }
 
     fn start_on(port: u16) -> Result<Self, String> {
-        let child = Command::new("redis-server")
-            .args([
+        Self::spawn(
+            &["--port", &port.to_string()],
+            port,
+            format!("redis://127.0.0.1:{port}"),
+        )
+    }
+
+    /// Starts a private redis-server that speaks only TLS on a free loopback
+    /// port, with the PEM certificate chain `cert` and key `key`; clients are
+    /// not asked for certificates. Its URL is `rediss://127.0.0.1:<port>`.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
+        let port = free_port();
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        Self::spawn(
+            &[
                 "--port",
+                "0",
+                "--tls-port",
                 &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-auth-clients",
                 "no",
-            ])
+            ],
+            port,
+            format!("rediss://127.0.0.1:{port}"),
+        )
+    }
+
+    fn spawn(listen: &[&str], port: u16, url: String) -> Result<Self, String> {
+        let child = Command::new("redis-server")
+            .args(listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|error| format!("spawn redis-server: {error}"))?;
         let server = Self {
             child: Some(child),
-            url: format!("redis://127.0.0.1:{port}"),
+            url,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -115,7 +139,7 @@ impl RedisServer {
         Err(format!("redis-server did not listen on port {port}"))
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` for [`RedisServer::start_tls`]).
     pub fn url(&self) -> String {
         self.url.clone()
     }

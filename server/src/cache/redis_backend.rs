@@ -20,15 +20,32 @@ pub struct RedisCache {
 }
 
 impl RedisCache {
-    /// A cache on `url` (`redis://host:port/db`); every key is prefixed with `prefix`.
+    /// A cache on `url` (`redis://host:port/db`, or `rediss://` for TLS,
+    /// verified against the system's roots); every key is prefixed with `prefix`.
     pub fn new(url: &str, prefix: impl Into<String>) -> Result<Self, CacheError> {
         let client = redis::Client::open(url).map_err(|error| CacheError::Backend(error.to_string()))?;
-        Ok(Self {
+        Ok(Self::on(client, prefix))
+    }
+
+    /// A cache on a `rediss://` `url` whose certificate is verified against
+    /// the PEM certificates `root_pem` only (a private CA).
+    pub fn with_root_certificates(url: &str, prefix: impl Into<String>, root_pem: Vec<u8>) -> Result<Self, CacheError> {
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_pem),
+        };
+        let client =
+            redis::Client::build_with_tls(url, certificates).map_err(|error| CacheError::Backend(error.to_string()))?;
+        Ok(Self::on(client, prefix))
+    }
+
+    fn on(client: redis::Client, prefix: impl Into<String>) -> Self {
+        Self {
             client,
             prefix: prefix.into(),
             manager: Mutex::new(None),
             timeout: Duration::from_millis(1500),
-        })
+        }
     }
 
     async fn connection(&self) -> Result<ConnectionManager, CacheError> {

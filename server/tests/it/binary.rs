@@ -511,3 +511,16 @@ fn a_blob_batch_over_100_stops_the_server_naming_the_variable() {
         )
     );
 }
+
+/// `REDIS_CA_FILE` is for Redis over TLS: set beside no `rediss://` URL, it
+/// stops the server naming the variable.
+#[test]
+fn a_redis_ca_file_without_a_tls_redis_url_stops_the_server_naming_the_variable() {
+    assert_eq!(
+        start_with("REDIS_CA_FILE", "/etc/ssl/private-ca.pem"),
+        (
+            Some(2),
+            "connectors-server: configuration error: REDIS_CA_FILE: needs a REDIS_URL with the rediss:// scheme (Redis over TLS)".to_owned()
+        )
+    );
+}

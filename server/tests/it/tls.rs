@@ -1,4 +1,5 @@
-//! TLS and mutual TLS on the gRPC port, with certificates made for the test.
+//! TLS and mutual TLS on the gRPC port, and Redis over TLS as the cache, with
+//! certificates made for the test.
 
 use std::path::PathBuf;
 
@@ -105,4 +106,103 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         Err(_) => true,
     };
     assert!(refused, "a client without a certificate must be refused");
+}
+
+/// A redis-server of the test's own that speaks only TLS with the PKI's
+/// server certificate (for localhost), and its port; `None` to skip when
+/// redis-server is missing (never under `CI=true`).
+fn tls_redis(pki: &Pki) -> Option<(connectors_server::testing::RedisServer, String)> {
+    let started =
+        connectors_server::testing::RedisServer::start_tls(&pki.dir.join("server.pem"), &pki.dir.join("server.key"));
+    match started {
+        Ok(redis) => {
+            let port = redis.url().rsplit(':').next().unwrap().to_owned();
+            Some((redis, port))
+        }
+        Err(error) if std::env::var("CI").map_or(true, |v| v != "true") => {
+            eprintln!("skipping: {error}");
+            None
+        }
+        Err(error) => panic!("redis-server with TLS is required under CI=true: {error}"),
+    }
+}
+
+/// The cache's Redis client over TLS verifies the server: with the private CA
+/// that signed its certificate it reads and writes; with the system's roots,
+/// or another CA, it connects to nothing (an error, a miss to the server).
+#[tokio::test]
+async fn the_redis_cache_over_tls_trusts_only_the_ca_that_signed_the_server() {
+    use bytes::Bytes;
+    use connectors_server::cache::{Cache, CacheError, RedisCache};
+
+    connectors_server::server::install_crypto_provider();
+    let pki = pki();
+    let Some((_redis, port)) = tls_redis(&pki) else { return };
+    let url = format!("rediss://localhost:{port}");
+    let trusting = RedisCache::with_root_certificates(&url, "tls-test:", pki.ca_pem.clone().into_bytes()).unwrap();
+    trusting.set("k", Bytes::from_static(b"over tls"), None).await.unwrap();
+    assert_eq!(trusting.get("k").await.unwrap(), Some(Bytes::from_static(b"over tls")));
+    assert!(
+        trusting
+            .set_if_absent("lease", Bytes::from_static(b"a"), std::time::Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+
+    let system_roots = RedisCache::new(&url, "tls-test:").unwrap();
+    let refused = system_roots
+        .get("k")
+        .await
+        .expect_err("an unverified server is refused");
+    assert!(matches!(refused, CacheError::Unavailable(_)), "{refused}");
+    let other_ca = pki_other_ca();
+    let wrong = RedisCache::with_root_certificates(&url, "tls-test:", other_ca.into_bytes()).unwrap();
+    assert!(wrong.get("k").await.is_err());
+}
+
+/// A CA certificate that signed nothing of the test's.
+fn pki_other_ca() -> String {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.self_signed(&key).unwrap().pem()
+}
+
+/// Redis over TLS (`rediss://`) whose certificate a private CA signed
+/// (`REDIS_CA_FILE`): the cache is healthy, and a sync's state kept there is
+/// what the no-change INCREMENTAL sync from its checkpoint reads.
+#[tokio::test]
+async fn the_cache_on_redis_over_tls_keeps_the_sync_state() {
+    use connectors_proto::github::v1::SyncRequest;
+
+    use crate::conformance::{collect, full, incremental};
+    use crate::support::{summary, upserts};
+
+    let pki = pki();
+    let Some((_redis, port)) = tls_redis(&pki) else { return };
+    let mut config = Config::for_tests();
+    config.redis_url = Some(format!("rediss://localhost:{port}"));
+    config.redis_ca_file = Some(pki.dir.join("ca.pem"));
+    let server = TestServer::with_config(config).await;
+    let sync = |options| {
+        let mut github = server.client.github();
+        async move {
+            let request = SyncRequest {
+                options: Some(options),
+                ..Default::default()
+            };
+            github.sync(request).await.map(|r| r.into_inner())
+        }
+    };
+    let base = collect(sync(full()).await).await;
+    let first = summary(&base);
+    assert!(first.complete);
+    assert_eq!(upserts(&base).len(), 102);
+    let events = collect(sync(incremental(first.checkpoint.clone())).await).await;
+    let second = summary(&events);
+    assert!(second.complete);
+    assert_eq!(upserts(&events).len(), 0);
+    // Every listing page answered 304 from the cache's stored bodies.
+    assert_eq!((second.upstream_requests, second.cache_hits), (5, 5));
+    assert!(!server.server.cache.is_degraded());
 }
