@@ -72,7 +72,8 @@ impl RedisServer {
         Self::start_on(free_port())
     }
 
-    /// Starts it again on the same port after [`RedisServer::kill`] (for outage tests).
+    /// Starts it again on the same port after [`RedisServer::kill`] (for outage
+    /// tests; a plaintext server, also for one [`RedisServer::start_tls`] started).
     pub fn restart(&mut self) -> Result<(), String> {
         let port: u16 = self
             .url
