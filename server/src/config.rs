@@ -525,6 +525,9 @@ pub struct Config {
     /// `REDIS_CA_FILE`: PEM certificates a `rediss://` Redis's certificate is
     /// verified against instead of the system's roots (a private CA).
     pub redis_ca_file: Option<PathBuf>,
+    /// `REDIS_CLIENT_CERT` and `REDIS_CLIENT_KEY` (PEM files): the client
+    /// certificate a `rediss://` Redis that requires one is shown.
+    pub redis_client_identity: Option<(PathBuf, PathBuf)>,
     /// `CONNECTORS_CACHE_MAX_BYTES` for the in-memory cache.
     pub memory_cache_bytes: u64,
     /// `CONNECTORS_COALESCE_LOG_MAX_BYTES`: a crawl's coalescing log stops
@@ -616,6 +619,7 @@ impl Config {
             mode: ConnectorsMode::Fixtures,
             redis_url: None,
             redis_ca_file: None,
+            redis_client_identity: None,
             memory_cache_bytes: 64 * 1024 * 1024,
             coalesce_log_max_bytes: crate::sync::EngineConfig::default().coalesce_log_max_bytes,
             log_format: LogFormat::Text,
@@ -738,12 +742,32 @@ impl Config {
             });
         }
         let redis_url = var("REDIS_URL");
+        let redis_tls = redis_url.as_deref().is_some_and(|url| url.starts_with("rediss://"));
         let redis_ca_file = var("REDIS_CA_FILE").map(PathBuf::from);
-        if redis_ca_file.is_some() && !redis_url.as_deref().is_some_and(|url| url.starts_with("rediss://")) {
-            return Err(ConfigError {
-                var: "REDIS_CA_FILE",
-                message: "needs a REDIS_URL with the rediss:// scheme (Redis over TLS)".into(),
-            });
+        let redis_client_identity = match (var("REDIS_CLIENT_CERT"), var("REDIS_CLIENT_KEY")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            (cert, _) => {
+                return Err(ConfigError {
+                    var: if cert.is_some() {
+                        "REDIS_CLIENT_CERT"
+                    } else {
+                        "REDIS_CLIENT_KEY"
+                    },
+                    message: "needs REDIS_CLIENT_CERT and REDIS_CLIENT_KEY both".into(),
+                });
+            }
+        };
+        for (set, name) in [
+            (redis_ca_file.is_some(), "REDIS_CA_FILE"),
+            (redis_client_identity.is_some(), "REDIS_CLIENT_CERT"),
+        ] {
+            if set && !redis_tls {
+                return Err(ConfigError {
+                    var: name,
+                    message: "needs a REDIS_URL with the rediss:// scheme (Redis over TLS)".into(),
+                });
+            }
         }
         Ok(Self {
             listen: parse("CONNECTORS_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
@@ -751,6 +775,7 @@ impl Config {
             mode,
             redis_url,
             redis_ca_file,
+            redis_client_identity,
             memory_cache_bytes: parse("CONNECTORS_CACHE_MAX_BYTES")?.unwrap_or(256 * 1024 * 1024),
             coalesce_log_max_bytes: parse("CONNECTORS_COALESCE_LOG_MAX_BYTES")?
                 .unwrap_or(crate::sync::EngineConfig::default().coalesce_log_max_bytes),

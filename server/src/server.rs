@@ -92,13 +92,24 @@ pub enum StartError {
 pub fn build_cache(config: &Config) -> Result<SharedCache, StartError> {
     match &config.redis_url {
         Some(url) => {
-            let redis = match &config.redis_ca_file {
-                Some(path) => {
-                    let pem = std::fs::read(path)
-                        .map_err(|e| StartError::Cache(format!("REDIS_CA_FILE {}: {e}", path.display())))?;
-                    RedisCache::with_root_certificates(url, "connectors:", pem)
-                }
-                None => RedisCache::new(url, "connectors:"),
+            let read = |var: &str, path: &std::path::Path| {
+                std::fs::read(path).map_err(|e| StartError::Cache(format!("{var} {}: {e}", path.display())))
+            };
+            let redis = if config.redis_ca_file.is_some() || config.redis_client_identity.is_some() {
+                let tls = crate::cache::RedisTls {
+                    root_pem: config
+                        .redis_ca_file
+                        .as_deref()
+                        .map(|path| read("REDIS_CA_FILE", path))
+                        .transpose()?,
+                    client: match &config.redis_client_identity {
+                        Some((cert, key)) => Some((read("REDIS_CLIENT_CERT", cert)?, read("REDIS_CLIENT_KEY", key)?)),
+                        None => None,
+                    },
+                };
+                RedisCache::with_tls(url, "connectors:", tls)
+            } else {
+                RedisCache::new(url, "connectors:")
             }
             .map_err(|e| StartError::Cache(e.to_string()))?;
             Ok(SharedCache::new(Arc::new(redis)))

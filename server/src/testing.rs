@@ -95,27 +95,33 @@ impl RedisServer {
     }
 
     /// Starts a private redis-server that speaks only TLS on a free loopback
-    /// port, with the PEM certificate chain `cert` and key `key`; clients are
-    /// not asked for certificates. Its URL is `rediss://127.0.0.1:<port>`.
-    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
+    /// port, with the PEM certificate chain `cert` and key `key`. With
+    /// `client_ca`, clients must present a certificate that CA signed;
+    /// without, they are not asked for one. Its URL is `rediss://127.0.0.1:<port>`.
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
         let port = free_port();
+        let port_arg = port.to_string();
         let (cert, key) = (cert.display().to_string(), key.display().to_string());
-        Self::spawn(
-            &[
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--tls-cert-file",
-                &cert,
-                "--tls-key-file",
-                &key,
-                "--tls-auth-clients",
-                "no",
-            ],
-            port,
-            format!("rediss://127.0.0.1:{port}"),
-        )
+        let ca = client_ca.map(|ca| ca.display().to_string());
+        let mut args = vec![
+            "--port",
+            "0",
+            "--tls-port",
+            &port_arg,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+        ];
+        match &ca {
+            Some(ca) => args.extend(["--tls-auth-clients", "yes", "--tls-ca-cert-file", ca]),
+            None => args.extend(["--tls-auth-clients", "no"]),
+        }
+        Self::spawn(&args, port, format!("rediss://127.0.0.1:{port}"))
     }
 
     fn spawn(listen: &[&str], port: u16, url: String) -> Result<Self, String> {

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use memory::MemoryCache;
-pub use redis_backend::RedisCache;
+pub use redis_backend::{RedisCache, RedisTls};
 
 /// Key prefixes of what the server cannot fetch again: per-scope sync state
 /// (and the chunks of one being written), kept checkpoints, coalescing

@@ -10,6 +10,26 @@ use tokio::sync::Mutex;
 
 use super::{Cache, CacheError};
 
+/// TLS material for Redis over TLS, all PEM.
+#[derive(Default)]
+pub struct RedisTls {
+    /// CA certificates the server's certificate is verified against instead
+    /// of the system's roots.
+    pub root_pem: Option<Vec<u8>>,
+    /// A client certificate chain and its key, for a Redis that requires
+    /// clients to present one (`tls-auth-clients yes`).
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("root_pem", &self.root_pem.is_some())
+            .field("client", &self.client.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// Redis cache. The connection is made lazily and re-made after failures, so a
 /// Redis that is down at start-up or goes away later only degrades the service.
 pub struct RedisCache {
@@ -27,12 +47,16 @@ impl RedisCache {
         Ok(Self::on(client, prefix))
     }
 
-    /// A cache on a `rediss://` `url` whose certificate is verified against
-    /// the PEM certificates `root_pem` only (a private CA).
-    pub fn with_root_certificates(url: &str, prefix: impl Into<String>, root_pem: Vec<u8>) -> Result<Self, CacheError> {
+    /// A cache on a `rediss://` `url` with `tls`: the server's certificate
+    /// verified against its roots (the system's when it has none), and its
+    /// client certificate sent when it has one.
+    pub fn with_tls(url: &str, prefix: impl Into<String>, tls: RedisTls) -> Result<Self, CacheError> {
         let certificates = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(root_pem),
+            client_tls: tls.client.map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+            root_cert: tls.root_pem,
         };
         let client =
             redis::Client::build_with_tls(url, certificates).map_err(|error| CacheError::Backend(error.to_string()))?;

@@ -524,3 +524,15 @@ fn a_redis_ca_file_without_a_tls_redis_url_stops_the_server_naming_the_variable(
         )
     );
 }
+
+/// A client certificate for Redis needs its key (and the other way round).
+#[test]
+fn a_redis_client_certificate_without_its_key_stops_the_server_naming_the_variable() {
+    assert_eq!(
+        start_with("REDIS_CLIENT_CERT", "/etc/connectors/redis-client.pem"),
+        (
+            Some(2),
+            "connectors-server: configuration error: REDIS_CLIENT_CERT: needs REDIS_CLIENT_CERT and REDIS_CLIENT_KEY both".to_owned()
+        )
+    );
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use connectors_client::ConnectorsClient;
 use connectors_server::config::{Config, TlsFiles};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::support::TestServer;
@@ -23,18 +23,23 @@ fn pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Names of their own: with rcgen's one default name for all three, a
+    // leaf's subject equals its issuer and OpenSSL (redis-server) takes it
+    // for self-signed.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "connectors test CA");
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let leaf = |name: &str, key: &KeyPair| {
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.signed_by(key, &issuer).unwrap()
+    };
     let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
+    let server_cert = leaf("localhost", &server_key);
     let client_key = KeyPair::generate().unwrap();
-    let client_cert = CertificateParams::new(vec!["scheduler".to_owned()])
-        .unwrap()
-        .signed_by(&client_key, &issuer)
-        .unwrap();
+    let client_cert = leaf("scheduler", &client_key);
     std::fs::write(dir.join("server.pem"), server_cert.pem()).unwrap();
     std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
     std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
@@ -109,11 +114,15 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
 }
 
 /// A redis-server of the test's own that speaks only TLS with the PKI's
-/// server certificate (for localhost), and its port; `None` to skip when
+/// server certificate (for localhost), requiring client certificates the
+/// PKI's CA signed when `mutual`, and its port; `None` to skip when
 /// redis-server is missing (never under `CI=true`).
-fn tls_redis(pki: &Pki) -> Option<(connectors_server::testing::RedisServer, String)> {
-    let started =
-        connectors_server::testing::RedisServer::start_tls(&pki.dir.join("server.pem"), &pki.dir.join("server.key"));
+fn tls_redis(pki: &Pki, mutual: bool) -> Option<(connectors_server::testing::RedisServer, String)> {
+    let started = connectors_server::testing::RedisServer::start_tls(
+        &pki.dir.join("server.pem"),
+        &pki.dir.join("server.key"),
+        mutual.then(|| pki.dir.join("ca.pem")).as_deref(),
+    );
     match started {
         Ok(redis) => {
             let port = redis.url().rsplit(':').next().unwrap().to_owned();
@@ -137,9 +146,11 @@ async fn the_redis_cache_over_tls_trusts_only_the_ca_that_signed_the_server() {
 
     connectors_server::server::install_crypto_provider();
     let pki = pki();
-    let Some((_redis, port)) = tls_redis(&pki) else { return };
+    let Some((_redis, port)) = tls_redis(&pki, false) else {
+        return;
+    };
     let url = format!("rediss://localhost:{port}");
-    let trusting = RedisCache::with_root_certificates(&url, "tls-test:", pki.ca_pem.clone().into_bytes()).unwrap();
+    let trusting = RedisCache::with_tls(&url, "tls-test:", roots(pki.ca_pem.clone())).unwrap();
     trusting.set("k", Bytes::from_static(b"over tls"), None).await.unwrap();
     assert_eq!(trusting.get("k").await.unwrap(), Some(Bytes::from_static(b"over tls")));
     assert!(
@@ -156,8 +167,46 @@ async fn the_redis_cache_over_tls_trusts_only_the_ca_that_signed_the_server() {
         .expect_err("an unverified server is refused");
     assert!(matches!(refused, CacheError::Unavailable(_)), "{refused}");
     let other_ca = pki_other_ca();
-    let wrong = RedisCache::with_root_certificates(&url, "tls-test:", other_ca.into_bytes()).unwrap();
+    let wrong = RedisCache::with_tls(&url, "tls-test:", roots(other_ca)).unwrap();
     assert!(wrong.get("k").await.is_err());
+}
+
+/// Redis TLS material that trusts only `ca_pem`, without a client certificate.
+fn roots(ca_pem: String) -> connectors_server::cache::RedisTls {
+    connectors_server::cache::RedisTls {
+        root_pem: Some(ca_pem.into_bytes()),
+        client: None,
+    }
+}
+
+/// A Redis that requires client certificates (`tls-auth-clients yes`) serves
+/// a cache that shows one its CA signed, and refuses one that shows none.
+#[tokio::test]
+async fn a_redis_requiring_client_certificates_serves_only_a_cache_that_shows_one() {
+    use bytes::Bytes;
+    use connectors_server::cache::{Cache, RedisCache, RedisTls};
+
+    connectors_server::server::install_crypto_provider();
+    let pki = pki();
+    let Some((_redis, port)) = tls_redis(&pki, true) else {
+        return;
+    };
+    let url = format!("rediss://localhost:{port}");
+    let identified = RedisTls {
+        client: Some((
+            pki.client_cert.clone().into_bytes(),
+            pki.client_key.clone().into_bytes(),
+        )),
+        ..roots(pki.ca_pem.clone())
+    };
+    let cache = RedisCache::with_tls(&url, "mtls-test:", identified).unwrap();
+    cache.set("k", Bytes::from_static(b"mutual"), None).await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap(), Some(Bytes::from_static(b"mutual")));
+    let anonymous = RedisCache::with_tls(&url, "mtls-test:", roots(pki.ca_pem.clone())).unwrap();
+    assert!(
+        anonymous.get("k").await.is_err(),
+        "a client without a certificate must be refused"
+    );
 }
 
 /// A CA certificate that signed nothing of the test's.
@@ -169,8 +218,10 @@ fn pki_other_ca() -> String {
 }
 
 /// Redis over TLS (`rediss://`) whose certificate a private CA signed
-/// (`REDIS_CA_FILE`): the cache is healthy, and a sync's state kept there is
-/// what the no-change INCREMENTAL sync from its checkpoint reads.
+/// (`REDIS_CA_FILE`) and which requires a client certificate
+/// (`REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY`): the cache is healthy, and a
+/// sync's state kept there is what the no-change INCREMENTAL sync from its
+/// checkpoint reads.
 #[tokio::test]
 async fn the_cache_on_redis_over_tls_keeps_the_sync_state() {
     use connectors_proto::github::v1::SyncRequest;
@@ -179,10 +230,15 @@ async fn the_cache_on_redis_over_tls_keeps_the_sync_state() {
     use crate::support::{summary, upserts};
 
     let pki = pki();
-    let Some((_redis, port)) = tls_redis(&pki) else { return };
+    let Some((_redis, port)) = tls_redis(&pki, true) else {
+        return;
+    };
+    std::fs::write(pki.dir.join("client.pem"), &pki.client_cert).unwrap();
+    std::fs::write(pki.dir.join("client.key"), &pki.client_key).unwrap();
     let mut config = Config::for_tests();
     config.redis_url = Some(format!("rediss://localhost:{port}"));
     config.redis_ca_file = Some(pki.dir.join("ca.pem"));
+    config.redis_client_identity = Some((pki.dir.join("client.pem"), pki.dir.join("client.key")));
     let server = TestServer::with_config(config).await;
     let sync = |options| {
         let mut github = server.client.github();
