@@ -520,6 +520,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `CONNECTORS_MODE`.
     pub mode: ConnectorsMode,
+    /// `CONNECTORS_CREDENTIAL_CHECK_SECS`: how often live connectors'
+    /// credentials are checked again after start-up (health); `None` (0):
+    /// at start-up only.
+    pub credential_check_interval: Option<std::time::Duration>,
     /// `REDIS_URL`.
     pub redis_url: Option<String>,
     /// `REDIS_CA_FILE`: PEM certificates a `rediss://` Redis's certificate is
@@ -617,6 +621,7 @@ impl Config {
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
             metrics_listen: None,
             mode: ConnectorsMode::Fixtures,
+            credential_check_interval: None,
             redis_url: None,
             redis_ca_file: None,
             redis_client_identity: None,
@@ -773,6 +778,10 @@ impl Config {
             listen: parse("CONNECTORS_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 50051))),
             metrics_listen,
             mode,
+            credential_check_interval: match parse::<u64>("CONNECTORS_CREDENTIAL_CHECK_SECS")?.unwrap_or(300) {
+                0 => None,
+                secs => Some(std::time::Duration::from_secs(secs)),
+            },
             redis_url,
             redis_ca_file,
             redis_client_identity,

@@ -118,7 +118,12 @@ pub fn build_cache(config: &Config) -> Result<SharedCache, StartError> {
     }
 }
 
-async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>) {
+async fn set_connector_health(
+    reporter: HealthReporter,
+    registry: Arc<Registry>,
+    interval: Option<Duration>,
+    shutdown: CancellationToken,
+) {
     for entry in &registry.entries {
         let status = match &entry.availability {
             Availability::Unavailable { .. } => ServingStatus::NotServing,
@@ -126,133 +131,96 @@ async fn set_connector_health(reporter: HealthReporter, registry: Arc<Registry>)
         };
         reporter.set_service_status(entry.service, status).await;
     }
-    // Live connectors: check the credentials against the upstream.
-    #[cfg(feature = "github")]
-    if let Some(github) = &registry.github
-        && matches!(
-            crate::sync::Connector::availability(github.as_ref()),
-            Availability::Live { .. }
-        )
-    {
-        let status = match crate::sync::Connector::authenticate(github.as_ref()).await {
-            Ok(()) => ServingStatus::Serving,
-            Err(error) => {
-                tracing::warn!(connector = "github", %error, "authentication failed; connector not serving");
-                ServingStatus::NotServing
-            }
-        };
-        reporter
-            .set_service_status("connectors.github.v1.GithubConnectorService", status)
-            .await;
+    #[cfg(any_connector)]
+    check_live_credentials(&reporter, &registry, interval, &shutdown).await;
+    #[cfg(not(any_connector))]
+    let _ = (interval, shutdown);
+}
+
+/// Checks the live connectors' credentials against their upstreams, at
+/// start-up and then every `interval` (none: start-up only), until shutdown.
+#[cfg(any_connector)]
+async fn check_live_credentials(
+    reporter: &HealthReporter,
+    registry: &Registry,
+    interval: Option<Duration>,
+    shutdown: &CancellationToken,
+) {
+    let mut last = std::collections::HashMap::new();
+    loop {
+        #[cfg(feature = "github")]
+        if let Some(connector) = &registry.github {
+            let service = "connectors.github.v1.GithubConnectorService";
+            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
+        }
+        #[cfg(feature = "gcp")]
+        if let Some(connector) = &registry.gcp {
+            let service = "connectors.gcp.v1.GcpConnectorService";
+            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
+        }
+        #[cfg(feature = "azure")]
+        if let Some(connector) = &registry.azure {
+            let service = "connectors.azure.v1.AzureConnectorService";
+            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
+        }
+        #[cfg(feature = "gitlab")]
+        if let Some(connector) = &registry.gitlab {
+            let service = "connectors.gitlab.v1.GitlabConnectorService";
+            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
+        }
+        #[cfg(feature = "kubernetes")]
+        if let Some(connector) = &registry.kubernetes {
+            let service = "connectors.kubernetes.v1.KubernetesConnectorService";
+            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
+        }
+        #[cfg(feature = "aws")]
+        if let Some(connector) = &registry.aws {
+            let service = "connectors.aws.v1.AwsConnectorService";
+            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
+        }
+        #[cfg(feature = "wiz")]
+        if let Some(connector) = &registry.wiz {
+            let service = "connectors.wiz.v1.WizConnectorService";
+            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
+        }
+        let Some(interval) = interval else { return };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
     }
-    #[cfg(feature = "gcp")]
-    if let Some(gcp) = &registry.gcp
-        && matches!(
-            crate::sync::Connector::availability(gcp.as_ref()),
-            Availability::Live { .. }
-        )
-    {
-        let status = match crate::sync::Connector::authenticate(gcp.as_ref()).await {
-            Ok(()) => ServingStatus::Serving,
-            Err(error) => {
-                tracing::warn!(connector = "gcp", %error, "authentication failed; connector not serving");
-                ServingStatus::NotServing
-            }
-        };
-        reporter
-            .set_service_status("connectors.gcp.v1.GcpConnectorService", status)
-            .await;
+}
+
+/// Checks a live connector's credentials and sets its service's health:
+/// NOT_SERVING when the upstream rejects them, SERVING when it accepts them
+/// (again). Logs only changes; sets nothing once the server is shutting down
+/// (the drain has set NOT_SERVING).
+#[cfg(any_connector)]
+async fn check_credentials<C: crate::sync::Connector>(
+    reporter: &HealthReporter,
+    connector: &C,
+    service: &'static str,
+    shutdown: &CancellationToken,
+    last: &mut std::collections::HashMap<&'static str, ServingStatus>,
+) {
+    if !matches!(connector.availability(), Availability::Live { .. }) {
+        return;
     }
-    #[cfg(feature = "azure")]
-    if let Some(azure) = &registry.azure
-        && matches!(
-            crate::sync::Connector::availability(azure.as_ref()),
-            Availability::Live { .. }
-        )
-    {
-        let status = match crate::sync::Connector::authenticate(azure.as_ref()).await {
-            Ok(()) => ServingStatus::Serving,
-            Err(error) => {
-                tracing::warn!(connector = "azure", %error, "authentication failed; connector not serving");
-                ServingStatus::NotServing
-            }
-        };
-        reporter
-            .set_service_status("connectors.azure.v1.AzureConnectorService", status)
-            .await;
+    let id = connector.descriptor().id;
+    let (status, error) = match connector.authenticate().await {
+        Ok(()) => (ServingStatus::Serving, None),
+        Err(error) => (ServingStatus::NotServing, Some(error)),
+    };
+    let previous = last.insert(service, status);
+    if previous == Some(status) || shutdown.is_cancelled() {
+        return;
     }
-    #[cfg(feature = "gitlab")]
-    if let Some(gitlab) = &registry.gitlab
-        && matches!(
-            crate::sync::Connector::availability(gitlab.as_ref()),
-            Availability::Live { .. }
-        )
-    {
-        let status = match crate::sync::Connector::authenticate(gitlab.as_ref()).await {
-            Ok(()) => ServingStatus::Serving,
-            Err(error) => {
-                tracing::warn!(connector = "gitlab", %error, "authentication failed; connector not serving");
-                ServingStatus::NotServing
-            }
-        };
-        reporter
-            .set_service_status("connectors.gitlab.v1.GitlabConnectorService", status)
-            .await;
+    match error {
+        Some(error) => tracing::warn!(connector = id, %error, "authentication failed; connector not serving"),
+        None if previous.is_some() => tracing::info!(connector = id, "credentials accepted again; connector serving"),
+        None => {}
     }
-    #[cfg(feature = "kubernetes")]
-    if let Some(kubernetes) = &registry.kubernetes
-        && matches!(
-            crate::sync::Connector::availability(kubernetes.as_ref()),
-            Availability::Live { .. }
-        )
-    {
-        let status = match crate::sync::Connector::authenticate(kubernetes.as_ref()).await {
-            Ok(()) => ServingStatus::Serving,
-            Err(error) => {
-                tracing::warn!(connector = "kubernetes", %error, "authentication failed; connector not serving");
-                ServingStatus::NotServing
-            }
-        };
-        reporter
-            .set_service_status("connectors.kubernetes.v1.KubernetesConnectorService", status)
-            .await;
-    }
-    #[cfg(feature = "aws")]
-    if let Some(aws) = &registry.aws
-        && matches!(
-            crate::sync::Connector::availability(aws.as_ref()),
-            Availability::Live { .. }
-        )
-    {
-        let status = match crate::sync::Connector::authenticate(aws.as_ref()).await {
-            Ok(()) => ServingStatus::Serving,
-            Err(error) => {
-                tracing::warn!(connector = "aws", %error, "authentication failed; connector not serving");
-                ServingStatus::NotServing
-            }
-        };
-        reporter
-            .set_service_status("connectors.aws.v1.AwsConnectorService", status)
-            .await;
-    }
-    #[cfg(feature = "wiz")]
-    if let Some(wiz) = &registry.wiz
-        && matches!(
-            crate::sync::Connector::availability(wiz.as_ref()),
-            Availability::Live { .. }
-        )
-    {
-        let status = match crate::sync::Connector::authenticate(wiz.as_ref()).await {
-            Ok(()) => ServingStatus::Serving,
-            Err(error) => {
-                tracing::warn!(connector = "wiz", %error, "authentication failed; connector not serving");
-                ServingStatus::NotServing
-            }
-        };
-        reporter
-            .set_service_status("connectors.wiz.v1.WizConnectorService", status)
-            .await;
-    }
+    reporter.set_service_status(service, status).await;
 }
 
 /// The health service that reports the cache: NOT_SERVING while its backend
@@ -307,7 +275,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     reporter
         .set_serving::<connectors_proto::v1::registry_service_server::RegistryServiceServer<crate::grpc::RegistryApi>>()
         .await;
-    tokio::spawn(set_connector_health(reporter.clone(), registry.clone()));
+    tokio::spawn(set_connector_health(
+        reporter.clone(),
+        registry.clone(),
+        config.credential_check_interval,
+        shutdown.clone(),
+    ));
     tokio::spawn(watch_cache(reporter.clone(), cache.clone(), shutdown.clone()));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()

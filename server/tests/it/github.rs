@@ -528,6 +528,80 @@ async fn the_credential_check_fails_a_rejected_token_and_passes_one_that_may_not
     }
 }
 
+/// With `CONNECTORS_CREDENTIAL_CHECK_SECS` the credential check runs again:
+/// a token GitHub starts rejecting (revoked after start-up) turns the
+/// connector NOT_SERVING, and one it accepts again turns it back.
+#[tokio::test]
+async fn the_credential_check_runs_again_and_health_follows_the_token() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let user = |status: u16| {
+        let body = match status {
+            // GitHub's documented example of `GET /user`.
+            200 => serde_json::json!({
+                "login": "octocat", "id": 1, "node_id": "MDQ6VXNlcjE=",
+                "avatar_url": "https://github.com/images/error/octocat_happy.gif", "gravatar_id": "",
+                "url": "https://api.github.com/users/octocat", "html_url": "https://github.com/octocat",
+                "followers_url": "https://api.github.com/users/octocat/followers",
+                "following_url": "https://api.github.com/users/octocat/following{/other_user}",
+                "gists_url": "https://api.github.com/users/octocat/gists{/gist_id}",
+                "starred_url": "https://api.github.com/users/octocat/starred{/owner}{/repo}",
+                "subscriptions_url": "https://api.github.com/users/octocat/subscriptions",
+                "organizations_url": "https://api.github.com/users/octocat/orgs",
+                "repos_url": "https://api.github.com/users/octocat/repos",
+                "events_url": "https://api.github.com/users/octocat/events{/privacy}",
+                "received_events_url": "https://api.github.com/users/octocat/received_events",
+                "type": "User", "site_admin": false, "name": "monalisa octocat", "company": "GitHub",
+                "blog": "https://github.com/blog", "location": "San Francisco", "email": "octocat@github.com",
+                "hireable": false, "bio": "There once was...", "twitter_username": "monatheoctocat",
+                "public_repos": 2, "public_gists": 1, "followers": 20, "following": 0,
+                "created_at": "2008-01-14T04:33:35Z", "updated_at": "2008-01-14T04:33:35Z"
+            }),
+            _ => {
+                serde_json::json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"})
+            }
+        };
+        let mut set = FixtureSet::default();
+        set.insert(get_exchange("/user".into(), serde_json::json!({}), status, body));
+        set
+    };
+    let upstream = ReplayServer::start(user(200), ReplayOptions::default()).await.unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.token = Some("ghp_testtoken".into());
+    config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
+    config.credential_check_interval = Some(Duration::from_millis(50));
+    let server = TestServer::with_config(config).await;
+    let mut health = HealthClient::new(server.client.channel().clone());
+    let mut wait_for = async |expected: ServingStatus| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: "connectors.github.v1.GithubConnectorService".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            if status == expected as i32 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "health never became {expected:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    wait_for(ServingStatus::Serving).await;
+    upstream.set_fixtures(user(401));
+    wait_for(ServingStatus::NotServing).await;
+    upstream.set_fixtures(user(200));
+    wait_for(ServingStatus::Serving).await;
+    // Checked again and again, each time one request.
+    assert!(upstream.stats().requests() >= 3, "{}", upstream.stats().requests());
+    assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
+}
+
 /// Live mode with a token against a GitHub Enterprise style base URL (path
 /// prefix): the token is sent as a bearer credential and the prefix is kept.
 #[tokio::test]
