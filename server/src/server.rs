@@ -146,43 +146,26 @@ async fn check_live_credentials(
     interval: Option<Duration>,
     shutdown: &CancellationToken,
 ) {
+    // One line per connector compiled in: (feature, registry field, service).
+    macro_rules! check_each {
+        ($last:ident: $($feature:literal $field:ident $service:literal),* $(,)?) => {$(
+            #[cfg(feature = $feature)]
+            if let Some(connector) = &registry.$field {
+                check_credentials(reporter, connector.as_ref(), $service, shutdown, &mut $last).await;
+            }
+        )*};
+    }
     let mut last = std::collections::HashMap::new();
     loop {
-        #[cfg(feature = "github")]
-        if let Some(connector) = &registry.github {
-            let service = "connectors.github.v1.GithubConnectorService";
-            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
-        }
-        #[cfg(feature = "gcp")]
-        if let Some(connector) = &registry.gcp {
-            let service = "connectors.gcp.v1.GcpConnectorService";
-            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
-        }
-        #[cfg(feature = "azure")]
-        if let Some(connector) = &registry.azure {
-            let service = "connectors.azure.v1.AzureConnectorService";
-            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
-        }
-        #[cfg(feature = "gitlab")]
-        if let Some(connector) = &registry.gitlab {
-            let service = "connectors.gitlab.v1.GitlabConnectorService";
-            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
-        }
-        #[cfg(feature = "kubernetes")]
-        if let Some(connector) = &registry.kubernetes {
-            let service = "connectors.kubernetes.v1.KubernetesConnectorService";
-            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
-        }
-        #[cfg(feature = "aws")]
-        if let Some(connector) = &registry.aws {
-            let service = "connectors.aws.v1.AwsConnectorService";
-            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
-        }
-        #[cfg(feature = "wiz")]
-        if let Some(connector) = &registry.wiz {
-            let service = "connectors.wiz.v1.WizConnectorService";
-            check_credentials(reporter, connector.as_ref(), service, shutdown, &mut last).await;
-        }
+        check_each!(last:
+            "github" github "connectors.github.v1.GithubConnectorService",
+            "gcp" gcp "connectors.gcp.v1.GcpConnectorService",
+            "azure" azure "connectors.azure.v1.AzureConnectorService",
+            "gitlab" gitlab "connectors.gitlab.v1.GitlabConnectorService",
+            "kubernetes" kubernetes "connectors.kubernetes.v1.KubernetesConnectorService",
+            "aws" aws "connectors.aws.v1.AwsConnectorService",
+            "wiz" wiz "connectors.wiz.v1.WizConnectorService",
+        );
         let Some(interval) = interval else { return };
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -115,9 +115,11 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
 
 /// A redis-server of the test's own that speaks only TLS with the PKI's
 /// server certificate (for localhost), requiring client certificates the
-/// PKI's CA signed when `mutual`, and its port; `None` to skip when
-/// redis-server is missing (never under `CI=true`).
+/// PKI's CA signed when `mutual`, and its `rediss://localhost:<port>` URL;
+/// `None` to skip when redis-server is missing (never under `CI=true`).
+/// Installs the process's rustls provider, as the server does.
 fn tls_redis(pki: &Pki, mutual: bool) -> Option<(connectors_server::testing::RedisServer, String)> {
+    connectors_server::server::install_crypto_provider();
     let started = connectors_server::testing::RedisServer::start_tls(
         &pki.dir.join("server.pem"),
         &pki.dir.join("server.key"),
@@ -125,8 +127,9 @@ fn tls_redis(pki: &Pki, mutual: bool) -> Option<(connectors_server::testing::Red
     );
     match started {
         Ok(redis) => {
+            // The certificate names localhost, not 127.0.0.1.
             let port = redis.url().rsplit(':').next().unwrap().to_owned();
-            Some((redis, port))
+            Some((redis, format!("rediss://localhost:{port}")))
         }
         Err(error) if std::env::var("CI").map_or(true, |v| v != "true") => {
             eprintln!("skipping: {error}");
@@ -144,12 +147,10 @@ async fn the_redis_cache_over_tls_trusts_only_the_ca_that_signed_the_server() {
     use bytes::Bytes;
     use connectors_server::cache::{Cache, CacheError, RedisCache};
 
-    connectors_server::server::install_crypto_provider();
     let pki = pki();
-    let Some((_redis, port)) = tls_redis(&pki, false) else {
+    let Some((_redis, url)) = tls_redis(&pki, false) else {
         return;
     };
-    let url = format!("rediss://localhost:{port}");
     let trusting = RedisCache::with_tls(&url, "tls-test:", roots(pki.ca_pem.clone())).unwrap();
     trusting.set("k", Bytes::from_static(b"over tls"), None).await.unwrap();
     assert_eq!(trusting.get("k").await.unwrap(), Some(Bytes::from_static(b"over tls")));
@@ -186,12 +187,10 @@ async fn a_redis_requiring_client_certificates_serves_only_a_cache_that_shows_on
     use bytes::Bytes;
     use connectors_server::cache::{Cache, RedisCache, RedisTls};
 
-    connectors_server::server::install_crypto_provider();
     let pki = pki();
-    let Some((_redis, port)) = tls_redis(&pki, true) else {
+    let Some((_redis, url)) = tls_redis(&pki, true) else {
         return;
     };
-    let url = format!("rediss://localhost:{port}");
     let identified = RedisTls {
         client: Some((
             pki.client_cert.clone().into_bytes(),
@@ -230,13 +229,13 @@ async fn the_cache_on_redis_over_tls_keeps_the_sync_state() {
     use crate::support::{summary, upserts};
 
     let pki = pki();
-    let Some((_redis, port)) = tls_redis(&pki, true) else {
+    let Some((_redis, url)) = tls_redis(&pki, true) else {
         return;
     };
     std::fs::write(pki.dir.join("client.pem"), &pki.client_cert).unwrap();
     std::fs::write(pki.dir.join("client.key"), &pki.client_key).unwrap();
     let mut config = Config::for_tests();
-    config.redis_url = Some(format!("rediss://localhost:{port}"));
+    config.redis_url = Some(url);
     config.redis_ca_file = Some(pki.dir.join("ca.pem"));
     config.redis_client_identity = Some((pki.dir.join("client.pem"), pki.dir.join("client.key")));
     let server = TestServer::with_config(config).await;
