@@ -537,6 +537,12 @@ pub struct Config {
     /// `CONNECTORS_COALESCE_LOG_MAX_BYTES`: a crawl's coalescing log stops
     /// there unless a follower has joined.
     pub coalesce_log_max_bytes: usize,
+    /// `CONNECTORS_STATE_TTL_SECS`: how long scope state and kept checkpoints
+    /// live in the cache.
+    pub state_ttl: Duration,
+    /// `CONNECTORS_STATE_GRACE_SECS`: how long a scope's state lives on once
+    /// a sync from the checkpoint holding it has saved a newer one.
+    pub superseded_state_ttl: Duration,
     /// `CONNECTORS_LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `CONNECTORS_FIXTURES_DIR`.
@@ -627,6 +633,8 @@ impl Config {
             redis_client_identity: None,
             memory_cache_bytes: 64 * 1024 * 1024,
             coalesce_log_max_bytes: crate::sync::EngineConfig::default().coalesce_log_max_bytes,
+            state_ttl: crate::sync::EngineConfig::default().state_ttl,
+            superseded_state_ttl: crate::sync::EngineConfig::default().superseded_state_ttl,
             log_format: LogFormat::Text,
             fixtures_dir: default_fixtures_dir(),
             drain_timeout: Duration::from_secs(5),
@@ -788,6 +796,19 @@ impl Config {
             memory_cache_bytes: parse("CONNECTORS_CACHE_MAX_BYTES")?.unwrap_or(256 * 1024 * 1024),
             coalesce_log_max_bytes: parse("CONNECTORS_COALESCE_LOG_MAX_BYTES")?
                 .unwrap_or(crate::sync::EngineConfig::default().coalesce_log_max_bytes),
+            state_ttl: match parse::<u64>("CONNECTORS_STATE_TTL_SECS")? {
+                Some(0) => {
+                    return Err(ConfigError {
+                        var: "CONNECTORS_STATE_TTL_SECS",
+                        message: "must be at least 1 (INCREMENTAL syncs need the state the last sync saved)".into(),
+                    });
+                }
+                Some(secs) => Duration::from_secs(secs),
+                None => crate::sync::EngineConfig::default().state_ttl,
+            },
+            superseded_state_ttl: parse::<u64>("CONNECTORS_STATE_GRACE_SECS")?
+                .map(Duration::from_secs)
+                .unwrap_or(crate::sync::EngineConfig::default().superseded_state_ttl),
             log_format,
             fixtures_dir: var("CONNECTORS_FIXTURES_DIR")
                 .map(PathBuf::from)

@@ -249,6 +249,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let shutdown = CancellationToken::new();
     let engine_config = EngineConfig {
         coalesce_log_max_bytes: config.coalesce_log_max_bytes,
+        state_ttl: config.state_ttl,
+        // Never longer than the state would have lived anyway.
+        superseded_state_ttl: config.superseded_state_ttl.min(config.state_ttl),
         ..EngineConfig::default()
     };
     let engine = Engine::new(engine_config, cache.clone(), CancellationToken::new());

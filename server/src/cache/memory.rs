@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use moka::Expiry;
+use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 
 use super::{Cache, CacheError};
@@ -109,6 +110,27 @@ impl Cache for MemoryCache {
             .or_insert_with(async move { Entry { value, ttl: Some(ttl) } })
             .await;
         Ok(entry.is_fresh())
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let half = self.half(key);
+        if ttl.is_zero() {
+            return Ok(half.remove(key).await.is_some());
+        }
+        // Atomic with other writes of the key: the value stays as it is.
+        let result = half
+            .entry(key.to_owned())
+            .and_compute_with(|current| async move {
+                match current {
+                    Some(current) => Op::Put(Entry {
+                        value: current.into_value().value,
+                        ttl: Some(ttl),
+                    }),
+                    None => Op::Nop,
+                }
+            })
+            .await;
+        Ok(matches!(result, CompResult::ReplacedWith(_)))
     }
 
     fn backend(&self) -> &'static str {

@@ -55,6 +55,9 @@ pub trait Cache: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
     /// Stores `value` under `key` only if the key is absent; true when stored.
     async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool, CacheError>;
+    /// Makes `key` expire `ttl` from now, keeping its value (a zero `ttl`
+    /// removes it); true when the key was there.
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, CacheError>;
     /// The backend's name, for health details and metrics ("memory", "redis").
     fn backend(&self) -> &'static str;
 }
@@ -185,5 +188,15 @@ impl SharedCache {
         }
         let result = self.inner.set_if_absent(key, value, ttl).await;
         self.observe("set_if_absent", result)
+    }
+
+    /// Makes `key` expire `ttl` from now (see [`Cache::expire`]); a backend
+    /// failure is logged and counted. True when the key was there.
+    pub async fn expire(&self, key: &str, ttl: Duration) -> bool {
+        if self.skipping() {
+            return false;
+        }
+        let result = self.inner.expire(key, ttl).await;
+        self.observe("expire", result).unwrap_or(false)
     }
 }

@@ -146,6 +146,13 @@ impl Cache for RedisCache {
         Ok(reply.is_some())
     }
 
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let mut conn = self.connection().await?;
+        // PEXPIRE with 0 deletes the key, as `Cache::expire` says.
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        conn.pexpire(self.key(key), millis).await.map_err(unavailable)
+    }
+
     fn backend(&self) -> &'static str {
         "redis"
     }

@@ -70,6 +70,38 @@ pub(crate) async fn run(cache: Arc<dyn Cache>, ns: &str) {
         Some(Bytes::from_static(b"b"))
     );
 
+    // expire: shortens a key's life and keeps its value; 0 removes it; an
+    // absent key stays absent.
+    cache
+        .set(
+            &key("old"),
+            Bytes::from_static(b"state"),
+            Some(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    cache
+        .set(&key("older"), Bytes::from_static(b"state"), None)
+        .await
+        .unwrap();
+    cache
+        .set(&key("gone"), Bytes::from_static(b"state"), None)
+        .await
+        .unwrap();
+    assert!(cache.expire(&key("old"), Duration::from_millis(150)).await.unwrap());
+    assert!(cache.expire(&key("older"), Duration::from_millis(150)).await.unwrap());
+    assert!(cache.expire(&key("gone"), Duration::ZERO).await.unwrap());
+    assert!(!cache.expire(&key("never-set"), Duration::from_secs(1)).await.unwrap());
+    assert_eq!(
+        cache.get(&key("old")).await.unwrap(),
+        Some(Bytes::from_static(b"state"))
+    );
+    assert_eq!(cache.get(&key("gone")).await.unwrap(), None);
+    assert_eq!(cache.get(&key("never-set")).await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(cache.get(&key("old")).await.unwrap(), None);
+    assert_eq!(cache.get(&key("older")).await.unwrap(), None);
+
     // Concurrent set_if_absent on one key: exactly one winner.
     let mut tasks = Vec::new();
     for i in 0..16u8 {

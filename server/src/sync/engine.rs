@@ -31,6 +31,10 @@ pub struct EngineConfig {
     pub channel_capacity: usize,
     /// How long per-scope state and kept checkpoints live in the cache.
     pub state_ttl: Duration,
+    /// How long a scope's state lives once a sync from the checkpoint that
+    /// holds it has saved a newer one (zero: removed at once). A client that
+    /// lost the newer checkpoint can sync from the older one for this long.
+    pub superseded_state_ttl: Duration,
     /// A progress event at least every this many entities.
     pub progress_every: u64,
     /// Let identical concurrent syncs share one crawl (see `coalesce`).
@@ -45,6 +49,7 @@ impl Default for EngineConfig {
         Self {
             channel_capacity: 256,
             state_ttl: Duration::from_secs(30 * 24 * 3600),
+            superseded_state_ttl: Duration::from_secs(3600),
             progress_every: 500,
             coalesce: true,
             coalesce_log_max_bytes: 32 << 20,
@@ -121,6 +126,10 @@ pub(super) struct RunInfo {
     /// The token came from `state_key` (not from the client): state that has
     /// expired since is replaced by a FULL sync of the scope instead of an error.
     lenient: bool,
+    /// INCREMENTAL: scopes are diffed against the baseline's state.
+    incremental: bool,
+    /// How long the state a scope moved past lives on.
+    superseded_ttl: Duration,
     /// Events a scope may buffer ahead of the one being sent.
     scope_buffer: usize,
 }
@@ -368,17 +377,16 @@ impl Engine {
         let span = tracing::Span::current();
         span.record("sync.id", sync_id.as_str());
         span.record("sync.mode", mode.as_str_name());
-        // FULL syncs diff against nothing.
-        let baseline = if mode == SyncMode::Incremental {
-            baseline
-        } else {
-            BTreeMap::new()
-        };
+        // FULL syncs diff against nothing, but the baseline the client holds
+        // is still carried on (a scope that fails keeps it) and moved past.
+        let incremental = mode == SyncMode::Incremental;
 
         let (tx, rx) = mpsc::channel(self.config.channel_capacity);
 
         // Identical fresh syncs share one crawl; resumed syncs run on their own.
         let role = if self.config.coalesce && resume_current.is_none() && done.is_empty() {
+            // The baseline is part of the key even for FULL syncs: a crawl's
+            // checkpoints carry it on, and supersede it.
             let key = super::coalesce::key(descriptor.id, &fingerprint, mode as i32, &baseline);
             match super::coalesce::join(&self.cache, &key, &sync_id, self.config.coalesce_log_max_bytes).await {
                 super::coalesce::Role::Follower(crawl) => {
@@ -421,6 +429,8 @@ impl Engine {
                 fingerprint,
                 store: self.store.clone(),
                 lenient,
+                incremental,
+                superseded_ttl: self.config.superseded_state_ttl,
                 scope_buffer: self.config.channel_capacity,
             }),
             mode,
@@ -856,7 +866,7 @@ async fn crawl_scope<C: Connector>(
             message,
         }))
     };
-    let mut baseline = match &generation {
+    let mut baseline = match generation.as_ref().filter(|_| info.incremental) {
         Some(generation) => {
             match info
                 .store
@@ -941,12 +951,25 @@ async fn crawl_scope<C: Connector>(
     let intact = ctx.save_entries().await;
     let (emitted, total, chunks) = (ctx.emitted, ctx.total, ctx.chunks);
     drop(ctx);
-    let generation = if intact
+    let saved = if intact
         && info
             .store
             .save(info.connector_id, &info.fingerprint, &scope.key, &info.sync_id, chunks)
             .await
     {
+        // The client's next checkpoint holds the new state: the one it held
+        // lives on only for the grace period, instead of the state's TTL.
+        if let Some(old) = generation.filter(|old| *old != info.sync_id) {
+            info.store
+                .supersede(
+                    info.connector_id,
+                    &info.fingerprint,
+                    &scope.key,
+                    &old,
+                    info.superseded_ttl,
+                )
+                .await;
+        }
         Some(info.sync_id.clone())
     } else {
         // Without saved state the next INCREMENTAL sync of this scope is a
@@ -956,7 +979,7 @@ async fn crawl_scope<C: Connector>(
     };
     ScopeOutcome {
         result: Ok(()),
-        generation,
+        generation: saved,
         entities: total.max(emitted),
     }
 }

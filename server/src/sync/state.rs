@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -439,6 +440,27 @@ impl StateStore {
                 Some(self.ttl),
             )
             .await
+    }
+
+    /// Makes the state of a scope at `generation` (its manifest and chunks)
+    /// expire `ttl` from now; a zero `ttl` removes it. For the state a
+    /// client's checkpoint has moved past: without this every sync's state
+    /// stayed for the whole state TTL, although only the newest is read.
+    pub async fn supersede(&self, connector: &str, fingerprint: &str, scope: &str, generation: &str, ttl: Duration) {
+        let key = Self::state_key(connector, fingerprint, scope, generation);
+        let Some(bytes) = self.cache.get(&key).await else {
+            return;
+        };
+        if let Ok(Stored::Chunked { chunks }) = serde_json::from_slice(&bytes) {
+            futures::stream::iter(0..chunks)
+                .for_each_concurrent(16, |chunk| async move {
+                    self.cache
+                        .expire(&Self::chunk_key(connector, generation, scope, chunk), ttl)
+                        .await;
+                })
+                .await;
+        }
+        self.cache.expire(&key, ttl).await;
     }
 
     /// Saves a chunk of the state of a scope in progress. Chunks are the

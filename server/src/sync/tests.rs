@@ -1020,3 +1020,181 @@ fn upstream_failures_map_to_rate_limited_or_unavailable_scopes() {
         other => panic!("not failed: {other:?}"),
     }
 }
+
+fn engine_on(cache: SharedCache, superseded_state_ttl: Duration) -> Engine {
+    let config = EngineConfig {
+        superseded_state_ttl,
+        ..EngineConfig::default()
+    };
+    Engine::new(config, cache, CancellationToken::new())
+}
+
+/// The error that ends a sync from `checkpoint` at once.
+async fn refused(engine: &Engine, fake: &Arc<Fake>, checkpoint: Vec<u8>) -> SyncError {
+    let mut stream = engine
+        .start(fake.clone(), (), opts(SyncMode::Incremental, checkpoint))
+        .await
+        .unwrap();
+    let error = match stream.next().await {
+        Some(Err(error)) => error,
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert!(stream.next().await.is_none());
+    error
+}
+
+fn changes(events: &[SyncEvent]) -> Vec<String> {
+    render(events)
+        .into_iter()
+        .filter(|e| e.starts_with("upsert") || e.starts_with("delete"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sync_from_a_checkpoint_removes_the_state_it_held_once_newer_state_is_saved() {
+    let cache = SharedCache::memory(16 << 20);
+    let engine = engine_on(cache.clone(), Duration::ZERO);
+    let store = super::state::StateStore::new(cache, Duration::from_secs(60));
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")]), ("b", &[("1", "q")])]);
+    let first = summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await);
+    for scope in ["a", "b"] {
+        assert!(store.load_chunks("fake", &first.sync_id, scope, 1).await.is_some());
+    }
+
+    let second = collect(&engine, &fake, opts(SyncMode::Incremental, first.checkpoint.clone())).await;
+    assert_eq!(changes(&second), Vec::<String>::new());
+    let second = summary(&second);
+    for scope in ["a", "b"] {
+        assert_eq!(
+            store.load_chunks("fake", &first.sync_id, scope, 1).await,
+            None,
+            "{scope}"
+        );
+        assert!(store.load_chunks("fake", &second.sync_id, scope, 1).await.is_some());
+    }
+    match refused(&engine, &fake, first.checkpoint).await {
+        SyncError::FailedPrecondition { reason, message } => {
+            assert_eq!(reason, "CHECKPOINT_STATE_EXPIRED");
+            assert_eq!(
+                message,
+                "options.checkpoint: the state of scope a it refers to is no longer in the cache; run a FULL sync"
+            );
+        }
+        other => panic!("expected CHECKPOINT_STATE_EXPIRED, got {other:?}"),
+    }
+    // The newest checkpoint works, and nothing changed since it.
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), vec![("1".into(), "x".into())]);
+    let third = collect(&engine, &fake, opts(SyncMode::Incremental, second.checkpoint)).await;
+    assert_eq!(changes(&third), vec![format!("delete {T}a/2")]);
+    assert_eq!(summary(&third).counts[0].unchanged, 2);
+}
+
+#[tokio::test]
+async fn the_state_a_checkpoint_held_serves_it_again_only_for_the_grace_period() {
+    let engine = engine_on(SharedCache::memory(16 << 20), Duration::from_millis(300));
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")])]);
+    let first = summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await).checkpoint;
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), vec![("1".into(), "x2".into())]);
+    let expected = vec![format!("upsert {T}a/1"), format!("delete {T}a/2")];
+    let second = collect(&engine, &fake, opts(SyncMode::Incremental, first.clone())).await;
+    assert_eq!(changes(&second), expected);
+    // A client that lost the second checkpoint syncs from the first again.
+    let again = collect(&engine, &fake, opts(SyncMode::Incremental, first.clone())).await;
+    assert_eq!(changes(&again), expected);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(matches!(
+        refused(&engine, &fake, first).await,
+        SyncError::FailedPrecondition {
+            reason: "CHECKPOINT_STATE_EXPIRED",
+            ..
+        }
+    ));
+    // What the newer checkpoints hold is kept.
+    for newer in [summary(&second).checkpoint, summary(&again).checkpoint] {
+        let events = collect(&engine, &fake, opts(SyncMode::Incremental, newer)).await;
+        assert_eq!(changes(&events), Vec::<String>::new());
+        assert_eq!(summary(&events).counts[0].unchanged, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_full_sync_from_a_checkpoint_moves_past_its_state_and_a_failed_scope_keeps_it() {
+    let cache = SharedCache::memory(16 << 20);
+    let engine = engine_on(cache.clone(), Duration::ZERO);
+    let store = super::state::StateStore::new(cache, Duration::from_secs(60));
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")]), ("b", &[("1", "q")])]);
+    let first = summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await);
+    *fake.failing.lock().unwrap() = Some("a".into());
+    let full = collect(&engine, &fake, opts(SyncMode::Full, first.checkpoint.clone())).await;
+    assert_eq!(
+        render(&full),
+        vec![
+            format!("upsert {T}a/1"),
+            "scope a 2".into(),
+            "checkpoint a".into(),
+            format!("upsert {T}b/1"),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=false deletions=0".into(),
+        ]
+    );
+    // Scope b's state from the first sync is gone, scope a's is kept.
+    assert_eq!(store.load_chunks("fake", &first.sync_id, "b", 1).await, None);
+    assert!(store.load_chunks("fake", &first.sync_id, "a", 1).await.is_some());
+    // Scope a failed, so the new checkpoint still holds its first state: a
+    // deletion since then is sent, as from the first checkpoint.
+    *fake.failing.lock().unwrap() = None;
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), vec![("1".into(), "x".into())]);
+    let next = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&full).checkpoint)).await;
+    assert_eq!(changes(&next), vec![format!("delete {T}a/2")]);
+}
+
+#[tokio::test]
+async fn on_redis_only_the_newest_state_of_a_chain_of_syncs_keeps_the_state_ttl() {
+    use redis::AsyncCommands;
+    let Some(redis) = crate::testing::RedisServer::start_or_skip() else {
+        return;
+    };
+    let prefix = format!("{}:", uuid::Uuid::new_v4());
+    let cache = SharedCache::new(Arc::new(
+        crate::cache::RedisCache::new(&redis.url(), prefix.clone()).unwrap(),
+    ));
+    let grace = Duration::from_secs(3600);
+    let engine = engine_on(cache, grace);
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")]), ("b", &[("1", "q")])]);
+    let mut checkpoint = summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await).checkpoint;
+    for _ in 0..4 {
+        let events = collect(&engine, &fake, opts(SyncMode::Incremental, checkpoint)).await;
+        assert_eq!(changes(&events), Vec::<String>::new());
+        checkpoint = summary(&events).checkpoint;
+    }
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Manifests and chunks of 5 generations of 2 scopes: the 4 older ones
+    // of each expire within the grace period, the newest lives on.
+    for pattern in ["state:v1:*", "pending:v1:*"] {
+        let keys: Vec<String> = conn.keys(format!("{prefix}{pattern}")).await.unwrap();
+        assert_eq!(keys.len(), 10, "{pattern}");
+        let mut ttls = Vec::new();
+        for key in keys {
+            let millis: i64 = conn.pttl(&key).await.unwrap();
+            ttls.push(millis);
+        }
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap();
+        let within_grace = ttls.iter().filter(|&&ms| ms > 0 && ms <= grace_ms).count();
+        let long_lived = ttls.iter().filter(|&&ms| ms > 29 * 24 * 3600 * 1000).count();
+        assert_eq!((within_grace, long_lived), (8, 2), "{pattern}: {ttls:?}");
+    }
+}

@@ -31,7 +31,11 @@ export type SyncOptions = Message<"connectors.v1.SyncOptions"> & {
    * Opaque resume/incremental token from a previous `Checkpoint` event or
    * `Summary.checkpoint`. Clients MUST treat it as opaque bytes. A token that
    * was issued for another connector or another request scope is rejected
-   * with INVALID_ARGUMENT.
+   * with INVALID_ARGUMENT. Once a sync from a checkpoint has finished a scope,
+   * the state that checkpoint held for the scope is kept only for the server's
+   * grace period (`CONNECTORS_STATE_GRACE_SECS`, an hour by default): clients
+   * SHOULD go on from the newest checkpoint they received; an older one whose
+   * state is gone is FAILED_PRECONDITION with reason CHECKPOINT_STATE_EXPIRED.
    *
    * @generated from field: bytes checkpoint = 2;
    */
