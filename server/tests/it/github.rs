@@ -1529,3 +1529,181 @@ async fn a_truncated_tree_is_read_a_level_at_a_time() {
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
     assert_eq!(upstream.stats().requests(), 12);
 }
+
+/// GitHub blocks access to some repositories an organization still lists:
+/// 451 "Repository access blocked" for one taken down by a DMCA notice, 403
+/// with the same message for one disabled for its terms of service. Every
+/// request for their contents is answered so. Such a repository is sent
+/// (it exists), the manifests and SBOM the last sync saw are kept (no
+/// deletions), the rest of its organization goes on, and the next sync asks
+/// again, so its contents come back once GitHub serves them.
+#[tokio::test]
+async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes_on() {
+    let (template, _) = first_fixture_repo();
+    let branch = template["default_branch"].as_str().unwrap().to_owned();
+    let repo = |name: &str, id: u64, pushed_at: &str| {
+        let mut repo = template.clone();
+        repo["id"] = serde_json::json!(id);
+        repo["name"] = serde_json::json!(name);
+        repo["full_name"] = serde_json::json!(format!("globex/{name}"));
+        repo["owner"]["login"] = serde_json::json!("globex");
+        repo["fork"] = serde_json::json!(false);
+        repo["pushed_at"] = serde_json::json!(pushed_at);
+        repo
+    };
+    let get = get_exchange;
+    let tree = |name: &str, blobs: &[&str]| {
+        let entries: Vec<_> = blobs
+            .iter()
+            .map(|sha| serde_json::json!({"path": "package.json", "mode": "100644", "type": "blob", "sha": sha, "size": 60}))
+            .collect();
+        get(
+            format!("/repos/globex/{name}/git/trees/{branch}"),
+            serde_json::json!({"recursive": "1"}),
+            200,
+            serde_json::json!({"sha": "9c1e", "truncated": false, "tree": entries}),
+        )
+    };
+    let blob = |name: &str, sha: &str, version: &str| {
+        get(
+            format!("/repos/globex/{name}/git/blobs/{sha}"),
+            serde_json::json!({}),
+            200,
+            serde_json::json!({"sha": sha, "size": 60, "encoding": "utf-8",
+                "content": format!("{{\"name\": \"{name}\", \"dependencies\": {{\"left-pad\": \"{version}\"}}}}")}),
+        )
+    };
+    let sbom = |name: &str| {
+        get(
+            format!("/repos/globex/{name}/dependency-graph/sbom"),
+            serde_json::json!({}),
+            200,
+            serde_json::json!({"sbom": {"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": format!("com.github.globex/{name}"),
+                "documentNamespace": format!("https://spdx.org/spdxdocs/protobom/{name}"), "creationInfo": {"created": "2025-06-30T09:14:27Z"},
+                "packages": []}}),
+        )
+    };
+    // GitHub's answers for a blocked repository, as they come (the `block`
+    // object is not in the published description; github/rest-api-description#3314).
+    let dmca = serde_json::json!({"message": "Repository access blocked", "block": {"reason": "dmca",
+        "created_at": "2026-11-20T17:53:56Z", "html_url": "https://github.com/github/dmca/blob/master/2026/11/2026-11-18-ledger.md"}});
+    let tos = serde_json::json!({"message": "Repository access blocked", "block": {"reason": "tos",
+        "created_at": "2026-11-21T01:02:15Z", "html_url": "https://github.com/tos"}});
+    let blocked = |name: &str, status: u16, body: &serde_json::Value| {
+        [
+            get(
+                format!("/repos/globex/{name}/git/trees/{branch}"),
+                serde_json::json!({"recursive": "1"}),
+                status,
+                body.clone(),
+            ),
+            get(
+                format!("/repos/globex/{name}/dependency-graph/sbom"),
+                serde_json::json!({}),
+                status,
+                body.clone(),
+            ),
+        ]
+    };
+    let (ledger, left_pad, vault) = (4_200_102u64, 4_200_101u64, 4_200_103u64);
+    let (v1, v2) = (
+        "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d",
+        "2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e",
+    );
+    let (pushed, pushed_again) = ("2026-11-02T10:00:00Z", "2026-11-19T08:30:00Z");
+    let set_of = |exchanges: Vec<Exchange>| {
+        let mut set = FixtureSet::default();
+        for exchange in exchanges {
+            set.insert(exchange);
+        }
+        set
+    };
+    let before = set_of(vec![
+        listing_exchange(
+            "",
+            "globex",
+            serde_json::json!([repo("ledger", ledger, pushed), repo("left-pad", left_pad, pushed)]),
+        ),
+        tree("ledger", &[v1]),
+        blob("ledger", v1, "1.3.0"),
+        sbom("ledger"),
+        tree("left-pad", &[]),
+        sbom_not_found("", "globex/left-pad"),
+    ]);
+    // ledger was pushed, then taken down; vault is new, and disabled.
+    let mut taken_down = vec![listing_exchange(
+        "",
+        "globex",
+        serde_json::json!([
+            repo("ledger", ledger, pushed_again),
+            repo("left-pad", left_pad, pushed),
+            repo("vault", vault, pushed)
+        ]),
+    )];
+    taken_down.extend(blocked("ledger", 451, &dmca));
+    taken_down.extend(blocked("vault", 403, &tos));
+    let (server, upstream) = live_with_rest_blobs(before).await;
+    let urns = |events: &[SyncEvent]| upserts(events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>();
+    let manifest = format!("urn:connectors:github:manifest:{ledger}:package.json");
+
+    let first = sync_full(&server, &["globex"]).await;
+    assert_eq!(
+        urns(&first),
+        vec![
+            format!("urn:connectors:github:repository:{ledger}"),
+            manifest.clone(),
+            format!("urn:connectors:github:sbom:{ledger}"),
+            format!("urn:connectors:github:repository:{left_pad}"),
+        ]
+    );
+
+    upstream.set_fixtures(set_of(taken_down.clone()));
+    let sync_from = |checkpoint: Vec<u8>| SyncRequest {
+        orgs: vec!["globex".into()],
+        options: Some(incremental(checkpoint)),
+        ..Default::default()
+    };
+    let requests = upstream.stats().requests();
+    let second = collect(open(&server, sync_from(summary(&first).checkpoint)).await).await;
+    assert_eq!(
+        scope_statuses(&second),
+        vec![("org:globex".to_owned(), connectors_proto::v1::ScopeState::Ok as i32)]
+    );
+    // ledger changed (pushed_at); vault is new; nothing of ledger's is gone.
+    assert_eq!(
+        urns(&second),
+        vec![
+            format!("urn:connectors:github:repository:{ledger}"),
+            format!("urn:connectors:github:repository:{vault}"),
+        ]
+    );
+    assert_eq!(deletions(&second), Vec::<String>::new());
+    // The listing, and each blocked repository's tree and SBOM once (no retries).
+    assert_eq!(upstream.stats().requests() - requests, 5);
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+
+    // Still blocked: asked again, nothing changes.
+    let requests = upstream.stats().requests();
+    let third = collect(open(&server, sync_from(summary(&second).checkpoint)).await).await;
+    assert_eq!((urns(&third), deletions(&third)), (Vec::new(), Vec::new()));
+    assert!(summary(&third).complete);
+    assert_eq!(upstream.stats().requests() - requests, 5);
+
+    // GitHub serves ledger again, with a changed manifest: it is sent.
+    let mut restored = vec![listing_exchange(
+        "",
+        "globex",
+        serde_json::json!([
+            repo("ledger", ledger, pushed_again),
+            repo("left-pad", left_pad, pushed),
+            repo("vault", vault, pushed)
+        ]),
+    )];
+    restored.extend([tree("ledger", &[v2]), blob("ledger", v2, "1.3.1"), sbom("ledger")]);
+    restored.extend(blocked("vault", 403, &tos));
+    upstream.set_fixtures(set_of(restored));
+    let fourth = collect(open(&server, sync_from(summary(&third).checkpoint)).await).await;
+    assert_eq!(urns(&fourth), vec![manifest]);
+    assert_eq!(deletions(&fourth), Vec::<String>::new());
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}

@@ -168,6 +168,23 @@ fn sbom_unavailable(error: &octocrab::Error) -> bool {
     }
 }
 
+/// Whether GitHub blocks access to a repository's contents: 451 for a
+/// repository taken down for legal reasons (a DMCA notice), 403 "Repository
+/// access blocked" for one disabled for its terms of service or otherwise
+/// unavailable. Such a repository is still listed by its organization, and
+/// every request for its contents is answered so.
+fn access_blocked(error: &octocrab::Error) -> Option<u16> {
+    match error {
+        octocrab::Error::GitHub { source, .. } => {
+            let status = source.status_code.as_u16();
+            let blocked =
+                status == 451 || (status == 403 && source.message.eq_ignore_ascii_case("repository access blocked"));
+            blocked.then_some(status)
+        }
+        _ => None,
+    }
+}
+
 fn timestamp(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<pbjson_types::Timestamp> {
     t.map(|t| pbjson_types::Timestamp {
         seconds: t.timestamp(),
@@ -238,6 +255,9 @@ struct Children {
     /// kept without fetching the blob.
     kept: Vec<String>,
     sbom: Option<Entity>,
+    /// GitHub blocks access to the repository's contents (the status it
+    /// answered): its children are kept from the baseline.
+    blocked: Option<u16>,
 }
 
 /// A repository's children before its manifests' blobs are read.
@@ -246,6 +266,14 @@ struct Pending {
     blobs: Vec<(String, &'static str, String)>,
     kept: Vec<String>,
     sbom: Option<Entity>,
+    blocked: Option<u16>,
+}
+
+/// What a request for a repository's contents found: what it asked for,
+/// or that GitHub blocks access to the repository (with the status).
+enum Access<T> {
+    Open(T),
+    Blocked(u16),
 }
 
 /// The baseline's children of a repository with their upstream versions
@@ -482,28 +510,44 @@ impl GithubConnector {
     ) -> Result<Pending, ScopeError> {
         let owner = owner_of(repo);
         let full = format!("{owner}/{}", repo.name);
-        let (blobs, sbom) = futures::join!(
+        let (tree, sbom) = futures::join!(
             async {
                 if plan.want_manifests {
                     Self::fetch_tree(session, repo, known, &owner, &full).await
                 } else {
-                    Ok((Vec::new(), Vec::new()))
+                    Ok(Access::Open((Vec::new(), Vec::new())))
                 }
             },
             async {
                 if plan.want_sbom {
                     Self::fetch_sbom(session, repo, &owner, &full).await
                 } else {
-                    Ok(None)
+                    Ok(Access::Open(None))
                 }
             }
         );
-        let (blobs, kept) = blobs?;
-        Ok(Pending {
-            blobs,
-            kept,
-            sbom: sbom?,
-        })
+        match (tree?, sbom?) {
+            (Access::Open((blobs, kept)), Access::Open(sbom)) => Ok(Pending {
+                blobs,
+                kept,
+                sbom,
+                blocked: None,
+            }),
+            (Access::Blocked(status), _) | (_, Access::Blocked(status)) => {
+                tracing::warn!(
+                    connector = ID,
+                    repository = %full,
+                    status,
+                    "github blocks access to this repository; its manifests and sbom are kept from the last sync"
+                );
+                Ok(Pending {
+                    blobs: Vec::new(),
+                    kept: Vec::new(),
+                    sbom: None,
+                    blocked: Some(status),
+                })
+            }
+        }
     }
 
     async fn fetch_tree(
@@ -512,7 +556,7 @@ impl GithubConnector {
         known: &KnownVersions,
         owner: &str,
         full: &str,
-    ) -> Result<(Vec<(String, &'static str, String)>, Vec<String>), ScopeError> {
+    ) -> Result<Access<(Vec<(String, &'static str, String)>, Vec<String>)>, ScopeError> {
         let name = &repo.name;
         let branch = repo.default_branch.clone().unwrap_or_else(|| "HEAD".into());
         let branch = percent_encoding::utf8_percent_encode(&branch, REF_IN_PATH);
@@ -539,11 +583,14 @@ impl GithubConnector {
                         !same
                     })
                     .collect();
-                Ok((blobs, kept))
+                Ok(Access::Open((blobs, kept)))
             }
             // 409: the repository is empty; 404: no such branch.
             Err(PageError::Request(RequestError::GitHub(error))) if matches!(status_of(&error), Some(409 | 404)) => {
-                Ok((Vec::new(), kept))
+                Ok(Access::Open((Vec::new(), kept)))
+            }
+            Err(PageError::Request(RequestError::GitHub(error))) if let Some(status) = access_blocked(&error) => {
+                Ok(Access::Blocked(status))
             }
             Err(error) => Err(page_error(error, &format!("tree of {full}"))),
         }
@@ -610,7 +657,7 @@ impl GithubConnector {
         repo: &GhRepository,
         owner: &str,
         full: &str,
-    ) -> Result<Option<Entity>, ScopeError> {
+    ) -> Result<Access<Option<Entity>>, ScopeError> {
         let name = &repo.name;
         let parent = repo_urn(repo);
         let mut sbom = None;
@@ -653,6 +700,9 @@ impl GithubConnector {
             }
             // 404: the dependency graph is not enabled for this repository.
             Err(PageError::Request(RequestError::GitHub(error))) if status_of(&error) == Some(404) => {}
+            Err(PageError::Request(RequestError::GitHub(error))) if let Some(status) = access_blocked(&error) => {
+                return Ok(Access::Blocked(status));
+            }
             // A 403 that is not about the credential's access: GitHub's answer
             // for a repository whose dependency graph cannot be exported (a
             // fork without one, for example). That repository has no SBOM; the
@@ -669,7 +719,7 @@ impl GithubConnector {
             }
             Err(error) => return Err(page_error(error, &format!("sbom of {full}"))),
         }
-        Ok(sbom)
+        Ok(Access::Open(sbom))
     }
 
     /// The children of a page's repositories (or of one explicit
@@ -756,6 +806,7 @@ impl GithubConnector {
                         manifests,
                         kept: p.kept,
                         sbom: p.sbom,
+                        blocked: p.blocked,
                     }
                 });
                 (repo, children)
@@ -808,9 +859,18 @@ impl GithubConnector {
         if ctx.is_cancelled() {
             return Err(ScopeError::Cancelled);
         }
-        ctx.upsert(repo_entity(repo), UpsertMeta::new(operation, push_version(repo)))
+        // A blocked repository is saved without its push version: the next
+        // sync asks again, and sees its contents once GitHub serves them.
+        let version = match &fetched {
+            Some(Children { blocked: Some(_), .. }) => String::new(),
+            _ => push_version(repo),
+        };
+        ctx.upsert(repo_entity(repo), UpsertMeta::new(operation, version))
             .await?;
         match fetched {
+            Some(Children { blocked: Some(_), .. }) | None => {
+                ctx.retain_children(&repo_urn(repo));
+            }
             Some(children) => {
                 for urn in &children.kept {
                     ctx.retain(urn);
@@ -822,9 +882,6 @@ impl GithubConnector {
                     ctx.upsert(sbom, UpsertMeta::new("dependency-graph/export-sbom", String::new()))
                         .await?;
                 }
-            }
-            None => {
-                ctx.retain_children(&repo_urn(repo));
             }
         }
         Ok(())
