@@ -47,6 +47,28 @@ pub struct ResumePoint {
     pub cursor: Option<String>,
     /// State chunks of the scope in progress saved so far.
     pub chunks: u32,
+    /// What the sync had sent and counted up to this checkpoint, so that the
+    /// summary of a resumed sync covers the whole sync (tokens issued before
+    /// it was added read as nothing counted).
+    #[serde(default)]
+    pub tally: Tally,
+}
+
+/// The running totals of a sync, as its summary reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Per kind (proto enum value): upserts sent, entities found unchanged.
+    pub counts: Vec<(i32, u64, u64)>,
+    /// Deletions sent.
+    pub deletions: u64,
+    /// Scopes ended OK.
+    pub scopes_ok: u32,
+    /// Scopes ended FAILED or RATE_LIMITED.
+    pub scopes_failed: u32,
+    /// Upstream requests sent.
+    pub requests: u64,
+    /// Upstream responses answered from the cache (304).
+    pub cache_hits: u64,
 }
 
 /// A decoded checkpoint token.

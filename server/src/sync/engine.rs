@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument as _;
 
-use super::checkpoint::{ResumePoint, Token};
+use super::checkpoint::{ResumePoint, Tally, Token};
 use super::context::ScopeContext;
 use super::encoded::EncodedEvent;
 use super::state::{Baseline, SeenUrns, StateStore};
@@ -228,6 +228,9 @@ struct Run {
     scopes_total: u32,
     scopes_ok: u32,
     scopes_failed: u32,
+    /// Upstream requests and cache hits of the streams before the checkpoint
+    /// this sync resumed from (this stream's are in `stats`).
+    requests_before: (u64, u64),
     started: Instant,
     start_time: chrono::DateTime<Utc>,
     stats: Arc<RequestStats>,
@@ -349,7 +352,7 @@ impl Engine {
             SyncMode::Unspecified => SyncMode::Full,
             mode => mode,
         };
-        let (sync_id, mode, baseline, done, resume_current) = match token {
+        let (sync_id, mode, baseline, done, resume_current, tally) = match token {
             Some(Token {
                 resume: Some(resume),
                 baseline,
@@ -357,7 +360,7 @@ impl Engine {
             }) => {
                 let mode = SyncMode::try_from(resume.mode).unwrap_or(SyncMode::Full);
                 let current = resume.current.map(|scope| (scope, resume.cursor, resume.chunks));
-                (resume.sync_id, mode, baseline, resume.done, current)
+                (resume.sync_id, mode, baseline, resume.done, current, resume.tally)
             }
             Some(Token { baseline, .. }) => (
                 uuid::Uuid::now_v7().to_string(),
@@ -365,6 +368,7 @@ impl Engine {
                 baseline,
                 Vec::new(),
                 None,
+                Tally::default(),
             ),
             None => (
                 uuid::Uuid::now_v7().to_string(),
@@ -372,6 +376,7 @@ impl Engine {
                 BTreeMap::new(),
                 Vec::new(),
                 None,
+                Tally::default(),
             ),
         };
         let span = tracing::Span::current();
@@ -440,14 +445,19 @@ impl Engine {
             state_key: options.state_key.clone(),
             baseline,
             done,
-            counts: BTreeMap::new(),
+            counts: tally
+                .counts
+                .iter()
+                .map(|&(kind, upserts, unchanged)| (kind, (upserts, unchanged)))
+                .collect(),
             entity_counters: Vec::new(),
-            deletions: 0,
+            deletions: tally.deletions,
             entities_since_progress: 0,
             progress_every: self.config.progress_every,
             scopes_total: u32::try_from(scopes.len()).unwrap_or(u32::MAX),
-            scopes_ok: 0,
-            scopes_failed: 0,
+            scopes_ok: tally.scopes_ok,
+            scopes_failed: tally.scopes_failed,
+            requests_before: (tally.requests, tally.cache_hits),
             started: Instant::now(),
             start_time: Utc::now(),
             stats: stats.clone(),
@@ -566,16 +576,42 @@ impl Run {
     fn progress(&self) -> Progress {
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-6);
         let entities: u64 = self.counts.values().map(|(u, n)| u + n).sum();
-        let requests = self.stats.requests();
+        let (requests, cache_hits) = self.requests();
         Progress {
             entities,
             upstream_requests: requests,
-            cache_hits: self.stats.not_modified(),
+            cache_hits,
             rate_limit_remaining: self.stats.rate_limit_remaining(),
             entities_per_second: entities as f64 / elapsed,
-            requests_per_second: requests as f64 / elapsed,
+            // This stream's rate.
+            requests_per_second: self.stats.requests() as f64 / elapsed,
             scopes_done: u32::try_from(self.done.len()).unwrap_or(u32::MAX),
             scopes_total: self.scopes_total,
+        }
+    }
+
+    /// Upstream requests and cache hits of the whole sync so far.
+    fn requests(&self) -> (u64, u64) {
+        (
+            self.requests_before.0 + self.stats.requests(),
+            self.requests_before.1 + self.stats.not_modified(),
+        )
+    }
+
+    /// The sync's totals so far, for a resume token.
+    fn tally(&self) -> Tally {
+        let (requests, cache_hits) = self.requests();
+        Tally {
+            counts: self
+                .counts
+                .iter()
+                .map(|(&kind, &(upserts, unchanged))| (kind, upserts, unchanged))
+                .collect(),
+            deletions: self.deletions,
+            scopes_ok: self.scopes_ok,
+            scopes_failed: self.scopes_failed,
+            requests,
+            cache_hits,
         }
     }
 
@@ -608,6 +644,7 @@ impl Run {
                 current,
                 cursor,
                 chunks,
+                tally: self.tally(),
             }),
         }
     }
@@ -804,7 +841,9 @@ impl Run {
                 .await;
         }
         let elapsed = self.started.elapsed();
+        // Whole-sync figures: a resumed sync counts what was sent before its checkpoint.
         let complete = self.scopes_failed == 0;
+        let (upstream_requests, cache_hits) = self.requests();
         let summary = Summary {
             sync_id: self.info.sync_id.clone(),
             mode: self.mode as i32,
@@ -818,8 +857,8 @@ impl Run {
                 })
                 .collect(),
             deletions: self.deletions,
-            upstream_requests: self.stats.requests(),
-            cache_hits: self.stats.not_modified(),
+            upstream_requests,
+            cache_hits,
             duration: Some(pbjson_types::Duration {
                 seconds: i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX),
                 nanos: i32::try_from(elapsed.subsec_nanos()).unwrap_or(0),

@@ -440,6 +440,26 @@ async fn resume_from_a_mid_scope_checkpoint_sends_the_rest_exactly_once() {
             "summary complete=true deletions=1".into(),
         ]
     );
+    // Its summary covers the whole sync, as that of the same sync unbroken.
+    let resumed_summary = summary(&resumed);
+    let whole = summary(&collect(&engine, &fake, opts(SyncMode::Incremental, baseline.clone())).await);
+    assert_eq!(resumed_summary.counts, whole.counts);
+    assert_eq!(
+        resumed_summary
+            .counts
+            .iter()
+            .map(|c| (c.kind, c.upserts, c.unchanged))
+            .collect::<Vec<_>>(),
+        vec![(EntityKind::Tag as i32, 2, 3)]
+    );
+    assert_eq!(
+        (
+            resumed_summary.deletions,
+            resumed_summary.scopes_ok,
+            resumed_summary.scopes_failed
+        ),
+        (1, 2, 0)
+    );
     // The resumed summary's checkpoint is a valid baseline: nothing changed since.
     let after = collect(
         &engine,
@@ -1197,4 +1217,44 @@ async fn on_redis_only_the_newest_state_of_a_chain_of_syncs_keeps_the_state_ttl(
         let long_lived = ttls.iter().filter(|&&ms| ms > 29 * 24 * 3600 * 1000).count();
         assert_eq!((within_grace, long_lived), (8, 2), "{pattern}: {ttls:?}");
     }
+}
+
+#[tokio::test]
+async fn a_sync_resumed_after_a_failed_scope_is_not_complete() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")]), ("b", &[("1", "q")])]);
+    *fake.failing.lock().unwrap() = Some("a".into());
+    let mut stream = decoded(
+        engine
+            .start(fake.clone(), (), opts(SyncMode::Full, vec![]))
+            .await
+            .unwrap(),
+    );
+    // Up to the checkpoint after scope a failed, then the stream is lost.
+    let mut before = Vec::new();
+    let token = loop {
+        let event = stream.next().await.unwrap().unwrap();
+        if let Some(Event::Checkpoint(c)) = &event.event {
+            break c.token.clone();
+        }
+        before.push(event);
+    };
+    drop(stream);
+    assert_eq!(render(&before), vec![format!("upsert {T}a/1"), "scope a 2".into()]);
+    let resumed = collect(&engine, &fake, opts(SyncMode::Full, token)).await;
+    assert_eq!(
+        render(&resumed),
+        vec![
+            format!("upsert {T}b/1"),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=false deletions=0".into(),
+        ]
+    );
+    let resumed = summary(&resumed);
+    assert_eq!((resumed.scopes_ok, resumed.scopes_failed), (1, 1));
+    assert_eq!(
+        resumed.counts.iter().map(|c| (c.kind, c.upserts)).collect::<Vec<_>>(),
+        vec![(EntityKind::Tag as i32, 2)]
+    );
 }

@@ -157,7 +157,8 @@ pub async fn incremental_with_change<H: Harness>() {
 
 pub async fn resume<H: Harness>() {
     let server = TestServer::start().await;
-    let reference = upserts(&collect(H::open(&server, full()).await).await);
+    let unbroken = collect(H::open(&server, full()).await).await;
+    let reference = upserts(&unbroken);
     // Read until the first checkpoint taken inside a scope (a page boundary)
     // or, failing that, after the first scope; then drop the stream.
     let mut stream = H::open(&server, full()).await.unwrap();
@@ -187,6 +188,13 @@ pub async fn resume<H: Harness>() {
     for (scope, _) in scope_statuses(&after) {
         assert!(!finished_scopes.contains(&scope), "scope {scope} sent again");
     }
+    // The resumed sync's summary covers the whole sync, as the unbroken one's.
+    let (whole, resumed) = (summary(&unbroken), summary(&after));
+    assert_eq!((resumed.counts, resumed.deletions), (whole.counts, whole.deletions));
+    assert_eq!(
+        (resumed.scopes_ok, resumed.scopes_failed, resumed.complete),
+        (whole.scopes_ok, whole.scopes_failed, whole.complete)
+    );
 }
 
 pub async fn cancellation<H: Harness>() {

@@ -386,7 +386,12 @@ export const KindCountSchema: GenMessage<KindCount> = /*@__PURE__*/
   messageDesc(file_connectors_v1_sync, 7);
 
 /**
- * Summary ends a stream that ends OK.
+ * Summary ends a stream that ends OK. A sync resumed from a checkpoint keeps
+ * its `sync_id`, and its summary covers the whole sync: `counts`, `deletions`,
+ * `scopes_ok`, `scopes_failed` and `complete` include what the streams before
+ * the checkpoint sent, as the summary of the same sync unbroken would;
+ * `upstream_requests` and `cache_hits` include theirs up to the checkpoint.
+ * `start_time` and `duration` are this stream's.
  *
  * @generated from message connectors.v1.Summary
  */
