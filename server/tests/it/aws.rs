@@ -263,14 +263,15 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
         }))
         .unwrap(),
     );
-    // ECR: the second repository is gone by the time its images are listed
+    // ECR: a repository policy denies reading the second repository's images
     // (a modeled awsJson error, not retried): the scope fails after what it sent.
     set.insert(aws_json_error(
         100,
         "AmazonEC2ContainerRegistry_V20150921.DescribeImages",
         serde_json::json!({"repositoryName": "worker", "maxResults": 2}),
-        "RepositoryNotFoundException",
-        "The repository with name 'worker' does not exist in the registry with id '123456789012'",
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/inventory is not authorized to perform: ecr:DescribeImages on resource: \
+         arn:aws:ecr:us-east-1:123456789012:repository/worker with an explicit deny in a resource-based policy",
     ));
     let replay = server.server.replay("aws").unwrap();
     replay.set_fixtures(set);
@@ -300,18 +301,23 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
             _ => None,
         })
         .collect();
-    assert_eq!(failures[0].reason, "UPSTREAM_ERROR");
-    assert!(
-        failures[0].error.starts_with("ecr:DescribeImages: ")
-            && failures[0].error.contains("RepositoryNotFoundException"),
-        "{}",
-        failures[0].error
+    // The service's code and message, not the SDK's dump of the raw response.
+    assert_eq!(
+        (failures[0].reason.as_str(), failures[0].error.as_str()),
+        (
+            "UPSTREAM_PERMISSION_DENIED",
+            "ecr:DescribeImages: AccessDeniedException: User: arn:aws:iam::123456789012:user/inventory is not \
+             authorized to perform: ecr:DescribeImages on resource: arn:aws:ecr:us-east-1:123456789012:repository/worker \
+             with an explicit deny in a resource-based policy"
+        )
     );
-    assert_eq!(failures[1].reason, "UPSTREAM_PERMISSION_DENIED");
-    assert!(
-        failures[1].error.starts_with("lambda:ListFunctions: "),
-        "{}",
-        failures[1].error
+    assert_eq!(
+        (failures[1].reason.as_str(), failures[1].error.as_str()),
+        (
+            "UPSTREAM_PERMISSION_DENIED",
+            "lambda:ListFunctions: AccessDeniedException: User: arn:aws:iam::123456789012:user/inventory is not \
+             authorized to perform: lambda:ListFunctions"
+        )
     );
     assert!(!summary(&events).complete);
     // The full sync's upserts, in its order, without the three functions and
@@ -335,6 +341,94 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     let requests = 24 + 2 - lambda_requests + 1 - 1;
     assert_eq!(replay.stats().requests() - before, requests);
     assert_eq!(summary(&events).upstream_requests, requests);
+}
+
+/// Resources deleted between the listing that named them and the request
+/// that describes them are answered "not found": an ECR repository
+/// (`RepositoryNotFoundException` to DescribeImages), an ECS cluster
+/// (`ClusterNotFoundException` to ListServices), an EKS cluster and a Lambda
+/// function (404 `ResourceNotFoundException` to DescribeCluster and
+/// GetFunction). Each is left out (the ECS cluster, already described, is
+/// sent without services) and its scope goes on; nothing is retried.
+#[tokio::test]
+async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_go_on() {
+    let server = TestServer::start().await;
+    let baseline = collect(<Aws as Harness>::open(&server, full()).await).await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    set.insert(aws_json_error(
+        100,
+        "AmazonEC2ContainerRegistry_V20150921.DescribeImages",
+        serde_json::json!({"repositoryName": "worker", "maxResults": 2}),
+        "RepositoryNotFoundException",
+        "The repository with name 'worker' does not exist in the registry with id '123456789012'",
+    ));
+    let prod = "arn:aws:ecs:us-east-1:123456789012:cluster/prod";
+    set.insert(aws_json_error(
+        100,
+        "AmazonEC2ContainerServiceV20141113.ListServices",
+        serde_json::json!({"cluster": prod}),
+        "ClusterNotFoundException",
+        "Cluster not found.",
+    ));
+    let not_found = |path: &str, body: serde_json::Value| -> connectors_server::replay::Exchange {
+        serde_json::from_value(serde_json::json!({
+            "times": 100,
+            "request": {"method": "GET", "path": path},
+            "response": {
+                "status": 404,
+                "headers": {
+                    "content-type": "application/json",
+                    "x-amzn-errortype": "ResourceNotFoundException",
+                    "x-amzn-requestid": "fixture-not-found"
+                },
+                "body": body
+            }
+        }))
+        .unwrap()
+    };
+    set.insert(not_found(
+        "/clusters/staging-eks",
+        serde_json::json!({"clusterName": "staging-eks", "message": "No cluster found for name: staging-eks."}),
+    ));
+    set.insert(not_found(
+        "/2015-03-31/functions/thumbnails",
+        serde_json::json!({"Type": "User",
+            "Message": "Function not found: arn:aws:lambda:us-east-1:123456789012:function:thumbnails"}),
+    ));
+    let replay = server.server.replay("aws").unwrap();
+    replay.set_fixtures(set);
+    let before = replay.stats().requests();
+    let events = collect(<Aws as Harness>::open(&server, full()).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    let gone = [
+        "arn:aws:ecr:us-east-1:123456789012:repository/worker",
+        "arn:aws:ecs:us-east-1:123456789012:service/prod/",
+        "arn:aws:eks:us-east-1:123456789012:cluster/staging-eks",
+        "arn:aws:lambda:us-east-1:123456789012:function:thumbnails",
+    ];
+    let is_gone = |urn: &str| {
+        let arn = urn.strip_prefix("urn:connectors:aws:asset:").unwrap_or_default();
+        gone.iter().any(|g| arn.starts_with(g))
+    };
+    let expected: Vec<(String, String)> = upserts(&baseline)
+        .into_iter()
+        .filter(|(urn, _)| !is_gone(urn))
+        .collect();
+    // The repository and its 1 image, the 2 services, the cluster, the function.
+    assert_eq!(upserts(&baseline).len() - expected.len(), 6);
+    assert_eq!(upserts(&events), expected);
+    // The tags of the function still come from the tagging API, which lists
+    // what it knows; only asset requests were answered "not found".
+    assert!(
+        upserts(&events)
+            .iter()
+            .any(|(urn, _)| urn.starts_with("urn:connectors:aws:tag:"))
+    );
+    // Each "not found" once, and no DescribeServices for the cluster: 24
+    // requests of the FULL sync less the second ListServices page and the
+    // DescribeServices call.
+    assert_eq!(replay.stats().requests() - before, 24 - 2);
 }
 
 /// (image, digest) of the container images of the asset `urn` upserted in `events`.

@@ -117,8 +117,30 @@ fn failed(operation: &str, error: impl std::fmt::Display) -> ScopeError {
     }
 }
 
-fn sdk_error<E: std::error::Error + 'static>(operation: &str, error: E) -> ScopeError {
-    failed(operation, aws_sdk_lambda::error::DisplayErrorContext(error))
+/// The scope error of a failed SDK call: `operation: code: message` in the
+/// service's own words, or, for a call that got no service answer (timeout,
+/// connection, credentials), the chain of its causes. Not the SDK's `Debug`
+/// form (what `DisplayErrorContext` ends with), which carried the whole raw
+/// response, headers and body, into the message clients are sent.
+fn sdk_error<E>(operation: &str, error: E) -> ScopeError
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
+{
+    let message = match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => {
+            let mut text = error.to_string();
+            let mut source = error.source();
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    };
+    failed(operation, message)
 }
 
 fn timestamp(value: Option<&aws_smithy_types::DateTime>) -> Option<pbjson_types::Timestamp> {
@@ -168,6 +190,9 @@ enum ImagePage {
     Images(Result<Vec<aws_sdk_ecr::types::ImageDetail>, ScopeError>),
     /// The current repository has no more pages.
     RepositoryDone,
+    /// The current repository was deleted since it was listed (ECR answered
+    /// `RepositoryNotFoundException`): no more pages of it.
+    RepositoryGone,
 }
 
 /// Fetches every DescribeImages page of `repositories`, in order, into `pages`;
@@ -178,7 +203,7 @@ async fn fetch_image_pages(
     repositories: Vec<String>,
     pages: tokio::sync::mpsc::Sender<ImagePage>,
 ) {
-    for name in repositories {
+    'repositories: for name in repositories {
         let mut paginator = client
             .describe_images()
             .repository_name(&name)
@@ -186,9 +211,20 @@ async fn fetch_image_pages(
             .into_paginator()
             .send();
         while let Some(page) = paginator.next().await {
-            let page = page
-                .map(|mut page| page.image_details.take().unwrap_or_default())
-                .map_err(|e| sdk_error("ecr:DescribeImages", e));
+            let page = match page {
+                Ok(mut page) => Ok(page.image_details.take().unwrap_or_default()),
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_repository_not_found_exception()) =>
+                {
+                    if pages.send(ImagePage::RepositoryGone).await.is_err() {
+                        return;
+                    }
+                    continue 'repositories;
+                }
+                Err(error) => Err(sdk_error("ecr:DescribeImages", error)),
+            };
             let failed = page.is_err();
             if pages.send(ImagePage::Images(page)).await.is_err() || failed {
                 return;
@@ -386,12 +422,26 @@ impl AwsConnector {
                 None,
                 Vec::new(),
             );
+            // The repository is sent once its first page of images says it
+            // still exists: one deleted since it was listed is left out, as
+            // a later listing would not have it.
+            let mut next = image_pages.recv().await;
+            if matches!(next, Some(ImagePage::RepositoryGone)) {
+                tracing::info!(connector = ID, repository = %arn, "ecr repository deleted since it was listed; left out");
+                continue;
+            }
             self.emit(ctx, "ecr:DescribeRepositories", entity).await?;
             let uri = repository.repository_uri().unwrap_or(&name);
             loop {
-                let images = match image_pages.recv().await {
+                let page = match next.take() {
+                    Some(page) => Some(page),
+                    None => image_pages.recv().await,
+                };
+                let images = match page {
                     Some(ImagePage::Images(images)) => images?,
-                    Some(ImagePage::RepositoryDone) => break,
+                    // Deleted while its images were listed: what was sent of
+                    // it is deleted by the next sync.
+                    Some(ImagePage::RepositoryDone | ImagePage::RepositoryGone) => break,
                     // The fetcher ends only after the last repository's marker.
                     None => {
                         return Err(ScopeError::Failed {
@@ -516,7 +566,20 @@ impl AwsConnector {
             let mut service_arns = Vec::new();
             let mut pages = client.list_services().cluster(cluster_arn).into_paginator().send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| sdk_error("ecs:ListServices", e))?;
+                let page = match page {
+                    Ok(page) => page,
+                    // Deleted since it was listed: it has no services.
+                    Err(error)
+                        if error
+                            .as_service_error()
+                            .is_some_and(|e| e.is_cluster_not_found_exception()) =>
+                    {
+                        tracing::info!(connector = ID, cluster = %cluster_arn, "ecs cluster deleted since it was listed; no services");
+                        service_arns.clear();
+                        break;
+                    }
+                    Err(error) => return Err(sdk_error("ecs:ListServices", error)),
+                };
                 service_arns.extend(page.service_arns().iter().cloned());
             }
             for chunk in service_arns.chunks(10) {
@@ -560,12 +623,18 @@ impl AwsConnector {
             names.extend(page.clusters().iter().cloned());
         }
         for name in names {
-            let answer = client
-                .describe_cluster()
-                .name(&name)
-                .send()
-                .await
-                .map_err(|e| sdk_error("eks:DescribeCluster", e))?;
+            let answer = match client.describe_cluster().name(&name).send().await {
+                Ok(answer) => answer,
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    tracing::info!(connector = ID, cluster = %name, "eks cluster deleted since it was listed; left out");
+                    continue;
+                }
+                Err(error) => return Err(sdk_error("eks:DescribeCluster", error)),
+            };
             let Some(cluster) = answer.cluster() else { continue };
             let arn = cluster.arn().unwrap_or_default().to_owned();
             let mut attributes = Vec::new();
@@ -630,12 +699,23 @@ impl AwsConnector {
                 // function's image is in GetFunction's Code.
                 let mut images = Vec::new();
                 if function.package_type() == Some(&aws_sdk_lambda::types::PackageType::Image) {
-                    let answer = client
+                    let answer = match client
                         .get_function()
                         .function_name(function.function_name().unwrap_or(arn))
                         .send()
                         .await
-                        .map_err(|e| sdk_error("lambda:GetFunction", e))?;
+                    {
+                        Ok(answer) => answer,
+                        Err(error)
+                            if error
+                                .as_service_error()
+                                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                        {
+                            tracing::info!(connector = ID, function = %arn, "lambda function deleted since it was listed; left out");
+                            continue;
+                        }
+                        Err(error) => return Err(sdk_error("lambda:GetFunction", error)),
+                    };
                     if let Some(code) = answer.code()
                         && let Some(image) = code.image_uri()
                     {
