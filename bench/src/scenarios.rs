@@ -528,7 +528,10 @@ async fn upstream_ceiling(replay: &ReplayServer, g: &GithubShape) -> anyhow::Res
 
 /// Peak RSS of a fresh server through FULL syncs of `entities` (half
 /// GitHub-shaped, half AWS-shaped).
-async fn memory(run: &mut Run, work: &Path, entities: u64) -> anyhow::Result<(f64, Value)> {
+/// Peak RSS of a fresh server during FULL syncs of `entities` entities, then
+/// (`VmHWM` again) after no-change INCREMENTAL syncs from their checkpoints,
+/// which hold each scope's baseline in memory while they run.
+async fn memory(run: &mut Run, work: &Path, entities: u64) -> anyhow::Result<(f64, f64, Value)> {
     let g = GithubShape::with_entities(entities / 2);
     let a = AwsShape::with_entities(entities - g.entities().min(entities));
     let estate = Estate {
@@ -560,15 +563,35 @@ async fn memory(run: &mut Run, work: &Path, entities: u64) -> anyhow::Result<(f6
     );
     let peak = server.process.peak_rss()? as f64 / MIB;
     let total = github.upserts + aws.upserts;
+    let seconds = started.elapsed().as_secs_f64();
+    let github_incremental = sync_github(
+        &server.client,
+        g.org_names(),
+        SyncMode::Incremental,
+        github.checkpoint(),
+        0,
+    )
+    .await?;
+    let aws_incremental = sync_aws(&server.client, SyncMode::Incremental, aws.checkpoint(), 0).await?;
+    for (what, outcome) in [("GitHub", &github_incremental), ("AWS", &aws_incremental)] {
+        run.expect(
+            &format!("memory run {entities}: {what} no-change INCREMENTAL changes"),
+            outcome.upserts + outcome.deletions,
+            0,
+        );
+    }
+    let peak_incremental = server.process.peak_rss()? as f64 / MIB;
     replay.shutdown();
     Ok((
         peak,
+        peak_incremental,
         json!({
             "entities": total,
             "cache": if redis.is_some() { "redis" } else { "memory" },
             "start_rss_mib": start_rss,
             "peak_rss_mib": peak,
-            "seconds": started.elapsed().as_secs_f64(),
+            "seconds": seconds,
+            "peak_rss_after_incremental_mib": peak_incremental,
         }),
     ))
 }
@@ -707,17 +730,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<bool> {
         // (One run's peak moves by up to a third: it includes memory freed
         // and not yet returned by the allocator, which varies with timing.)
         let mut runs = [Vec::new(), Vec::new()];
+        let mut incremental_runs = [Vec::new(), Vec::new()];
         let mut raws = Vec::new();
         for rep in 1..=settings.reps {
             for (i, size) in memory_sizes.into_iter().enumerate() {
                 eprintln!("== memory, {size} entities ({rep}/{})", settings.reps);
-                let (peak, raw) = memory(&mut run, &work, size).await?;
-                eprintln!("   peak RSS {peak:.1} MiB");
+                let (peak, peak_incremental, raw) = memory(&mut run, &work, size).await?;
+                eprintln!("   peak RSS {peak:.1} MiB; after the INCREMENTAL syncs {peak_incremental:.1} MiB");
                 runs[i].push(peak);
+                incremental_runs[i].push(peak_incremental);
                 raws.push(raw);
             }
         }
         let peaks = runs.map(|mut peaks| median(&mut peaks));
+        let incremental_peaks = incremental_runs.map(|mut peaks| median(&mut peaks));
         for (i, size) in memory_sizes.iter().enumerate() {
             run.figures.push(Figure::below(
                 if i == 0 {
@@ -738,6 +764,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<bool> {
             "",
             1.2,
         ));
+        for (i, size) in memory_sizes.iter().enumerate() {
+            run.figures.push(Figure::info(
+                if i == 0 {
+                    "memory_incremental_peak_small_mib"
+                } else {
+                    "memory_incremental_peak_large_mib"
+                },
+                format!("server peak RSS, then no-change INCREMENTAL syncs of {size} entities (median)"),
+                incremental_peaks[i],
+                "MiB",
+            ));
+        }
         run.raw.insert("memory".into(), json!(raws));
     }
     if settings.wants("latency") {

@@ -37,6 +37,8 @@ fn smoke_mode_produces_every_figure_with_right_results() {
         "memory_peak_small_mib",
         "memory_peak_large_mib",
         "memory_large_over_small",
+        "memory_incremental_peak_small_mib",
+        "memory_incremental_peak_large_mib",
         "latency_time_over_bound",
         "latency_speedup_over_sequential",
         "ttfe_ms",
