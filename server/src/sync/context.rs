@@ -7,7 +7,7 @@ use super::ScopeError;
 use super::encoded::EncodedEvent;
 use super::engine::{RunInfo, ScopeItem};
 use super::hash::content_hash_of;
-use super::state::{Baseline, CHUNK_ENTRIES, PendingChunk, SeenUrns, StateEntry};
+use super::state::{Baseline, CHUNK_ENTRIES, PendingChunk, Prior, SeenUrns};
 
 /// Provenance details of one upsert that only the connector knows.
 #[derive(Debug, Clone, Default)]
@@ -96,9 +96,8 @@ impl ScopeContext<'_> {
     pub fn prior_version(&self, urn: &str) -> Option<&str> {
         self.baseline
             .as_ref()?
-            .by_urn
             .get(urn)
-            .map(|entry| entry.entry.version.as_str())
+            .map(|prior| &*prior.version)
             .filter(|v| !v.is_empty())
     }
 
@@ -107,10 +106,13 @@ impl ScopeContext<'_> {
     /// Returns how many were retained.
     pub fn retain_children(&mut self, parent_urn: &str) -> usize {
         let children = match &self.baseline {
-            Some(baseline) => baseline.children.get(parent_urn).cloned().unwrap_or_default(),
+            Some(baseline) => baseline.children_of(parent_urn).to_vec(),
             None => return 0,
         };
-        children.iter().filter(|urn| self.retain(urn)).count()
+        children
+            .into_iter()
+            .filter(|&position| self.retain_at(position))
+            .count()
     }
 
     /// Declares that the baseline's entity `urn` is unchanged (a connector
@@ -118,17 +120,29 @@ impl ScopeContext<'_> {
     /// the state without being refetched or emitted. False when the baseline
     /// has no such entity, or it was pushed or retained already.
     pub fn retain(&mut self, urn: &str) -> bool {
-        let Some(prior) = self.baseline.as_mut().and_then(|b| b.by_urn.get_mut(urn)) else {
+        match self.baseline.as_ref().and_then(|b| b.position(urn)) {
+            Some(position) => self.retain_at(position),
+            None => false,
+        }
+    }
+
+    /// [`Self::retain`] of the baseline's entity at `position`.
+    fn retain_at(&mut self, position: u32) -> bool {
+        let Some(prior) = self.baseline.as_mut().and_then(|b| b.at_mut(position)) else {
             return false;
         };
         // Seen already (pushed, or retained before): the baseline's flag is exact.
-        if prior.seen || !self.run.wants_kind(prior.entry.kind) {
+        if prior.seen || !self.run.wants_kind(prior.kind) {
             return false;
         }
         prior.seen = true;
-        self.seen.insert(self.seen.fingerprint(&prior.entry.urn));
-        self.pending.push_entry(&prior.entry);
-        let kind = prior.entry.kind;
+        let kind = prior.kind;
+        if let Some(baseline) = &self.baseline
+            && let Some(prior) = baseline.at(position)
+        {
+            self.seen.insert(self.seen.fingerprint(&prior.urn));
+            baseline.save_to(prior, &mut self.pending);
+        }
         self.note_unchanged(kind);
         self.total += 1;
         true
@@ -136,16 +150,11 @@ impl ScopeContext<'_> {
 
     /// The baseline's children of `parent_urn` with their upstream versions.
     pub fn prior_children(&self, parent_urn: &str) -> impl Iterator<Item = (String, String)> + '_ {
-        self.baseline
-            .as_ref()
-            .and_then(|b| Some((b, b.children.get(parent_urn)?)))
+        let children = self.baseline.as_ref().map(|b| (b, b.children_of(parent_urn)));
+        children
             .into_iter()
-            .flat_map(|(b, children)| {
-                children.iter().filter_map(|urn| {
-                    let prior = b.by_urn.get(urn)?;
-                    Some((urn.clone(), prior.entry.version.clone()))
-                })
-            })
+            .flat_map(|(b, positions)| positions.iter().filter_map(move |&i| b.at(i)))
+            .map(|prior| (prior.urn.to_string(), prior.version.to_string()))
     }
 
     fn note_unchanged(&mut self, kind: i32) {
@@ -177,7 +186,7 @@ impl ScopeContext<'_> {
         if self.seen.insert(fingerprint) {
             return false;
         }
-        if let Some(prior) = self.baseline.as_ref().and_then(|b| b.by_urn.get(urn)) {
+        if let Some(prior) = self.baseline.as_ref().and_then(|b| b.get(urn)) {
             return prior.seen;
         }
         if self.pending.contains_urn(urn) {
@@ -243,10 +252,10 @@ impl ScopeContext<'_> {
         super::encoded::encode_entity(&entity, &mut self.encoded);
         let hex = content_hash_of(&self.encoded);
         let hash = std::str::from_utf8(&hex).unwrap_or_default();
-        let unchanged = match self.baseline.as_mut().and_then(|b| b.by_urn.get_mut(&entity.urn)) {
+        let unchanged = match self.baseline.as_mut().and_then(|b| b.get_mut(&entity.urn)) {
             Some(prior) => {
                 prior.seen = true;
-                prior.entry.hash == hash
+                prior.same_hash(hash)
             }
             None => false,
         };
@@ -301,12 +310,10 @@ impl ScopeContext<'_> {
         let Some(baseline) = self.baseline.take() else {
             return Ok(());
         };
-        let mut gone: Vec<&StateEntry> = baseline
-            .by_urn
-            .values()
-            .filter(|prior| !prior.seen)
-            .map(|prior| &prior.entry)
-            .filter(|entry| self.run.wants_kind(entry.kind))
+        let mut gone: Vec<&Prior> = baseline
+            .entries()
+            .iter()
+            .filter(|prior| !prior.seen && self.run.wants_kind(prior.kind))
             .collect();
         gone.sort_by(|a, b| a.urn.cmp(&b.urn));
         for entry in gone {
@@ -314,7 +321,7 @@ impl ScopeContext<'_> {
                 .run
                 .provenance(&self.scope_key, &self.region, "", String::new(), String::new());
             let event = Event::Deletion(Deletion {
-                urn: entry.urn.clone(),
+                urn: entry.urn.to_string(),
                 kind: entry.kind,
                 provenance: Some(provenance),
             });

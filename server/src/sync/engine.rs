@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 use super::checkpoint::{ResumePoint, Tally, Token};
 use super::context::ScopeContext;
 use super::encoded::EncodedEvent;
-use super::state::{Baseline, SeenUrns, StateStore};
+use super::state::{SeenUrns, StateStore};
 use super::{Connector, Scope, ScopeError, SyncError};
 use crate::cache::SharedCache;
 use crate::http::{RequestStats, SYNC_STATS};
@@ -909,10 +909,10 @@ async fn crawl_scope<C: Connector>(
         Some(generation) => {
             match info
                 .store
-                .load(info.connector_id, &info.fingerprint, &scope.key, generation)
+                .load_baseline(info.connector_id, &info.fingerprint, &scope.key, generation)
                 .await
             {
-                Some(state) => Some(Baseline::new(state)),
+                Some(baseline) => Some(baseline),
                 None if info.lenient => {
                     tracing::warn!(connector = info.connector_id, scope = %scope.key, "state kept under the state key expired; syncing the scope in full");
                     None
@@ -952,7 +952,7 @@ async fn crawl_scope<C: Connector>(
     let mut seen = SeenUrns::default();
     for entry in &entries {
         seen.insert(seen.fingerprint(&entry.urn));
-        if let Some(prior) = baseline.as_mut().and_then(|b| b.by_urn.get_mut(&entry.urn)) {
+        if let Some(prior) = baseline.as_mut().and_then(|b| b.get_mut(&entry.urn)) {
             prior.seen = true;
         }
     }

@@ -2,7 +2,6 @@
 //! content hash, parent and upstream version, saved under the generation (sync
 //! id) that produced it. INCREMENTAL syncs diff against it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,42 +51,202 @@ struct Manifest {
     chunks: u32,
 }
 
-/// One entity of a baseline, and whether this sync has pushed (or retained) it.
+/// One entity of a baseline, and whether this sync has pushed (or retained)
+/// it. Kept compactly: a baseline holds every entity of its scope while an
+/// INCREMENTAL sync of it runs.
 #[derive(Debug)]
-pub struct BaselineEntry {
-    /// The entry as saved.
-    pub entry: StateEntry,
+pub struct Prior {
+    /// Entity urn.
+    pub urn: Box<str>,
+    /// Entity kind (proto enum value).
+    pub kind: i32,
+    /// The content hash, as bytes (saved as 64 hex digits).
+    hash: [u8; 32],
+    /// Index of its parent in `Baseline::parents`; `NO_PARENT` when none.
+    parent: u32,
+    /// Upstream version marker ("" when none).
+    pub version: Box<str>,
     /// Seen again in this sync.
     pub seen: bool,
 }
 
-/// The baseline of one scope, indexed for diffs.
-#[derive(Debug, Default)]
+const NO_PARENT: u32 = u32::MAX;
+
+/// The bytes of a hex content hash; `None` when it is not 64 hex digits.
+fn hash_bytes(hex_hash: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+impl Prior {
+    /// Whether the content hash `hex_hash` (64 hex digits) is this entity's.
+    pub fn same_hash(&self, hex_hash: &str) -> bool {
+        hash_bytes(hex_hash).is_some_and(|bytes| bytes == self.hash)
+    }
+}
+
+/// The baseline of one scope, indexed for diffs: each entity once (its urn is
+/// stored once, its parent's urn once per parent, its hash as bytes), found
+/// by urn through an index of positions. It used to be a map from urn to a
+/// copy of the saved entry, and a map from parent to copies of the child
+/// urns: each urn three times over, in about three times the memory (README,
+/// "Performance").
+#[derive(Default)]
 pub struct Baseline {
-    /// urn -> entry.
-    pub by_urn: HashMap<String, BaselineEntry, foldhash::quality::RandomState>,
-    /// parent urn -> child urns.
-    pub children: HashMap<String, Vec<String>, foldhash::quality::RandomState>,
+    entries: Vec<Prior>,
+    /// Positions in `entries`, by urn.
+    by_urn: hashbrown::HashTable<u32>,
+    /// Distinct parent urns, with the positions of their children.
+    parents: Vec<(Box<str>, Vec<u32>)>,
+    /// Positions in `parents`, by urn.
+    by_parent: hashbrown::HashTable<u32>,
+    hasher: foldhash::quality::RandomState,
+}
+
+impl std::fmt::Debug for Baseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Baseline")
+            .field("entries", &self.entries.len())
+            .field("parents", &self.parents.len())
+            .finish()
+    }
 }
 
 impl Baseline {
     /// Indexes a saved state.
     pub fn new(state: ScopeState) -> Self {
         let mut baseline = Baseline::default();
-        baseline.by_urn.reserve(state.entries.len());
-        for entry in state.entries {
-            if !entry.parent.is_empty() {
-                baseline
-                    .children
-                    .entry(entry.parent.clone())
-                    .or_default()
-                    .push(entry.urn.clone());
-            }
-            baseline
-                .by_urn
-                .insert(entry.urn.clone(), BaselineEntry { entry, seen: false });
-        }
+        baseline.extend(state.entries);
         baseline
+    }
+
+    fn hash(&self, urn: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(urn)
+    }
+
+    /// Adds saved entries (a later entry of the same urn replaces the earlier).
+    pub fn extend(&mut self, entries: Vec<StateEntry>) {
+        self.entries.reserve(entries.len());
+        for entry in entries {
+            let parent = if entry.parent.is_empty() {
+                NO_PARENT
+            } else {
+                self.parent_position(entry.parent)
+            };
+            let prior = Prior {
+                hash: hash_bytes(&entry.hash).unwrap_or_default(),
+                urn: entry.urn.into_boxed_str(),
+                kind: entry.kind,
+                parent,
+                version: entry.version.into_boxed_str(),
+                seen: false,
+            };
+            let hash = self.hash(&prior.urn);
+            let entries = &self.entries;
+            let position = match self.by_urn.find(hash, |&i| *entries[i as usize].urn == *prior.urn) {
+                Some(&i) => {
+                    self.entries[i as usize] = prior;
+                    i
+                }
+                None => {
+                    let i = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+                    self.entries.push(prior);
+                    let entries = &self.entries;
+                    let hasher = &self.hasher;
+                    self.by_urn.insert_unique(hash, i, |&j| {
+                        use std::hash::BuildHasher;
+                        hasher.hash_one(&*entries[j as usize].urn)
+                    });
+                    i
+                }
+            };
+            if parent != NO_PARENT {
+                self.parents[parent as usize].1.push(position);
+            }
+        }
+    }
+
+    fn parent_position(&mut self, parent: String) -> u32 {
+        let hash = self.hash(&parent);
+        let parents = &self.parents;
+        if let Some(&i) = self.by_parent.find(hash, |&i| *parents[i as usize].0 == *parent) {
+            return i;
+        }
+        let i = u32::try_from(self.parents.len()).unwrap_or(u32::MAX);
+        self.parents.push((parent.into_boxed_str(), Vec::new()));
+        let parents = &self.parents;
+        let hasher = &self.hasher;
+        self.by_parent.insert_unique(hash, i, |&j| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(&*parents[j as usize].0)
+        });
+        i
+    }
+
+    /// The position of the entity `urn`, if the baseline has it.
+    pub fn position(&self, urn: &str) -> Option<u32> {
+        let entries = &self.entries;
+        self.by_urn
+            .find(self.hash(urn), |&i| *entries[i as usize].urn == *urn)
+            .copied()
+    }
+
+    /// The entity `urn`, if the baseline has it.
+    pub fn get(&self, urn: &str) -> Option<&Prior> {
+        self.at(self.position(urn)?)
+    }
+
+    /// The entity `urn`, if the baseline has it, to mark it seen.
+    pub fn get_mut(&mut self, urn: &str) -> Option<&mut Prior> {
+        let i = self.position(urn)?;
+        self.entries.get_mut(i as usize)
+    }
+
+    /// The entity at `position` (from [`Self::position`] or [`Self::children_of`]).
+    pub fn at(&self, position: u32) -> Option<&Prior> {
+        self.entries.get(position as usize)
+    }
+
+    /// The entity at `position`, to mark it seen.
+    pub fn at_mut(&mut self, position: u32) -> Option<&mut Prior> {
+        self.entries.get_mut(position as usize)
+    }
+
+    /// The positions of the children of `parent_urn`, in state order.
+    pub fn children_of(&self, parent_urn: &str) -> &[u32] {
+        let parents = &self.parents;
+        self.by_parent
+            .find(self.hash(parent_urn), |&i| *parents[i as usize].0 == *parent_urn)
+            .map(|&i| parents[i as usize].1.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// The parent urn of `prior` ("" when none).
+    pub fn parent_of(&self, prior: &Prior) -> &str {
+        self.parents.get(prior.parent as usize).map_or("", |(urn, _)| urn)
+    }
+
+    /// `prior`'s content hash, as saved (64 hex digits).
+    pub fn hash_of(prior: &Prior) -> String {
+        hex::encode(prior.hash)
+    }
+
+    /// Every entity, in state order.
+    pub fn entries(&self) -> &[Prior] {
+        &self.entries
+    }
+
+    /// Appends `prior` to a chunk of the new state, as it was saved.
+    pub fn save_to(&self, prior: &Prior, chunk: &mut PendingChunk) {
+        chunk.push(
+            prior.kind,
+            &prior.urn,
+            &Self::hash_of(prior),
+            self.parent_of(prior),
+            &prior.version,
+        );
     }
 }
 
@@ -319,6 +478,7 @@ impl PendingChunk {
     }
 
     /// Appends a copy of `entry`.
+    #[cfg(test)]
     pub fn push_entry(&mut self, entry: &StateEntry) {
         self.push(entry.kind, &entry.urn, &entry.hash, &entry.parent, &entry.version);
     }
@@ -412,17 +572,35 @@ impl StateStore {
         format!("checkpoint:v1:{connector}:{state_key}")
     }
 
-    /// Loads the state of a scope at a generation; `None` when missing (expired or evicted).
-    pub async fn load(&self, connector: &str, fingerprint: &str, scope: &str, generation: &str) -> Option<ScopeState> {
+    /// Loads the state of a scope at a generation as a baseline, a chunk at a
+    /// time (the decoded entries of one chunk at most are held beside it);
+    /// `None` when missing (expired or evicted).
+    pub async fn load_baseline(
+        &self,
+        connector: &str,
+        fingerprint: &str,
+        scope: &str,
+        generation: &str,
+    ) -> Option<Baseline> {
         let bytes = self
             .cache
             .get(&Self::state_key(connector, fingerprint, scope, generation))
             .await?;
         match serde_json::from_slice(&bytes).ok()? {
-            Stored::Whole(state) => Some(state),
-            Stored::Chunked { chunks } => Some(ScopeState {
-                entries: self.load_chunks(connector, generation, scope, chunks).await?,
-            }),
+            Stored::Whole(state) => Some(Baseline::new(state)),
+            Stored::Chunked { chunks } => {
+                let mut baseline = Baseline::default();
+                let mut entries = Vec::new();
+                for chunk in 0..chunks {
+                    let bytes = self
+                        .cache
+                        .get(&Self::chunk_key(connector, generation, scope, chunk))
+                        .await?;
+                    decode_chunk(&bytes, &mut entries)?;
+                    baseline.extend(std::mem::take(&mut entries));
+                }
+                Some(baseline)
+            }
         }
     }
 
@@ -540,6 +718,64 @@ mod tests {
                 String::new()
             },
         }
+    }
+
+    #[test]
+    fn a_baseline_finds_each_entity_and_its_children_and_saves_them_as_they_were() {
+        use super::Baseline;
+        let entries: Vec<StateEntry> = (0..100).map(entry).collect();
+        let mut baseline = Baseline::default();
+        // Two chunks, as a baseline is loaded.
+        baseline.extend(entries[..60].to_vec());
+        baseline.extend(entries[60..].to_vec());
+        assert_eq!(baseline.entries().len(), 100);
+        for original in &entries {
+            let prior = baseline.get(&original.urn).expect("every urn is found");
+            assert_eq!(
+                (&*prior.urn, prior.kind, &*prior.version),
+                (original.urn.as_str(), 7, original.version.as_str())
+            );
+            assert_eq!(baseline.parent_of(prior), original.parent);
+            assert!(prior.same_hash(&original.hash));
+            assert!(!prior.same_hash(&format!("{:064x}", 1000)));
+            // Retained entries go into the next state exactly as they were saved.
+            let mut chunk = PendingChunk::default();
+            baseline.save_to(prior, &mut chunk);
+            let mut saved = Vec::new();
+            assert_eq!(decode_chunk(&chunk.take(), &mut saved), Some(()));
+            assert_eq!(saved, std::slice::from_ref(original));
+        }
+        assert!(baseline.get("urn:connectors:aws:asset:absent").is_none());
+        // The 50 odd entries share one parent: its children, in state order.
+        let children: Vec<&str> = baseline
+            .children_of("urn:connectors:aws:asset:p \"q\" ü")
+            .iter()
+            .map(|&i| &*baseline.at(i).unwrap().urn)
+            .collect();
+        let odd: Vec<&str> = entries.iter().skip(1).step_by(2).map(|e| e.urn.as_str()).collect();
+        assert_eq!(children, odd);
+        assert_eq!(baseline.children_of("urn:connectors:aws:asset:absent"), &[] as &[u32]);
+        // Seen flags are per entity.
+        baseline.get_mut(&entries[3].urn).unwrap().seen = true;
+        let seen: Vec<&str> = baseline.entries().iter().filter(|p| p.seen).map(|p| &*p.urn).collect();
+        assert_eq!(seen, [entries[3].urn.as_str()]);
+    }
+
+    #[test]
+    fn a_urn_saved_twice_is_one_baseline_entity_the_later_one() {
+        use super::Baseline;
+        let first = entry(1);
+        let mut later = entry(1);
+        later.hash = format!("{:064x}", 42);
+        later.parent = "urn:connectors:aws:asset:other".into();
+        let baseline = Baseline::new(super::ScopeState {
+            entries: vec![first.clone(), entry(2), later.clone()],
+        });
+        // One entity (one deletion if unseen), with the later hash and parent.
+        assert_eq!(baseline.entries().len(), 2);
+        let prior = baseline.get(&first.urn).unwrap();
+        assert!(prior.same_hash(&later.hash) && !prior.same_hash(&first.hash));
+        assert_eq!(baseline.parent_of(prior), later.parent);
     }
 
     #[test]
