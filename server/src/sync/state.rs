@@ -228,11 +228,6 @@ impl Baseline {
         self.parents.get(prior.parent as usize).map_or("", |(urn, _)| urn)
     }
 
-    /// `prior`'s content hash, as saved (64 hex digits).
-    pub fn hash_of(prior: &Prior) -> String {
-        hex::encode(prior.hash)
-    }
-
     /// Every entity, in state order.
     pub fn entries(&self) -> &[Prior] {
         &self.entries
@@ -240,13 +235,13 @@ impl Baseline {
 
     /// Appends `prior` to a chunk of the new state, as it was saved.
     pub fn save_to(&self, prior: &Prior, chunk: &mut PendingChunk) {
-        chunk.push(
-            prior.kind,
-            &prior.urn,
-            &Self::hash_of(prior),
-            self.parent_of(prior),
-            &prior.version,
-        );
+        let mut hex_hash = [0u8; 64];
+        // 32 bytes always fit 64 hex digits, which are ASCII.
+        let hash = match hex::encode_to_slice(prior.hash, &mut hex_hash) {
+            Ok(()) => std::str::from_utf8(&hex_hash).unwrap_or_default(),
+            Err(_) => "",
+        };
+        chunk.push(prior.kind, &prior.urn, hash, self.parent_of(prior), &prior.version);
     }
 }
 
