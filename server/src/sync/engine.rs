@@ -912,7 +912,7 @@ async fn crawl_scope<C: Connector>(
                 .load_baseline(info.connector_id, &info.fingerprint, &scope.key, generation)
                 .await
             {
-                Some(baseline) => Some(baseline),
+                found @ Some(_) => found,
                 None if info.lenient => {
                     tracing::warn!(connector = info.connector_id, scope = %scope.key, "state kept under the state key expired; syncing the scope in full");
                     None
