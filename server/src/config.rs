@@ -543,6 +543,9 @@ pub struct Config {
     /// `CONNECTORS_STATE_GRACE_SECS`: how long a scope's state lives on once
     /// a sync from the checkpoint holding it has saved a newer one.
     pub superseded_state_ttl: Duration,
+    /// `CONNECTORS_RESUME_TTL_SECS`: how long a sync that stopped before its
+    /// scopes completed can be resumed.
+    pub resume_ttl: Duration,
     /// `CONNECTORS_LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `CONNECTORS_FIXTURES_DIR`.
@@ -598,6 +601,17 @@ where
         .transpose()
 }
 
+/// A number of seconds of at least 1 from `name` (why 0 is refused: `why`).
+fn positive_secs(name: &'static str, why: &str) -> Result<Option<Duration>, ConfigError> {
+    match parse::<u64>(name)? {
+        Some(0) => Err(ConfigError {
+            var: name,
+            message: format!("must be at least 1 ({why})"),
+        }),
+        secs => Ok(secs.map(Duration::from_secs)),
+    }
+}
+
 /// Splits a comma-separated list.
 pub fn list(value: Option<String>) -> Vec<String> {
     value
@@ -635,6 +649,7 @@ impl Config {
             coalesce_log_max_bytes: crate::sync::EngineConfig::default().coalesce_log_max_bytes,
             state_ttl: crate::sync::EngineConfig::default().state_ttl,
             superseded_state_ttl: crate::sync::EngineConfig::default().superseded_state_ttl,
+            resume_ttl: crate::sync::EngineConfig::default().resume_ttl,
             log_format: LogFormat::Text,
             fixtures_dir: default_fixtures_dir(),
             drain_timeout: Duration::from_secs(5),
@@ -796,16 +811,16 @@ impl Config {
             memory_cache_bytes: parse("CONNECTORS_CACHE_MAX_BYTES")?.unwrap_or(256 * 1024 * 1024),
             coalesce_log_max_bytes: parse("CONNECTORS_COALESCE_LOG_MAX_BYTES")?
                 .unwrap_or(crate::sync::EngineConfig::default().coalesce_log_max_bytes),
-            state_ttl: match parse::<u64>("CONNECTORS_STATE_TTL_SECS")? {
-                Some(0) => {
-                    return Err(ConfigError {
-                        var: "CONNECTORS_STATE_TTL_SECS",
-                        message: "must be at least 1 (INCREMENTAL syncs need the state the last sync saved)".into(),
-                    });
-                }
-                Some(secs) => Duration::from_secs(secs),
-                None => crate::sync::EngineConfig::default().state_ttl,
-            },
+            state_ttl: positive_secs(
+                "CONNECTORS_STATE_TTL_SECS",
+                "INCREMENTAL syncs need the state the last sync saved",
+            )?
+            .unwrap_or(crate::sync::EngineConfig::default().state_ttl),
+            resume_ttl: positive_secs(
+                "CONNECTORS_RESUME_TTL_SECS",
+                "a scope's partial state must outlive the scope's crawl",
+            )?
+            .unwrap_or(crate::sync::EngineConfig::default().resume_ttl),
             superseded_state_ttl: parse::<u64>("CONNECTORS_STATE_GRACE_SECS")?
                 .map(Duration::from_secs)
                 .unwrap_or(crate::sync::EngineConfig::default().superseded_state_ttl),

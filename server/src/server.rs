@@ -252,6 +252,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         state_ttl: config.state_ttl,
         // Never longer than the state would have lived anyway.
         superseded_state_ttl: config.superseded_state_ttl.min(config.state_ttl),
+        resume_ttl: config.resume_ttl,
         ..EngineConfig::default()
     };
     let engine = Engine::new(engine_config, cache.clone(), CancellationToken::new());

@@ -35,6 +35,9 @@ pub struct EngineConfig {
     /// holds it has saved a newer one (zero: removed at once). A client that
     /// lost the newer checkpoint can sync from the older one for this long.
     pub superseded_state_ttl: Duration,
+    /// How long a sync that stopped before its scopes completed can be
+    /// resumed (its scopes' partial state is kept that long).
+    pub resume_ttl: Duration,
     /// A progress event at least every this many entities.
     pub progress_every: u64,
     /// Let identical concurrent syncs share one crawl (see `coalesce`).
@@ -50,6 +53,7 @@ impl Default for EngineConfig {
             channel_capacity: 256,
             state_ttl: Duration::from_secs(30 * 24 * 3600),
             superseded_state_ttl: Duration::from_secs(3600),
+            resume_ttl: super::state::DEFAULT_RESUME_TTL,
             progress_every: 500,
             coalesce: true,
             coalesce_log_max_bytes: 32 << 20,
@@ -257,7 +261,7 @@ impl Engine {
     /// An engine keeping its state in `cache`. Cancelling `shutdown` ends every
     /// open sync with UNAVAILABLE (after re-sending its last checkpoint).
     pub fn new(config: EngineConfig, cache: SharedCache, shutdown: CancellationToken) -> Self {
-        let store = StateStore::new(cache.clone(), config.state_ttl);
+        let store = StateStore::new(cache.clone(), config.state_ttl).with_resume_ttl(config.resume_ttl);
         Self {
             config,
             cache,

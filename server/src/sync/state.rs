@@ -543,16 +543,35 @@ fn decode_chunk(bytes: &[u8], entries: &mut Vec<StateEntry>) -> Option<()> {
 pub struct StateStore {
     cache: SharedCache,
     ttl: Duration,
+    /// How long the chunks of a scope in progress live until the scope
+    /// completes (then they are its state, and live `ttl`).
+    resume_ttl: Duration,
 }
+
+/// How long a sync that stopped before its scopes completed can be resumed,
+/// unless configured (`CONNECTORS_RESUME_TTL_SECS`).
+pub const DEFAULT_RESUME_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn short_hash(value: &str) -> String {
     hex::encode(&Sha256::digest(value.as_bytes())[..12])
 }
 
 impl StateStore {
-    /// A store on `cache` whose entries live for `ttl`.
+    /// A store on `cache` whose entries live for `ttl`; the chunks of scopes
+    /// in progress for [`DEFAULT_RESUME_TTL`] (at most `ttl`).
     pub fn new(cache: SharedCache, ttl: Duration) -> Self {
-        Self { cache, ttl }
+        Self {
+            cache,
+            ttl,
+            resume_ttl: DEFAULT_RESUME_TTL.min(ttl),
+        }
+    }
+
+    /// The same store, with the chunks of scopes in progress living
+    /// `resume_ttl` (at most the state's TTL) until their scope completes.
+    pub fn with_resume_ttl(mut self, resume_ttl: Duration) -> Self {
+        self.resume_ttl = resume_ttl.min(self.ttl);
+        self
     }
 
     fn state_key(connector: &str, fingerprint: &str, scope: &str, generation: &str) -> String {
@@ -606,6 +625,20 @@ impl StateStore {
         let Ok(bytes) = serde_json::to_vec(&Manifest { chunks }) else {
             return false;
         };
+        // The chunks become the state: they live as long as it does. One
+        // already gone (a scope that ran past the resume TTL) is no state.
+        let kept = futures::stream::iter(0..chunks)
+            .map(|chunk| async move {
+                self.cache
+                    .expire(&Self::chunk_key(connector, generation, scope, chunk), self.ttl)
+                    .await
+            })
+            .buffer_unordered(16)
+            .all(|kept| async move { kept })
+            .await;
+        if !kept {
+            return false;
+        }
         self.cache
             .set(
                 &Self::state_key(connector, fingerprint, scope, generation),
@@ -636,15 +669,17 @@ impl StateStore {
         self.cache.expire(&key, ttl).await;
     }
 
-    /// Saves a chunk of the state of a scope in progress. Chunks are the
-    /// state of the scope once it completes (and what a resume restarts
-    /// from before that), so they live as long as states.
+    /// Saves a chunk of the state of a scope in progress: what a resume
+    /// restarts from, kept for the resume TTL. Once the scope completes,
+    /// [`Self::save`] keeps its chunks as long as states: the chunks of a sync
+    /// that never completed (its client gone, never resumed) used to be kept
+    /// that long too.
     pub async fn save_chunk(&self, connector: &str, sync_id: &str, scope: &str, chunk: u32, bytes: Bytes) -> bool {
         self.cache
             .set(
                 &Self::chunk_key(connector, sync_id, scope, chunk),
                 bytes,
-                Some(self.ttl),
+                Some(self.resume_ttl),
             )
             .await
     }

@@ -1258,3 +1258,60 @@ async fn a_sync_resumed_after_a_failed_scope_is_not_complete() {
         vec![(EntityKind::Tag as i32, 2)]
     );
 }
+
+#[tokio::test]
+async fn a_sync_left_unfinished_can_be_resumed_only_for_the_resume_ttl() {
+    let config = EngineConfig {
+        resume_ttl: Duration::from_millis(300),
+        // Two identical syncs in a row here are two syncs, not one crawl.
+        coalesce: false,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(config, SharedCache::memory(16 << 20), CancellationToken::new());
+    let fake = one_slow_scope(40, Duration::from_millis(5));
+    // Two syncs whose clients go away after their first page's checkpoint,
+    // their scope unfinished (the crawl stops with the stream).
+    let abandon = async || {
+        let mut stream = decoded(
+            engine
+                .start(fake.clone(), (), opts(SyncMode::Full, vec![]))
+                .await
+                .unwrap(),
+        );
+        loop {
+            if let Some(Event::Checkpoint(c)) = stream.next().await.unwrap().unwrap().event {
+                break c.token;
+            }
+        }
+    };
+    let (first, second) = (abandon().await, abandon().await);
+    // Within the resume TTL the first resumes and finishes: its chunks, the
+    // first of them written before the resume, are now its state.
+    let resumed = collect(&engine, &fake, opts(SyncMode::Full, first)).await;
+    assert_eq!(render(&resumed).last().unwrap(), "summary complete=true deletions=0");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Past the resume TTL the second one's partial state is gone.
+    let mut late = engine
+        .start(fake.clone(), (), opts(SyncMode::Full, second))
+        .await
+        .unwrap();
+    match late.next().await {
+        Some(Err(SyncError::FailedPrecondition { reason, message })) => {
+            assert_eq!(reason, "CHECKPOINT_STATE_EXPIRED");
+            assert_eq!(
+                message,
+                "options.checkpoint: the partial state it refers to is no longer in the cache; sync again without it"
+            );
+        }
+        other => panic!("expected CHECKPOINT_STATE_EXPIRED, got {other:?}"),
+    }
+    // The finished sync's state outlived the resume TTL: nothing changed since.
+    let next = collect(
+        &engine,
+        &fake,
+        opts(SyncMode::Incremental, summary(&resumed).checkpoint),
+    )
+    .await;
+    assert_eq!(changes(&next), Vec::<String>::new());
+    assert_eq!(summary(&next).counts[0].unchanged, 40);
+}
