@@ -140,7 +140,7 @@ impl ScopeContext<'_> {
         if let Some(baseline) = &self.baseline
             && let Some(prior) = baseline.at(position)
         {
-            self.seen.insert(self.seen.fingerprint(&prior.urn));
+            self.seen.insert(self.seen.fingerprint(&baseline.urn_of(prior)));
             baseline.save_to(prior, &mut self.pending);
         }
         self.note_unchanged(kind);
@@ -151,10 +151,12 @@ impl ScopeContext<'_> {
     /// The baseline's children of `parent_urn` with their upstream versions.
     pub fn prior_children(&self, parent_urn: &str) -> impl Iterator<Item = (String, String)> + '_ {
         let children = self.baseline.as_ref().map(|b| (b, b.children_of(parent_urn)));
-        children
-            .into_iter()
-            .flat_map(|(b, positions)| positions.iter().filter_map(move |&i| b.at(i)))
-            .map(|prior| (prior.urn.to_string(), prior.version.to_string()))
+        children.into_iter().flat_map(|(b, positions)| {
+            positions
+                .iter()
+                .filter_map(move |&i| b.at(i))
+                .map(move |prior| (b.urn_of(prior).into_owned(), prior.version.to_string()))
+        })
     }
 
     fn note_unchanged(&mut self, kind: i32) {
@@ -310,18 +312,19 @@ impl ScopeContext<'_> {
         let Some(baseline) = self.baseline.take() else {
             return Ok(());
         };
-        let mut gone: Vec<&Prior> = baseline
+        let mut gone: Vec<(std::borrow::Cow<'_, str>, &Prior)> = baseline
             .entries()
             .iter()
             .filter(|prior| !prior.seen && self.run.wants_kind(prior.kind))
+            .map(|prior| (baseline.urn_of(prior), prior))
             .collect();
-        gone.sort_by(|a, b| a.urn.cmp(&b.urn));
-        for entry in gone {
+        gone.sort_by(|a, b| a.0.cmp(&b.0));
+        for (urn, entry) in gone {
             let provenance = self
                 .run
                 .provenance(&self.scope_key, &self.region, "", String::new(), String::new());
             let event = Event::Deletion(Deletion {
-                urn: entry.urn.to_string(),
+                urn: urn.into_owned(),
                 kind: entry.kind,
                 provenance: Some(provenance),
             });

@@ -56,8 +56,12 @@ struct Manifest {
 /// INCREMENTAL sync of it runs.
 #[derive(Debug)]
 pub struct Prior {
-    /// Entity urn.
-    pub urn: Box<str>,
+    /// The urn past its first `shared` bytes ([`Baseline::urn_of`] gives it whole).
+    urn_rest: Box<str>,
+    /// How many first bytes of the urn are those of its parent's urn (an ECR
+    /// image's urn is its repository's and `@sha256:...`): they are not
+    /// stored again.
+    shared: u16,
     /// Entity kind (proto enum value).
     pub kind: i32,
     /// The content hash, as bytes (saved as 64 hex digits).
@@ -71,6 +75,43 @@ pub struct Prior {
 }
 
 const NO_PARENT: u32 = u32::MAX;
+
+/// The first bytes of `urn` that are those of `parent` (at a character
+/// boundary, at most `u16::MAX`).
+fn shared_prefix(parent: &str, urn: &str) -> usize {
+    let mut n = parent
+        .bytes()
+        .zip(urn.bytes())
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(usize::from(u16::MAX));
+    while !urn.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
+}
+
+/// The part of `prior`'s urn it shares with its parent's.
+fn urn_head<'a>(parents: &'a [(Box<str>, Vec<u32>)], prior: &Prior) -> &'a str {
+    match parents.get(prior.parent as usize) {
+        Some((parent, _)) => parent.get(..usize::from(prior.shared)).unwrap_or_default(),
+        None => "",
+    }
+}
+
+/// `prior`'s urn, whole.
+fn whole_urn<'a>(parents: &'a [(Box<str>, Vec<u32>)], prior: &'a Prior) -> std::borrow::Cow<'a, str> {
+    match urn_head(parents, prior) {
+        "" => std::borrow::Cow::Borrowed(&prior.urn_rest),
+        head => std::borrow::Cow::Owned([head, &prior.urn_rest].concat()),
+    }
+}
+
+/// Whether `urn` is `prior`'s, without putting `prior`'s together.
+fn urn_is(parents: &[(Box<str>, Vec<u32>)], prior: &Prior, urn: &str) -> bool {
+    let head = urn_head(parents, prior);
+    urn.len() == head.len() + prior.urn_rest.len() && urn.starts_with(head) && urn.ends_with(&*prior.urn_rest)
+}
 
 /// The bytes of a hex content hash; `None` when it is not 64 hex digits.
 fn hash_bytes(hex_hash: &str) -> Option<[u8; 32]> {
@@ -87,7 +128,8 @@ impl Prior {
 }
 
 /// The baseline of one scope, indexed for diffs: each entity once (its urn is
-/// stored once, its parent's urn once per parent, its hash as bytes), found
+/// stored once, less what it shares with its parent's urn, each parent's urn
+/// once, its hash as bytes), found
 /// by urn through an index of positions. It used to be a map from urn to a
 /// copy of the saved entry, and a map from parent to copies of the child
 /// urns: each urn three times over, in about three times the memory (README,
@@ -135,29 +177,37 @@ impl Baseline {
             } else {
                 self.parent_position(entry.parent)
             };
+            let shared = self
+                .parents
+                .get(parent as usize)
+                .map_or(0, |(parent, _)| shared_prefix(parent, &entry.urn));
+            let hash = self.hash(&entry.urn);
+            let (parents, entries) = (&self.parents, &self.entries);
+            let found = self
+                .by_urn
+                .find(hash, |&i| urn_is(parents, &entries[i as usize], &entry.urn))
+                .copied();
             let prior = Prior {
                 hash: hash_bytes(&entry.hash).unwrap_or_default(),
-                urn: entry.urn.into_boxed_str(),
+                urn_rest: Box::from(&entry.urn[shared..]),
+                shared: u16::try_from(shared).unwrap_or(0),
                 kind: entry.kind,
                 parent,
                 version: entry.version.into_boxed_str(),
                 seen: false,
             };
-            let hash = self.hash(&prior.urn);
-            let entries = &self.entries;
-            let position = match self.by_urn.find(hash, |&i| *entries[i as usize].urn == *prior.urn) {
-                Some(&i) => {
+            let position = match found {
+                Some(i) => {
                     self.entries[i as usize] = prior;
                     i
                 }
                 None => {
                     let i = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
                     self.entries.push(prior);
-                    let entries = &self.entries;
-                    let hasher = &self.hasher;
+                    let (parents, entries, hasher) = (&self.parents, &self.entries, &self.hasher);
                     self.by_urn.insert_unique(hash, i, |&j| {
                         use std::hash::BuildHasher;
-                        hasher.hash_one(&*entries[j as usize].urn)
+                        hasher.hash_one(&*whole_urn(parents, &entries[j as usize]))
                     });
                     i
                 }
@@ -187,10 +237,15 @@ impl Baseline {
 
     /// The position of the entity `urn`, if the baseline has it.
     pub fn position(&self, urn: &str) -> Option<u32> {
-        let entries = &self.entries;
+        let (parents, entries) = (&self.parents, &self.entries);
         self.by_urn
-            .find(self.hash(urn), |&i| *entries[i as usize].urn == *urn)
+            .find(self.hash(urn), |&i| urn_is(parents, &entries[i as usize], urn))
             .copied()
+    }
+
+    /// The urn of `prior`.
+    pub fn urn_of<'a>(&'a self, prior: &'a Prior) -> std::borrow::Cow<'a, str> {
+        whole_urn(&self.parents, prior)
     }
 
     /// The entity `urn`, if the baseline has it.
@@ -241,7 +296,13 @@ impl Baseline {
             Ok(()) => std::str::from_utf8(&hex_hash).unwrap_or_default(),
             Err(_) => "",
         };
-        chunk.push(prior.kind, &prior.urn, hash, self.parent_of(prior), &prior.version);
+        chunk.push(
+            prior.kind,
+            &self.urn_of(prior),
+            hash,
+            self.parent_of(prior),
+            &prior.version,
+        );
     }
 }
 
@@ -762,7 +823,7 @@ mod tests {
         for original in &entries {
             let prior = baseline.get(&original.urn).expect("every urn is found");
             assert_eq!(
-                (&*prior.urn, prior.kind, &*prior.version),
+                (&*baseline.urn_of(prior), prior.kind, &*prior.version),
                 (original.urn.as_str(), 7, original.version.as_str())
             );
             assert_eq!(baseline.parent_of(prior), original.parent);
@@ -777,18 +838,47 @@ mod tests {
         }
         assert!(baseline.get("urn:connectors:aws:asset:absent").is_none());
         // The 50 odd entries share one parent: its children, in state order.
-        let children: Vec<&str> = baseline
+        let children: Vec<String> = baseline
             .children_of("urn:connectors:aws:asset:p \"q\" ü")
             .iter()
-            .map(|&i| &*baseline.at(i).unwrap().urn)
+            .map(|&i| baseline.urn_of(baseline.at(i).unwrap()).into_owned())
             .collect();
         let odd: Vec<&str> = entries.iter().skip(1).step_by(2).map(|e| e.urn.as_str()).collect();
         assert_eq!(children, odd);
         assert_eq!(baseline.children_of("urn:connectors:aws:asset:absent"), &[] as &[u32]);
         // Seen flags are per entity.
         baseline.get_mut(&entries[3].urn).unwrap().seen = true;
-        let seen: Vec<&str> = baseline.entries().iter().filter(|p| p.seen).map(|p| &*p.urn).collect();
+        let seen: Vec<String> = baseline
+            .entries()
+            .iter()
+            .filter(|p| p.seen)
+            .map(|p| baseline.urn_of(p).into_owned())
+            .collect();
         assert_eq!(seen, [entries[3].urn.as_str()]);
+    }
+
+    #[test]
+    fn a_urn_shares_with_its_parent_only_whole_characters() {
+        use super::{Baseline, shared_prefix};
+        // "é" and "è" share their first byte.
+        assert_eq!(shared_prefix("urn:x:é", "urn:x:è/1"), 6);
+        assert_eq!(shared_prefix("urn:x:repo", "urn:x:repo@sha256:0"), 10);
+        assert_eq!(shared_prefix("urn:x:repo", "urn:y"), 4);
+        assert_eq!(shared_prefix("", "urn:y"), 0);
+        let mut child = entry(0);
+        child.urn = "urn:x:è/1".into();
+        child.parent = "urn:x:é".into();
+        let mut image = entry(2);
+        image.urn = "urn:x:repo@sha256:0".into();
+        image.parent = "urn:x:repo".into();
+        let baseline = Baseline::new(super::ScopeState {
+            entries: vec![child.clone(), image.clone()],
+        });
+        for original in [&child, &image] {
+            let prior = baseline.get(&original.urn).unwrap();
+            assert_eq!(baseline.urn_of(prior), original.urn);
+        }
+        assert!(baseline.get("urn:x:è/").is_none() && baseline.get("urn:x:repo@sha256:").is_none());
     }
 
     #[test]
