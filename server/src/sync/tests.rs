@@ -181,6 +181,20 @@ fn decoded(stream: SyncStream) -> impl Stream<Item = Result<SyncEvent, SyncError
     stream.map(|item| item.map(|event| event.event().expect("the engine's events decode")))
 }
 
+/// The events of `stream` before its first checkpoint, and that checkpoint's token.
+async fn until_checkpoint(
+    stream: &mut (impl Stream<Item = Result<SyncEvent, SyncError>> + Unpin),
+) -> (Vec<SyncEvent>, Vec<u8>) {
+    let mut before = Vec::new();
+    loop {
+        let event = stream.next().await.unwrap().unwrap();
+        if let Some(Event::Checkpoint(c)) = &event.event {
+            return (before, c.token.clone());
+        }
+        before.push(event);
+    }
+}
+
 /// A compact rendering of the stream, for exact comparisons.
 fn render(events: &[SyncEvent]) -> Vec<String> {
     events
@@ -416,14 +430,7 @@ async fn resume_from_a_mid_scope_checkpoint_sends_the_rest_exactly_once() {
             .await
             .unwrap(),
     );
-    let mut before = Vec::new();
-    let token = loop {
-        let event = stream.next().await.unwrap().unwrap();
-        if let Some(Event::Checkpoint(c)) = &event.event {
-            break c.token.clone();
-        }
-        before.push(event);
-    };
+    let (before, token) = until_checkpoint(&mut stream).await;
     drop(stream);
     assert_eq!(render(&before), vec![format!("upsert {T}a/1")]);
     // The client resumes with the mid-stream token (and its original options).
@@ -1231,14 +1238,7 @@ async fn a_sync_resumed_after_a_failed_scope_is_not_complete() {
             .unwrap(),
     );
     // Up to the checkpoint after scope a failed, then the stream is lost.
-    let mut before = Vec::new();
-    let token = loop {
-        let event = stream.next().await.unwrap().unwrap();
-        if let Some(Event::Checkpoint(c)) = &event.event {
-            break c.token.clone();
-        }
-        before.push(event);
-    };
+    let (before, token) = until_checkpoint(&mut stream).await;
     drop(stream);
     assert_eq!(render(&before), vec![format!("upsert {T}a/1"), "scope a 2".into()]);
     let resumed = collect(&engine, &fake, opts(SyncMode::Full, token)).await;
@@ -1278,11 +1278,7 @@ async fn a_sync_left_unfinished_can_be_resumed_only_for_the_resume_ttl() {
                 .await
                 .unwrap(),
         );
-        loop {
-            if let Some(Event::Checkpoint(c)) = stream.next().await.unwrap().unwrap().event {
-                break c.token;
-            }
-        }
+        until_checkpoint(&mut stream).await.1
     };
     let (first, second) = (abandon().await, abandon().await);
     // Within the resume TTL the first resumes and finishes: its chunks, the

@@ -1631,15 +1631,18 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
         sbom_not_found("", "globex/left-pad"),
     ]);
     // ledger was pushed, then taken down; vault is new, and disabled.
-    let mut taken_down = vec![listing_exchange(
-        "",
-        "globex",
-        serde_json::json!([
-            repo("ledger", ledger, pushed_again),
-            repo("left-pad", left_pad, pushed),
-            repo("vault", vault, pushed)
-        ]),
-    )];
+    let listing_of_three = || {
+        listing_exchange(
+            "",
+            "globex",
+            serde_json::json!([
+                repo("ledger", ledger, pushed_again),
+                repo("left-pad", left_pad, pushed),
+                repo("vault", vault, pushed)
+            ]),
+        )
+    };
+    let mut taken_down = vec![listing_of_three()];
     taken_down.extend(blocked("ledger", 451, &dmca));
     taken_down.extend(blocked("vault", 403, &tos));
     let (server, upstream) = live_with_rest_blobs(before).await;
@@ -1690,15 +1693,7 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
     assert_eq!(upstream.stats().requests() - requests, 5);
 
     // GitHub serves ledger again, with a changed manifest: it is sent.
-    let mut restored = vec![listing_exchange(
-        "",
-        "globex",
-        serde_json::json!([
-            repo("ledger", ledger, pushed_again),
-            repo("left-pad", left_pad, pushed),
-            repo("vault", vault, pushed)
-        ]),
-    )];
+    let mut restored = vec![listing_of_three()];
     restored.extend([tree("ledger", &[v2]), blob("ledger", v2, "1.3.1"), sbom("ledger")]);
     restored.extend(blocked("vault", 403, &tos));
     upstream.set_fixtures(set_of(restored));
