@@ -665,15 +665,10 @@ impl StateStore {
             Stored::Whole(state) => Some(Baseline::new(state)),
             Stored::Chunked { chunks } => {
                 let mut baseline = Baseline::default();
-                let mut entries = Vec::new();
-                for chunk in 0..chunks {
-                    let bytes = self
-                        .cache
-                        .get(&Self::chunk_key(connector, generation, scope, chunk))
-                        .await?;
-                    decode_chunk(&bytes, &mut entries)?;
-                    baseline.extend(std::mem::take(&mut entries));
-                }
+                self.read_chunks(connector, generation, scope, chunks, |entries| {
+                    baseline.extend(std::mem::take(entries));
+                })
+                .await?;
                 Some(baseline)
             }
         }
@@ -753,15 +748,33 @@ impl StateStore {
         scope: &str,
         count: u32,
     ) -> Option<Vec<StateEntry>> {
+        let mut all = Vec::new();
+        self.read_chunks(connector, sync_id, scope, count, |entries| all.append(entries))
+            .await?;
+        Some(all)
+    }
+
+    /// Reads the chunks 0..count of a generation in order, handing each
+    /// one's decoded entries to `each`; `None` if any is missing or malformed.
+    async fn read_chunks(
+        &self,
+        connector: &str,
+        generation: &str,
+        scope: &str,
+        count: u32,
+        mut each: impl FnMut(&mut Vec<StateEntry>),
+    ) -> Option<()> {
         let mut entries = Vec::new();
         for chunk in 0..count {
             let bytes = self
                 .cache
-                .get(&Self::chunk_key(connector, sync_id, scope, chunk))
+                .get(&Self::chunk_key(connector, generation, scope, chunk))
                 .await?;
             decode_chunk(&bytes, &mut entries)?;
+            each(&mut entries);
+            entries.clear();
         }
-        Some(entries)
+        Some(())
     }
 
     /// The checkpoint kept for a `state_key`.

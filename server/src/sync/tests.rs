@@ -1077,13 +1077,26 @@ fn changes(events: &[SyncEvent]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_sync_from_a_checkpoint_removes_the_state_it_held_once_newer_state_is_saved() {
+/// An engine that removes moved-past state at once, a store on its cache,
+/// a fake of scopes a (2 entities) and b (1), and the summary of a first
+/// FULL sync of it.
+async fn superseding_engine_after_a_full_sync() -> (
+    Engine,
+    super::state::StateStore,
+    Arc<Fake>,
+    connectors_proto::v1::Summary,
+) {
     let cache = SharedCache::memory(16 << 20);
     let engine = engine_on(cache.clone(), Duration::ZERO);
     let store = super::state::StateStore::new(cache, Duration::from_secs(60));
     let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")]), ("b", &[("1", "q")])]);
     let first = summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await);
+    (engine, store, fake, first)
+}
+
+#[tokio::test]
+async fn a_sync_from_a_checkpoint_removes_the_state_it_held_once_newer_state_is_saved() {
+    let (engine, store, fake, first) = superseding_engine_after_a_full_sync().await;
     for scope in ["a", "b"] {
         assert!(store.load_chunks("fake", &first.sync_id, scope, 1).await.is_some());
     }
@@ -1152,11 +1165,7 @@ async fn the_state_a_checkpoint_held_serves_it_again_only_for_the_grace_period()
 
 #[tokio::test]
 async fn a_full_sync_from_a_checkpoint_moves_past_its_state_and_a_failed_scope_keeps_it() {
-    let cache = SharedCache::memory(16 << 20);
-    let engine = engine_on(cache.clone(), Duration::ZERO);
-    let store = super::state::StateStore::new(cache, Duration::from_secs(60));
-    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")]), ("b", &[("1", "q")])]);
-    let first = summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await);
+    let (engine, store, fake, first) = superseding_engine_after_a_full_sync().await;
     *fake.failing.lock().unwrap() = Some("a".into());
     let full = collect(&engine, &fake, opts(SyncMode::Full, first.checkpoint.clone())).await;
     assert_eq!(
