@@ -546,6 +546,9 @@ pub struct Config {
     /// `CONNECTORS_RESUME_TTL_SECS`: how long a sync that stopped before its
     /// scopes completed can be resumed.
     pub resume_ttl: Duration,
+    /// `CONNECTORS_STATE_GENERATIONS`: how many of the newest saved states of
+    /// each scope live the state TTL (older ones, the grace period).
+    pub kept_generations: usize,
     /// `CONNECTORS_LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `CONNECTORS_FIXTURES_DIR`.
@@ -601,15 +604,20 @@ where
         .transpose()
 }
 
-/// A number of seconds of at least 1 from `name` (why 0 is refused: `why`).
-fn positive_secs(name: &'static str, why: &str) -> Result<Option<Duration>, ConfigError> {
+/// A number of at least 1 from `name` (why 0 is refused: `why`).
+fn positive(name: &'static str, why: &str) -> Result<Option<u64>, ConfigError> {
     match parse::<u64>(name)? {
         Some(0) => Err(ConfigError {
             var: name,
             message: format!("must be at least 1 ({why})"),
         }),
-        secs => Ok(secs.map(Duration::from_secs)),
+        n => Ok(n),
     }
+}
+
+/// A number of seconds of at least 1 from `name` (why 0 is refused: `why`).
+fn positive_secs(name: &'static str, why: &str) -> Result<Option<Duration>, ConfigError> {
+    Ok(positive(name, why)?.map(Duration::from_secs))
 }
 
 /// Splits a comma-separated list.
@@ -650,6 +658,7 @@ impl Config {
             state_ttl: crate::sync::EngineConfig::default().state_ttl,
             superseded_state_ttl: crate::sync::EngineConfig::default().superseded_state_ttl,
             resume_ttl: crate::sync::EngineConfig::default().resume_ttl,
+            kept_generations: crate::sync::EngineConfig::default().kept_generations,
             log_format: LogFormat::Text,
             fixtures_dir: default_fixtures_dir(),
             drain_timeout: Duration::from_secs(5),
@@ -821,6 +830,13 @@ impl Config {
                 "a scope's partial state must outlive the scope's crawl",
             )?
             .unwrap_or(crate::sync::EngineConfig::default().resume_ttl),
+            kept_generations: positive(
+                "CONNECTORS_STATE_GENERATIONS",
+                "the state the last sync saved is the one INCREMENTAL syncs need",
+            )?
+            .map_or(crate::sync::EngineConfig::default().kept_generations, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
             superseded_state_ttl: parse::<u64>("CONNECTORS_STATE_GRACE_SECS")?
                 .map(Duration::from_secs)
                 .unwrap_or(crate::sync::EngineConfig::default().superseded_state_ttl),

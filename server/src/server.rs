@@ -253,6 +253,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         // Never longer than the state would have lived anyway.
         superseded_state_ttl: config.superseded_state_ttl.min(config.state_ttl),
         resume_ttl: config.resume_ttl,
+        kept_generations: config.kept_generations,
         ..EngineConfig::default()
     };
     let engine = Engine::new(engine_config, cache.clone(), CancellationToken::new());

@@ -22,10 +22,18 @@ pub use memory::MemoryCache;
 pub use redis_backend::{RedisCache, RedisTls};
 
 /// Key prefixes of what the server cannot fetch again: per-scope sync state
-/// (and the chunks of one being written), kept checkpoints, coalescing
-/// leases and shared rate-limit resets. Everything else (conditional-request
-/// bodies, coalescing logs) can be fetched or crawled again.
-const KEPT_PREFIXES: [&str; 5] = ["state:", "pending:", "checkpoint:", "lease:", "ratelimit:"];
+/// (the chunks of one being written, and the list of a scope's newest),
+/// kept checkpoints, coalescing leases and shared rate-limit resets.
+/// Everything else (conditional-request bodies, coalescing logs) can be
+/// fetched or crawled again.
+const KEPT_PREFIXES: [&str; 6] = [
+    "state:",
+    "pending:",
+    "generations:",
+    "checkpoint:",
+    "lease:",
+    "ratelimit:",
+];
 
 /// Whether `key` holds something the server cannot fetch again
 /// ([`KEPT_PREFIXES`]); the in-memory cache keeps such entries apart.

@@ -38,6 +38,9 @@ pub struct EngineConfig {
     /// How long a sync that stopped before its scopes completed can be
     /// resumed (its scopes' partial state is kept that long).
     pub resume_ttl: Duration,
+    /// How many of the newest saved states of each scope live `state_ttl`;
+    /// older ones expire after `superseded_state_ttl`.
+    pub kept_generations: usize,
     /// A progress event at least every this many entities.
     pub progress_every: u64,
     /// Let identical concurrent syncs share one crawl (see `coalesce`).
@@ -54,6 +57,7 @@ impl Default for EngineConfig {
             state_ttl: Duration::from_secs(30 * 24 * 3600),
             superseded_state_ttl: Duration::from_secs(3600),
             resume_ttl: super::state::DEFAULT_RESUME_TTL,
+            kept_generations: super::state::DEFAULT_GENERATIONS,
             progress_every: 500,
             coalesce: true,
             coalesce_log_max_bytes: 32 << 20,
@@ -261,7 +265,9 @@ impl Engine {
     /// An engine keeping its state in `cache`. Cancelling `shutdown` ends every
     /// open sync with UNAVAILABLE (after re-sending its last checkpoint).
     pub fn new(config: EngineConfig, cache: SharedCache, shutdown: CancellationToken) -> Self {
-        let store = StateStore::new(cache.clone(), config.state_ttl).with_resume_ttl(config.resume_ttl);
+        let store = StateStore::new(cache.clone(), config.state_ttl)
+            .with_resume_ttl(config.resume_ttl)
+            .with_generations(config.kept_generations);
         Self {
             config,
             cache,
@@ -1001,18 +1007,18 @@ async fn crawl_scope<C: Connector>(
             .await
     {
         // The client's next checkpoint holds the new state: the one it held
-        // lives on only for the grace period, instead of the state's TTL.
-        if let Some(old) = generation.filter(|old| *old != info.sync_id) {
-            info.store
-                .supersede(
-                    info.connector_id,
-                    &info.fingerprint,
-                    &scope.key,
-                    &old,
-                    info.superseded_ttl,
-                )
-                .await;
-        }
+        // lives on only for the grace period, instead of the state's TTL, as
+        // do those beyond the scope's newest few.
+        info.store
+            .retain(
+                info.connector_id,
+                &info.fingerprint,
+                &scope.key,
+                &info.sync_id,
+                generation.as_deref().filter(|old| *old != info.sync_id),
+                info.superseded_ttl,
+            )
+            .await;
         Some(info.sync_id.clone())
     } else {
         // Without saved state the next INCREMENTAL sync of this scope is a

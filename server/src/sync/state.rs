@@ -607,11 +607,17 @@ pub struct StateStore {
     /// How long the chunks of a scope in progress live until the scope
     /// completes (then they are its state, and live `ttl`).
     resume_ttl: Duration,
+    /// How many of the newest saved states of each scope live `ttl`.
+    generations: usize,
 }
 
 /// How long a sync that stopped before its scopes completed can be resumed,
 /// unless configured (`CONNECTORS_RESUME_TTL_SECS`).
 pub const DEFAULT_RESUME_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How many of the newest saved states of each scope are kept for the state
+/// TTL, unless configured (`CONNECTORS_STATE_GENERATIONS`).
+pub const DEFAULT_GENERATIONS: usize = 8;
 
 fn short_hash(value: &str) -> String {
     hex::encode(&Sha256::digest(value.as_bytes())[..12])
@@ -625,7 +631,15 @@ impl StateStore {
             cache,
             ttl,
             resume_ttl: DEFAULT_RESUME_TTL.min(ttl),
+            generations: DEFAULT_GENERATIONS,
         }
+    }
+
+    /// The same store, keeping the newest `generations` (at least 1) saved
+    /// states of each scope for the state TTL (see [`Self::retain`]).
+    pub fn with_generations(mut self, generations: usize) -> Self {
+        self.generations = generations.max(1);
+        self
     }
 
     /// The same store, with the chunks of scopes in progress living
@@ -637,6 +651,10 @@ impl StateStore {
 
     fn state_key(connector: &str, fingerprint: &str, scope: &str, generation: &str) -> String {
         format!("state:v1:{connector}:{fingerprint}:{}:{generation}", short_hash(scope))
+    }
+
+    fn generations_key(connector: &str, fingerprint: &str, scope: &str) -> String {
+        format!("generations:v1:{connector}:{fingerprint}:{}", short_hash(scope))
     }
 
     fn chunk_key(connector: &str, sync_id: &str, scope: &str, chunk: u32) -> String {
@@ -725,6 +743,43 @@ impl StateStore {
         self.cache.expire(&key, ttl).await;
     }
 
+    /// Records `generation`, just saved, as the newest state of a scope, and
+    /// makes the states it replaces expire `grace` from now: `moved_past`
+    /// (the one the sync's checkpoint held) and every one beyond the scope's
+    /// newest `generations`. Without the second, the state of every sync no
+    /// checkpoint was sent on from (FULL syncs without one, a checkpoint a
+    /// client dropped) lived the whole state TTL.
+    ///
+    /// The scope's list of generations is read, then written: of two
+    /// replicas recording the same scope at the same moment one may miss the
+    /// other's generation, which then lives the state TTL (as every one did
+    /// before); none is removed early.
+    pub async fn retain(
+        &self,
+        connector: &str,
+        fingerprint: &str,
+        scope: &str,
+        generation: &str,
+        moved_past: Option<&str>,
+        grace: Duration,
+    ) {
+        let key = Self::generations_key(connector, fingerprint, scope);
+        let listed = self.cache.get(&key).await.unwrap_or_default();
+        let mut newest = vec![generation];
+        for older in std::str::from_utf8(&listed).unwrap_or_default().lines() {
+            if !newest.contains(&older) && Some(older) != moved_past {
+                newest.push(older);
+            }
+        }
+        let beyond = newest.split_off(self.generations.min(newest.len()));
+        self.cache
+            .set(&key, Bytes::from(newest.join("\n")), Some(self.ttl))
+            .await;
+        for old in moved_past.into_iter().chain(beyond) {
+            self.supersede(connector, fingerprint, scope, old, grace).await;
+        }
+    }
+
     /// Saves a chunk of the state of a scope in progress: what a resume
     /// restarts from, kept for the resume TTL. Once the scope completes,
     /// [`Self::save`] keeps its chunks as long as states: the chunks of a sync
@@ -803,6 +858,7 @@ mod tests {
         use crate::cache::is_kept;
         assert!(is_kept(&StateStore::state_key("github", "f00d", "org:acme", "g1")));
         assert!(is_kept(&StateStore::chunk_key("github", "sync-1", "org:acme", 3)));
+        assert!(is_kept(&StateStore::generations_key("github", "f00d", "org:acme")));
         assert!(is_kept(&StateStore::checkpoint_key("github", "nightly")));
     }
 

@@ -1070,6 +1070,20 @@ async fn refused(engine: &Engine, fake: &Arc<Fake>, checkpoint: Vec<u8>) -> Sync
     error
 }
 
+/// Asserts `error` says the state of scope a a checkpoint held is gone.
+fn assert_state_of_a_expired(error: SyncError) {
+    match error {
+        SyncError::FailedPrecondition { reason, message } => {
+            assert_eq!(reason, "CHECKPOINT_STATE_EXPIRED");
+            assert_eq!(
+                message,
+                "options.checkpoint: the state of scope a it refers to is no longer in the cache; run a FULL sync"
+            );
+        }
+        other => panic!("expected CHECKPOINT_STATE_EXPIRED, got {other:?}"),
+    }
+}
+
 fn changes(events: &[SyncEvent]) -> Vec<String> {
     render(events)
         .into_iter()
@@ -1112,16 +1126,7 @@ async fn a_sync_from_a_checkpoint_removes_the_state_it_held_once_newer_state_is_
         );
         assert!(store.load_chunks("fake", &second.sync_id, scope, 1).await.is_some());
     }
-    match refused(&engine, &fake, first.checkpoint).await {
-        SyncError::FailedPrecondition { reason, message } => {
-            assert_eq!(reason, "CHECKPOINT_STATE_EXPIRED");
-            assert_eq!(
-                message,
-                "options.checkpoint: the state of scope a it refers to is no longer in the cache; run a FULL sync"
-            );
-        }
-        other => panic!("expected CHECKPOINT_STATE_EXPIRED, got {other:?}"),
-    }
+    assert_state_of_a_expired(refused(&engine, &fake, first.checkpoint).await);
     // The newest checkpoint works, and nothing changed since it.
     fake.data
         .lock()
@@ -1195,7 +1200,46 @@ async fn a_full_sync_from_a_checkpoint_moves_past_its_state_and_a_failed_scope_k
 }
 
 #[tokio::test]
-async fn on_redis_only_the_newest_state_of_a_chain_of_syncs_keeps_the_state_ttl() {
+async fn only_the_newest_states_of_a_scope_outlive_the_grace_period_whatever_checkpoints_were_used() {
+    let config = EngineConfig {
+        superseded_state_ttl: Duration::ZERO,
+        kept_generations: 2,
+        ..EngineConfig::default()
+    };
+    let cache = SharedCache::memory(16 << 20);
+    let engine = Engine::new(config, cache.clone(), CancellationToken::new());
+    let store = super::state::StateStore::new(cache, Duration::from_secs(60));
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")])]);
+    // Three FULL syncs without a checkpoint, as a scheduler that never
+    // passes one runs them: only the newest two states are kept.
+    let mut fulls = Vec::new();
+    for _ in 0..3 {
+        fulls.push(summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await));
+    }
+    let kept =
+        async |sync: &connectors_proto::v1::Summary| store.load_chunks("fake", &sync.sync_id, "a", 1).await.is_some();
+    assert_eq!(
+        (kept(&fulls[0]).await, kept(&fulls[1]).await, kept(&fulls[2]).await),
+        (false, true, true)
+    );
+    assert_state_of_a_expired(refused(&engine, &fake, fulls[0].checkpoint.clone()).await);
+    // An INCREMENTAL sync from the second moves past its state; the third's
+    // is still one of the newest two.
+    let fourth = collect(&engine, &fake, opts(SyncMode::Incremental, fulls[1].checkpoint.clone())).await;
+    assert_eq!(changes(&fourth), Vec::<String>::new());
+    assert_eq!(summary(&fourth).counts[0].unchanged, 2);
+    assert!(!kept(&fulls[1]).await);
+    let fifth = collect(&engine, &fake, opts(SyncMode::Incremental, fulls[2].checkpoint.clone())).await;
+    assert_eq!(changes(&fifth), Vec::<String>::new());
+    assert_eq!(summary(&fifth).counts[0].unchanged, 2);
+    assert_eq!(
+        (kept(&summary(&fourth)).await, kept(&summary(&fifth)).await),
+        (true, true)
+    );
+}
+
+#[tokio::test]
+async fn on_redis_only_the_newest_states_of_a_scope_keep_the_state_ttl() {
     use redis::AsyncCommands;
     let Some(redis) = crate::testing::RedisServer::start_or_skip() else {
         return;
@@ -1205,33 +1249,49 @@ async fn on_redis_only_the_newest_state_of_a_chain_of_syncs_keeps_the_state_ttl(
         crate::cache::RedisCache::new(&redis.url(), prefix.clone()).unwrap(),
     ));
     let grace = Duration::from_secs(3600);
-    let engine = engine_on(cache, grace);
+    let config = EngineConfig {
+        superseded_state_ttl: grace,
+        kept_generations: 2,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(config, cache, CancellationToken::new());
     let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")]), ("b", &[("1", "q")])]);
+    // A chain of 5 syncs, each from the last one's checkpoint, then 3 FULL
+    // syncs without a checkpoint.
     let mut checkpoint = summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await).checkpoint;
     for _ in 0..4 {
         let events = collect(&engine, &fake, opts(SyncMode::Incremental, checkpoint)).await;
         assert_eq!(changes(&events), Vec::<String>::new());
         checkpoint = summary(&events).checkpoint;
     }
+    for _ in 0..3 {
+        collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    }
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    // Manifests and chunks of 5 generations of 2 scopes: the 4 older ones
-    // of each expire within the grace period, the newest lives on.
-    for pattern in ["state:v1:*", "pending:v1:*"] {
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap();
+    // Manifests and chunks of 8 generations of 2 scopes: per scope the
+    // chain's 4 older ones (moved past), then the chain's last and the first
+    // FULL sync's (beyond the newest 2) expire within the grace period, the
+    // newest 2 live on; so do the 2 scopes' lists of their newest.
+    for (pattern, count, expected) in [
+        ("state:v1:*", 16, (12, 4)),
+        ("pending:v1:*", 16, (12, 4)),
+        ("generations:v1:*", 2, (0, 2)),
+    ] {
         let keys: Vec<String> = conn.keys(format!("{prefix}{pattern}")).await.unwrap();
-        assert_eq!(keys.len(), 10, "{pattern}");
+        assert_eq!(keys.len(), count, "{pattern}");
         let mut ttls = Vec::new();
         for key in keys {
             let millis: i64 = conn.pttl(&key).await.unwrap();
             ttls.push(millis);
         }
-        let grace_ms = i64::try_from(grace.as_millis()).unwrap();
         let within_grace = ttls.iter().filter(|&&ms| ms > 0 && ms <= grace_ms).count();
         let long_lived = ttls.iter().filter(|&&ms| ms > 29 * 24 * 3600 * 1000).count();
-        assert_eq!((within_grace, long_lived), (8, 2), "{pattern}: {ttls:?}");
+        assert_eq!((within_grace, long_lived), expected, "{pattern}: {ttls:?}");
     }
 }
 

@@ -541,7 +541,7 @@ fn a_redis_client_certificate_without_its_key_stops_the_server_naming_the_variab
 /// a state TTL of 0 stops the server naming the variable, and so does one
 /// that is not a number of seconds.
 #[test]
-fn a_state_ttl_of_zero_or_not_a_number_stops_the_server_naming_the_variable() {
+fn a_state_ttl_or_generations_of_zero_or_not_a_number_stops_the_server_naming_the_variable() {
     assert_eq!(
         start_with("CONNECTORS_STATE_TTL_SECS", "0"),
         (
@@ -554,6 +554,13 @@ fn a_state_ttl_of_zero_or_not_a_number_stops_the_server_naming_the_variable() {
         (
             Some(2),
             "connectors-server: configuration error: CONNECTORS_STATE_GRACE_SECS: invalid value: invalid digit found in string".to_owned()
+        )
+    );
+    assert_eq!(
+        start_with("CONNECTORS_STATE_GENERATIONS", "0"),
+        (
+            Some(2),
+            "connectors-server: configuration error: CONNECTORS_STATE_GENERATIONS: must be at least 1 (the state the last sync saved is the one INCREMENTAL syncs need)".to_owned()
         )
     );
 }
