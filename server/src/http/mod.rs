@@ -625,7 +625,10 @@ impl UpstreamClient {
                 return Ok(entry.into_response_updated(&headers));
             }
             if rate.is_limited(status) {
-                let wait = rate.wait(Utc::now());
+                // A limit that says nothing of when it resets (Google's quota
+                // 429s give it, if at all, in the body's RetryInfo) is backed
+                // off from like a server error.
+                let wait = rate.wait(Utc::now()).or_else(|| Some(self.backoff(attempt)));
                 if attempt < self.config.max_attempts && wait.is_some_and(|w| w <= self.config.max_rate_limit_wait) {
                     let wait = wait.unwrap_or_default();
                     tracing::info!(

@@ -601,6 +601,52 @@ async fn recorded_429_with_retry_after_zero_is_retried_then_reported() {
 }
 
 #[tokio::test]
+async fn a_429_that_says_nothing_of_when_to_come_back_is_retried_with_backoff() {
+    // Google's quota errors come so: the delay, if any, is in the body's
+    // google.rpc.RetryInfo, not in a header.
+    let server = replay(
+        [
+            exchange(json!({
+                "request": { "path": "/quota" },
+                "times": 2,
+                "response": {
+                    "status": 429,
+                    "body": { "error": { "code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED" } }
+                }
+            })),
+            exchange(json!({
+                "request": { "path": "/quota" },
+                "response": { "status": 200, "body": { "items": [] } }
+            })),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let client = client(&server);
+    let (result, stats) = scoped(client.execute(get("/quota"))).await;
+    assert_eq!(result.expect("the third attempt's answer").status(), 200);
+    assert_eq!(server.stats().requests(), 3);
+    assert_eq!(retries(&stats), 2);
+
+    // Always 429: reported after the attempts, with no reset time to give.
+    let server = replay(
+        [exchange(json!({
+            "request": { "path": "/quota" },
+            "response": { "status": 429, "body": { "error": { "code": 429, "status": "RESOURCE_EXHAUSTED" } } }
+        }))],
+        ReplayOptions::default(),
+    )
+    .await;
+    let (result, stats) = scoped(self::client(&server).execute(get("/quota"))).await;
+    match result {
+        Err(UpstreamError::RateLimited { status, reset_time }) => assert_eq!((status, reset_time), (429, None)),
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    assert_eq!(server.stats().requests(), 4);
+    assert_eq!(retries(&stats), 3);
+}
+
+#[tokio::test]
 async fn injected_rate_limits_are_reported_after_max_attempts() {
     let options = ReplayOptions {
         fault_rate: 1.0,
