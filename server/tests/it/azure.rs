@@ -13,11 +13,12 @@ use serde::Deserialize;
 use tonic::{Code, Status};
 
 use crate::conformance::{Harness, collect, full, incremental};
-use crate::support::{TestServer, scope_statuses, summary, upserts};
+use crate::support::{TestServer, scope_errors, scope_statuses, summary, upserts};
 
 const PROD: &str = "2f8a0e8c-5a7b-4f3e-9d1c-0a1b2c3d4e5f";
 const DEV: &str = "7c1d3e5f-9a2b-4c6d-8e0f-1a2b3c4d5e6f";
 const DENIED: &str = "0b9e8d7c-6f5a-4b3c-9d2e-1f0a9b8c7d6e";
+const FOREIGN: &str = "5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716";
 
 fn fixtures_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
@@ -241,6 +242,37 @@ async fn a_subscription_without_reader_fails_its_scope_only() {
     );
     assert_eq!(urns(&events).len(), 8);
     assert!(!summary(&events).complete);
+}
+
+#[tokio::test]
+async fn a_subscription_of_another_tenant_fails_its_scope_only() {
+    // ARM answers 401 InvalidAuthenticationTokenTenant for a subscription
+    // the credential's tenant does not own (or one just transferred): the
+    // credential itself is good for the others.
+    let server = TestServer::start().await;
+    let events = collect(open(&server, subscriptions(&[FOREIGN, DEV], full())).await).await;
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            (format!("subscription:{FOREIGN}"), ScopeState::Failed as i32),
+            (format!("subscription:{DEV}"), ScopeState::Ok as i32),
+        ]
+    );
+    assert_eq!(
+        scope_errors(&events),
+        vec![(
+            format!("subscription:{FOREIGN}"),
+            "UPSTREAM_PERMISSION_DENIED".to_owned(),
+            format!(
+                "Microsoft.ContainerRegistry/registries of subscription {FOREIGN}: azure resource manager answered 401: InvalidAuthenticationTokenTenant: The access token is from the wrong issuer 'https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/'. It must match the tenant 'https://sts.windows.net/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d' to get the token. Note, if the subscription is transferred to another tenant there is no impact to the services, but information about new tenant could take time to propagate (up to an hour). If you just transferred your subscription and see this error message, please try back later."
+            ),
+        )]
+    );
+    assert_eq!(urns(&events).len(), 8);
+    let summary = summary(&events);
+    assert!(!summary.complete);
+    assert_eq!((summary.scopes_ok, summary.scopes_failed), (1, 1));
+    assert_eq!(server.unmatched("azure"), Vec::<String>::new());
 }
 
 #[tokio::test]

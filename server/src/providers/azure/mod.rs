@@ -140,6 +140,15 @@ fn scope_error(error: ArmError, what: &str) -> ScopeError {
         ArmError::Credential(message) => ScopeError::Fatal(SyncError::UpstreamUnauthenticated(message)),
         ArmError::Status { status, code, message } => {
             let message = format!("{what}: azure resource manager answered {status}: {code}: {message}");
+            // The token is good, but the subscription belongs to another
+            // tenant (or was just transferred to one): this subscription's
+            // failure alone, not a rejected credential.
+            if status == 401 && code == "InvalidAuthenticationTokenTenant" {
+                return ScopeError::Failed {
+                    reason: "UPSTREAM_PERMISSION_DENIED",
+                    message,
+                };
+            }
             ScopeError::from_status(status, message)
         }
         ArmError::Malformed(detail) => ScopeError::Failed {
