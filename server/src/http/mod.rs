@@ -77,11 +77,30 @@ pub struct UpstreamConfig {
     /// GitHub counts GraphQL points apart from REST requests
     /// (`x-ratelimit-resource: graphql` against `core`).
     pub separate_budgets: Vec<(&'static str, &'static str)>,
+    /// How the credential's rate-limit budget is divided among its requests:
+    /// a reset learned from one request holds back only those of its budget.
+    pub budget: Budget,
     /// Lower-case text that marks a 403 as a rate limit even when it comes
     /// without rate-limit headers. GitHub's secondary limits may: its answer
     /// then says "You have exceeded a secondary rate limit", and GitHub asks
     /// clients to wait at least a minute ([`BARE_RATE_LIMIT_WAIT`]).
     pub rate_limit_message: Option<&'static str>,
+}
+
+/// Which of a credential's requests share one rate-limit budget (see
+/// [`UpstreamConfig::budget`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Budget {
+    /// Every request of the credential (GitHub, GitLab: one budget per token).
+    #[default]
+    Credential,
+    /// This client's requests, apart from the connector's other clients with
+    /// the same credential (each Google API has quotas of its own).
+    Named(&'static str),
+    /// The requests whose path has the same segment after the named one
+    /// (`subscriptions`: Azure Resource Manager throttles each subscription
+    /// apart); paths without it share the credential's budget.
+    PerSegmentAfter(&'static str),
 }
 
 /// How long a rate limit the upstream gave no time for is waited out.
@@ -117,6 +136,7 @@ impl UpstreamConfig {
             accept_invalid_certs: false,
             rerooted_paths: Vec::new(),
             separate_budgets: Vec::new(),
+            budget: Budget::Credential,
             rate_limit_message: None,
         }
     }
@@ -401,14 +421,28 @@ impl UpstreamClient {
 
     /// The shared rate-limit budget of a request to `path` with `headers`.
     fn budget_key(&self, headers: &HeaderMap, path: &str) -> String {
-        let budget = self
+        let separate = self
             .config
             .separate_budgets
             .iter()
             .find(|(p, _)| *p == path)
             .map_or(String::new(), |(_, name)| format!(":{name}"));
+        let part = match self.config.budget {
+            Budget::Credential => String::new(),
+            Budget::Named(name) => format!(":{name}"),
+            Budget::PerSegmentAfter(segment) => {
+                let mut segments = path.split('/');
+                segments
+                    .find(|s| *s == segment)
+                    .and_then(|_| segments.next())
+                    .filter(|value| !value.is_empty())
+                    .map_or(String::new(), |value| {
+                        format!(":{segment}={}", value.to_ascii_lowercase())
+                    })
+            }
+        };
         format!(
-            "ratelimit:v1:{}:{}{budget}",
+            "ratelimit:v1:{}:{}{separate}{part}",
             self.config.connector,
             self.credential_hash(headers)
         )

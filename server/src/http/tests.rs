@@ -1395,6 +1395,68 @@ async fn a_rate_limit_learned_by_one_replica_is_respected_by_another() {
 }
 
 #[tokio::test]
+async fn a_rate_limit_holds_back_only_the_requests_of_its_budget() {
+    let throttled = |path: &str| {
+        exchange(json!({
+            "request": { "path": path },
+            "response": { "status": 429, "headers": { "retry-after": "120" }, "body": { "error": { "code": "SubscriptionRequestsThrottled" } } }
+        }))
+    };
+    let ok = |path: &str| {
+        exchange(json!({
+            "request": { "path": path },
+            "response": { "status": 200, "body": { "value": [] } }
+        }))
+    };
+    let server = replay(
+        [
+            throttled("/subscriptions/aaa/resources"),
+            ok("/subscriptions/bbb/resources"),
+            throttled("/limited"),
+            ok("/other"),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let token = [("authorization", "Bearer one-token")];
+    let limited = |result: Result<::http::Response<Bytes>, UpstreamError>| {
+        matches!(result, Err(UpstreamError::RateLimited { status: 429, .. }))
+    };
+
+    // Azure Resource Manager throttles each subscription apart.
+    let mut per_subscription = config(server.base_url());
+    per_subscription.budget = Budget::PerSegmentAfter("subscriptions");
+    let cache = SharedCache::memory(16 << 20);
+    let arm = UpstreamClient::new(per_subscription, cache.clone()).unwrap();
+    assert!(limited(
+        arm.execute(get_with("/subscriptions/aaa/resources", &token)).await
+    ));
+    assert_eq!(server.stats().requests(), 1);
+    let other = arm.execute(get_with("/subscriptions/bbb/resources", &token)).await;
+    assert_eq!(other.unwrap().status().as_u16(), 200);
+    assert_eq!(server.stats().requests(), 2);
+    // The throttled subscription (ids are case-insensitive) waits, unsent.
+    assert!(limited(
+        arm.execute(get_with("/subscriptions/AAA/resources", &token)).await
+    ));
+    assert_eq!(server.stats().requests(), 2);
+
+    // Each Google API has its own quotas: one client per API, one cache.
+    let api = |name: &'static str| {
+        let mut config = config(server.base_url());
+        config.budget = Budget::Named(name);
+        UpstreamClient::new(config, cache.clone()).unwrap()
+    };
+    assert!(limited(api("run").execute(get_with("/limited", &token)).await));
+    assert_eq!(server.stats().requests(), 3);
+    let container = api("container").execute(get_with("/other", &token)).await;
+    assert_eq!(container.unwrap().status().as_u16(), 200);
+    assert_eq!(server.stats().requests(), 4);
+    assert!(limited(api("run").execute(get_with("/other", &token)).await));
+    assert_eq!(server.stats().requests(), 4);
+}
+
+#[tokio::test]
 async fn a_shared_limit_that_resets_soon_is_waited_out() {
     let server = replay(
         [exchange(json!({

@@ -352,6 +352,8 @@ impl Registry {
         let [ar_url, run_url, container_url] = roots;
         let api = |host: &'static str, root: url::Url| -> Result<gcp::client::GcpApi, RegistryError> {
             let mut upstream = UpstreamConfig::new(gcp::ID, root);
+            // Each Google API has quotas of its own.
+            upstream.budget = crate::http::Budget::Named(host);
             // Tokens rotate hourly: key cache entries on the credential's identity.
             upstream.credential_id = credential_id.clone();
             // Google's list calls send no ETags: nothing to revalidate.
@@ -443,6 +445,9 @@ impl Registry {
             }
         };
         let mut upstream = UpstreamConfig::new(azure::ID, base);
+        // ARM throttles each subscription apart: one subscription's 429 must
+        // not hold back the others.
+        upstream.budget = crate::http::Budget::PerSegmentAfter("subscriptions");
         // The bearer token rotates: key conditional-request entries and the
         // shared rate-limit budget on the identity instead.
         if credential.is_some() {
