@@ -443,6 +443,43 @@ async fn a_401_on_token_expiry_renews_the_token_once_and_continues() {
 }
 
 #[tokio::test]
+async fn a_service_account_without_read_resources_is_not_serving_and_fails_its_scopes_as_denied() {
+    // Wiz answers HTTP 200 with a GraphQL error for a query the token's
+    // scopes do not allow: the start-up check must not pass it.
+    let upstream = ReplayServer::start(with_scenario("permission-denied"), ReplayOptions::default())
+        .await
+        .unwrap();
+    let server = live(&upstream, false).await;
+    settle(&upstream, 1).await;
+    let service = || HealthCheckRequest {
+        service: "connectors.wiz.v1.WizConnectorService".into(),
+    };
+    let mut health = HealthClient::new(server.client.channel().clone());
+    let mut status = ServingStatus::Unknown as i32;
+    for _ in 0..100 {
+        status = health.check(service()).await.unwrap().into_inner().status;
+        if status == ServingStatus::NotServing as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, ServingStatus::NotServing as i32);
+    let events = collect(open(&server, request(full())).await).await;
+    assert_eq!(upserts(&events), Vec::new());
+    assert_eq!(
+        scope_message(&events, "tenant"),
+        (
+            ScopeState::Failed as i32,
+            "UPSTREAM_PERMISSION_DENIED".to_owned(),
+            "cloudResources: wiz answered 1 graphql error(s): Access denied: the service account's API scopes do not include read:resources".to_owned()
+        )
+    );
+    assert_eq!(upstream.stats().requests(), 2);
+    assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
+    upstream.shutdown();
+}
+
+#[tokio::test]
 async fn a_rejected_ready_token_ends_the_sync_with_failed_precondition() {
     // WIZ_TOKEN cannot be renewed: page 2 answers 401 to token A and the sync ends.
     let upstream = ReplayServer::start(with_scenario("token-expiry"), ReplayOptions::default())

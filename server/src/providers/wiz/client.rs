@@ -143,6 +143,29 @@ pub struct GraphqlError {
     /// What went wrong.
     #[serde(default)]
     pub message: String,
+    /// Machine-readable details, if any.
+    #[serde(default)]
+    pub extensions: Option<GraphqlErrorExtensions>,
+}
+
+/// The `extensions` of a GraphQL error.
+#[derive(Debug, Deserialize)]
+pub struct GraphqlErrorExtensions {
+    /// The error's code (`FORBIDDEN`, `INTERNAL`, ...).
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+impl GraphqlError {
+    /// Whether the query was refused for want of permission: the error is
+    /// coded `FORBIDDEN` or `UNAUTHORIZED` (the token is valid, its scopes
+    /// do not cover the query).
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self.extensions.as_ref().and_then(|e| e.code.as_deref()),
+            Some("FORBIDDEN" | "UNAUTHORIZED")
+        )
+    }
 }
 
 /// `data` of the cloud resources query.

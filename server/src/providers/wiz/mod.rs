@@ -214,6 +214,24 @@ pub fn asset_entity(resource: &CloudResource) -> (Entity, String) {
     (entity, updated.unwrap_or_default().to_owned())
 }
 
+/// The scope failure of an answer with GraphQL errors: permission denied
+/// when any of them says so (the service account lacks an API scope), else a
+/// GraphQL error; the message holds every error's.
+fn graphql_failure(errors: &[client::GraphqlError]) -> (&'static str, String) {
+    let reason = if errors.iter().any(client::GraphqlError::is_denied) {
+        "UPSTREAM_PERMISSION_DENIED"
+    } else {
+        "UPSTREAM_GRAPHQL_ERROR"
+    };
+    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+    let message = format!(
+        "cloudResources: wiz answered {} graphql error(s): {}",
+        messages.len(),
+        messages.join("; ")
+    );
+    (reason, message)
+}
+
 /// A resume cursor from a checkpoint: Wiz cursors are short opaque strings.
 fn valid_cursor(cursor: &str) -> bool {
     !cursor.is_empty() && cursor.len() <= 1024 && cursor.chars().all(|c| c.is_ascii_graphic())
@@ -233,6 +251,16 @@ impl Connector for WizConnector {
 
     async fn authenticate(&self) -> Result<(), SyncError> {
         match self.client.cloud_resources(json!({ "first": 1, "filterBy": {} })).await {
+            // Wiz answers a query the token may not run with HTTP 200 and
+            // GraphQL errors: a sync would fail every scope the same way.
+            Ok(answer) if !answer.errors.is_empty() => {
+                let (reason, message) = graphql_failure(&answer.errors);
+                Err(if reason == "UPSTREAM_PERMISSION_DENIED" {
+                    SyncError::UpstreamPermissionDenied(message)
+                } else {
+                    SyncError::Unavailable(message)
+                })
+            }
             Ok(_) => Ok(()),
             Err(ClientError::Unauthorized(message)) => Err(SyncError::UpstreamUnauthenticated(message)),
             Err(ClientError::Forbidden(message)) => Err(SyncError::UpstreamPermissionDenied(message)),
@@ -295,16 +323,9 @@ impl Connector for WizConnector {
                 ctx.upsert(entity, UpsertMeta::new(OPERATION, version)).await?;
             }
             if !answer.errors.is_empty() {
-                let messages: Vec<String> = answer.errors.iter().map(|e| e.message.clone()).collect();
-                tracing::warn!(connector = ID, scope = %scope.key, errors = ?messages, "graphql errors");
-                return Err(ScopeError::Failed {
-                    reason: "UPSTREAM_GRAPHQL_ERROR",
-                    message: format!(
-                        "cloudResources: wiz answered {} graphql error(s): {}",
-                        messages.len(),
-                        messages.join("; ")
-                    ),
-                });
+                let (reason, message) = graphql_failure(&answer.errors);
+                tracing::warn!(connector = ID, scope = %scope.key, error = %message, "graphql errors");
+                return Err(ScopeError::Failed { reason, message });
             }
             let Some(page_info) = page_info else {
                 return Err(ScopeError::Failed {
