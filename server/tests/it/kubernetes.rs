@@ -7,14 +7,17 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use connectors_proto::kubernetes::v1::SyncRequest;
-use connectors_proto::v1::{EntityKind, SyncEvent, SyncOptions, Workload, entity::Body, sync_event::Event};
+use connectors_proto::v1::{EntityKind, ScopeState, SyncEvent, SyncOptions, Workload, entity::Body, sync_event::Event};
 use connectors_server::config::{Config, ConnectorsMode};
 use connectors_server::replay::{FixtureSet, ReplayOptions, ReplayServer};
 use serde::Deserialize;
 use tonic::{Code, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::conformance::{Harness, collect, full, incremental};
-use crate::support::{TestServer, scope_statuses, summary, upserts};
+use crate::support::{TestServer, scope_errors, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
@@ -452,18 +455,39 @@ async fn live_mode_uses_the_kubeconfig_context_server_and_token() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The fixtures' exchanges of the `staging-us` context only.
+fn staging_us_only() -> FixtureSet {
+    let mut set = FixtureSet::default();
+    for exchange in FixtureSet::load_provider(&fixtures_root(), "kubernetes")
+        .unwrap()
+        .exchanges()
+    {
+        if exchange.request.path.starts_with("/clusters/staging-us/") {
+            set.insert(exchange.clone());
+        }
+    }
+    set
+}
+
+/// The fixtures' kubeconfig pointed at `upstream`, changed by `edit`, in a
+/// directory of its own (`name`): the directory and the file.
+fn fixture_kubeconfig(name: &str, upstream: &ReplayServer, edit: impl FnOnce(String) -> String) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("kubeconfig-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config");
+    let text = std::fs::read_to_string(fixtures_root().join("kubernetes/kubeconfig.yaml"))
+        .unwrap()
+        .replace("{{base_url}}", upstream.base_url());
+    std::fs::write(&path, edit(text)).unwrap();
+    (dir, path)
+}
+
 /// A 403 `Status` from the API server (RBAC) fails that context's scope with
 /// UPSTREAM_PERMISSION_DENIED; the other context is synced and the summary is
 /// incomplete.
 #[tokio::test]
 async fn a_forbidden_cluster_is_a_failed_scope_and_the_others_are_synced() {
-    let root = fixtures_root();
-    let mut set = FixtureSet::default();
-    for exchange in FixtureSet::load_provider(&root, "kubernetes").unwrap().exchanges() {
-        if exchange.request.path.starts_with("/clusters/staging-us/") {
-            set.insert(exchange.clone());
-        }
-    }
+    let mut set = staging_us_only();
     let forbidden: connectors_server::replay::Exchange = serde_json::from_value(serde_json::json!({
         "request": {"method": "GET", "path": "/clusters/prod-eu/apis/apps/v1/deployments", "query": {"limit": "3"}},
         "response": {"status": 403, "headers": {"content-type": "application/json"}, "body": {
@@ -474,13 +498,7 @@ async fn a_forbidden_cluster_is_a_failed_scope_and_the_others_are_synced() {
     .unwrap();
     set.insert(forbidden);
     let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("kubeconfig-forbidden-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("config");
-    let text = std::fs::read_to_string(root.join("kubernetes/kubeconfig.yaml"))
-        .unwrap()
-        .replace("{{base_url}}", upstream.base_url());
-    std::fs::write(&path, text).unwrap();
+    let (dir, path) = fixture_kubeconfig("forbidden", &upstream, |text| text);
     let mut config = Config::for_tests();
     config.mode = ConnectorsMode::Live;
     config.kubernetes.kubeconfig = Some(path.display().to_string());
@@ -508,6 +526,103 @@ async fn a_forbidden_cluster_is_a_failed_scope_and_the_others_are_synced() {
     assert_eq!(
         (statuses[1].0.as_str(), statuses[1].1.as_str()),
         ("context:staging-us", "")
+    );
+    assert_eq!(upserts(&events).len(), 14);
+    assert!(!summary(&events).complete);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Each context has credentials of its own: a context whose API server
+/// rejects them (401) or cannot be reached fails its own scope, and the
+/// other contexts are synced. The start-up check covers the contexts a
+/// default sync syncs (`KUBERNETES_CONTEXTS`), not every context of the
+/// kubeconfig.
+#[tokio::test]
+async fn a_context_whose_credentials_are_rejected_or_whose_server_is_gone_fails_its_scope_only() {
+    let mut set = staging_us_only();
+    let exchange =
+        |value: serde_json::Value| -> connectors_server::replay::Exchange { serde_json::from_value(value).unwrap() };
+    // prod-eu's API server answers /version (the start-up check), then 401s
+    // the lists: its token was revoked after start-up.
+    set.insert(exchange(serde_json::json!({
+        "request": {"method": "GET", "path": "/clusters/prod-eu/version"},
+        "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": {
+            "major": "1", "minor": "31", "gitVersion": "v1.31.2", "gitCommit": "5864a4677267e6adeae276ad85882a8714d69d9d",
+            "gitTreeState": "clean", "buildDate": "2024-10-22T20:28:14Z", "goVersion": "go1.22.8",
+            "compiler": "gc", "platform": "linux/amd64"}}
+    })));
+    set.insert(exchange(serde_json::json!({
+        "request": {"method": "GET", "path": "/clusters/prod-eu/apis/apps/v1/deployments", "query": {"limit": "3"}},
+        "response": {"status": 401, "headers": {"content-type": "application/json"}, "body": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Unauthorized", "reason": "Unauthorized", "code": 401}}
+    })));
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    // A third context whose API server is gone (nothing listens on port 9).
+    let (dir, path) = fixture_kubeconfig("rejected", &upstream, |text| {
+        text.replace(
+            "contexts:\n",
+            "contexts:\n- name: decommissioned\n  context:\n    cluster: decommissioned\n    user: prod-eu-inventory-reader\n",
+        )
+        .replace(
+            "users:\n",
+            "- name: decommissioned\n  cluster:\n    server: \"https://127.0.0.1:9\"\nusers:\n",
+        )
+    });
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.kubernetes.kubeconfig = Some(path.display().to_string());
+    config.kubernetes.contexts = vec!["prod-eu".into()];
+    config.kubernetes.page_size = Some(3);
+    let server = TestServer::with_config(config).await;
+    // The start-up check: prod-eu's /version, once; the connector serves.
+    for _ in 0..500 {
+        if upstream.stats().requests() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(upstream.stats().requests(), 1, "the start-up check of prod-eu");
+    let mut health = HealthClient::new(server.client.channel().clone());
+    let check = health
+        .check(HealthCheckRequest {
+            service: "connectors.kubernetes.v1.KubernetesConnectorService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(check.status, ServingStatus::Serving as i32);
+
+    let contexts = ["prod-eu", "decommissioned", "staging-us"].map(String::from).to_vec();
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                contexts,
+                options: Some(full()),
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    let errors = scope_errors(&events);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(
+        errors[0],
+        (
+            "context:prod-eu".to_owned(),
+            "UPSTREAM_CREDENTIALS_REJECTED".to_owned(),
+            "deployments of prod-eu: kubernetes answered 401 Unauthorized: unauthorized".to_owned()
+        )
+    );
+    assert_eq!(
+        (errors[1].0.as_str(), errors[1].1.as_str()),
+        ("context:decommissioned", "UPSTREAM_UNAVAILABLE")
+    );
+    assert_eq!(
+        scope_statuses(&events)[2],
+        ("context:staging-us".to_owned(), ScopeState::Ok as i32)
     );
     assert_eq!(upserts(&events).len(), 14);
     assert!(!summary(&events).complete);

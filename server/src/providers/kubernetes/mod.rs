@@ -306,6 +306,12 @@ fn scope_error(error: kube::Error, what: &str) -> ScopeError {
                     reason: "UPSTREAM_CONTINUE_EXPIRED",
                     message: format!("{message} (continue tokens kept expiring: sync again)"),
                 },
+                // Each context has credentials of its own: one rejected is
+                // that context's failure, not the whole sync's.
+                401 => ScopeError::Failed {
+                    reason: "UPSTREAM_CREDENTIALS_REJECTED",
+                    message,
+                },
                 status => ScopeError::from_status(status, message),
             }
         }
@@ -456,15 +462,21 @@ impl Connector for KubernetesConnector {
     }
 
     async fn authenticate(&self) -> Result<(), SyncError> {
-        for cluster in self.clusters.values() {
+        // The contexts a default sync syncs; another context of the
+        // kubeconfig (a stale one, say) fails only a sync that asks for it.
+        for name in &self.settings.default_contexts {
+            let Some(cluster) = self.clusters.get(name) else {
+                continue;
+            };
             // Cheap and allowed for every authenticated user: the server version.
-            cluster.client.apiserver_version().await.map_err(|e| {
-                SyncError::UpstreamUnauthenticated(format!(
-                    "context {}: GET /version failed: {}",
-                    cluster.name,
-                    short(&e)
-                ))
-            })?;
+            if let Err(error) = cluster.client.apiserver_version().await {
+                let message = format!("context {name}: GET /version failed: {}", short(&error));
+                return Err(match &error {
+                    kube::Error::Api(status) if status.code == 401 => SyncError::UpstreamUnauthenticated(message),
+                    kube::Error::Api(status) if status.code == 403 => SyncError::UpstreamPermissionDenied(message),
+                    _ => SyncError::Unavailable(message),
+                });
+            }
         }
         Ok(())
     }
