@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use azure_core::credentials::TokenCredential;
+use azure_core::credentials::{AccessToken, TokenCredential};
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 use serde::Deserialize;
@@ -60,7 +60,15 @@ pub struct ArmClient {
     upstream: Arc<UpstreamClient>,
     credential: Option<Arc<dyn TokenCredential>>,
     token_scope: String,
+    /// The last token: reused until [`TOKEN_RENEWAL`] before it expires.
+    /// Most azure_identity credentials cache their tokens, but the Azure CLI
+    /// credential does not: it would start `az` for every request.
+    token: tokio::sync::Mutex<Option<AccessToken>>,
 }
+
+/// How long before its expiry a token is renewed (what azure_identity's own
+/// caches allow).
+const TOKEN_RENEWAL: azure_core::time::Duration = azure_core::time::Duration::minutes(5);
 
 impl std::fmt::Debug for ArmClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,21 +87,30 @@ impl ArmClient {
             upstream,
             credential,
             token_scope,
+            token: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// A bearer token for ARM (the credential caches and refreshes it).
+    /// A bearer token for ARM: the last one while it has more than
+    /// [`TOKEN_RENEWAL`] to live, else a new one from the credential (one
+    /// request for it at a time).
     pub async fn bearer(&self) -> Result<Option<HeaderValue>, ArmError> {
         let Some(credential) = &self.credential else {
             return Ok(None);
         };
-        let token = credential
-            .get_token(&[self.token_scope.as_str()], None)
-            .await
-            .map_err(|e| ArmError::Credential(e.to_string()))?;
+        let mut last = self.token.lock().await;
+        let renew_after = azure_core::time::OffsetDateTime::now_utc() + TOKEN_RENEWAL;
+        let token = match last.take().filter(|token| token.expires_on > renew_after) {
+            Some(token) => token,
+            None => credential
+                .get_token(&[self.token_scope.as_str()], None)
+                .await
+                .map_err(|e| ArmError::Credential(e.to_string()))?,
+        };
         let mut value = HeaderValue::from_str(&format!("Bearer {}", token.token.secret()))
             .map_err(|_| ArmError::Credential("the token is not a valid header value".into()))?;
         value.set_sensitive(true);
+        *last = Some(token);
         Ok(Some(value))
     }
 
@@ -164,6 +181,63 @@ fn error_body(body: &[u8]) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A credential that counts its calls and hands out tokens living `life`.
+    #[derive(Debug)]
+    struct Counting {
+        calls: std::sync::atomic::AtomicU32,
+        life: azure_core::time::Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            assert_eq!(scopes, ["https://management.azure.com/.default"]);
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            Ok(azure_core::credentials::AccessToken::new(
+                format!("token-{n}"),
+                azure_core::time::OffsetDateTime::now_utc() + self.life,
+            ))
+        }
+    }
+
+    fn arm_with(life: azure_core::time::Duration) -> (ArmClient, Arc<Counting>) {
+        let credential = Arc::new(Counting {
+            calls: std::sync::atomic::AtomicU32::new(0),
+            life,
+        });
+        let upstream = crate::http::UpstreamClient::new(
+            crate::http::UpstreamConfig::new("azure", url::Url::parse("https://management.azure.com").unwrap()),
+            crate::cache::SharedCache::memory(1 << 20),
+        )
+        .unwrap();
+        (ArmClient::new(Arc::new(upstream), Some(credential.clone())), credential)
+    }
+
+    #[tokio::test]
+    async fn a_token_is_reused_until_five_minutes_before_it_expires() {
+        // The Azure CLI credential does not cache: without this, every ARM
+        // page started an `az account get-access-token` process.
+        let (arm, credential) = arm_with(azure_core::time::Duration::hours(1));
+        for _ in 0..3 {
+            let bearer = arm.bearer().await.unwrap().unwrap();
+            assert_eq!(bearer.to_str().unwrap(), "Bearer token-1");
+            assert!(bearer.is_sensitive());
+        }
+        assert_eq!(credential.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // A token within five minutes of its expiry is renewed.
+        let (arm, credential) = arm_with(azure_core::time::Duration::minutes(4));
+        for n in 1..=2 {
+            let bearer = arm.bearer().await.unwrap().unwrap();
+            assert_eq!(bearer.to_str().unwrap(), format!("Bearer token-{n}"));
+        }
+        assert_eq!(credential.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn arm_error_bodies_parse() {
