@@ -209,20 +209,19 @@ async fn full_sync_maps_every_asset_type_with_exact_values_and_requests() {
     assert_eq!(images.len(), 5, "every page of the paginated image listing");
 }
 
+/// The events of a FULL sync of the projects `ids`.
+async fn full_sync_of(server: &TestServer, ids: &[&str]) -> Vec<SyncEvent> {
+    let request = SyncRequest {
+        project_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        options: Some(full()),
+    };
+    collect(open(server, request).await).await
+}
+
 #[tokio::test]
 async fn a_project_named_in_the_request_is_synced_alone() {
     let server = TestServer::start().await;
-    let events = collect(
-        open(
-            &server,
-            SyncRequest {
-                project_ids: vec!["acme-staging-3310".into()],
-                options: Some(full()),
-            },
-        )
-        .await,
-    )
-    .await;
+    let events = full_sync_of(&server, &["acme-staging-3310"]).await;
     assert_eq!(
         scope_statuses(&events),
         vec![("project:acme-staging-3310".to_owned(), ScopeState::Ok as i32)]
@@ -234,17 +233,7 @@ async fn a_project_named_in_the_request_is_synced_alone() {
 #[tokio::test]
 async fn a_forbidden_project_fails_only_its_scope_with_googles_reason() {
     let server = TestServer::start().await;
-    let events = collect(
-        open(
-            &server,
-            SyncRequest {
-                project_ids: vec!["acme-forbidden-0001".into(), "acme-staging-3310".into()],
-                options: Some(full()),
-            },
-        )
-        .await,
-    )
-    .await;
+    let events = full_sync_of(&server, &["acme-forbidden-0001", "acme-staging-3310"]).await;
     let statuses: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.event {
@@ -266,6 +255,27 @@ async fn a_forbidden_project_fails_only_its_scope_with_googles_reason() {
         .unwrap();
     assert_eq!(ok.state, ScopeState::Ok as i32);
     assert!(!summary(&events).complete);
+}
+
+#[tokio::test]
+async fn an_api_never_enabled_in_a_project_has_nothing_there_and_the_rest_is_synced() {
+    // A project that uses GKE alone: Cloud Run answers 403 SERVICE_DISABLED.
+    // It has no services; its clusters are still synced.
+    let server = TestServer::start().await;
+    let events = full_sync_of(&server, &["acme-gke-only-5120"]).await;
+    assert_eq!(
+        scope_statuses(&events),
+        vec![("project:acme-gke-only-5120".to_owned(), ScopeState::Ok as i32)]
+    );
+    let urns: Vec<String> = upserts(&events).into_iter().map(|(urn, _)| urn).collect();
+    assert_eq!(
+        urns,
+        vec!["urn:connectors:gcp:asset:projects/acme-gke-only-5120/locations/europe-west1/clusters/batch".to_owned()]
+    );
+    // 2 repository listings, Cloud Run once (not again for europe-west1), GKE.
+    assert_eq!(summary(&events).upstream_requests, 4);
+    assert!(summary(&events).complete);
+    assert_eq!(server.unmatched("gcp"), Vec::<String>::new());
 }
 
 #[tokio::test]

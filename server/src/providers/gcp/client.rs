@@ -43,6 +43,9 @@ pub enum GcpError {
         reason: String,
         /// `error.message`, at most 200 characters.
         message: String,
+        /// The `reason` of the `google.rpc.ErrorInfo` in `error.details`
+        /// ("SERVICE_DISABLED"); empty if none.
+        cause: String,
     },
     /// The body does not have the documented shape.
     #[error("{api} returned a body that does not parse: {detail}")]
@@ -61,6 +64,12 @@ impl GcpError {
             GcpError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// Whether the API is not enabled in the project (403 with an ErrorInfo
+    /// of reason `SERVICE_DISABLED`): the project has nothing of it.
+    pub fn is_service_disabled(&self) -> bool {
+        matches!(self, GcpError::Status { status: 403, cause, .. } if cause == "SERVICE_DISABLED")
     }
 }
 
@@ -139,12 +148,13 @@ impl GcpApi {
         let response = self.upstream.execute(request).await?;
         let status = response.status();
         if !status.is_success() {
-            let (reason, message) = error_body(response.body());
+            let (reason, message, cause) = error_body(response.body());
             return Err(GcpError::Status {
                 api: self.api,
                 status: status.as_u16(),
                 reason,
                 message,
+                cause,
             });
         }
         serde_json::from_slice(response.body()).map_err(|e| GcpError::Malformed {
@@ -165,8 +175,10 @@ pub fn page_route(listing: &str, page_size: u32, token: Option<&str>) -> String 
 }
 
 /// Google's error body: `{"error": {"code": 403, "message": "...", "status":
-/// "PERMISSION_DENIED", "details": [...]}}` (google.rpc.Status in JSON).
-pub fn error_body(body: &[u8]) -> (String, String) {
+/// "PERMISSION_DENIED", "details": [...]}}` (google.rpc.Status in JSON):
+/// its status, message (at most 200 characters) and the reason of the
+/// `google.rpc.ErrorInfo` among its details.
+pub fn error_body(body: &[u8]) -> (String, String, String) {
     #[derive(Deserialize)]
     struct Envelope {
         error: Status,
@@ -177,10 +189,28 @@ pub fn error_body(body: &[u8]) -> (String, String) {
         message: String,
         #[serde(default)]
         status: String,
+        #[serde(default)]
+        details: Vec<Detail>,
+    }
+    #[derive(Deserialize)]
+    struct Detail {
+        #[serde(rename = "@type", default)]
+        kind: String,
+        #[serde(default)]
+        reason: String,
     }
     match serde_json::from_slice::<Envelope>(body) {
-        Ok(e) => (e.error.status, e.error.message.chars().take(200).collect()),
-        Err(_) => (String::new(), String::new()),
+        Ok(e) => {
+            let cause = e
+                .error
+                .details
+                .into_iter()
+                .find(|d| d.kind == "type.googleapis.com/google.rpc.ErrorInfo")
+                .map(|d| d.reason)
+                .unwrap_or_default();
+            (e.error.status, e.error.message.chars().take(200).collect(), cause)
+        }
+        Err(_) => (String::new(), String::new(), String::new()),
     }
 }
 
@@ -445,12 +475,20 @@ mod tests {
     }
 
     #[test]
-    fn google_error_bodies_give_status_and_message() {
+    fn google_error_bodies_give_status_message_and_error_info_reason() {
         let body = br#"{"error":{"code":403,"message":"Permission denied","status":"PERMISSION_DENIED","details":[]}}"#;
         assert_eq!(
             error_body(body),
-            ("PERMISSION_DENIED".to_owned(), "Permission denied".to_owned())
+            (
+                "PERMISSION_DENIED".to_owned(),
+                "Permission denied".to_owned(),
+                String::new()
+            )
         );
-        assert_eq!(error_body(b"<html>"), (String::new(), String::new()));
+        let disabled = br#"{"error":{"code":403,"message":"Cloud Run Admin API has not been used","status":"PERMISSION_DENIED","details":[
+            {"@type":"type.googleapis.com/google.rpc.LocalizedMessage","locale":"en-US","message":"Cloud Run Admin API has not been used"},
+            {"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"SERVICE_DISABLED","domain":"googleapis.com","metadata":{"service":"run.googleapis.com"}}]}}"#;
+        assert_eq!(error_body(disabled).2, "SERVICE_DISABLED");
+        assert_eq!(error_body(b"<html>"), (String::new(), String::new(), String::new()));
     }
 }

@@ -134,6 +134,23 @@ fn scope_error(error: GcpError, what: &str) -> ScopeError {
     }
 }
 
+/// What follows a page of a listing.
+enum After {
+    /// The page with this token.
+    Page(String),
+    /// Nothing: the listing is complete.
+    End,
+    /// Nothing: the listing's API is not enabled in the project.
+    ApiDisabled,
+}
+
+impl After {
+    /// The page a `nextPageToken` names, if any (absent or empty on the last).
+    fn next(token: Option<String>) -> Self {
+        token.filter(|t| !t.is_empty()).map_or(After::End, After::Page)
+    }
+}
+
 /// The urn of a resource name.
 pub fn asset_urn(name: &str) -> String {
     urn(ID, EntityKind::Asset, name)
@@ -411,19 +428,45 @@ impl GcpConnector {
         })
     }
 
-    /// One page of a listing: upserts its entities; returns the next page token.
+    /// A page of a listing; `None` when its API is not enabled in the
+    /// project (403 `SERVICE_DISABLED`: a project that uses GKE alone never
+    /// enabled Cloud Run), which has nothing of that API then.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        project: &str,
+        listing: &Listing,
+        route: &str,
+        what: &str,
+    ) -> Result<Option<T>, ScopeError> {
+        match self.api(listing).get(route).await {
+            Ok(page) => Ok(Some(page)),
+            Err(error) if error.is_service_disabled() => {
+                tracing::warn!(
+                    connector = ID,
+                    project,
+                    api = listing.api(),
+                    "the api is not enabled in the project: nothing of it to list"
+                );
+                Ok(None)
+            }
+            Err(error) => Err(scope_error(error, what)),
+        }
+    }
+
+    /// One page of a listing: upserts its entities; says what comes next.
     async fn page(
         &self,
         project: &str,
         listing: &Listing,
         route: &str,
         ctx: &mut ScopeContext<'_>,
-    ) -> Result<Option<String>, ScopeError> {
-        let api = self.api(listing);
-        let what = format!("{} {}", api.api, listing.path(project));
+    ) -> Result<After, ScopeError> {
+        let what = format!("{} {}", self.api(listing).api, listing.path(project));
         match listing {
             Listing::Repositories(_) => {
-                let page: ListRepositories = api.get(route).await.map_err(|e| scope_error(e, &what))?;
+                let Some(page) = self.list::<ListRepositories>(project, listing, route, &what).await? else {
+                    return Ok(After::ApiDisabled);
+                };
                 for repo in &page.repositories {
                     let images = if repo.format == "DOCKER" {
                         self.images(repo).await?
@@ -445,19 +488,23 @@ impl GcpConnector {
                         .await?;
                     }
                 }
-                Ok(page.next_page_token.filter(|t| !t.is_empty()))
+                Ok(After::next(page.next_page_token))
             }
             Listing::Services(_) => {
-                let page: ListServices = api.get(route).await.map_err(|e| scope_error(e, &what))?;
+                let Some(page) = self.list::<ListServices>(project, listing, route, &what).await? else {
+                    return Ok(After::ApiDisabled);
+                };
                 for service in &page.services {
                     let version = service.etag.clone().unwrap_or_default();
                     ctx.upsert(service_entity(service), UpsertMeta::new("services/list", version))
                         .await?;
                 }
-                Ok(page.next_page_token.filter(|t| !t.is_empty()))
+                Ok(After::next(page.next_page_token))
             }
             Listing::Clusters => {
-                let page: ListClusters = api.get(route).await.map_err(|e| scope_error(e, &what))?;
+                let Some(page) = self.list::<ListClusters>(project, listing, route, &what).await? else {
+                    return Ok(After::ApiDisabled);
+                };
                 if !page.missing_zones.is_empty() {
                     // An incomplete listing must not turn into deletions.
                     return Err(ScopeError::Failed {
@@ -473,7 +520,7 @@ impl GcpConnector {
                     )
                     .await?;
                 }
-                Ok(None)
+                Ok(After::End)
             }
         }
     }
@@ -503,7 +550,13 @@ impl GcpConnector {
                 }
             }
         };
+        // APIs found not enabled in the project: their other listings (the
+        // other locations) are not asked for.
+        let mut disabled = Vec::new();
         for listing in &listings[start..] {
+            if disabled.contains(&listing.api()) {
+                continue;
+            }
             let path = listing.path(project);
             let mut route = match first_route.take() {
                 Some(route) => route,
@@ -514,11 +567,17 @@ impl GcpConnector {
                 if ctx.is_cancelled() {
                     return Err(ScopeError::Cancelled);
                 }
-                let Some(token) = self.page(project, listing, &route, ctx).await? else {
-                    break;
-                };
-                route = page_route(&path, self.settings.page_size, Some(&token));
-                ctx.checkpoint(format!("{}|{route}", listing.api())).await?;
+                match self.page(project, listing, &route, ctx).await? {
+                    After::Page(token) => {
+                        route = page_route(&path, self.settings.page_size, Some(&token));
+                        ctx.checkpoint(format!("{}|{route}", listing.api())).await?;
+                    }
+                    After::End => break,
+                    After::ApiDisabled => {
+                        disabled.push(listing.api());
+                        break;
+                    }
+                }
             }
         }
         Ok(())
