@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tonic::{Code, Status};
 
 use crate::conformance::{Harness, collect, full, incremental};
-use crate::support::{TestServer, scope_statuses, summary, upserts};
+use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
@@ -40,6 +40,21 @@ struct Expected {
 }
 
 pub struct Gitlab;
+
+/// Serves the base fixtures with `fixtures/gitlab/scenarios/<name>` over them.
+fn apply_scenario(server: &TestServer, name: &str) {
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "gitlab").unwrap();
+    set.overlay_dir(&root.join(format!("gitlab/scenarios/{name}/exchanges")))
+        .unwrap();
+    server.server.replay("gitlab").unwrap().set_fixtures(set);
+}
+
+/// `fixtures/gitlab/scenarios/<name>/expected.json`.
+fn expected_of(name: &str) -> Expected {
+    let path = fixtures_root().join(format!("gitlab/scenarios/{name}/expected.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
 
 async fn open(server: &TestServer, request: SyncRequest) -> Result<tonic::Streaming<SyncEvent>, Status> {
     server.client.gitlab().sync(request).await.map(|r| r.into_inner())
@@ -79,16 +94,11 @@ impl Harness for Gitlab {
     }
 
     fn apply_change(server: &TestServer) {
-        let root = fixtures_root();
-        let mut set = FixtureSet::load_provider(&root, "gitlab").unwrap();
-        set.overlay_dir(&root.join("gitlab/scenarios/changed/exchanges"))
-            .unwrap();
-        server.server.replay("gitlab").unwrap().set_fixtures(set);
+        apply_scenario(server, "changed");
     }
 
     fn expected_change() -> (Vec<String>, Vec<String>) {
-        let text = std::fs::read_to_string(fixtures_root().join("gitlab/scenarios/changed/expected.json")).unwrap();
-        let expected: Expected = serde_json::from_str(&text).unwrap();
+        let expected = expected_of("changed");
         (expected.upserts, expected.deletions)
     }
 
@@ -166,10 +176,13 @@ async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync()
     // Full: 5 listing pages, 24 pipeline listings (one project has CI
     // disabled), 38 finished pipelines read one by one.
     assert_eq!(full_summary.upstream_requests, 5 + 24 + 38);
-    // Incremental: the 5 listing pages, each answered 304 from the cache;
-    // every project's last_activity_at is unchanged, so no pipeline requests.
-    assert_eq!(inc.upstream_requests, 5);
-    assert_eq!(inc.cache_hits, 5);
+    // Incremental: the 5 listing pages and the 24 pipeline listings, each
+    // answered 304 from the cache. The pipelines are listed although every
+    // project's last_activity_at is unchanged: GitLab moves it at most once an
+    // hour and not when a pipeline finishes, so it cannot vouch for them. No
+    // pipeline is read one by one: every updated_at is unchanged.
+    assert_eq!(inc.upstream_requests, 5 + 24);
+    assert_eq!(inc.cache_hits, 5 + 24);
     assert_eq!(upserts(&events).len(), 0);
     assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
 }
@@ -181,12 +194,13 @@ async fn only_the_changed_project_has_its_pipelines_refetched() {
     <Gitlab as Harness>::apply_change(&server);
     let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
     let s = summary(&events);
-    // 5 listing pages (acme-corp page 1 and both globex pages changed), then
-    // the gateway's pipeline listing and its 4 finished pipelines (the 3 old
-    // ones answered 304), nothing for the 23 unchanged projects. The two
-    // unchanged acme-corp pages are 304s too.
-    assert_eq!(s.upstream_requests, 5 + 1 + 4);
-    assert_eq!(s.cache_hits, 2 + 3);
+    // 5 listing pages (acme-corp page 1 and both globex pages changed; the
+    // other two are 304s), the pipeline listings of the 23 projects with CI
+    // left (22 answered 304), and the gateway's 4 finished pipelines, read
+    // again as its last_activity_at moved (the 3 old ones answered 304).
+    // No pipeline of the 22 unchanged projects is read one by one.
+    assert_eq!(s.upstream_requests, 5 + 23 + 4);
+    assert_eq!(s.cache_hits, 2 + 22 + 3);
     let new = events
         .iter()
         .find_map(|e| match &e.event {
@@ -199,6 +213,54 @@ async fn only_the_changed_project_has_its_pipelines_refetched() {
     assert_eq!(p.project, "acme-corp/platform/gateway");
     assert_eq!((p.status.as_str(), p.r#ref.as_str()), ("success", "main"));
     assert!(p.duration_seconds > 0 && p.finish_time.is_some());
+}
+
+/// GitLab moves `last_activity_at` at most once an hour, and not at all when a
+/// pipeline finishes: a push 20 minutes after the recorded activity and a
+/// running pipeline that finished leave every listing page as it was.
+#[tokio::test]
+async fn pipelines_added_or_finished_without_a_new_last_activity_at_are_not_missed() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    apply_scenario(&server, "within-the-hour");
+    let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    let expected = expected_of("within-the-hour");
+    // In listing order: the gateway (52004) before the web frontend (52007).
+    assert_eq!(urns(&events), expected.upserts);
+    assert_eq!(
+        urns(&events),
+        vec![
+            "urn:connectors:gitlab:pipeline:52004:310196",
+            "urn:connectors:gitlab:pipeline:52007:311143",
+        ]
+    );
+    assert_eq!(deletions(&events), expected.deletions);
+    let statuses: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => match (&u.entity.as_ref()?.body, &u.provenance) {
+                (Some(Body::Pipeline(p)), Some(provenance)) => Some((p.status.clone(), provenance.operation.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("success".to_owned(), "pipelines/get".to_owned()),
+            ("success".to_owned(), "pipelines/get".to_owned()),
+        ]
+    );
+    let s = summary(&events);
+    // 5 listing pages (304), 24 pipeline listings (22 answered 304, the two
+    // changed ones 200), and the two pipelines now finished read one by one;
+    // the 38 finished pipelines whose updated_at is unchanged are not.
+    assert_eq!(s.upstream_requests, 5 + 24 + 2);
+    assert_eq!(s.cache_hits, 5 + 22);
+    let unchanged: u64 = s.counts.iter().map(|c| c.unchanged).sum();
+    assert_eq!(unchanged, 25 + 42 - 1);
+    assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -2,12 +2,14 @@
 //! projects, as repository entities, and the most recent pipelines of each
 //! project, over the GitLab REST API v4 through the shared HTTP layer.
 //!
-//! Incremental: group listings are conditional requests (GitLab sends weak
-//! ETags; 304s reuse the cached page); a project whose `last_activity_at`
-//! equals the baseline's keeps its pipelines without refetching them.
+//! Incremental: group and pipeline listings are conditional requests (GitLab
+//! sends weak ETags; 304s reuse the cached page); a listed pipeline whose
+//! `updated_at` equals the baseline's, of a project whose `last_activity_at`
+//! equals the baseline's, is kept without being read again.
 
 pub mod client;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -158,11 +160,19 @@ pub fn project_entity(project: &Project) -> Entity {
     }
 }
 
+fn pipeline_native_id(project: &Project, pipeline: &PipelineBasic) -> String {
+    format!("{}:{}", project.id, pipeline.id)
+}
+
+fn pipeline_urn(project: &Project, pipeline: &PipelineBasic) -> String {
+    urn(ID, EntityKind::Pipeline, &pipeline_native_id(project, pipeline))
+}
+
 /// A pipeline as an entity; `detail` adds the finish time and duration.
 pub fn pipeline_entity(project: &Project, pipeline: &PipelineBasic, detail: Option<&PipelineDetail>) -> Entity {
-    let native_id = format!("{}:{}", project.id, pipeline.id);
+    let native_id = pipeline_native_id(project, pipeline);
     Entity {
-        urn: urn(ID, EntityKind::Pipeline, &native_id),
+        urn: pipeline_urn(project, pipeline),
         kind: EntityKind::Pipeline as i32,
         native_id,
         display_name: format!("{} pipeline {}", project.path_with_namespace, pipeline.id),
@@ -194,11 +204,23 @@ struct PipelineEntity {
     operation: &'static str,
 }
 
+/// A pipeline of a project's listing: read, or unchanged since the baseline (its urn).
+enum Listed {
+    Fetched(Box<PipelineEntity>),
+    Unchanged(String),
+}
+
 impl GitlabConnector {
     /// The most recent pipelines of a project (newest first), with details
-    /// for finished ones. A project whose pipelines are not visible (403) or
-    /// gone (404) has none.
-    async fn fetch_pipelines(&self, project: &Project, limit: u32) -> Result<Vec<PipelineEntity>, ScopeError> {
+    /// for finished ones. A pipeline whose `updated_at` is its version in
+    /// `known` (urn -> version) is unchanged: it is not read again. A project
+    /// whose pipelines are not visible (403) or gone (404) has none.
+    async fn fetch_pipelines(
+        &self,
+        project: &Project,
+        limit: u32,
+        known: &HashMap<String, String>,
+    ) -> Result<Vec<Listed>, ScopeError> {
         let full = &project.path_with_namespace;
         let route = format!(
             "/projects/{}/pipelines?per_page={limit}&order_by=id&sort=desc",
@@ -217,17 +239,26 @@ impl GitlabConnector {
             .into_iter()
             .take(limit as usize)
             .map(|pipeline| async move {
+                let urn = pipeline_urn(project, &pipeline);
+                let version = pipeline.updated_at.as_deref().unwrap_or_default();
+                if !version.is_empty() && known.get(&urn).map(String::as_str) == Some(version) {
+                    return (pipeline, Some(urn), None);
+                }
                 if !FINISHED.contains(&pipeline.status.as_str()) {
-                    return (pipeline, None);
+                    return (pipeline, None, None);
                 }
                 let route = format!("/projects/{}/pipelines/{}", project.id, pipeline.id);
                 let detail = client.get::<PipelineDetail>(&route).await;
-                (pipeline, Some(detail))
+                (pipeline, None, Some(detail))
             })
             .collect();
         let fetched = futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await;
         let mut out = Vec::with_capacity(fetched.len());
-        for (pipeline, detail) in fetched {
+        for (pipeline, unchanged, detail) in fetched {
+            if let Some(urn) = unchanged {
+                out.push(Listed::Unchanged(urn));
+                continue;
+            }
             let (detail, operation) = match detail {
                 None => (None, "pipelines/list"),
                 Some(Ok(page)) => (Some(page.body), "pipelines/get"),
@@ -237,11 +268,11 @@ impl GitlabConnector {
                     return Err(scope_error(error, &format!("pipeline {} of {full}", pipeline.id)));
                 }
             };
-            out.push(PipelineEntity {
+            out.push(Listed::Fetched(Box::new(PipelineEntity {
                 entity: pipeline_entity(project, &pipeline, detail.as_ref()),
                 version: pipeline.updated_at.clone().unwrap_or_default(),
                 operation,
-            });
+            })));
         }
         Ok(out)
     }
@@ -249,13 +280,12 @@ impl GitlabConnector {
     async fn maybe_fetch_pipelines(
         &self,
         project: &Project,
-        fetch: bool,
+        known: Option<&HashMap<String, String>>,
         limit: u32,
-    ) -> Result<Option<Vec<PipelineEntity>>, ScopeError> {
-        if fetch {
-            self.fetch_pipelines(project, limit).await.map(Some)
-        } else {
-            Ok(None)
+    ) -> Result<Vec<Listed>, ScopeError> {
+        match known {
+            Some(known) => self.fetch_pipelines(project, limit, known).await,
+            None => Ok(Vec::new()),
         }
     }
 
@@ -270,26 +300,39 @@ impl GitlabConnector {
         let want_pipelines = ctx.wants(EntityKind::Pipeline);
         let incremental = ctx.mode() == SyncMode::Incremental;
         let limit = self.pipelines_limit(request);
-        // What to do with each project's pipelines: fetch them, keep the
-        // baseline's (project unchanged since), or nothing (CI disabled).
-        let plans: Vec<(bool, bool)> = projects
+        // Pipelines are listed for every project with CI (a conditional
+        // request: unchanged listings are 304s). `last_activity_at` cannot
+        // say that they are unchanged: GitLab moves it at most once an hour,
+        // and not when a pipeline runs or finishes. For a project whose
+        // `last_activity_at` is the baseline's, the listed pipelines whose
+        // `updated_at` is the baseline's are kept without being read again
+        // (`known`); a project with newer activity has them all read again.
+        let plans: Vec<Option<HashMap<String, String>>> = projects
             .iter()
             .map(|project| {
-                let ci = want_pipelines && project.jobs_enabled != Some(false);
+                if !want_pipelines || project.jobs_enabled == Some(false) {
+                    return None;
+                }
+                let urn = project_urn(project);
                 let unchanged = incremental
                     && project.last_activity_at.is_some()
-                    && ctx.prior_version(&project_urn(project)) == Some(activity_version(project).as_str());
-                (ci && !unchanged, ci && unchanged)
+                    && ctx.prior_version(&urn) == Some(activity_version(project).as_str());
+                let known = if unchanged {
+                    ctx.prior_children(&urn).filter(|(_, v)| !v.is_empty()).collect()
+                } else {
+                    HashMap::new()
+                };
+                Some(known)
             })
             .collect();
         let jobs: Vec<_> = projects
             .iter()
             .zip(&plans)
-            .map(|(project, (fetch, _))| self.maybe_fetch_pipelines(project, *fetch, limit))
+            .map(|(project, known)| self.maybe_fetch_pipelines(project, known.as_ref(), limit))
             .collect();
         let mut pipelines = futures::stream::iter(jobs).buffered(self.settings.project_concurrency.max(1));
-        for (project, (_, retain)) in projects.iter().zip(&plans) {
-            let fetched = pipelines.next().await.unwrap_or(Ok(None))?;
+        for project in &projects {
+            let listed = pipelines.next().await.unwrap_or(Ok(Vec::new()))?;
             if ctx.is_cancelled() {
                 return Err(ScopeError::Cancelled);
             }
@@ -298,12 +341,17 @@ impl GitlabConnector {
                 UpsertMeta::new(operation, activity_version(project)),
             )
             .await?;
-            if *retain {
-                ctx.retain_children(&project_urn(project));
-            }
-            for pipeline in fetched.unwrap_or_default() {
-                ctx.upsert(pipeline.entity, UpsertMeta::new(pipeline.operation, pipeline.version))
-                    .await?;
+            for pipeline in listed {
+                match pipeline {
+                    Listed::Unchanged(urn) => {
+                        ctx.retain(&urn);
+                    }
+                    Listed::Fetched(pipeline) => {
+                        let pipeline = *pipeline;
+                        ctx.upsert(pipeline.entity, UpsertMeta::new(pipeline.operation, pipeline.version))
+                            .await?;
+                    }
+                }
             }
         }
         Ok(())
