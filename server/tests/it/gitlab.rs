@@ -327,6 +327,47 @@ async fn a_subgroup_and_explicit_projects_are_scopes_of_their_own() {
     assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
 }
 
+/// `acme-corp/platform/gateway` is shared with `globex`: GitLab lists it among
+/// globex's projects unless the request says `with_shared=false` (recorded in
+/// `groups/globex/projects-with-shared-page-*.json`). A group scope holds the
+/// projects of the group's own namespaces only.
+#[tokio::test]
+async fn a_group_scope_leaves_out_projects_shared_with_it() {
+    let server = TestServer::start().await;
+    let before = server.upstream_requests("gitlab");
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                groups: vec!["globex".into()],
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    let globex = &estate()["globex"];
+    let mut expected = Vec::new();
+    for p in globex {
+        expected.push(format!("urn:connectors:gitlab:repository:{}", p.id));
+        for pipeline in &p.pipelines {
+            expected.push(format!("urn:connectors:gitlab:pipeline:{}:{pipeline}", p.id));
+        }
+    }
+    assert_eq!(urns(&events), expected);
+    assert!(!urns(&events).contains(&"urn:connectors:gitlab:repository:52004".to_owned()));
+    let detailed: usize = globex.iter().map(|p| p.detailed.len()).sum();
+    // 2 listing pages, 9 pipeline listings, 12 finished pipelines.
+    assert_eq!(
+        (globex.len(), detailed),
+        (9, 12),
+        "the globex estate of fixtures/gitlab/generate.py"
+    );
+    assert_eq!(server.upstream_requests("gitlab") - before, 2 + 9 + 12);
+    assert!(summary(&events).complete);
+    assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn an_unknown_group_fails_its_scope_only() {
     let server = TestServer::start().await;
@@ -416,7 +457,7 @@ async fn live_mode_sends_the_token_to_the_self_managed_instance() {
             "request": {
                 "method": "GET",
                 "path": "/gitlab/api/v4/groups/ops%2Finfra/projects",
-                "query": {"include_subgroups": "true", "per_page": "100", "order_by": "id", "sort": "asc"},
+                "query": {"include_subgroups": "true", "with_shared": "false", "per_page": "100", "order_by": "id", "sort": "asc"},
                 "headers": {"private-token": "glpat-testtoken"}
             },
             "response": {"status": 200, "headers": {"content-type": "application/json", "x-next-page": ""}, "body": [project]}

@@ -157,12 +157,17 @@ impl GitlabClient {
 
 /// `current` with its `page` query parameter set to `page`.
 pub fn with_page(current: &str, page: u32) -> String {
+    with_param(current, "page", &page.to_string())
+}
+
+/// `current` with its query parameter `name` set to `value` (moved last).
+pub fn with_param(current: &str, name: &str, value: &str) -> String {
     let (path, query) = current.split_once('?').unwrap_or((current, ""));
     let mut params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .filter(|(k, _)| k != "page")
+        .filter(|(k, _)| k != name)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    params.push(("page".into(), page.to_string()));
+    params.push((name.into(), value.into()));
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
@@ -317,6 +322,10 @@ mod tests {
             "/groups/acme%2Fx/projects?per_page=6&sort=asc&page=2"
         );
         assert_eq!(with_page("/p?page=2&per_page=6", 3), "/p?per_page=6&page=3");
+        assert_eq!(
+            with_param("/p?with_shared=true&page=2", "with_shared", "false"),
+            "/p?page=2&with_shared=false"
+        );
     }
 
     #[test]

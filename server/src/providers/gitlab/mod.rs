@@ -366,16 +366,21 @@ impl GitlabConnector {
         let listing = format!("/groups/{}/projects?", encode_path(group));
         let mut route = match ctx.resume_cursor() {
             // Cursors are listing pages of this group this server wrote;
-            // anything else (a crafted token) is refused.
-            Some(cursor) if cursor.starts_with(&listing) && !cursor.contains("://") => cursor.to_owned(),
+            // anything else (a crafted token) is refused. Those written before
+            // the listing said with_shared=false are made to say it.
+            Some(cursor) if cursor.starts_with(&listing) && !cursor.contains("://") => {
+                client::with_param(cursor, "with_shared", "false")
+            }
             Some(_) => {
                 return Err(ScopeError::Fatal(SyncError::invalid(
                     "options.checkpoint",
                     "the page cursor it holds is not valid",
                 )));
             }
+            // with_shared=false: GitLab's default (true) would add projects
+            // of other namespaces merely shared with the group.
             None => format!(
-                "{listing}include_subgroups=true&per_page={}&order_by=id&sort=asc",
+                "{listing}include_subgroups=true&with_shared=false&per_page={}&order_by=id&sort=asc",
                 self.settings.page_size
             ),
         };
