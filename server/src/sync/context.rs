@@ -159,6 +159,29 @@ impl ScopeContext<'_> {
         })
     }
 
+    /// The baseline's entities of `kind` not pushed or retained in this
+    /// scope so far, as (urn, parent urn) in the baseline's order: what the
+    /// scope's deletions would hold if it ended now. Empty without a baseline
+    /// or for a kind the request does not want. A connector whose listing
+    /// may skip entries (offset pagination while earlier rows are deleted)
+    /// confirms these upstream before it returns, and pushes those still there.
+    pub fn prior_unseen(&self, kind: EntityKind) -> Vec<(String, String)> {
+        let Some(baseline) = self.baseline.as_ref().filter(|_| self.wants(kind)) else {
+            return Vec::new();
+        };
+        baseline
+            .entries()
+            .iter()
+            .filter(|prior| !prior.seen && prior.kind == kind as i32)
+            .map(|prior| {
+                (
+                    baseline.urn_of(prior).into_owned(),
+                    baseline.parent_of(prior).to_owned(),
+                )
+            })
+            .collect()
+    }
+
     fn note_unchanged(&mut self, kind: i32) {
         *self.unchanged.entry(kind).or_default() += 1;
     }

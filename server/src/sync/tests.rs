@@ -47,6 +47,8 @@ struct Fake {
     /// Every scope waits here before its first entity, so a sync whose scopes
     /// are not crawled concurrently never gets past it.
     rendezvous: Option<tokio::sync::Barrier>,
+    /// Per scope, `ScopeContext::prior_unseen` of tags when the scope ended.
+    unseen: Mutex<BTreeMap<String, Vec<(String, String)>>>,
 }
 
 const PAGE: usize = 2;
@@ -151,6 +153,9 @@ impl Connector for Fake {
                 ctx.checkpoint((i + 1).to_string()).await?;
             }
         }
+        let unseen = ctx.prior_unseen(EntityKind::Tag);
+        assert_eq!(ctx.prior_unseen(EntityKind::Asset), Vec::new());
+        self.unseen.lock().unwrap().insert(scope.key.clone(), unseen);
         Ok(())
     }
 }
@@ -291,6 +296,33 @@ async fn full_sync_emits_scopes_in_order_with_checkpoints_and_one_summary() {
             ("b".into(), "q".into(), true),
         ]
     );
+}
+
+/// What a connector may confirm before its scope's deletions are final.
+#[tokio::test]
+async fn prior_unseen_is_what_the_deletions_would_hold() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")])]);
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    assert_eq!(fake.unseen.lock().unwrap()["a"], Vec::new(), "FULL: no baseline");
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), vec![("2".into(), "y".into())]);
+    let events = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&full).checkpoint)).await;
+    let unseen = fake.unseen.lock().unwrap()["a"].clone();
+    assert_eq!(
+        unseen,
+        vec![(format!("{T}a/1"), String::new()), (format!("{T}a/3"), String::new())]
+    );
+    let deleted: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Deletion(d)) => Some(d.urn.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, unseen.into_iter().map(|(urn, _)| urn).collect::<Vec<_>>());
 }
 
 #[tokio::test]
