@@ -50,6 +50,14 @@ fn apply_scenario(server: &TestServer, name: &str) {
     server.server.replay("gitlab").unwrap().set_fixtures(set);
 }
 
+/// A FULL sync on the base fixtures, then the events of an INCREMENTAL sync
+/// from its checkpoint with scenario `name` applied.
+async fn incremental_across(server: &TestServer, name: &str) -> Vec<SyncEvent> {
+    let base = collect(open(server, request(full())).await).await;
+    apply_scenario(server, name);
+    collect(open(server, request(incremental(summary(&base).checkpoint))).await).await
+}
+
 /// `fixtures/gitlab/scenarios/<name>/expected.json`.
 fn expected_of(name: &str) -> Expected {
     let path = fixtures_root().join(format!("gitlab/scenarios/{name}/expected.json"));
@@ -190,16 +198,15 @@ async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync()
 #[tokio::test]
 async fn only_the_changed_project_has_its_pipelines_refetched() {
     let server = TestServer::start().await;
-    let base = collect(open(&server, request(full())).await).await;
-    <Gitlab as Harness>::apply_change(&server);
-    let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    let events = incremental_across(&server, "changed").await;
     let s = summary(&events);
     // 5 listing pages (acme-corp page 1 and both globex pages changed; the
     // other two are 304s), the pipeline listings of the 23 projects with CI
     // left (22 answered 304), and the gateway's 4 finished pipelines, read
     // again as its last_activity_at moved (the 3 old ones answered 304).
-    // No pipeline of the 22 unchanged projects is read one by one.
-    assert_eq!(s.upstream_requests, 5 + 23 + 4);
+    // No pipeline of the 22 unchanged projects is read one by one. The
+    // deleted project, listed no more, is confirmed gone (GET /projects/52058: 404).
+    assert_eq!(s.upstream_requests, 5 + 23 + 4 + 1);
     assert_eq!(s.cache_hits, 2 + 22 + 3);
     let new = events
         .iter()
@@ -221,9 +228,7 @@ async fn only_the_changed_project_has_its_pipelines_refetched() {
 #[tokio::test]
 async fn pipelines_added_or_finished_without_a_new_last_activity_at_are_not_missed() {
     let server = TestServer::start().await;
-    let base = collect(open(&server, request(full())).await).await;
-    apply_scenario(&server, "within-the-hour");
-    let events = collect(open(&server, request(incremental(summary(&base).checkpoint))).await).await;
+    let events = incremental_across(&server, "within-the-hour").await;
     let expected = expected_of("within-the-hour");
     // In listing order: the gateway (52004) before the web frontend (52007).
     assert_eq!(urns(&events), expected.upserts);
@@ -260,6 +265,30 @@ async fn pipelines_added_or_finished_without_a_new_last_activity_at_are_not_miss
     assert_eq!(s.cache_hits, 5 + 22);
     let unchanged: u64 = s.counts.iter().map(|c| c.unchanged).sum();
     assert_eq!(unchanged, 25 + 42 - 1);
+    assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
+}
+
+/// Offset pagination drift: `acme-corp/billing-api` (page 1) is deleted after
+/// page 1 was read, so `acme-corp/platform/k8s-manifests` (52019), first of
+/// the old page 2, moves to page 1 and no page lists it. It still exists in
+/// the group (`GET /projects/52019`), so it is not deleted.
+#[tokio::test]
+async fn a_project_skipped_by_the_listing_when_an_earlier_one_is_deleted_is_not_deleted() {
+    let server = TestServer::start().await;
+    let events = incremental_across(&server, "drift").await;
+    let expected = expected_of("drift");
+    assert_eq!(deletions(&events), expected.deletions);
+    assert_eq!(urns(&events), expected.upserts);
+    let s = summary(&events);
+    assert!(s.complete);
+    assert_eq!(s.deletions, 0);
+    let unchanged: u64 = s.counts.iter().map(|c| c.unchanged).sum();
+    assert_eq!(unchanged, 25 + 42, "52019 and its 3 pipelines included");
+    // 5 listing pages (acme-corp's shifted pages 2 and 3 answered 200), the
+    // 24 pipeline listings (52019's after it was confirmed), all 304, and
+    // GET /projects/52019 for the one project of the baseline not listed.
+    assert_eq!(s.upstream_requests, 5 + 24 + 1);
+    assert_eq!(s.cache_hits, 3 + 24);
     assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
 }
 

@@ -9,7 +9,7 @@
 
 pub mod client;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -118,6 +118,22 @@ fn scope_error(error: GitlabError, what: &str) -> ScopeError {
 
 fn project_urn(project: &Project) -> String {
     urn(ID, EntityKind::Repository, &project.id.to_string())
+}
+
+/// The project id of a repository urn.
+fn project_id_of(repository_urn: &str) -> Option<u64> {
+    repository_urn
+        .strip_prefix(&urn(ID, EntityKind::Repository, ""))?
+        .parse()
+        .ok()
+}
+
+/// Whether `project` belongs to `group` (its namespace is the group or one
+/// of its subgroups; GitLab paths are case-insensitive).
+fn in_group(project: &Project, group: &str) -> bool {
+    let namespace = project.namespace.full_path.to_ascii_lowercase();
+    let group = group.to_ascii_lowercase();
+    namespace == group || namespace.strip_prefix(&group).is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn activity_version(project: &Project) -> String {
@@ -384,12 +400,14 @@ impl GitlabConnector {
                 self.settings.page_size
             ),
         };
+        let mut listed = HashSet::new();
         loop {
             let page = self
                 .client
                 .get::<Vec<Project>>(&route)
                 .await
                 .map_err(|e| scope_error(e, &format!("projects of group {group}")))?;
+            listed.extend(page.body.iter().map(|project| project.id));
             self.push_projects(request, page.body, "groups/projects", ctx).await?;
             let Some(next) = page.next else {
                 break;
@@ -403,7 +421,65 @@ impl GitlabConnector {
             ctx.checkpoint(next.clone()).await?;
             route = next;
         }
-        Ok(())
+        self.confirm_unlisted(request, group, &listed, ctx).await
+    }
+
+    /// Offset pagination drifts: a project deleted (or moved out) on a page
+    /// already read shifts every later row up by one, so the first row of the
+    /// next page is never listed. Before the scope's deletions are final, each
+    /// project of the baseline that no page of this sync listed is looked up
+    /// (`GET /projects/:id`): still in the group, it is pushed (unchanged ones
+    /// are not sent); gone (404), no longer visible (403) or moved to another
+    /// namespace, it is left to the deletions. Any other failure fails the
+    /// scope, so no deletion is sent on a guess.
+    async fn confirm_unlisted(
+        &self,
+        request: &GitlabRequest,
+        group: &str,
+        listed: &HashSet<u64>,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        let mut unlisted: BTreeSet<u64> = ctx
+            .prior_unseen(EntityKind::Repository)
+            .iter()
+            .filter_map(|(urn, _)| project_id_of(urn))
+            .collect();
+        // Without repositories in the state, a project's pipelines stand for it.
+        if !ctx.wants(EntityKind::Repository) {
+            unlisted.extend(
+                ctx.prior_unseen(EntityKind::Pipeline)
+                    .iter()
+                    .filter_map(|(_, parent)| project_id_of(parent)),
+            );
+        }
+        unlisted.retain(|id| !listed.contains(id));
+        if unlisted.is_empty() {
+            return Ok(());
+        }
+        let client = &self.client;
+        let lookups: Vec<_> = unlisted
+            .into_iter()
+            .map(|id| async move { (id, client.get::<Project>(&format!("/projects/{id}")).await) })
+            .collect();
+        let mut lookups = futures::stream::iter(lookups).buffered(self.settings.project_concurrency.max(1));
+        let mut kept = Vec::new();
+        while let Some((id, found)) = lookups.next().await {
+            match found {
+                Ok(page) if in_group(&page.body, group) => kept.push(page.body),
+                Ok(_) => {}
+                Err(error) if matches!(error.status(), Some(403 | 404)) => {}
+                Err(error) => return Err(scope_error(error, &format!("project {id} of group {group}"))),
+            }
+        }
+        if !kept.is_empty() {
+            tracing::info!(
+                connector = ID,
+                group,
+                kept = kept.len(),
+                "projects no listing page showed are still in the group; kept"
+            );
+        }
+        self.push_projects(request, kept, "projects/get", ctx).await
     }
 
     async fn sync_project(
@@ -588,6 +664,24 @@ mod tests {
             panic!()
         };
         assert_eq!((p.duration_seconds, p.finish_time), (0, None));
+    }
+
+    #[test]
+    fn a_project_is_in_its_namespace_s_group_and_its_ancestors_only() {
+        let gateway = project();
+        assert!(in_group(&gateway, "acme-corp/platform"));
+        assert!(in_group(&gateway, "Acme-Corp"));
+        assert!(!in_group(&gateway, "acme"));
+        assert!(!in_group(&gateway, "acme-corp/platform/gateway"));
+        assert!(!in_group(&gateway, "globex"));
+    }
+
+    #[test]
+    fn repository_urns_give_the_project_id() {
+        assert_eq!(project_id_of("urn:connectors:gitlab:repository:52004"), Some(52004));
+        assert_eq!(project_id_of(&project_urn(&project())), Some(52004));
+        assert_eq!(project_id_of("urn:connectors:gitlab:pipeline:52004:310012"), None);
+        assert_eq!(project_id_of("urn:connectors:github:repository:52004"), None);
     }
 
     #[test]
