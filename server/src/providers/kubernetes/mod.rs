@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use connectors_proto::v1::{ContainerImage, Entity, EntityKind, Label, Workload, entity::Body};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, ObjectList};
 
@@ -151,26 +151,35 @@ fn digest_of(reference: &str) -> String {
         .unwrap_or_default()
 }
 
-fn images(containers: &[Container], init: &[Container], statuses: &[ContainerStatus]) -> Vec<ContainerImage> {
+fn images<'a>(
+    containers: impl IntoIterator<Item = (&'a String, Option<&'a String>)>,
+    statuses: &[ContainerStatus],
+) -> Vec<ContainerImage> {
     containers
-        .iter()
-        .chain(init)
-        .map(|c| {
-            let image = c.image.clone().unwrap_or_default();
+        .into_iter()
+        .map(|(name, image)| {
+            let image = image.cloned().unwrap_or_default();
             // A pod's status says which digest the kubelet actually pulled.
             let digest = statuses
                 .iter()
-                .find(|s| s.name == c.name)
+                .find(|s| s.name == *name)
                 .map(|s| digest_of(&s.image_id))
                 .filter(|d| !d.is_empty())
                 .unwrap_or_else(|| digest_of(&image));
             ContainerImage {
-                container: c.name.clone(),
+                container: name.clone(),
                 image,
                 digest,
             }
         })
         .collect()
+}
+
+/// The (name, image) of a pod spec's containers, then its init containers.
+fn spec_containers(spec: Option<&PodSpec>) -> impl Iterator<Item = (&String, Option<&String>)> {
+    let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let init = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
+    containers.iter().chain(init).map(|c| (&c.name, c.image.as_ref()))
 }
 
 fn clamp(n: Option<i32>) -> u32 {
@@ -183,8 +192,6 @@ pub fn deployment_entity(context: &str, deployment: &Deployment) -> Entity {
     let namespace = meta.namespace.clone().unwrap_or_default();
     let name = meta.name.clone().unwrap_or_default();
     let pod_spec = deployment.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-    let containers = pod_spec.map(|p| p.containers.as_slice()).unwrap_or_default();
-    let init = pod_spec.and_then(|p| p.init_containers.as_deref()).unwrap_or_default();
     let status = deployment.status.as_ref();
     let condition = |kind: &str| {
         status
@@ -210,7 +217,7 @@ pub fn deployment_entity(context: &str, deployment: &Deployment) -> Entity {
             workload_type: "Deployment".into(),
             cluster: context.to_owned(),
             namespace,
-            images: images(containers, init, &[]),
+            images: images(spec_containers(pod_spec), &[]),
             owner_urns: Vec::new(),
             desired_replicas: clamp(deployment.spec.as_ref().and_then(|s| s.replicas).or(Some(1))),
             ready_replicas: clamp(status.and_then(|s| s.ready_replicas)),
@@ -246,11 +253,12 @@ pub fn pod_entity(context: &str, pod: &Pod) -> Entity {
     let spec = pod.spec.as_ref();
     let status = pod.status.as_ref();
     let mut statuses: Vec<ContainerStatus> = status.and_then(|s| s.container_statuses.clone()).unwrap_or_default();
-    statuses.extend(
-        status
-            .and_then(|s| s.init_container_statuses.clone())
-            .unwrap_or_default(),
-    );
+    for more in [
+        status.and_then(|s| s.init_container_statuses.clone()),
+        status.and_then(|s| s.ephemeral_container_statuses.clone()),
+    ] {
+        statuses.extend(more.unwrap_or_default());
+    }
     let ready = status
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
@@ -269,9 +277,14 @@ pub fn pod_entity(context: &str, pod: &Pod) -> Entity {
             workload_type: "Pod".into(),
             cluster: context.to_owned(),
             namespace,
+            // Debug containers (`kubectl debug`) run in the pod too.
             images: images(
-                spec.map(|s| s.containers.as_slice()).unwrap_or_default(),
-                spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default(),
+                spec_containers(spec).chain(
+                    spec.and_then(|s| s.ephemeral_containers.as_deref())
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|c| (&c.name, c.image.as_ref())),
+                ),
                 &statuses,
             ),
             owner_urns,

@@ -109,6 +109,39 @@ fn a_pod_links_to_its_deployment_through_the_replicaset_and_takes_digests_from_s
 }
 
 #[test]
+fn a_pod_s_debug_containers_are_among_its_images() {
+    // `kubectl debug` adds an ephemeral container to a running pod: its
+    // image runs there too.
+    let p = pod(json!({
+        "metadata": {"name": "web-0", "namespace": "shop"},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}],
+                 "ephemeralContainers": [{"name": "debugger-x7k2", "image": "busybox:1.36", "targetContainerName": "web"}]},
+        "status": {"phase": "Running",
+                   "containerStatuses": [{"name": "web", "image": "docker.io/library/nginx:1.27",
+                                          "imageID": "docker.io/library/nginx@sha256:aa11", "ready": true, "restartCount": 0}],
+                   "ephemeralContainerStatuses": [{"name": "debugger-x7k2", "image": "docker.io/library/busybox:1.36",
+                                                   "imageID": "docker.io/library/busybox@sha256:bb22", "ready": false,
+                                                   "restartCount": 0}]}
+    }));
+    let entity = pod_entity("prod-eu", &p);
+    assert_eq!(
+        workload(&entity).images,
+        vec![
+            ContainerImage {
+                container: "web".into(),
+                image: "nginx:1.27".into(),
+                digest: "sha256:aa11".into(),
+            },
+            ContainerImage {
+                container: "debugger-x7k2".into(),
+                image: "busybox:1.36".into(),
+                digest: "sha256:bb22".into(),
+            },
+        ]
+    );
+}
+
+#[test]
 fn pods_without_a_deployment_owner_have_no_owner_urns() {
     // A Job's pod, a bare pod, and a ReplicaSet whose name does not end in the hash.
     for owners in [
