@@ -42,8 +42,16 @@ pub const QUERY: &str = "query CloudResourceSearch($filterBy: CloudResourceFilte
 }
 ";
 
-/// The audience Wiz's token endpoint expects for API tokens.
-pub const AUDIENCE: &str = "wiz-api";
+/// The audience Wiz's token endpoint at `auth_url` expects for API tokens:
+/// `beyond-api` for the Auth0 endpoints of older tenants (`auth.wiz.io`,
+/// `auth0.gov.wiz.io`), `wiz-api` for the Cognito ones (`auth.app.wiz.io`,
+/// `auth.gov.wiz.io`, `auth.app.wiz.us`) and any other.
+pub fn audience(auth_url: &url::Url) -> &'static str {
+    match auth_url.host_str() {
+        Some("auth.wiz.io" | "auth0.gov.wiz.io") => "beyond-api",
+        _ => "wiz-api",
+    }
+}
 
 /// A token is renewed when it has less than this left.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -309,7 +317,7 @@ impl WizClient {
     async fn fetch_token(&self, client_id: &str, client_secret: &str) -> Result<CachedToken, ClientError> {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
-            .append_pair("audience", AUDIENCE)
+            .append_pair("audience", audience(&self.auth_http.config().base_url))
             .append_pair("client_id", client_id)
             .append_pair("client_secret", client_secret)
             .finish();
@@ -424,6 +432,17 @@ mod tests {
             file["exchanges"][0]["request"]["body_json"]["query"].as_str(),
             Some(QUERY)
         );
+    }
+
+    #[test]
+    fn the_audience_follows_the_token_endpoint() {
+        let of = |url: &str| audience(&url::Url::parse(url).unwrap());
+        assert_eq!(of("https://auth.app.wiz.io/oauth/token"), "wiz-api");
+        assert_eq!(of("https://auth.gov.wiz.io/oauth/token"), "wiz-api");
+        assert_eq!(of("https://auth.app.wiz.us/oauth/token"), "wiz-api");
+        assert_eq!(of("https://auth.wiz.io/oauth/token"), "beyond-api");
+        assert_eq!(of("https://auth0.gov.wiz.io/oauth/token"), "beyond-api");
+        assert_eq!(of("http://127.0.0.1:4000/oauth/token"), "wiz-api");
     }
 
     #[test]
