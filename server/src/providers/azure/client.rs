@@ -91,9 +91,9 @@ impl ArmClient {
         }
     }
 
-    /// A bearer token for ARM: the last one while it has more than
-    /// [`TOKEN_RENEWAL`] to live, else a new one from the credential (one
-    /// request for it at a time).
+    /// A bearer token for ARM: the last one while it has more than five
+    /// minutes to live (`TOKEN_RENEWAL`), else a new one from the credential
+    /// (one request for it at a time).
     pub async fn bearer(&self) -> Result<Option<HeaderValue>, ArmError> {
         let Some(credential) = &self.credential else {
             return Ok(None);
