@@ -189,12 +189,22 @@ pub struct CloudResourcesData {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudResourceConnection {
-    /// The resources of the page (a node that failed is null).
-    #[serde(default)]
+    /// The resources of the page (a node that failed is null; so is the
+    /// whole list when the error reached it).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub nodes: Vec<Option<CloudResource>>,
     /// Relay pagination.
     #[serde(default)]
     pub page_info: Option<PageInfo>,
+}
+
+/// A list that may be null (a GraphQL field error nulls the field), as empty.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// Relay `pageInfo`.
@@ -458,6 +468,16 @@ mod tests {
         let info = connection.page_info.unwrap();
         assert!(info.has_next_page);
         assert_eq!(info.end_cursor.as_deref(), Some("c1"));
+
+        // An error that reached the list nulls it: the errors still come through.
+        let body = r#"{"data":{"cloudResources":{"nodes":null,"pageInfo":null}},
+            "errors":[{"message":"boom","path":["cloudResources","nodes"],"extensions":{"code":"INTERNAL"}}]}"#;
+        let answer: GraphqlResponse = serde_json::from_str(body).unwrap();
+        let connection = answer.data.unwrap().cloud_resources.unwrap();
+        assert!(connection.nodes.is_empty());
+        assert!(connection.page_info.is_none());
+        assert_eq!(answer.errors[0].message, "boom");
+        assert!(!answer.errors[0].is_denied());
     }
 
     #[test]
