@@ -91,6 +91,20 @@ impl GcpConnector {
     }
 }
 
+/// The listings of a project scope over `locations`: Artifact Registry in
+/// each, Cloud Run in each region (a multi-region such as `us` or `europe`
+/// holds repositories, but Cloud Run takes regions only: `us-central1`), then
+/// GKE everywhere.
+fn listings_of(locations: &[String]) -> Vec<Listing> {
+    let regions = locations.iter().filter(|l| l.contains('-'));
+    locations
+        .iter()
+        .map(|l| Listing::Repositories(l.clone()))
+        .chain(regions.map(|l| Listing::Services(l.clone())))
+        .chain([Listing::Clusters])
+        .collect()
+}
+
 /// One listing of a project scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Listing {
@@ -383,15 +397,7 @@ pub fn cluster_entity(project: &str, cluster: &Cluster) -> Entity {
 
 impl GcpConnector {
     fn listings(&self) -> Vec<Listing> {
-        let mut out: Vec<Listing> = self
-            .settings
-            .locations
-            .iter()
-            .map(|l| Listing::Repositories(l.clone()))
-            .collect();
-        out.extend(self.settings.locations.iter().map(|l| Listing::Services(l.clone())));
-        out.push(Listing::Clusters);
-        out
+        listings_of(&self.settings.locations)
     }
 
     fn api(&self, listing: &Listing) -> &GcpApi {
@@ -647,6 +653,23 @@ impl Connector for GcpConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloud_run_is_listed_in_regions_only_and_artifact_registry_in_multi_regions_too() {
+        let locations = ["us-central1", "us", "europe-west1", "europe"].map(String::from);
+        assert_eq!(
+            listings_of(&locations),
+            vec![
+                Listing::Repositories("us-central1".into()),
+                Listing::Repositories("us".into()),
+                Listing::Repositories("europe-west1".into()),
+                Listing::Repositories("europe".into()),
+                Listing::Services("us-central1".into()),
+                Listing::Services("europe-west1".into()),
+                Listing::Clusters,
+            ]
+        );
+    }
 
     #[test]
     fn a_docker_image_maps_with_its_digest_and_parent() {
