@@ -72,7 +72,8 @@ impl GithubShape {
     }
 
     /// Upstream requests of a FULL sync: listing pages, per repository its
-    /// tree and SBOM, and per listing page the GraphQL reads of its
+    /// tree and its SBOM report (generate-report, fetch-report, the download
+    /// it redirects to), and per listing page the GraphQL reads of its
     /// repositories' manifest blobs (`BLOB_BATCH` each at most).
     pub fn full_requests(&self) -> u64 {
         let reads: u64 = (0..self.pages_per_org())
@@ -81,15 +82,16 @@ impl GithubShape {
                 u64::from(repos * self.manifests_per_repo).div_ceil(BLOB_BATCH as u64)
             })
             .sum();
-        u64::from(self.orgs) * (u64::from(self.pages_per_org()) + u64::from(self.repos_per_org) * 2 + reads)
+        u64::from(self.orgs) * (u64::from(self.pages_per_org()) + u64::from(self.repos_per_org) * 4 + reads)
     }
 
     /// The longest chain of requests that depend on each other: an
-    /// organization's listing pages (each names the next), then the last
-    /// page's repository trees, the GraphQL read of their blobs (the trees
-    /// name them) and nothing after (the SBOM does not depend on the tree).
+    /// organization's listing pages (each names the next), then for the last
+    /// page's repositories the longer of tree then GraphQL read of its blobs
+    /// (the trees name them) and the SBOM report's three steps (each names
+    /// the next).
     pub fn dependent_chain(&self) -> u64 {
-        u64::from(self.orgs) * u64::from(self.pages_per_org()) + if self.manifests_per_repo > 0 { 2 } else { 1 }
+        u64::from(self.orgs) * u64::from(self.pages_per_org()) + 3
     }
 }
 
@@ -173,6 +175,11 @@ pub(crate) fn blob_sha(org: u32, repo: u32, manifest: u32) -> String {
 
 fn repo_id(org: u32, repo: u32) -> u64 {
     (u64::from(org) + 1) * 10_000_000 + u64::from(repo)
+}
+
+/// The id of repository `repo` of organization `org`'s SBOM report.
+pub(crate) fn sbom_report_id(org: u32, repo: u32) -> String {
+    format!("00000000-0000-4000-8000-{org:04x}{repo:08x}")
 }
 
 fn sha(parts: &[&str]) -> String {
@@ -262,6 +269,16 @@ impl GithubShape {
             .parse()
             .ok()
             .filter(|o| *o < self.orgs)
+    }
+
+    /// The organization and repository of an SBOM report id.
+    fn parse_report(&self, id: &str) -> Option<(u32, u32)> {
+        let tail = id.strip_prefix("00000000-0000-4000-8000-")?;
+        let (o, r) = (
+            u32::from_str_radix(tail.get(..4)?, 16).ok()?,
+            u32::from_str_radix(tail.get(4..)?, 16).ok()?,
+        );
+        (o < self.orgs && r < self.repos_per_org).then_some((o, r))
     }
 
     fn parse_repo(&self, org: &str, name: &str) -> Option<(u32, u32)> {
@@ -358,20 +375,42 @@ impl GithubShape {
                     format!(r#"{{"sha":"{blob}","size":{},"content":"{content}","encoding":"base64"}}"#, content.len()),
                 )
             }
-            ["repos", org, name, "dependency-graph", "sbom"] => {
+            ["repos", org, name, "dependency-graph", "sbom", "generate-report"] => {
                 let (o, r) = self.parse_repo(org, name)?;
+                json(
+                    github_headers(&sha(&["sbom-report", &o.to_string(), &r.to_string()])),
+                    format!(
+                        r#"{{"sbom_url":"https://api.github.com/repos/{org}/{name}/dependency-graph/sbom/fetch-report/{}"}}"#,
+                        sbom_report_id(o, r)
+                    ),
+                )
+            }
+            ["repos", org, name, "dependency-graph", "sbom", "fetch-report", id] => {
+                let (o, r) = self.parse_repo(org, name)?;
+                (*id == sbom_report_id(o, r)).then(|| RecordedResponse {
+                    status: 302,
+                    headers: vec![(
+                        "location".into(),
+                        format!("{{{{base_url}}}}/sbom-reports/{id}.json"),
+                    )],
+                    body: None,
+                    body_text: Some(String::new()),
+                })
+            }
+            ["sbom-reports", file] => {
+                let (o, r) = self.parse_report(file.strip_suffix(".json")?)?;
                 let package = |name: &str, version: &str| {
                     format!(
                         r#"{{"name":"{name}","SPDXID":"SPDXRef-npm-{name}-{version}","versionInfo":"{version}","downloadLocation":"NOASSERTION","filesAnalyzed":false,"licenseConcluded":"MIT","externalRefs":[{{"referenceCategory":"PACKAGE-MANAGER","referenceType":"purl","referenceLocator":"pkg:npm/{name}@{version}"}}]}}"#
                     )
                 };
                 let body = format!(
-                    r#"{{"sbom":{{"SPDXID":"SPDXRef-DOCUMENT","spdxVersion":"SPDX-2.3","creationInfo":{{"created":"2025-06-30T09:14:27Z","creators":["Tool: GitHub.com-Dependency-Graph"]}},"name":"bench-org-{o}/repo-{r}","dataLicense":"CC0-1.0","documentNamespace":"https://spdx.org/spdxdocs/protobom/bench-{o}-{r}","packages":[{},{},{}]}}}}"#,
+                    r#"{{"SPDXID":"SPDXRef-DOCUMENT","spdxVersion":"SPDX-2.3","creationInfo":{{"created":"2025-06-30T09:14:27Z","creators":["Tool: GitHub.com-Dependency-Graph"]}},"name":"bench-org-{o}/repo-{r}","dataLicense":"CC0-1.0","documentNamespace":"https://spdx.org/spdxdocs/protobom/bench-{o}-{r}","packages":[{},{},{}]}}"#,
                     package("express", "4.19.2"),
                     package("pg", "8.11.5"),
                     package("zod", "3.23.8")
                 );
-                json(github_headers(&sha(&["sbom", &o.to_string(), &r.to_string()])), body)
+                json(vec![("content-type".into(), "application/json".into())], body)
             }
             _ => None,
         }
@@ -519,8 +558,9 @@ mod tests {
             page_size: 100,
         };
         assert_eq!(shape.entities(), 900);
-        // Per organization: 2 listing pages, 150 trees and SBOMs, a GraphQL read per page.
-        assert_eq!(shape.full_requests(), 2 * (2 + 300 + 2));
+        // Per organization: 2 listing pages, 150 trees and SBOM reports (3
+        // requests each), a GraphQL read per page.
+        assert_eq!(shape.full_requests(), 2 * (2 + 600 + 2));
         let page = shape.listing(1, 2).unwrap();
         let body: serde_json::Value = serde_json::from_str(page.body_text.as_deref().unwrap()).unwrap();
         assert_eq!(body.as_array().unwrap().len(), 50);
@@ -543,7 +583,17 @@ mod tests {
             let response = estate
                 .respond(&FixtureSet::default(), &method, &uri, &HeaderMap::new(), &body)
                 .unwrap_or_else(|| panic!("{request:?} not answered"));
-            assert_eq!(response.status, 200, "{request:?}");
+            match &request {
+                // A report's fetch-report redirects to its download, whose
+                // path is the next request.
+                crate::fetch::Upstream::Get(path) if path.contains("/fetch-report/") => {
+                    assert_eq!(response.status, 302, "{request:?}");
+                    let (_, location) = response.headers.iter().find(|(k, _)| k == "location").unwrap();
+                    let id = path.rsplit('/').next().unwrap();
+                    assert_eq!(location, &format!("{{{{base_url}}}}/sbom-reports/{id}.json"));
+                }
+                _ => assert_eq!(response.status, 200, "{request:?}"),
+            }
             if let crate::fetch::Upstream::Graphql(read) = &request {
                 // Every blob of the read has its text.
                 let answer = response.body.unwrap();

@@ -48,9 +48,14 @@ pub fn github_requests(shape: &GithubShape) -> Vec<Upstream> {
                 requests.push(Upstream::Get(format!(
                     "/repos/{login}/repo-{repo}/git/trees/main?recursive=1"
                 )));
-                requests.push(Upstream::Get(format!(
-                    "/repos/{login}/repo-{repo}/dependency-graph/sbom"
-                )));
+                let report = crate::estate::sbom_report_id(org, repo);
+                for path in [
+                    format!("/repos/{login}/repo-{repo}/dependency-graph/sbom/generate-report"),
+                    format!("/repos/{login}/repo-{repo}/dependency-graph/sbom/fetch-report/{report}"),
+                    format!("/sbom-reports/{report}.json"),
+                ] {
+                    requests.push(Upstream::Get(path));
+                }
                 blobs.extend((0..shape.manifests_per_repo).map(|manifest| BlobRef {
                     owner: login.clone(),
                     name: format!("repo-{repo}"),
@@ -109,7 +114,12 @@ pub async fn fetch(base: &str, shape: &GithubShape, concurrency: usize) -> anyho
                     .await?;
                 let status = response.status();
                 let body = response.bytes().await?;
-                anyhow::ensure!(status.is_success(), "{path}: answered {status}");
+                // The SBOM report's fetch-report redirects to its download,
+                // which is a request of its own (as the connector sends it).
+                anyhow::ensure!(
+                    status.is_success() || status.is_redirection(),
+                    "{path}: answered {status}"
+                );
                 requests += 1;
                 bytes += body.len() as u64;
             }
@@ -147,16 +157,28 @@ mod tests {
         assert_eq!(requests[0], get("/orgs/bench-org-0/repos?per_page=100"));
         assert_eq!(requests[1], get("/organizations/5000/repos?per_page=100&page=2"));
         assert_eq!(requests[2], get("/repos/bench-org-0/repo-0/git/trees/main?recursive=1"));
-        assert_eq!(requests[3], get("/repos/bench-org-0/repo-0/dependency-graph/sbom"));
-        // The first page's 100 blobs in one read, after its 100 trees and SBOMs.
-        let Upstream::Graphql(read) = &requests[202] else {
-            panic!("not a GraphQL read: {:?}", requests[202]);
+        assert_eq!(
+            requests[3],
+            get("/repos/bench-org-0/repo-0/dependency-graph/sbom/generate-report")
+        );
+        assert_eq!(
+            requests[4],
+            get("/repos/bench-org-0/repo-0/dependency-graph/sbom/fetch-report/00000000-0000-4000-8000-000000000000")
+        );
+        assert_eq!(
+            requests[5],
+            get("/sbom-reports/00000000-0000-4000-8000-000000000000.json")
+        );
+        // The first page's 100 blobs in one read, after its 100 trees and SBOM reports.
+        let Upstream::Graphql(read) = &requests[402] else {
+            panic!("not a GraphQL read: {:?}", requests[402]);
         };
         assert_eq!(read["variables"]["o0"], "bench-org-0");
         assert_eq!(read["variables"]["n99"], "repo-99");
         assert_eq!(read["variables"]["s99_0"], crate::estate::blob_sha(0, 99, 0));
-        // 2 listing pages + 150 trees + 150 SBOMs + 2 reads per organization.
-        assert_eq!(requests[304], get("/orgs/bench-org-1/repos?per_page=100"));
-        assert_eq!(requests.len(), 2 * 304);
+        // 2 listing pages + 150 trees + 150 SBOM reports of 3 requests + 2
+        // reads per organization.
+        assert_eq!(requests[604], get("/orgs/bench-org-1/repos?per_page=100"));
+        assert_eq!(requests.len(), 2 * 604);
     }
 }

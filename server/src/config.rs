@@ -54,6 +54,9 @@ pub struct GithubEnv {
     /// `GITHUB_BLOB_BATCH`: manifest blobs per GraphQL read (0 to 100,
     /// default 100; 0 reads each blob over REST).
     pub blob_batch: Option<usize>,
+    /// `GITHUB_SBOM_REPORT_WAIT_SECS`: how long GitHub may take to generate a
+    /// repository's SBOM report (at least 1, default 120).
+    pub sbom_report_wait: Option<Duration>,
 }
 
 impl std::fmt::Debug for GithubEnv {
@@ -67,6 +70,7 @@ impl std::fmt::Debug for GithubEnv {
             .field("page_size", &self.page_size)
             .field("concurrency", &self.concurrency)
             .field("blob_batch", &self.blob_batch)
+            .field("sbom_report_wait", &self.sbom_report_wait)
             .finish()
     }
 }
@@ -892,6 +896,10 @@ impl Config {
                 page_size,
                 concurrency: github_concurrency,
                 blob_batch,
+                sbom_report_wait: positive_secs(
+                    "GITHUB_SBOM_REPORT_WAIT_SECS",
+                    "GitHub needs some time to generate a report",
+                )?,
             },
             gitlab: GitlabEnv::from_env()?,
             azure: AzureEnv::from_env()?,

@@ -518,6 +518,41 @@ impl UpstreamClient {
     pub async fn execute(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, UpstreamError> {
         let (parts, body) = request.into_parts();
         let url = self.resolve(&parts.uri)?;
+        self.send_to(url, parts, body).await
+    }
+
+    /// GETs `url`, a download the upstream pointed at on another host (a
+    /// redirect to pre-signed storage, such as GitHub's SBOM reports): with
+    /// no header of the connector's (no credential reaches that host) and
+    /// nothing cached; retries, concurrency and metrics as for any request.
+    /// Only `https`, or the API's own scheme (a loopback replay server), and
+    /// no user info; redirects from there are not followed.
+    pub async fn download(&self, url: Url) -> Result<http::Response<Bytes>, UpstreamError> {
+        if !(url.scheme() == "https" || url.scheme() == self.config.base_url.scheme())
+            || url.host_str().is_none()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(UpstreamError::InvalidRequest(format!(
+                "refusing to download from {}://{}",
+                url.scheme(),
+                url.host_str().unwrap_or_default()
+            )));
+        }
+        let request = http::Request::get(url.as_str())
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(Bytes::new())
+            .map_err(|e| UpstreamError::InvalidRequest(e.to_string()))?;
+        let (parts, body) = request.into_parts();
+        self.send_to(url, parts, body).await
+    }
+
+    async fn send_to(
+        &self,
+        url: Url,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, UpstreamError> {
         // A request that says `Cache-Control: no-store` (a connector's, for
         // content addressed by its URL, such as a git blob by sha) is neither
         // looked up nor stored.

@@ -1394,6 +1394,60 @@ async fn a_rate_limit_learned_by_one_replica_is_respected_by_another() {
     assert_eq!(server.stats().requests(), 2);
 }
 
+/// A download from where the upstream pointed carries no header of the
+/// connector's (no credential reaches storage on another host); only https
+/// or the API's own scheme, without user info, is fetched.
+#[tokio::test]
+async fn a_download_elsewhere_carries_no_credential_and_only_safe_urls_are_fetched() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let storage = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!(
+        "http://{}/reports/r1.json?sig=abc",
+        storage.local_addr().unwrap()
+    ))
+    .unwrap();
+    let head = tokio::spawn(async move {
+        let (mut socket, _) = storage.accept().await.unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            received.extend_from_slice(&buf[..n]);
+        }
+        let body = br#"{"spdxVersion":"SPDX-2.3"}"#;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        socket.write_all(answer.as_bytes()).await.unwrap();
+        socket.write_all(body).await.unwrap();
+        String::from_utf8(received).unwrap().to_ascii_lowercase()
+    });
+    // The API client has a credential of its own (as GitHub's sessions send one).
+    let client = client_with(config("http://127.0.0.1:9/api"));
+    let answer = client.download(url).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(&answer.body()[..], br#"{"spdxVersion":"SPDX-2.3"}"#);
+    let head = head.await.unwrap();
+    assert!(head.starts_with("get /reports/r1.json?sig=abc http/1.1\r\n"), "{head}");
+    assert!(!head.contains("authorization"), "{head}");
+    assert!(!head.contains("private-token"), "{head}");
+
+    let https_api = client_with(config("https://api.example.com"));
+    for refused in [
+        "http://storage.example.com/r.json",
+        "ftp://storage.example.com/r.json",
+        "https://user:pass@storage.example.com/r.json",
+    ] {
+        match https_api.download(Url::parse(refused).unwrap()).await {
+            Err(UpstreamError::InvalidRequest(message)) => {
+                assert!(message.starts_with("refusing to download from"), "{message}")
+            }
+            other => panic!("{refused}: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_rate_limit_holds_back_only_the_requests_of_its_budget() {
     let throttled = |path: &str| {

@@ -554,9 +554,13 @@ impl Registry {
         if let GithubAuth::App { app_id, .. } = &auth {
             upstream.credential_id = Some(format!("github-app:{app_id}"));
         }
-        if matches!(availability, Availability::Fixture { .. }) {
+        let fixture = matches!(availability, Availability::Fixture { .. });
+        if fixture {
             fail_fast(&mut upstream);
         }
+        // GitHub Enterprise Server releases without the asynchronous SBOM
+        // reports still have the export github.com closed.
+        let legacy_sbom_export = base_url_is_enterprise(&upstream.base_url);
         let upstream = Arc::new(
             UpstreamClient::new(upstream, cache).map_err(|e| RegistryError::Connector {
                 provider: "github",
@@ -570,6 +574,18 @@ impl Registry {
             page_size,
             repo_concurrency: concurrency,
             blob_batch,
+            sbom_reports: {
+                let wait = if fixture {
+                    github::SbomReportWait::FIXTURE
+                } else {
+                    github::SbomReportWait::LIVE
+                };
+                github::SbomReportWait {
+                    at_most: env.sbom_report_wait.unwrap_or(wait.at_most),
+                    ..wait
+                }
+            },
+            legacy_sbom_export,
         };
         let connector = github::GithubConnector::new(settings, upstream).map_err(|e| RegistryError::Connector {
             provider: "github",
@@ -969,6 +985,13 @@ impl Registry {
         self.aws = Some(Arc::new(connector));
         Ok(())
     }
+}
+
+/// Whether a GitHub API URL is a GitHub Enterprise Server's (`/api/v3`), not
+/// github.com's (nor a replay server standing in for it).
+#[cfg(feature = "github")]
+fn base_url_is_enterprise(base: &url::Url) -> bool {
+    base.path().trim_end_matches('/').ends_with("/api/v3")
 }
 
 /// GCP credentials from the environment: the file GOOGLE_APPLICATION_CREDENTIALS

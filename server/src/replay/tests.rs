@@ -568,13 +568,14 @@ async fn set_fixtures_swaps_the_served_set() {
 async fn github_fixtures_load_and_the_changed_overlay_applies() {
     let root = Path::new(FIXTURES_ROOT);
     let mut set = FixtureSet::load_provider(root, "github").expect("load github fixtures");
-    assert_eq!(set.len(), 144);
+    assert_eq!(set.len(), 206);
     let base = set.clone();
 
     set.overlay_dir(&root.join("github/scenarios/changed/exchanges"))
         .expect("apply overlay");
-    // Six exchanges replaced, one blob added.
-    assert_eq!(set.len(), 145);
+    // Six exchanges replaced; added: one blob and the changed repository's
+    // new SBOM report (its fetch-report and its download).
+    assert_eq!(set.len(), 209);
 
     let server = ReplayServer::start(base, ReplayOptions::default()).await.unwrap();
     let response = get(&server, "/repos/globex/fx-rates-api").await;

@@ -88,8 +88,9 @@ async fn binary_serves_metrics_logs_json_and_exits_cleanly_on_sigterm() {
             &body,
             r#"connectors_upstream_requests_total{connector="github",status="200"}"#
         ),
-        // A FULL sync's requests but 3 404s (SBOMs) and a 409 (an empty repository's tree).
-        Some((crate::github::FULL_REQUESTS - 4) as f64)
+        // A FULL sync's requests but 3 404s (SBOM reports), a 409 (an empty
+        // repository's tree) and the 31 redirects of SBOM reports to storage.
+        Some((crate::github::FULL_REQUESTS - 4 - 31) as f64)
     );
     assert_eq!(
         metric(

@@ -160,9 +160,10 @@ fn urns_of(events: &[SyncEvent], kind: EntityKind) -> Vec<String> {
 }
 
 /// Upstream requests of a FULL sync of the fixture estate: 5 listing pages,
-/// 34 trees and 34 SBOM requests, and the 37 manifest blobs in 5 GraphQL
-/// reads (one per listing page).
-pub(crate) const FULL_REQUESTS: u64 = 5 + 34 + 34 + 5;
+/// 34 trees, the SBOM reports (34 `generate-report`, 3 of them 404s; the
+/// other 31 reports a `fetch-report` and a download each), and the 37
+/// manifest blobs in 5 GraphQL reads (one per listing page).
+pub(crate) const FULL_REQUESTS: u64 = 5 + 34 + 34 + 2 * 31 + 5;
 
 #[tokio::test]
 async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync() {
@@ -262,8 +263,9 @@ async fn kinds_select_what_is_fetched() {
     let sboms = urns_of(&events, EntityKind::Sbom);
     assert_eq!(sboms.len(), 31);
     assert_eq!(upserts(&events).len(), 31);
-    // Listing pages and SBOMs only: no tree or blob requests.
-    assert_eq!(server.upstream_requests("github") - before, 5 + 34);
+    // Listing pages and SBOM reports only (34 generate-report, 31 fetch-report
+    // and 31 downloads): no tree or blob requests.
+    assert_eq!(server.upstream_requests("github") - before, 5 + 34 + 2 * 31);
 }
 
 #[tokio::test]
@@ -337,9 +339,9 @@ fn repo_id_of(full_name: &str) -> u64 {
 
 /// Upstream requests of the change scenario's INCREMENTAL sync: the 5
 /// listing pages (fx-rates-api is gone from globex's), then mobile-bff's tree,
-/// a GraphQL read of its changed services/api blob and its SBOM; not its
-/// unchanged worker blob.
-const EXPECTED_CHANGE_REQUESTS: u64 = 8;
+/// a GraphQL read of its changed services/api blob and its SBOM report (3
+/// requests); not its unchanged worker blob.
+const EXPECTED_CHANGE_REQUESTS: u64 = 10;
 
 /// A pushed repository's manifest whose blob sha is the baseline's is kept
 /// without fetching the blob: in the change scenario mobile-bff's
@@ -437,14 +439,47 @@ fn listing_exchange(api: &str, org: &str, repos: serde_json::Value) -> Exchange 
     )
 }
 
-/// GitHub's 404 to the SBOM export of a repository without the dependency graph.
+/// GitHub's 404 to the SBOM report of a repository without the dependency graph.
 fn sbom_not_found(api: &str, full_name: &str) -> Exchange {
-    get_exchange(
-        format!("{api}/repos/{full_name}/dependency-graph/sbom"),
-        serde_json::json!({}),
+    sbom_refused(
+        api,
+        full_name,
         404,
         serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}),
     )
+}
+
+/// An answer of `status` to `generate-report` of a repository's SBOM.
+fn sbom_refused(api: &str, full_name: &str, status: u16, body: serde_json::Value) -> Exchange {
+    get_exchange(
+        format!("{api}/repos/{full_name}/dependency-graph/sbom/generate-report"),
+        serde_json::json!({}),
+        status,
+        body,
+    )
+}
+
+/// GitHub's SBOM report of a repository: `generate-report` names it,
+/// `fetch-report/{id}` redirects to storage on another host (here a path of
+/// the replay server), which serves the SPDX `document` as it is.
+fn sbom_report(api: &str, full_name: &str, document: serde_json::Value) -> [Exchange; 3] {
+    let id = uuid::Uuid::new_v4();
+    let fetch = format!("{api}/repos/{full_name}/dependency-graph/sbom/fetch-report/{id}");
+    let redirect = serde_json::from_value(serde_json::json!({
+        "request": {"method": "GET", "path": fetch},
+        "response": {"status": 302, "headers": {"location": format!("{{{{base_url}}}}/sbom-reports/{id}.json")}, "body_text": ""}
+    }))
+    .unwrap();
+    [
+        get_exchange(
+            format!("{api}/repos/{full_name}/dependency-graph/sbom/generate-report"),
+            serde_json::json!({}),
+            200,
+            serde_json::json!({"sbom_url": format!("https://api.github.com{fetch}")}),
+        ),
+        redirect,
+        get_exchange(format!("/sbom-reports/{id}.json"), serde_json::json!({}), 200, document),
+    ]
 }
 
 /// A live server with a token on a replay server of `set`, reading blobs
@@ -732,6 +767,10 @@ async fn github_app_mints_and_uses_an_installation_token_per_org() {
     let mut set = FixtureSet::load_provider(&root, "github").unwrap();
     for exchange in set.exchanges_mut_all() {
         let path = exchange.request.path.clone();
+        // Report downloads go to storage without the credential.
+        if path.starts_with("/sbom-reports/") {
+            continue;
+        }
         let token = if path.contains("/acme-corp") || path.starts_with("/organizations/1001/") {
             "Bearer ghs_acmeInstallationToken0000000000001"
         } else {
@@ -1082,6 +1121,14 @@ async fn enterprise_server_manifests_are_read_at_api_graphql() {
         ]}),
     ));
     set.insert(authorized(sbom_not_found("/api/v3", &full_name)));
+    // A GitHub Enterprise Server without SBOM reports (404 above) is asked
+    // for the synchronous export: 404, no dependency graph either.
+    set.insert(get(
+        format!("/api/v3/repos/{full_name}/dependency-graph/sbom"),
+        serde_json::json!({}),
+        404,
+        serde_json::json!({"message": "Not Found", "documentation_url": "https://docs.github.com/enterprise-server@3.17/rest", "status": "404"}),
+    ));
     let upstream = ReplayServer::start_synthetic(set, Arc::new(Enterprise), ReplayOptions::default())
         .await
         .unwrap();
@@ -1149,14 +1196,15 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
             200,
             tree,
         ),
-        // The document is there, its version is not a string.
-        exchange(
-            "/repos/globex/sbom-broken/dependency-graph/sbom".into(),
-            serde_json::json!({}),
-            200,
-            serde_json::json!({"sbom": {"spdxVersion": 2.3, "name": "x", "documentNamespace": "y", "creationInfo": {"created": "2025-06-30T09:14:27Z"}}}),
-        ),
     ] {
+        set.insert(exchange);
+    }
+    // The document is there, its version is not a string.
+    for exchange in sbom_report(
+        "",
+        "globex/sbom-broken",
+        serde_json::json!({"spdxVersion": 2.3, "name": "x", "documentNamespace": "y", "creationInfo": {"created": "2025-06-30T09:14:27Z"}}),
+    ) {
         set.insert(exchange);
     }
     let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
@@ -1179,6 +1227,102 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
         ]
     );
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}
+
+/// GitHub's SBOM reports are generated asynchronously: a `fetch-report` that
+/// answers 202 is polled again until it redirects to the document; one that
+/// is never ready within `GITHUB_SBOM_REPORT_WAIT_SECS` fails its
+/// organization's scope (no deletions on a guess), and the other goes on.
+#[tokio::test]
+async fn an_sbom_report_is_polled_until_ready_and_one_never_ready_fails_its_scope() {
+    let (template, _) = first_fixture_repo();
+    let branch = template["default_branch"].as_str().unwrap().to_owned();
+    let repo = |org: &str, name: &str, id: u64| {
+        let mut repo = template.clone();
+        repo["id"] = serde_json::json!(id);
+        repo["name"] = serde_json::json!(name);
+        repo["full_name"] = serde_json::json!(format!("{org}/{name}"));
+        repo["owner"]["login"] = serde_json::json!(org);
+        repo
+    };
+    let tree = |full_name: &str| {
+        get_exchange(
+            format!("/repos/{full_name}/git/trees/{branch}"),
+            serde_json::json!({"recursive": "1"}),
+            200,
+            serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []}),
+        )
+    };
+    let not_ready = |report: &Exchange, times: Option<u32>| -> Exchange {
+        let mut value = serde_json::json!({
+            "request": {"method": "GET", "path": report.request.path},
+            "response": {"status": 202, "headers": {"content-type": "application/json; charset=utf-8"}, "body_text": ""}
+        });
+        if let Some(times) = times {
+            value["times"] = times.into();
+        }
+        serde_json::from_value(value).unwrap()
+    };
+    let document = |name: &str| {
+        serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": format!("com.github.{name}"),
+            "documentNamespace": format!("https://spdx.org/spdxdocs/protobom/{name}"), "creationInfo": {"created": "2026-11-30T09:14:27Z"},
+            "packages": []})
+    };
+    let mut set = FixtureSet::default();
+    let [generate, fetch, download] = sbom_report("", "globex/ledger", document("globex/ledger"));
+    let first_poll = not_ready(&fetch, Some(1));
+    for exchange in [
+        listing_exchange("", "globex", serde_json::json!([repo("globex", "ledger", 4_200_102)])),
+        tree("globex/ledger"),
+        generate,
+        first_poll,
+        fetch,
+        download,
+    ] {
+        set.insert(exchange);
+    }
+    let [generate, fetch, _] = sbom_report("", "octo-org/vault", document("octo-org/vault"));
+    for exchange in [
+        listing_exchange(
+            "",
+            "octo-org",
+            serde_json::json!([repo("octo-org", "vault", 4_200_103)]),
+        ),
+        tree("octo-org/vault"),
+        generate,
+        not_ready(&fetch, None),
+    ] {
+        set.insert(exchange);
+    }
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.github.token = Some("ghp_testtoken".into());
+    config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
+    config.github.sbom_report_wait = Some(Duration::from_secs(1));
+    let server = TestServer::with_config(config).await;
+    let events = sync_full(&server, &["globex", "octo-org"]).await;
+    assert_eq!(
+        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        vec![
+            "urn:connectors:github:repository:4200102".to_owned(),
+            "urn:connectors:github:sbom:4200102".to_owned(),
+        ]
+    );
+    assert_eq!(
+        scope_errors(&events),
+        vec![(
+            "org:octo-org".to_owned(),
+            "UPSTREAM_UNAVAILABLE".to_owned(),
+            "sbom of octo-org/vault: github had not generated the report after 1 s".to_owned()
+        )]
+    );
+    // globex: listing, tree, generate-report, fetch-report twice (202, then
+    // the redirect), download; octo-org: listing, tree, generate-report and
+    // fetch-report at 0 and 0.5 s (the next poll, 1 s later, is past the
+    // wait); the start-up `GET /user`.
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+    assert_eq!(upstream.stats().requests(), 6 + 5 + 1);
 }
 
 /// A 403 to one repository's SBOM export that does not say the credential
@@ -1208,15 +1352,17 @@ async fn a_forbidden_sbom_export_is_no_sbom_unless_the_credential_lacks_access()
             serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []}),
         )
     };
-    let sbom = |full_name: &str, status: u16, body: serde_json::Value| {
-        exchange(
-            format!("/repos/{full_name}/dependency-graph/sbom"),
-            serde_json::json!({}),
-            status,
-            body,
-        )
-    };
+    let sbom = |full_name: &str, status: u16, body: serde_json::Value| sbom_refused("", full_name, status, body);
     let mut set = FixtureSet::default();
+    for exchange in sbom_report(
+        "",
+        "globex/ledger",
+        serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": "com.github.globex/ledger",
+            "documentNamespace": "https://spdx.org/spdxdocs/protobom/ledger", "creationInfo": {"created": "2025-06-30T09:14:27Z"},
+            "packages": []}),
+    ) {
+        set.insert(exchange);
+    }
     for exchange in [
         listing_exchange(
             "",
@@ -1233,13 +1379,6 @@ async fn a_forbidden_sbom_export_is_no_sbom_unless_the_credential_lacks_access()
             serde_json::json!({"message": "Forbidden", "documentation_url": "https://docs.github.com/rest", "status": "403"}),
         ),
         tree("globex/ledger"),
-        sbom(
-            "globex/ledger",
-            200,
-            serde_json::json!({"sbom": {"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": "com.github.globex/ledger",
-                "documentNamespace": "https://spdx.org/spdxdocs/protobom/ledger", "creationInfo": {"created": "2025-06-30T09:14:27Z"},
-                "packages": []}}),
-        ),
         listing_exchange(
             "",
             "octo-org",
@@ -1287,7 +1426,7 @@ async fn a_forbidden_sbom_export_is_no_sbom_unless_the_credential_lacks_access()
     );
     // Each exchange once (no retries of a 403), and the start-up `GET /user`.
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
-    assert_eq!(upstream.stats().requests(), 9);
+    assert_eq!(upstream.stats().requests(), 11);
 }
 
 /// An installation token GitHub no longer accepts (revoked before it
@@ -1501,14 +1640,15 @@ async fn a_truncated_tree_is_read_a_level_at_a_time() {
         blob(root_json, "{\"dependencies\": {\"left-pad\": \"1.3.0\"}}"),
         blob(api_mod, "module example.com/api\n\nrequire golang.org/x/text v0.14.0\n"),
         blob(web_json, "{\"dependencies\": {\"react\": \"18.3.1\"}}"),
-        get(
-            format!("/repos/{full_name}/dependency-graph/sbom"),
-            serde_json::json!({}),
-            serde_json::json!({"sbom": {"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": full_name,
-                "documentNamespace": "https://spdx.org/spdxdocs/x", "creationInfo": {"created": "2025-06-30T09:14:27Z"},
-                "packages": []}}),
-        ),
-    ] {
+    ]
+    .into_iter()
+    .chain(sbom_report(
+        "",
+        &full_name,
+        serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": full_name,
+            "documentNamespace": "https://spdx.org/spdxdocs/x", "creationInfo": {"created": "2025-06-30T09:14:27Z"},
+            "packages": []}),
+    )) {
         set.insert(exchange);
     }
     let (server, upstream) = live_with_rest_blobs(set).await;
@@ -1524,10 +1664,10 @@ async fn a_truncated_tree_is_read_a_level_at_a_time() {
             format!("urn:connectors:github:sbom:{repo_id}"),
         ]
     );
-    // The 11 exchanges, each once, and the start-up `GET /user`: node_modules
+    // The 13 exchanges, each once, and the start-up `GET /user`: node_modules
     // is not read.
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
-    assert_eq!(upstream.stats().requests(), 12);
+    assert_eq!(upstream.stats().requests(), 14);
 }
 
 /// GitHub blocks access to some repositories an organization still lists:
@@ -1574,13 +1714,12 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
         )
     };
     let sbom = |name: &str| {
-        get(
-            format!("/repos/globex/{name}/dependency-graph/sbom"),
-            serde_json::json!({}),
-            200,
-            serde_json::json!({"sbom": {"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": format!("com.github.globex/{name}"),
+        sbom_report(
+            "",
+            &format!("globex/{name}"),
+            serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": format!("com.github.globex/{name}"),
                 "documentNamespace": format!("https://spdx.org/spdxdocs/protobom/{name}"), "creationInfo": {"created": "2025-06-30T09:14:27Z"},
-                "packages": []}}),
+                "packages": []}),
         )
     };
     // GitHub's answers for a blocked repository, as they come (the `block`
@@ -1597,12 +1736,7 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
                 status,
                 body.clone(),
             ),
-            get(
-                format!("/repos/globex/{name}/dependency-graph/sbom"),
-                serde_json::json!({}),
-                status,
-                body.clone(),
-            ),
+            sbom_refused("", &format!("globex/{name}"), status, body.clone()),
         ]
     };
     let (ledger, left_pad, vault) = (4_200_102u64, 4_200_101u64, 4_200_103u64);
@@ -1618,7 +1752,7 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
         }
         set
     };
-    let before = set_of(vec![
+    let mut before = vec![
         listing_exchange(
             "",
             "globex",
@@ -1626,10 +1760,11 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
         ),
         tree("ledger", &[v1]),
         blob("ledger", v1, "1.3.0"),
-        sbom("ledger"),
         tree("left-pad", &[]),
         sbom_not_found("", "globex/left-pad"),
-    ]);
+    ];
+    before.extend(sbom("ledger"));
+    let before = set_of(before);
     // ledger was pushed, then taken down; vault is new, and disabled.
     let listing_of_three = || {
         listing_exchange(
@@ -1694,7 +1829,8 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
 
     // GitHub serves ledger again, with a changed manifest: it is sent.
     let mut restored = vec![listing_of_three()];
-    restored.extend([tree("ledger", &[v2]), blob("ledger", v2, "1.3.1"), sbom("ledger")]);
+    restored.extend([tree("ledger", &[v2]), blob("ledger", v2, "1.3.1")]);
+    restored.extend(sbom("ledger"));
     restored.extend(blocked("vault", 403, &tos));
     upstream.set_fixtures(set_of(restored));
     let fourth = collect(open(&server, sync_from(summary(&third).checkpoint)).await).await;

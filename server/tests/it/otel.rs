@@ -164,14 +164,19 @@ async fn spans_of_a_sync_and_its_upstream_requests_reach_the_otlp_collector() {
     }
     assert_eq!(
         statuses,
-        BTreeMap::from([("200".to_owned(), 74), ("404".to_owned(), 3), ("409".to_owned(), 1)])
+        BTreeMap::from([
+            ("200".to_owned(), 105),
+            ("302".to_owned(), 31),
+            ("404".to_owned(), 3),
+            ("409".to_owned(), 1)
+        ])
     );
     // The manifests' blobs: one GraphQL read per listing page.
     assert_eq!(
         methods,
-        BTreeMap::from([("GET".to_owned(), 73), ("POST".to_owned(), 5)])
+        BTreeMap::from([("GET".to_owned(), 135), ("POST".to_owned(), 5)])
     );
-    assert_eq!(spans.len(), 79, "nothing else is exported");
+    assert_eq!(spans.len(), 141, "nothing else is exported");
 }
 
 #[test]

@@ -237,12 +237,37 @@ impl Session {
         } else if response.status().is_success() {
             return Ok(response);
         } else {
-            response.map(|bytes| http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed())
+            return Err(status_error(response).await);
         };
         let response = octocrab::map_github_error(response).await.map_err(RequestError::from)?;
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.map_err(RequestError::from)?.to_bytes();
         Ok(http::Response::from_parts(parts, bytes))
+    }
+
+    /// `GET route` (relative to the API URL), answered whatever its status
+    /// (a 202 to poll again, a redirect to follow); nothing cached.
+    pub async fn get_any(&self, route: &str) -> Result<http::Response<bytes::Bytes>, RequestError> {
+        let uri: http::Uri = route.parse().map_err(|_| {
+            RequestError::Upstream(crate::http::UpstreamError::InvalidRequest(format!(
+                "{route:?} is not a request path"
+            )))
+        })?;
+        let mut extra = http::HeaderMap::new();
+        extra.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        self.send_once(&http::Method::GET, &uri, Some(&extra), &bytes::Bytes::new())
+            .await
+    }
+
+    /// Downloads `url`, where the API pointed on another host (pre-signed
+    /// storage): without the session's headers, so no credential goes there.
+    pub async fn download(&self, url: url::Url) -> Result<http::Response<bytes::Bytes>, RequestError> {
+        self.upstream.download(url).await.map_err(RequestError::Upstream)
+    }
+
+    /// The configured API URL.
+    pub fn api_url(&self) -> &url::Url {
+        &self.upstream.config().base_url
     }
 
     async fn send_once(
@@ -277,6 +302,20 @@ impl Session {
             headers.insert(header::AUTHORIZATION, value);
         }
         self.upstream.execute(request).await.map_err(RequestError::Upstream)
+    }
+}
+
+/// The error of a response with an error status, as octocrab reads GitHub's
+/// error bodies.
+pub async fn status_error(response: http::Response<bytes::Bytes>) -> RequestError {
+    use http_body_util::BodyExt as _;
+    let status = response.status();
+    let response = response.map(|bytes| http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed());
+    match octocrab::map_github_error(response).await {
+        Err(error) => RequestError::from(error),
+        Ok(_) => RequestError::Upstream(crate::http::UpstreamError::InvalidRequest(format!(
+            "github answered {status} where it was not expected"
+        ))),
     }
 }
 
@@ -485,7 +524,17 @@ pub struct GitBlob {
     pub encoding: String,
 }
 
-/// `GET /repos/{owner}/{repo}/dependency-graph/sbom`.
+/// `GET /repos/{owner}/{repo}/dependency-graph/sbom/generate-report`.
+#[derive(Debug, Deserialize)]
+pub struct SbomReport {
+    /// Where the report will be:
+    /// `https://api.github.com/repos/{owner}/{repo}/dependency-graph/sbom/fetch-report/{id}`.
+    pub sbom_url: String,
+}
+
+/// `GET /repos/{owner}/{repo}/dependency-graph/sbom`: the synchronous export
+/// github.com closed on 2026-11-13 (GitHub Enterprise Server releases without
+/// SBOM reports still have it).
 #[derive(Debug, Deserialize)]
 pub struct SbomResponse {
     /// The SPDX document.

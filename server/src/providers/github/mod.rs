@@ -13,10 +13,11 @@ pub mod manifests;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use self::client::{
     BlobRef, BlobText, GitBlob, GitTree, GitTreeEntry, GithubAuth, GithubClient, GraphqlError,
-    ListedRepo as GhRepository, PageError, RepoPage, RequestError, SbomResponse, Session,
+    ListedRepo as GhRepository, PageError, RepoPage, RequestError, SbomReport, SbomResponse, Session, SpdxDocument,
 };
 use crate::http::UpstreamError;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
@@ -76,6 +77,37 @@ pub struct GithubSettings {
     /// Manifest blobs read per GraphQL request (`GITHUB_BLOB_BATCH`; 0: one
     /// REST request per blob).
     pub blob_batch: usize,
+    /// How SBOM reports are waited for.
+    pub sbom_reports: SbomReportWait,
+    /// Whether a repository whose SBOM report cannot be generated (404) is
+    /// asked for the synchronous export instead: GitHub Enterprise Server
+    /// releases without the reports still have it (github.com closed it on
+    /// 2026-11-13).
+    pub legacy_sbom_export: bool,
+}
+
+/// How long GitHub is given to generate a repository's SBOM report: polled
+/// after `first_poll`, then at doubling intervals of at most five seconds,
+/// for `at_most` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SbomReportWait {
+    /// Delay before the first poll of a report not ready.
+    pub first_poll: Duration,
+    /// How long a report may take before its repository's scope fails.
+    pub at_most: Duration,
+}
+
+impl SbomReportWait {
+    /// Live: 500 ms, then doubling up to 5 s, for two minutes.
+    pub const LIVE: Self = Self {
+        first_poll: Duration::from_millis(500),
+        at_most: Duration::from_secs(120),
+    };
+    /// On the replay server (fixtures, tests).
+    pub const FIXTURE: Self = Self {
+        first_poll: Duration::from_millis(5),
+        at_most: Duration::from_secs(2),
+    };
 }
 
 /// The GitHub connector.
@@ -165,6 +197,67 @@ fn sbom_unavailable(error: &octocrab::Error) -> bool {
                 && !source.message.to_ascii_lowercase().contains("resource not accessible")
         }
         _ => false,
+    }
+}
+
+/// A repository's SBOM entity from its SPDX document.
+fn sbom_entity(repo: &GhRepository, doc: SpdxDocument) -> Entity {
+    let mut packages: Vec<SbomPackage> = doc
+        .packages
+        .into_iter()
+        .map(|p| SbomPackage {
+            purl: p
+                .external_refs
+                .iter()
+                .find(|r| r.reference_type == "purl")
+                .map(|r| r.reference_locator.clone())
+                .unwrap_or_default(),
+            spdx_id: p.spdx_id,
+            name: p.name,
+            version: p.version_info.unwrap_or_default(),
+            license_concluded: p.license_concluded.unwrap_or_default(),
+        })
+        .collect();
+    packages.sort_by(|a, b| a.spdx_id.cmp(&b.spdx_id));
+    Entity {
+        urn: urn(ID, EntityKind::Sbom, &repo.id.to_string()),
+        kind: EntityKind::Sbom as i32,
+        native_id: repo.id.to_string(),
+        display_name: doc.name.clone(),
+        labels: Vec::new(),
+        parent_urn: repo_urn(repo),
+        body: Some(Body::Sbom(Sbom {
+            spec_version: doc.spdx_version,
+            document_name: doc.name,
+            document_namespace: doc.document_namespace,
+            create_time: timestamp(Some(doc.creation_info.created)),
+            packages,
+        })),
+    }
+}
+
+/// What an error of an SBOM request (not a 404) means for the repository:
+/// GitHub blocks the repository (its children are kept), a 403 that is not
+/// about the credential's access (GitHub's answer for a repository whose
+/// dependency graph cannot be exported, a fork without one for example: no
+/// SBOM, the scope goes on), or the scope's failure. Rate limits never get
+/// here (the shared layer makes them errors of their own), and a credential
+/// without access ("Resource not accessible by integration" or "by personal
+/// access token") still fails the scope.
+fn sbom_refused(error: PageError, full: &str, what: &str) -> Result<Access<Option<Entity>>, ScopeError> {
+    match error {
+        PageError::Request(RequestError::GitHub(error)) if let Some(status) = access_blocked(&error) => {
+            Ok(Access::Blocked(status))
+        }
+        PageError::Request(RequestError::GitHub(error)) if sbom_unavailable(&error) => {
+            tracing::warn!(
+                connector = ID,
+                repository = %full,
+                "the sbom report answered 403; no sbom for this repository"
+            );
+            Ok(Access::Open(None))
+        }
+        error => Err(page_error(error, what)),
     }
 }
 
@@ -297,6 +390,8 @@ struct FetchPlan {
     concurrency: usize,
     /// Blobs per GraphQL read (0: one REST request per blob).
     blob_batch: usize,
+    sbom_reports: SbomReportWait,
+    legacy_sbom_export: bool,
 }
 
 /// What of a git ref name is percent-encoded in a request path: what a URI
@@ -520,7 +615,7 @@ impl GithubConnector {
             },
             async {
                 if plan.want_sbom {
-                    Self::fetch_sbom(session, repo, &owner, &full).await
+                    Self::fetch_sbom(session, repo, &owner, &full, plan).await
                 } else {
                     Ok(Access::Open(None))
                 }
@@ -652,74 +747,120 @@ impl GithubConnector {
         Ok(entries)
     }
 
+    /// A repository's SBOM, from GitHub's asynchronous SBOM reports (the
+    /// synchronous export closed on github.com on 2026-11-13): `generate-report`
+    /// starts one and names it, `fetch-report/{id}` answers 201 or 202 until it
+    /// is ready and then redirects to the SPDX document in storage on another
+    /// host, which is downloaded without the credential.
     async fn fetch_sbom(
         session: &Session,
         repo: &GhRepository,
         owner: &str,
         full: &str,
+        plan: FetchPlan,
     ) -> Result<Access<Option<Entity>>, ScopeError> {
         let name = &repo.name;
-        let parent = repo_urn(repo);
-        let mut sbom = None;
-        let route = format!("/repos/{owner}/{name}/dependency-graph/sbom");
+        let what = format!("sbom of {full}");
+        let generate = format!("/repos/{owner}/{name}/dependency-graph/sbom/generate-report");
+        let mut no_store = http::HeaderMap::new();
+        no_store.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        let report = match client::get_json::<SbomReport>(session, &generate, Some(no_store)).await {
+            Ok(report) => report,
+            Err(PageError::Request(RequestError::GitHub(error))) if status_of(&error) == Some(404) => {
+                // No dependency graph for this repository; or a GitHub
+                // Enterprise Server without the reports, which still exports.
+                if plan.legacy_sbom_export {
+                    return Self::export_sbom(session, repo, owner, full).await;
+                }
+                return Ok(Access::Open(None));
+            }
+            Err(error) => return sbom_refused(error, full, &what),
+        };
+        // Only the report's id is taken from the answer: the request goes to
+        // this repository's fetch-report on the configured API.
+        let id = report
+            .sbom_url
+            .split_once("/dependency-graph/sbom/fetch-report/")
+            .map(|(_, id)| id)
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+            .ok_or_else(|| ScopeError::Failed {
+                reason: "UPSTREAM_MALFORMED",
+                message: format!("{what}: generate-report named no report: {:?}", report.sbom_url),
+            })?;
+        let fetch = format!("/repos/{owner}/{name}/dependency-graph/sbom/fetch-report/{id}");
+        let started = tokio::time::Instant::now();
+        let mut delay = plan.sbom_reports.first_poll;
+        let document = loop {
+            let response = session
+                .get_any(&fetch)
+                .await
+                .map_err(|e| page_error(PageError::Request(e), &what))?;
+            match response.status().as_u16() {
+                // Not ready yet.
+                201 | 202 => {
+                    if started.elapsed() + delay > plan.sbom_reports.at_most {
+                        return Err(ScopeError::Failed {
+                            reason: "UPSTREAM_UNAVAILABLE",
+                            message: format!(
+                                "{what}: github had not generated the report after {} s",
+                                plan.sbom_reports.at_most.as_secs()
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                301 | 302 | 303 | 307 | 308 => {
+                    let location = response
+                        .headers()
+                        .get(http::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| session.api_url().join(v).ok())
+                        .ok_or_else(|| ScopeError::Failed {
+                            reason: "UPSTREAM_MALFORMED",
+                            message: format!("{what}: the report's redirect has no location"),
+                        })?;
+                    let download = session
+                        .download(location)
+                        .await
+                        .map_err(|e| page_error(PageError::Request(e), &what))?;
+                    if !download.status().is_success() {
+                        return Err(ScopeError::Failed {
+                            reason: "UPSTREAM_ERROR",
+                            message: format!("{what}: the report's download answered {}", download.status().as_u16()),
+                        });
+                    }
+                    break client::parse_json::<SpdxDocument>(download.body()).map_err(|e| page_error(e, &what))?;
+                }
+                200 => {
+                    break client::parse_json::<SpdxDocument>(response.body()).map_err(|e| page_error(e, &what))?;
+                }
+                _ => {
+                    let error = client::status_error(response).await;
+                    return Err(page_error(PageError::Request(error), &what));
+                }
+            }
+        };
+        Ok(Access::Open(Some(sbom_entity(repo, document))))
+    }
+
+    /// The synchronous SBOM export of GitHub Enterprise Server releases
+    /// without reports: `{"sbom": <SPDX document>}`; 404 when the repository
+    /// has no dependency graph.
+    async fn export_sbom(
+        session: &Session,
+        repo: &GhRepository,
+        owner: &str,
+        full: &str,
+    ) -> Result<Access<Option<Entity>>, ScopeError> {
+        let route = format!("/repos/{owner}/{}/dependency-graph/sbom", repo.name);
         match client::get_json::<SbomResponse>(session, &route, None).await {
-            Ok(response) => {
-                let doc = response.sbom;
-                let mut packages: Vec<SbomPackage> = doc
-                    .packages
-                    .into_iter()
-                    .map(|p| SbomPackage {
-                        purl: p
-                            .external_refs
-                            .iter()
-                            .find(|r| r.reference_type == "purl")
-                            .map(|r| r.reference_locator.clone())
-                            .unwrap_or_default(),
-                        spdx_id: p.spdx_id,
-                        name: p.name,
-                        version: p.version_info.unwrap_or_default(),
-                        license_concluded: p.license_concluded.unwrap_or_default(),
-                    })
-                    .collect();
-                packages.sort_by(|a, b| a.spdx_id.cmp(&b.spdx_id));
-                sbom = Some(Entity {
-                    urn: urn(ID, EntityKind::Sbom, &repo.id.to_string()),
-                    kind: EntityKind::Sbom as i32,
-                    native_id: repo.id.to_string(),
-                    display_name: doc.name.clone(),
-                    labels: Vec::new(),
-                    parent_urn: parent.clone(),
-                    body: Some(Body::Sbom(Sbom {
-                        spec_version: doc.spdx_version,
-                        document_name: doc.name,
-                        document_namespace: doc.document_namespace,
-                        create_time: timestamp(Some(doc.creation_info.created)),
-                        packages,
-                    })),
-                });
+            Ok(response) => Ok(Access::Open(Some(sbom_entity(repo, response.sbom)))),
+            Err(PageError::Request(RequestError::GitHub(error))) if status_of(&error) == Some(404) => {
+                Ok(Access::Open(None))
             }
-            // 404: the dependency graph is not enabled for this repository.
-            Err(PageError::Request(RequestError::GitHub(error))) if status_of(&error) == Some(404) => {}
-            Err(PageError::Request(RequestError::GitHub(error))) if let Some(status) = access_blocked(&error) => {
-                return Ok(Access::Blocked(status));
-            }
-            // A 403 that is not about the credential's access: GitHub's answer
-            // for a repository whose dependency graph cannot be exported (a
-            // fork without one, for example). That repository has no SBOM; the
-            // rest of the scope goes on. Rate limits never get here (the shared
-            // layer makes them errors of their own), and a credential without
-            // access ("Resource not accessible by integration" or "by personal
-            // access token") still fails the scope.
-            Err(PageError::Request(RequestError::GitHub(error))) if sbom_unavailable(&error) => {
-                tracing::warn!(
-                    connector = ID,
-                    repository = %full,
-                    "the sbom export answered 403; no sbom for this repository"
-                );
-            }
-            Err(error) => return Err(page_error(error, &format!("sbom of {full}"))),
+            Err(error) => sbom_refused(error, full, &format!("sbom of {full}")),
         }
-        Ok(Access::Open(sbom))
     }
 
     /// The children of a page's repositories (or of one explicit
@@ -821,6 +962,8 @@ impl GithubConnector {
             want_sbom: ctx.wants(EntityKind::Sbom),
             concurrency: self.settings.repo_concurrency.max(1),
             blob_batch: self.settings.blob_batch,
+            sbom_reports: self.settings.sbom_reports,
+            legacy_sbom_export: self.settings.legacy_sbom_export,
         }
     }
 

@@ -229,8 +229,8 @@ fn recorded_listings_trees_and_sboms_parse_as_serde_json_parses_them() {
         } else if path.contains("/git/trees/") {
             same::<client::GitTree>(&body, path);
             trees += 1;
-        } else if path.ends_with("/dependency-graph/sbom") {
-            same::<client::SbomResponse>(&body, path);
+        } else if path.starts_with("/sbom-reports/") {
+            same::<client::SpdxDocument>(&body, path);
             sboms += 1;
         }
     }
