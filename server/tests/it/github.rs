@@ -1229,6 +1229,55 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
 }
 
+/// A symlink in a git tree is a blob (mode `120000`) whose content is the
+/// path it points to: a symlinked `requirements.txt` is not a manifest.
+#[tokio::test]
+async fn a_symlinked_manifest_is_not_read_as_one() {
+    let (mut repo, _) = first_fixture_repo();
+    let branch = repo["default_branch"].as_str().unwrap().to_owned();
+    repo["id"] = serde_json::json!(4_200_301);
+    repo["name"] = serde_json::json!("linked");
+    repo["full_name"] = serde_json::json!("globex/linked");
+    repo["owner"]["login"] = serde_json::json!("globex");
+    let package = "9d5ed678fe57bcca610140957afab571b7cc5a2b";
+    let mut set = FixtureSet::default();
+    for exchange in [
+        listing_exchange("", "globex", serde_json::json!([repo])),
+        get_exchange(
+            format!("/repos/globex/linked/git/trees/{branch}"),
+            serde_json::json!({"recursive": "1"}),
+            200,
+            serde_json::json!({"sha": "9c1e", "truncated": false, "tree": [
+                {"path": "package.json", "mode": "100644", "type": "blob", "sha": package, "size": 40},
+                {"path": "requirements.txt", "mode": "120000", "type": "blob", "sha": "5a3b1e2f9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f", "size": 21}
+            ]}),
+        ),
+        get_exchange(
+            format!("/repos/globex/linked/git/blobs/{package}"),
+            serde_json::json!({}),
+            200,
+            serde_json::json!({"sha": package, "size": 40, "encoding": "utf-8",
+                "content": "{\"dependencies\": {\"left-pad\": \"1.3.0\"}}"}),
+        ),
+        sbom_not_found("", "globex/linked"),
+    ] {
+        set.insert(exchange);
+    }
+    let (server, upstream) = live_with_rest_blobs(set).await;
+    let events = sync_full(&server, &["globex"]).await;
+    assert_eq!(
+        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        vec![
+            "urn:connectors:github:repository:4200301".to_owned(),
+            "urn:connectors:github:manifest:4200301:package.json".to_owned(),
+        ]
+    );
+    // Listing, tree, package.json's blob, the SBOM report (404), `GET /user`:
+    // the symlink's blob is not asked for.
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+    assert_eq!(upstream.stats().requests(), 5);
+}
+
 /// GitHub's SBOM reports are generated asynchronously: a `fetch-report` that
 /// answers 202 is polled again until it redirects to the document; one that
 /// is never ready within `GITHUB_SBOM_REPORT_WAIT_SECS` fails its

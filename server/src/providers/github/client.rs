@@ -509,8 +509,19 @@ pub struct GitTreeEntry {
     /// "blob", "tree" or "commit".
     #[serde(rename = "type")]
     pub kind: String,
+    /// Git file mode: `100644`, `100755`, `040000`, `160000` (a submodule),
+    /// `120000` (a blob holding a symlink's target path, not file content).
+    #[serde(default)]
+    pub mode: String,
     /// Object sha.
     pub sha: String,
+}
+
+impl GitTreeEntry {
+    /// Whether the entry is a file with content: a blob, not a symlink.
+    pub fn is_file(&self) -> bool {
+        self.kind == "blob" && self.mode != "120000"
+    }
 }
 
 /// `GET /repos/{owner}/{repo}/git/blobs/{file_sha}`.

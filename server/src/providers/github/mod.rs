@@ -667,7 +667,8 @@ impl GithubConnector {
                 };
                 let blobs = entries
                     .into_iter()
-                    .filter(|e| e.kind == "blob")
+                    // A symlink's blob is the path it points to, not a manifest.
+                    .filter(client::GitTreeEntry::is_file)
                     .filter_map(|e| manifests::ecosystem(&e.path).map(|eco| (e.path, eco, e.sha)))
                     .filter(|(path, _, sha)| {
                         let urn = manifest_urn(repo, path);
