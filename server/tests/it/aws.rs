@@ -132,10 +132,19 @@ async fn fixtures_paginate_every_service_and_map_exact_values() {
     let server = TestServer::start().await;
     let events = collect(<Aws as Harness>::open(&server, full()).await).await;
     assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    // A function's state comes from GetFunction's Configuration (image) or
+    // GetFunctionConfiguration (zip): ListFunctions has none.
+    let function =
+        |name: &str| format!("urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:{name}");
+    assert_eq!(
+        ["orders", "billing", "thumbnails"].map(|name| asset_of(&events, &function(name)).status),
+        ["Active", "Inactive", "Active"]
+    );
     // 2 DescribeRepositories pages, 4 DescribeImages, ECS 1+1+2+2+2+1, EKS 2+2, Lambda 2
-    // ListFunctions pages + 1 GetFunction (the container image function), tagging 2.
-    assert_eq!(server.upstream_requests("aws"), 6 + 9 + 4 + 3 + 2);
-    assert_eq!(summary(&events).upstream_requests, 24);
+    // ListFunctions pages + 1 GetFunction (the container image function) + 2
+    // GetFunctionConfiguration (the others' state, which ListFunctions leaves out), tagging 2.
+    assert_eq!(server.upstream_requests("aws"), 6 + 9 + 4 + 5 + 2);
+    assert_eq!(summary(&events).upstream_requests, 26);
     // A container image function's image comes from GetFunction's Code.
     assert_eq!(
         images_of(
@@ -194,13 +203,16 @@ async fn services_are_crawled_at_once_under_aws_concurrency_and_sent_in_scope_or
         });
         let events = collect(<Aws as Harness>::open(&server, full()).await).await;
         assert_eq!(server.unmatched("aws"), Vec::<String>::new());
-        assert_eq!(summary(&events).upstream_requests, 24);
+        assert_eq!(summary(&events).upstream_requests, 26);
         peaks.push(replay.stats().max_in_flight());
         streams.push((upserts(&events), scope_statuses(&events)));
     }
-    // One request at a time without concurrency; the five services' at once
-    // with it, and the same stream either way.
-    assert_eq!(peaks, [1, 5]);
+    // One scope's requests at a time without concurrency (two at once only for
+    // the details of Lambda's first page: its two zip functions'
+    // GetFunctionConfiguration, up to 4 at a time); the five services' at
+    // once with it (six while Lambda asks for those two), and the same stream
+    // either way.
+    assert_eq!(peaks, [2, 6]);
     assert_eq!(streams[0], streams[1]);
     assert_eq!(streams[0].0.len(), 26);
 }
@@ -235,7 +247,7 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
         .exchanges()
         .filter(|e| e.request.path.starts_with("/2015-03-31/"))
         .count() as u64;
-    assert_eq!(lambda_requests, 3);
+    assert_eq!(lambda_requests, 5);
     // ECS throttles ListClusters twice (awsJson 1.1 error shape), then answers.
     set.insert(aws_json_error(
         2,
@@ -338,7 +350,7 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     assert_eq!(upserts(&events), expected);
     // The two throttled answers were retried; neither failure was, and web's
     // images were never asked for.
-    let requests = 24 + 2 - lambda_requests + 1 - 1;
+    let requests = 26 + 2 - lambda_requests + 1 - 1;
     assert_eq!(replay.stats().requests() - before, requests);
     assert_eq!(summary(&events).upstream_requests, requests);
 }
@@ -347,8 +359,8 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
 /// that describes them are answered "not found": an ECR repository
 /// (`RepositoryNotFoundException` to DescribeImages), an ECS cluster
 /// (`ClusterNotFoundException` to ListServices), an EKS cluster and a Lambda
-/// function (404 `ResourceNotFoundException` to DescribeCluster and
-/// GetFunction). Each is left out (the ECS cluster, already described, is
+/// function (404 `ResourceNotFoundException` to DescribeCluster, GetFunction
+/// and GetFunctionConfiguration). Each is left out (the ECS cluster, already described, is
 /// sent without services) and its scope goes on; nothing is retried.
 #[tokio::test]
 async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_go_on() {
@@ -390,11 +402,14 @@ async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_
         "/clusters/staging-eks",
         serde_json::json!({"clusterName": "staging-eks", "message": "No cluster found for name: staging-eks."}),
     ));
-    set.insert(not_found(
-        "/2015-03-31/functions/thumbnails",
-        serde_json::json!({"Type": "User",
-            "Message": "Function not found: arn:aws:lambda:us-east-1:123456789012:function:thumbnails"}),
-    ));
+    for name in ["thumbnails", "billing/configuration"] {
+        let function = name.trim_end_matches("/configuration");
+        set.insert(not_found(
+            &format!("/2015-03-31/functions/{name}"),
+            serde_json::json!({"Type": "User",
+                "Message": format!("Function not found: arn:aws:lambda:us-east-1:123456789012:function:{function}")}),
+        ));
+    }
     let replay = server.server.replay("aws").unwrap();
     replay.set_fixtures(set);
     let before = replay.stats().requests();
@@ -406,6 +421,7 @@ async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_
         "arn:aws:ecs:us-east-1:123456789012:service/prod/",
         "arn:aws:eks:us-east-1:123456789012:cluster/staging-eks",
         "arn:aws:lambda:us-east-1:123456789012:function:thumbnails",
+        "arn:aws:lambda:us-east-1:123456789012:function:billing",
     ];
     let is_gone = |urn: &str| {
         let arn = urn.strip_prefix("urn:connectors:aws:asset:").unwrap_or_default();
@@ -415,8 +431,8 @@ async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_
         .into_iter()
         .filter(|(urn, _)| !is_gone(urn))
         .collect();
-    // The repository and its 1 image, the 2 services, the cluster, the function.
-    assert_eq!(upserts(&baseline).len() - expected.len(), 6);
+    // The repository and its 1 image, the 2 services, the cluster, the 2 functions.
+    assert_eq!(upserts(&baseline).len() - expected.len(), 7);
     assert_eq!(upserts(&events), expected);
     // The tags of the function still come from the tagging API, which lists
     // what it knows; only asset requests were answered "not found".
@@ -428,11 +444,20 @@ async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_
     // Each "not found" once, and no DescribeServices for the cluster: 24
     // requests of the FULL sync less the second ListServices page and the
     // DescribeServices call.
-    assert_eq!(replay.stats().requests() - before, 24 - 2);
+    assert_eq!(replay.stats().requests() - before, 26 - 2);
 }
 
 /// (image, digest) of the container images of the asset `urn` upserted in `events`.
 fn images_of(events: &[SyncEvent], urn: &str) -> Vec<(String, String)> {
+    asset_of(events, urn)
+        .images
+        .iter()
+        .map(|image| (image.image.clone(), image.digest.clone()))
+        .collect()
+}
+
+/// The body of the asset `urn` upserted in `events`.
+fn asset_of(events: &[SyncEvent], urn: &str) -> connectors_proto::v1::CloudAsset {
     use connectors_proto::v1::entity::Body;
     use connectors_proto::v1::sync_event::Event;
     let entity = events
@@ -443,11 +468,7 @@ fn images_of(events: &[SyncEvent], urn: &str) -> Vec<(String, String)> {
         })
         .unwrap_or_else(|| panic!("{urn} not upserted"));
     match &entity.body {
-        Some(Body::Asset(asset)) => asset
-            .images
-            .iter()
-            .map(|image| (image.image.clone(), image.digest.clone()))
-            .collect(),
+        Some(Body::Asset(asset)) => asset.clone(),
         other => panic!("{urn} is not an asset: {other:?}"),
     }
 }
@@ -720,6 +741,14 @@ async fn every_seeded_resource_appears_with_its_urn_against_moto() {
         .map(|(image, _)| image)
         .collect();
     assert_eq!(images, std::slice::from_ref(&seeded.image));
+    // Each function's state (from GetFunctionConfiguration, or GetFunction's
+    // Configuration for the image function).
+    for urn in [
+        &seeded.image_function,
+        &format!("urn:connectors:aws:asset:{}", seeded.function),
+    ] {
+        assert_eq!(asset_of(&events, urn).status, "Active", "{urn}");
+    }
     assert!(tags.contains(&&function_tag), "{tags:?}");
     assert!(summary(&events).upstream_requests > 0);
 

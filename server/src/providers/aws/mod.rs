@@ -236,6 +236,77 @@ async fn fetch_image_pages(
     }
 }
 
+/// Lambda functions whose details are asked for at once.
+const LAMBDA_DETAILS_AT_ONCE: usize = 4;
+
+/// What ListFunctions leaves out of a function: its state (`State`, which the
+/// Lambda API reference says only GetFunction and GetFunctionConfiguration
+/// carry) and a container image function's image.
+struct FunctionDetails {
+    state: String,
+    images: Vec<ContainerImage>,
+}
+
+/// The details of a listed function: GetFunction for a container image
+/// function (its Code has the image, its Configuration the state),
+/// GetFunctionConfiguration for the others. `None` for a function deleted
+/// since it was listed (`ResourceNotFoundException`).
+async fn function_details(
+    client: &aws_sdk_lambda::Client,
+    function: &aws_sdk_lambda::types::FunctionConfiguration,
+) -> Result<Option<FunctionDetails>, ScopeError> {
+    let arn = function.function_arn().unwrap_or_default();
+    let name = function.function_name().unwrap_or(arn);
+    let gone = || {
+        tracing::info!(connector = ID, function = %arn, "lambda function deleted since it was listed; left out");
+        Ok(None)
+    };
+    let state = |state: Option<&aws_sdk_lambda::types::State>| state.map(|s| s.as_str().to_owned()).unwrap_or_default();
+    if function.package_type() == Some(&aws_sdk_lambda::types::PackageType::Image) {
+        let answer = match client.get_function().function_name(name).send().await {
+            Ok(answer) => answer,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return gone();
+            }
+            Err(error) => return Err(sdk_error("lambda:GetFunction", error)),
+        };
+        let mut images = Vec::new();
+        if let Some(code) = answer.code()
+            && let Some(image) = code.image_uri()
+        {
+            let resolved = code.resolved_image_uri().unwrap_or_default();
+            let digest = resolved.rsplit_once('@').map(|(_, digest)| digest).unwrap_or_default();
+            images.push(ContainerImage {
+                container: String::new(),
+                image: image.to_owned(),
+                digest: digest.to_owned(),
+            });
+        }
+        return Ok(Some(FunctionDetails {
+            state: state(answer.configuration().and_then(|c| c.state())),
+            images,
+        }));
+    }
+    match client.get_function_configuration().function_name(name).send().await {
+        Ok(answer) => Ok(Some(FunctionDetails {
+            state: state(answer.state()),
+            images: Vec::new(),
+        })),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            gone()
+        }
+        Err(error) => Err(sdk_error("lambda:GetFunctionConfiguration", error)),
+    }
+}
+
 /// `base` with the credentials of `role` in `region`, assumed through STS
 /// (session `session`) with `base`'s own credentials. `base` must come from
 /// the loader (`aws_config::defaults`): STS needs its time source and sleep.
@@ -676,11 +747,33 @@ impl AwsConnector {
         place: &Place,
         ctx: &mut ScopeContext<'_>,
     ) -> Result<(), ScopeError> {
+        use futures::StreamExt as _;
+
         let client = aws_sdk_lambda::Client::new(config);
         let mut pages = client.list_functions().into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("lambda:ListFunctions", e))?;
+            // ListFunctions leaves out the state (and the code location): each
+            // function's details come from a request of its own, a few at a
+            // time, and are sent in the listing's order.
+            // (The futures are built first: a closure in the stream's type
+            // would make the scope's future not `Send`.)
+            let requests: Vec<_> = page
+                .functions()
+                .iter()
+                .map(|function| function_details(&client, function))
+                .collect();
+            let mut details = futures::stream::iter(requests).buffered(LAMBDA_DETAILS_AT_ONCE);
             for function in page.functions() {
+                let Some(details) = details.next().await.transpose()? else {
+                    return Err(ScopeError::Failed {
+                        reason: "UPSTREAM_ERROR",
+                        message: "lambda:GetFunctionConfiguration: the details ended early".into(),
+                    });
+                };
+                let Some(FunctionDetails { state, images }) = details else {
+                    continue;
+                };
                 let arn = function.function_arn().unwrap_or_default();
                 let mut attributes = Vec::new();
                 if let Some(runtime) = function.runtime() {
@@ -695,46 +788,13 @@ impl AwsConnector {
                 for layer in function.layers() {
                     attributes.push(label("aws.lambda.layer", layer.arn().unwrap_or_default()));
                 }
-                // ListFunctions leaves out the code location; a container image
-                // function's image is in GetFunction's Code.
-                let mut images = Vec::new();
-                if function.package_type() == Some(&aws_sdk_lambda::types::PackageType::Image) {
-                    let answer = match client
-                        .get_function()
-                        .function_name(function.function_name().unwrap_or(arn))
-                        .send()
-                        .await
-                    {
-                        Ok(answer) => answer,
-                        Err(error)
-                            if error
-                                .as_service_error()
-                                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-                        {
-                            tracing::info!(connector = ID, function = %arn, "lambda function deleted since it was listed; left out");
-                            continue;
-                        }
-                        Err(error) => return Err(sdk_error("lambda:GetFunction", error)),
-                    };
-                    if let Some(code) = answer.code()
-                        && let Some(image) = code.image_uri()
-                    {
-                        let resolved = code.resolved_image_uri().unwrap_or_default();
-                        let digest = resolved.rsplit_once('@').map(|(_, digest)| digest).unwrap_or_default();
-                        images.push(ContainerImage {
-                            container: String::new(),
-                            image: image.to_owned(),
-                            digest: digest.to_owned(),
-                        });
-                    }
-                }
                 let entity = asset(
                     place,
                     "aws.lambda.function",
                     "AWS::Lambda::Function",
                     arn,
                     function.function_name().unwrap_or_default(),
-                    function.state().map(|s| s.as_str()).unwrap_or_default(),
+                    &state,
                     String::new(),
                     images,
                     attributes,
