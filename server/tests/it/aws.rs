@@ -777,6 +777,72 @@ async fn every_seeded_resource_appears_with_its_urn_against_moto() {
     assert_eq!(gone, want);
 }
 
+/// ListTaskDefinitions lists only ACTIVE revisions: a service still running a
+/// deregistered (INACTIVE) one gets its images from a DescribeTaskDefinition
+/// of its own, made once however many services run it, and the revision is
+/// sent as an asset with its INACTIVE status.
+#[tokio::test]
+async fn services_on_a_deregistered_task_definition_keep_its_images_against_moto() {
+    let Some(moto) = MotoServer::start_or_skip() else {
+        return;
+    };
+    seed(&moto.url()).await;
+    let ecs = aws_sdk_ecs::Client::new(&sdk_config(&moto.url()));
+    ecs.create_service()
+        .cluster("prod")
+        .service_name("api-canary")
+        .task_definition("api:1")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    ecs.deregister_task_definition()
+        .task_definition("api:1")
+        .send()
+        .await
+        .unwrap();
+    let server = live(&moto).await;
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                services: vec!["ecs".into()],
+                ..request(full())
+            },
+        )
+        .await,
+    )
+    .await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    let asset = |rest: &str| format!("urn:connectors:aws:asset:arn:aws:ecs:{REGION}:{ACCOUNT}:{rest}");
+    let definition = asset("task-definition/api:1");
+    assert_eq!(
+        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        [
+            asset("cluster/prod"),
+            definition.clone(),
+            asset("service/prod/api"),
+            asset("service/prod/api-canary"),
+        ]
+    );
+    let image = vec![(
+        format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/api:v1"),
+        String::new(),
+    )];
+    let body = asset_of(&events, &definition);
+    assert_eq!(
+        (body.asset_type.as_str(), body.status.as_str(), body.images.len()),
+        ("aws.ecs.task-definition", "INACTIVE", 1)
+    );
+    assert_eq!(body.images[0].container, "api");
+    assert_eq!(images_of(&events, &definition), image);
+    assert_eq!(images_of(&events, &asset("service/prod/api")), image);
+    assert_eq!(images_of(&events, &asset("service/prod/api-canary")), image);
+    // ListClusters, ListTaskDefinitions (empty), DescribeClusters,
+    // ListServices, DescribeServices and one DescribeTaskDefinition.
+    assert_eq!(summary(&events).upstream_requests, 6);
+}
+
 #[tokio::test]
 async fn validation_names_the_field_and_unconfigured_accounts_are_rejected() {
     let Some(moto) = MotoServer::start_or_skip() else {

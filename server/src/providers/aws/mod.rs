@@ -236,6 +236,41 @@ async fn fetch_image_pages(
     }
 }
 
+/// The container images (sorted by container) and the asset of the ECS task
+/// definition `arn`.
+fn task_definition_asset(
+    place: &Place,
+    arn: &str,
+    definition: &aws_sdk_ecs::types::TaskDefinition,
+) -> (Vec<ContainerImage>, Entity) {
+    let mut images: Vec<ContainerImage> = definition
+        .container_definitions()
+        .iter()
+        .map(|c| ContainerImage {
+            container: c.name().unwrap_or_default().to_owned(),
+            image: c.image().unwrap_or_default().to_owned(),
+            digest: String::new(),
+        })
+        .collect();
+    images.sort_by(|a, b| a.container.cmp(&b.container));
+    let name = format!("{}:{}", definition.family().unwrap_or_default(), definition.revision());
+    let entity = asset(
+        place,
+        "aws.ecs.task-definition",
+        "AWS::ECS::TaskDefinition",
+        arn,
+        &name,
+        definition.status().map(|s| s.as_str()).unwrap_or_default(),
+        String::new(),
+        images.clone(),
+        Vec::new(),
+        timestamp(definition.registered_at()),
+        None,
+        Vec::new(),
+    );
+    (images, entity)
+}
+
 /// Lambda functions whose details are asked for at once.
 const LAMBDA_DETAILS_AT_ONCE: usize = 4;
 
@@ -578,32 +613,8 @@ impl AwsConnector {
             let Some(definition) = answer.task_definition() else {
                 continue;
             };
-            let mut images: Vec<ContainerImage> = definition
-                .container_definitions()
-                .iter()
-                .map(|c| ContainerImage {
-                    container: c.name().unwrap_or_default().to_owned(),
-                    image: c.image().unwrap_or_default().to_owned(),
-                    digest: String::new(),
-                })
-                .collect();
-            images.sort_by(|a, b| a.container.cmp(&b.container));
-            images_of.insert(arn.clone(), images.clone());
-            let name = format!("{}:{}", definition.family().unwrap_or_default(), definition.revision());
-            let entity = asset(
-                place,
-                "aws.ecs.task-definition",
-                "AWS::ECS::TaskDefinition",
-                &arn,
-                &name,
-                definition.status().map(|s| s.as_str()).unwrap_or_default(),
-                String::new(),
-                images,
-                Vec::new(),
-                timestamp(definition.registered_at()),
-                None,
-                Vec::new(),
-            );
+            let (images, entity) = task_definition_asset(place, &arn, definition);
+            images_of.insert(arn, images);
             self.emit(ctx, "ecs:DescribeTaskDefinition", entity).await?;
         }
         for chunk in cluster_arns.chunks(100) {
@@ -664,6 +675,13 @@ impl AwsConnector {
                 for service in answer.services() {
                     let arn = service.service_arn().unwrap_or_default().to_owned();
                     let definition = service.task_definition().unwrap_or_default();
+                    // ListTaskDefinitions lists only ACTIVE revisions: a service
+                    // may run a deregistered (INACTIVE) one, described (and sent)
+                    // once, when a service first names it.
+                    if !definition.is_empty() && !images_of.contains_key(definition) {
+                        let images = self.inactive_task_definition(&client, place, ctx, definition).await?;
+                        images_of.insert(definition.to_owned(), images);
+                    }
                     let entity = asset(
                         place,
                         "aws.ecs.service",
@@ -683,6 +701,33 @@ impl AwsConnector {
             }
         }
         Ok(())
+    }
+
+    /// The images of the task definition `arn` a service runs that
+    /// ListTaskDefinitions did not list (a deregistered, INACTIVE revision,
+    /// which stays describable): sent as an asset of its own. None for one
+    /// ECS no longer knows (`ClientException`: deleted since).
+    async fn inactive_task_definition(
+        &self,
+        client: &aws_sdk_ecs::Client,
+        place: &Place,
+        ctx: &mut ScopeContext<'_>,
+        arn: &str,
+    ) -> Result<Vec<ContainerImage>, ScopeError> {
+        let answer = match client.describe_task_definition().task_definition(arn).send().await {
+            Ok(answer) => answer,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_client_exception()) => {
+                tracing::info!(connector = ID, task_definition = %arn, "ecs task definition of a service not found; no images");
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(sdk_error("ecs:DescribeTaskDefinition", error)),
+        };
+        let Some(definition) = answer.task_definition() else {
+            return Ok(Vec::new());
+        };
+        let (images, entity) = task_definition_asset(place, arn, definition);
+        self.emit(ctx, "ecs:DescribeTaskDefinition", entity).await?;
+        Ok(images)
     }
 
     async fn sync_eks(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
