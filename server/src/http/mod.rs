@@ -41,6 +41,12 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     /// Attempts per request, first one included.
     pub max_attempts: u32,
+    /// Whether 429 and 5xx answers are retried here (and, when retries run
+    /// out, returned as [`UpstreamError::RateLimited`] or
+    /// [`UpstreamError::ServerError`]). Off, they are returned as responses,
+    /// for a client that reads their error codes and retries them itself
+    /// (the AWS SDK): retrying here too would multiply the attempts.
+    pub status_retries: bool,
     /// First retry delay; doubles per attempt, with full jitter.
     pub base_backoff: Duration,
     /// Cap of one retry delay.
@@ -124,6 +130,7 @@ impl UpstreamConfig {
             base_url,
             request_timeout: Duration::from_secs(30),
             max_attempts: 4,
+            status_retries: true,
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             max_rate_limit_wait: Duration::from_secs(60),
@@ -514,7 +521,8 @@ impl UpstreamClient {
 
     /// Sends a request with the shared behaviour. 2xx and non-retryable 4xx
     /// responses are returned as responses (clients map them); exhausted
-    /// retries, rate limits and transport failures are errors.
+    /// retries, rate limits and transport failures are errors. Without
+    /// `status_retries`, 429 and 5xx answers are responses too.
     pub async fn execute(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, UpstreamError> {
         let (parts, body) = request.into_parts();
         let url = self.resolve(&parts.uri)?;
@@ -693,7 +701,7 @@ impl UpstreamClient {
                 self.counters.not_modified();
                 return Ok(entry.into_response_updated(&headers));
             }
-            if rate.is_limited(status) {
+            if self.config.status_retries && rate.is_limited(status) {
                 // A limit that says nothing of when it resets (Google's quota
                 // 429s give it, if at all, in the body's RetryInfo) is backed
                 // off from like a server error.
@@ -716,7 +724,7 @@ impl UpstreamClient {
                     reset_time: rate.reset_time(Utc::now()),
                 });
             }
-            if matches!(status.as_u16(), 500 | 502 | 503 | 504) {
+            if self.config.status_retries && matches!(status.as_u16(), 500 | 502 | 503 | 504) {
                 if attempt < self.config.max_attempts {
                     tracing::debug!(
                         connector,

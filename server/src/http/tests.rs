@@ -568,6 +568,50 @@ fn backoff_doubles_with_jitter_and_is_capped() {
 // ---------------------------------------------------------------------------
 // Rate limits and client errors
 
+/// Without `status_retries` (the AWS SDK retries by the answer's error code
+/// itself), a 429 and a 5xx are sent once and returned as responses, with
+/// their headers and body; metrics still count them.
+#[tokio::test]
+async fn without_status_retries_429_and_5xx_are_responses_sent_once() {
+    let answer = |path: &str, status: u16, error_type: &str| {
+        exchange(json!({
+            "request": { "path": path },
+            "response": {
+                "status": status,
+                "headers": { "x-amzn-errortype": error_type, "retry-after": "0" },
+                "body": { "message": "Rate exceeded" }
+            }
+        }))
+    };
+    let server = replay(
+        [
+            answer("/limited", 429, "TooManyRequestsException"),
+            answer("/unavailable", 503, "ServiceUnavailableException"),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let mut config = config(server.base_url());
+    config.status_retries = false;
+    let client = client_with(config);
+    for (path, status, error_type) in [
+        ("/limited", 429, "TooManyRequestsException"),
+        ("/unavailable", 503, "ServiceUnavailableException"),
+    ] {
+        let (result, stats) = scoped(client.execute(get(path))).await;
+        let response = result.expect("a response");
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(response.headers()["x-amzn-errortype"], error_type);
+        assert_eq!(
+            serde_json::from_slice::<Value>(response.body()).unwrap(),
+            json!({ "message": "Rate exceeded" })
+        );
+        assert_eq!(stats.requests(), 1);
+        assert_eq!(retries(&stats), 0);
+    }
+    assert_eq!(server.stats().requests(), 2);
+}
+
 #[tokio::test]
 async fn recorded_429_with_retry_after_zero_is_retried_then_reported() {
     let server = replay(

@@ -958,10 +958,16 @@ impl Registry {
         let live = matches!(availability, Availability::Live { .. });
         let template: aws::http::Template = Arc::new(move |base: url::Url| {
             let mut upstream = UpstreamConfig::new(aws::ID, base);
-            // POSTs and signed GETs: no conditional requests; the SDK retries
-            // throttling with its own backoff, the shared layer transport errors.
+            // POSTs and signed GETs: no conditional requests. The SDK retries
+            // (its standard mode, 4 attempts): 429 and 5xx answers reach it as
+            // answers, whose error codes (ThrottlingException,
+            // TooManyRequestsException, ServiceUnavailableException...) it
+            // reads, and transport failures as I/O errors, which it retries
+            // as transient; the shared layer retries neither, so that no
+            // request is retried twice over.
             upstream.conditional_requests = false;
-            upstream.max_attempts = 2;
+            upstream.status_retries = false;
+            upstream.max_attempts = 1;
             if !live {
                 fail_fast(&mut upstream);
             }

@@ -355,6 +355,83 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     assert_eq!(summary(&events).upstream_requests, requests);
 }
 
+/// 429 and 5xx answers reach the SDK as answers: it reads their error code
+/// and retries them under its own retry config (4 attempts), and the shared
+/// layer does not retry them again underneath. A throttled call ends its scope
+/// RATE_LIMITED, in the service's words; a server error FAILED.
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_once_by_the_sdk_and_reported_in_its_words() {
+    let server = TestServer::start().await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    let error = |path: &str, status: u16, error_type: &str, message: &str| -> connectors_server::replay::Exchange {
+        serde_json::from_value(serde_json::json!({
+            "times": 100,
+            "request": {"method": "GET", "path": path},
+            "response": {
+                "status": status,
+                "headers": {
+                    "content-type": "application/json",
+                    "x-amzn-errortype": error_type,
+                    "x-amzn-requestid": "fixture-error"
+                },
+                "body": {"message": message}
+            }
+        }))
+        .unwrap()
+    };
+    set.insert(error(
+        "/2015-03-31/functions",
+        429,
+        "TooManyRequestsException",
+        "Rate exceeded",
+    ));
+    set.insert(error(
+        "/clusters/prod-eks",
+        503,
+        "ServiceUnavailableException",
+        "Service Unavailable",
+    ));
+    let replay = server.server.replay("aws").unwrap();
+    replay.set_fixtures(set);
+    let before = replay.stats().requests();
+    let events = collect(open(&server, full_of(&["eks", "lambda"])).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    let statuses: Vec<(String, i32, String, String)> = events
+        .iter()
+        .filter_map(|event| match &event.event {
+            Some(connectors_proto::v1::sync_event::Event::ScopeStatus(status)) => Some((
+                status.scope.clone(),
+                status.state,
+                status.reason.clone(),
+                status.error.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let scope = |service: &str| format!("account:default/region:us-east-1/service:{service}");
+    assert_eq!(
+        statuses,
+        [
+            (
+                scope("eks"),
+                ScopeState::Failed as i32,
+                "UPSTREAM_ERROR".to_owned(),
+                "eks:DescribeCluster: ServiceUnavailableException: Service Unavailable".to_owned()
+            ),
+            (
+                scope("lambda"),
+                ScopeState::RateLimited as i32,
+                "UPSTREAM_RATE_LIMITED".to_owned(),
+                "lambda:ListFunctions: TooManyRequestsException: Rate exceeded".to_owned()
+            ),
+        ]
+    );
+    // EKS: 2 ListClusters pages, then DescribeCluster prod-eks 4 times (the
+    // SDK's max attempts); Lambda: ListFunctions 4 times.
+    assert_eq!(replay.stats().requests() - before, 2 + 4 + 4);
+    assert_eq!(summary(&events).upstream_requests, 2 + 4 + 4);
+}
+
 /// Resources deleted between the listing that named them and the request
 /// that describes them are answered "not found": an ECR repository
 /// (`RepositoryNotFoundException` to DescribeImages), an ECS cluster
@@ -478,6 +555,15 @@ const REGION: &str = "us-east-1";
 
 async fn open(server: &TestServer, request: SyncRequest) -> Result<tonic::Streaming<SyncEvent>, Status> {
     server.client.aws().sync(request).await.map(|r| r.into_inner())
+}
+
+/// A FULL sync of `services` (in the default regions).
+fn full_of(services: &[&str]) -> SyncRequest {
+    SyncRequest {
+        services: services.iter().map(|s| (*s).to_owned()).collect(),
+        options: Some(full()),
+        ..Default::default()
+    }
 }
 
 fn request(options: SyncOptions) -> SyncRequest {
@@ -952,18 +1038,7 @@ async fn every_account_and_region_is_its_own_scope_against_moto() {
     config.aws.endpoint_url = Some(url::Url::parse(&endpoint).unwrap());
     config.aws.static_keys = Some(("testing".into(), "testing".into(), None));
     let server = TestServer::with_config(config).await;
-    let events = collect(
-        open(
-            &server,
-            SyncRequest {
-                services: vec!["ecr".into(), "eks".into()],
-                options: Some(full()),
-                ..Default::default()
-            },
-        )
-        .await,
-    )
-    .await;
+    let events = collect(open(&server, full_of(&["ecr", "eks"])).await).await;
     // Accounts in order (AWS_ACCOUNTS sorted by id), then regions as
     // configured, then services.
     let mut scopes = Vec::new();

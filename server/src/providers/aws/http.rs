@@ -1,8 +1,15 @@
 //! The SDK's HTTP goes through the shared [`UpstreamClient`]: an
 //! `aws_smithy_runtime_api` `HttpClient` whose connector hands each signed
-//! request to `UpstreamClient::execute` (metrics, per-connector concurrency,
-//! transport retries). One upstream client per origin, since every AWS
-//! service and region has its own host (one, with `AWS_ENDPOINT_URL`).
+//! request to `UpstreamClient::execute` (metrics, per-connector concurrency).
+//! One upstream client per origin, since every AWS service and region has its
+//! own host (one, with `AWS_ENDPOINT_URL`).
+//!
+//! The SDK does the retrying: the AWS template turns the shared layer's
+//! retries off (`status_retries`, `max_attempts`), so 429 and 5xx answers
+//! come back as responses, whose error codes the SDK's classifiers read, and
+//! a transport failure as an I/O error, which they retry as transient. What
+//! the shared layer itself refuses (a URL off the origin, a rate limit it
+//! already waited out) is not retried again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +24,7 @@ use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 
 use crate::cache::SharedCache;
-use crate::http::{UpstreamClient, UpstreamConfig};
+use crate::http::{UpstreamClient, UpstreamConfig, UpstreamError};
 
 /// Builds the upstream client of one origin.
 pub type Template = Arc<dyn Fn(url::Url) -> UpstreamConfig + Send + Sync>;
@@ -77,7 +84,10 @@ impl HttpConnector for SharedUpstreamHttp {
             let response = client
                 .execute(http::Request::from_parts(parts, bytes))
                 .await
-                .map_err(|e| ConnectorError::io(e.into()))?;
+                .map_err(|e| match e {
+                    UpstreamError::Transport { .. } => ConnectorError::io(e.into()),
+                    other => ConnectorError::other(other.into(), None),
+                })?;
             let (parts, body) = response.into_parts();
             HttpResponse::try_from(http::Response::from_parts(parts, SdkBody::from(body)))
                 .map_err(|e| ConnectorError::other(e.into(), None))

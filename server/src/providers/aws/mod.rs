@@ -102,18 +102,54 @@ pub fn valid_account(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn failed(operation: &str, error: impl std::fmt::Display) -> ScopeError {
-    let message = error.to_string();
-    let reason = if message.contains("AccessDenied") || message.contains("UnauthorizedOperation") {
-        "UPSTREAM_PERMISSION_DENIED"
-    } else if message.contains("Throttl") || message.contains("TooManyRequests") {
-        "UPSTREAM_RATE_LIMITED"
-    } else {
-        "UPSTREAM_ERROR"
+/// The error codes the SDK retries as throttling (aws-runtime's
+/// `retries::classifiers::THROTTLING_ERRORS`): a call still answered one of
+/// them after the SDK's attempts ends its scope RATE_LIMITED.
+const THROTTLING_ERRORS: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// The scope error of a failed call: the service's error `code` when it
+/// answered one, else what the text of a call without an answer says
+/// (credentials that could not be loaded: STS's own codes are in the text).
+fn failed(operation: &str, code: Option<&str>, message: String) -> ScopeError {
+    let denied = |text: &str| text.contains("AccessDenied") || text.contains("UnauthorizedOperation");
+    let (denied, throttled) = match code {
+        Some(code) => (denied(code), THROTTLING_ERRORS.contains(&code)),
+        None => (
+            denied(&message),
+            message.contains("Throttl") || message.contains("TooManyRequests"),
+        ),
     };
-    ScopeError::Failed {
-        reason,
-        message: format!("{operation}: {message}"),
+    let message = format!("{operation}: {message}");
+    if denied {
+        ScopeError::Failed {
+            reason: "UPSTREAM_PERMISSION_DENIED",
+            message,
+        }
+    } else if throttled {
+        ScopeError::RateLimited {
+            reset_time: None,
+            message,
+        }
+    } else {
+        ScopeError::Failed {
+            reason: "UPSTREAM_ERROR",
+            message,
+        }
     }
 }
 
@@ -121,7 +157,8 @@ fn failed(operation: &str, error: impl std::fmt::Display) -> ScopeError {
 /// service's own words, or, for a call that got no service answer (timeout,
 /// connection, credentials), the chain of its causes. Not the SDK's `Debug`
 /// form (what `DisplayErrorContext` ends with), which carried the whole raw
-/// response, headers and body, into the message clients are sent.
+/// response, headers and body, into the message clients are sent. Throttling
+/// (by the service's error code) is RATE_LIMITED.
 fn sdk_error<E>(operation: &str, error: E) -> ScopeError
 where
     E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
@@ -140,7 +177,14 @@ where
             text
         }
     };
-    failed(operation, message)
+    // A rate limit the shared layer knew to last beyond its wait budget.
+    if let Some(crate::http::UpstreamError::RateLimited { reset_time, .. }) = crate::http::UpstreamError::find(&error) {
+        return ScopeError::RateLimited {
+            reset_time: *reset_time,
+            message: format!("{operation}: {message}"),
+        };
+    }
+    failed(operation, error.code(), message)
 }
 
 fn timestamp(value: Option<&aws_smithy_types::DateTime>) -> Option<pbjson_types::Timestamp> {
@@ -981,6 +1025,50 @@ mod tests {
         assert!(valid_account("123456789012"));
         assert!(!valid_account("12345678901"));
         assert!(!valid_account("12345678901a"));
+    }
+
+    #[test]
+    fn errors_are_classified_by_the_service_code() {
+        let outcome = |code: Option<&str>, message: &str| match failed("lambda:ListFunctions", code, message.into()) {
+            ScopeError::Failed { reason, message } => (reason, message),
+            ScopeError::RateLimited {
+                reset_time: None,
+                message,
+            } => ("RATE_LIMITED", message),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            outcome(
+                Some("TooManyRequestsException"),
+                "TooManyRequestsException: Rate exceeded"
+            ),
+            (
+                "RATE_LIMITED",
+                "lambda:ListFunctions: TooManyRequestsException: Rate exceeded".into()
+            )
+        );
+        assert_eq!(
+            outcome(Some("ThrottlingException"), "ThrottlingException").0,
+            "RATE_LIMITED"
+        );
+        assert_eq!(
+            outcome(Some("AccessDeniedException"), "AccessDeniedException: no").0,
+            "UPSTREAM_PERMISSION_DENIED"
+        );
+        // A code decides, whatever its message says.
+        assert_eq!(
+            outcome(Some("ServiceException"), "ServiceException: Throttling upstream").0,
+            "UPSTREAM_ERROR"
+        );
+        // Without a code (credentials not loaded), the text.
+        assert_eq!(
+            outcome(None, "failed to load credentials: AccessDenied: not authorized").0,
+            "UPSTREAM_PERMISSION_DENIED"
+        );
+        assert_eq!(
+            outcome(None, "dispatch failure: io error: connection reset").0,
+            "UPSTREAM_ERROR"
+        );
     }
 
     #[test]
