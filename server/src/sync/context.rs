@@ -140,7 +140,9 @@ impl ScopeContext<'_> {
         if let Some(baseline) = &self.baseline
             && let Some(prior) = baseline.at(position)
         {
-            self.seen.insert(self.seen.fingerprint(&baseline.urn_of(prior)));
+            let urn = baseline.urn_of(prior);
+            self.seen.insert(self.seen.fingerprint(&urn));
+            self.run.note_pushed(&urn);
             baseline.save_to(prior, &mut self.pending);
         }
         self.note_unchanged(kind);
@@ -272,6 +274,7 @@ impl ScopeContext<'_> {
             tracing::debug!(urn = %entity.urn, "entity pushed twice in one scope; ignored");
             return Ok(());
         }
+        self.run.note_pushed(&entity.urn);
         // The entity is encoded once: these bytes are hashed, then written
         // into the event as they are.
         super::encoded::encode_entity(&entity, &mut self.encoded);
@@ -330,7 +333,10 @@ impl ScopeContext<'_> {
         self.send(ScopeItem::Checkpoint { cursor, chunks }).await
     }
 
-    /// Emits deletions for baseline entities not seen in this scope.
+    /// Emits deletions for baseline entities not seen in this scope, except
+    /// those another scope of the sync has pushed (or retained) by now: they
+    /// moved there. (One that scope pushes later is deleted here and upserted
+    /// there after, in scope order: the client ends up with it.)
     pub(super) async fn emit_deletions(&mut self) -> Result<(), ScopeError> {
         let Some(baseline) = self.baseline.take() else {
             return Ok(());
@@ -340,6 +346,7 @@ impl ScopeContext<'_> {
             .iter()
             .filter(|prior| !prior.seen && self.run.wants_kind(prior.kind))
             .map(|prior| (baseline.urn_of(prior), prior))
+            .filter(|(urn, _)| !self.run.pushed_in_sync(urn))
             .collect();
         gone.sort_by(|a, b| a.0.cmp(&b.0));
         for (urn, entry) in gone {

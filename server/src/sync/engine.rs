@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 use super::checkpoint::{ResumePoint, Tally, Token};
 use super::context::ScopeContext;
 use super::encoded::EncodedEvent;
-use super::state::{SeenUrns, StateStore};
+use super::state::{SeenUrns, StateStore, SyncUrns};
 use super::{Connector, Scope, ScopeError, SyncError};
 use crate::cache::SharedCache;
 use crate::http::{RequestStats, SYNC_STATS};
@@ -140,6 +140,10 @@ pub(super) struct RunInfo {
     superseded_ttl: Duration,
     /// Events a scope may buffer ahead of the one being sent.
     scope_buffer: usize,
+    /// INCREMENTAL: the urns pushed or retained in any scope of this stream,
+    /// so that an entity that moved to another scope is not deleted by the
+    /// one it left.
+    pushed: Option<SyncUrns>,
 }
 
 impl RunInfo {
@@ -168,6 +172,18 @@ impl RunInfo {
     /// Whether the request wants entities of the kind with this proto value.
     pub(super) fn wants_kind(&self, kind: i32) -> bool {
         self.kinds.iter().any(|k| *k as i32 == kind)
+    }
+
+    /// Records that a scope pushed (or retained) `urn` (INCREMENTAL syncs only).
+    pub(super) fn note_pushed(&self, urn: &str) {
+        if let Some(pushed) = &self.pushed {
+            pushed.insert(urn);
+        }
+    }
+
+    /// Whether a scope of this sync pushed (or retained) `urn` so far.
+    pub(super) fn pushed_in_sync(&self, urn: &str) -> bool {
+        self.pushed.as_ref().is_some_and(|pushed| pushed.contains(urn))
     }
 }
 
@@ -447,6 +463,7 @@ impl Engine {
                 incremental,
                 superseded_ttl: self.config.superseded_state_ttl,
                 scope_buffer: self.config.channel_capacity,
+                pushed: incremental.then(SyncUrns::default),
             }),
             mode,
             events: tx.clone(),
@@ -962,6 +979,7 @@ async fn crawl_scope<C: Connector>(
     let mut seen = SeenUrns::default();
     for entry in &entries {
         seen.insert(seen.fingerprint(&entry.urn));
+        info.note_pushed(&entry.urn);
         if let Some(prior) = baseline.as_mut().and_then(|b| b.get_mut(&entry.urn)) {
             prior.seen = true;
         }

@@ -332,6 +332,40 @@ pub struct SeenUrns {
     recent: std::collections::HashSet<u64, foldhash::fast::RandomState>,
 }
 
+/// The urns pushed or retained in any scope of one INCREMENTAL sync, shared
+/// by its scope tasks (which run concurrently): a scope's baseline entity
+/// that another scope of the sync has pushed moved there (a GitHub
+/// repository transferred between two requested orgs keeps its urn) and is
+/// not deleted. A [`SeenUrns`], so about 4 bytes per entity of the sync (1M
+/// entities: 4 MiB, plus a 16 KiB index), besides each scope's own. Not
+/// confirmed against the entries (they are in other scopes' chunks): an
+/// entity really gone matches another urn's key with a chance of about n /
+/// 2^44 (n entities in the sync: 6e-8 at 1M), and its deletion is then not
+/// sent.
+#[derive(Debug, Default)]
+pub struct SyncUrns(std::sync::Mutex<SeenUrns>);
+
+impl SyncUrns {
+    fn seen(&self) -> std::sync::MutexGuard<'_, SeenUrns> {
+        // The set stays consistent whatever a panicking holder did (an
+        // insert either happened or not).
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that `urn` was pushed (or retained) in a scope of the sync.
+    pub fn insert(&self, urn: &str) {
+        let mut seen = self.seen();
+        let fingerprint = seen.fingerprint(urn);
+        seen.insert(fingerprint);
+    }
+
+    /// Whether `urn` was pushed (or retained) in a scope of the sync.
+    pub fn contains(&self, urn: &str) -> bool {
+        let seen = self.seen();
+        seen.may_contain(seen.fingerprint(urn))
+    }
+}
+
 /// The bucket prefix of a key: 4,096 buckets (a 16 KiB index, only for a
 /// scope of at least 4,096 urns).
 const BUCKET_BITS: u32 = 12;
@@ -404,9 +438,9 @@ impl SeenUrns {
         std::hash::BuildHasher::hash_one(&self.keys, urn)
     }
 
-    /// Whether a urn with this fingerprint may have been seen.
-    #[cfg(test)]
-    fn may_contain(&self, fingerprint: u64) -> bool {
+    /// Whether a urn with this fingerprint may have been seen (its key is
+    /// there: a urn never inserted matches with a chance of about n / 2^44).
+    pub fn may_contain(&self, fingerprint: u64) -> bool {
         self.recent.contains(&fingerprint) || self.in_sorted(fingerprint)
     }
 

@@ -49,6 +49,9 @@ struct Fake {
     rendezvous: Option<tokio::sync::Barrier>,
     /// Per scope, `ScopeContext::prior_unseen` of tags when the scope ended.
     unseen: Mutex<BTreeMap<String, Vec<(String, String)>>>,
+    /// Urns without the scope (`urn:connectors:fake:tag:<id>`), as an entity
+    /// that moves between scopes keeps its urn.
+    unscoped: bool,
 }
 
 const PAGE: usize = 2;
@@ -147,8 +150,11 @@ impl Connector for Fake {
                     message: "boom".into(),
                 });
             }
-            ctx.upsert(tag(&scope.key, id, value), UpsertMeta::new("list", value.clone()))
-                .await?;
+            let mut entity = tag(&scope.key, id, value);
+            if self.unscoped {
+                entity.urn = urn("fake", EntityKind::Tag, id);
+            }
+            ctx.upsert(entity, UpsertMeta::new("list", value.clone())).await?;
             if (i + 1) % PAGE == 0 && i + 1 < items.len() {
                 ctx.checkpoint((i + 1).to_string()).await?;
             }
@@ -1411,4 +1417,33 @@ async fn a_sync_left_unfinished_can_be_resumed_only_for_the_resume_ttl() {
     .await;
     assert_eq!(changes(&next), Vec::<String>::new());
     assert_eq!(summary(&next).counts[0].unchanged, 40);
+}
+
+/// A fake whose urns leave the scope out, with these scopes and entities.
+fn unscoped(data: &[(&str, &[(&str, &str)])]) -> Arc<Fake> {
+    let fake = Fake::with(data);
+    let mut fake = Arc::into_inner(fake).expect("not shared yet");
+    fake.unscoped = true;
+    Arc::new(fake)
+}
+
+#[tokio::test]
+async fn an_entity_that_moves_to_another_scope_of_the_request_is_not_deleted() {
+    let engine = engine();
+    // X is in scope b, then moves to scope a (a GitHub repository
+    // transferred between two requested orgs keeps its urn).
+    let fake = unscoped(&[("a", &[]), ("b", &[("X", "x")])]);
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    assert_eq!(changes(&full), [format!("upsert {T}X")]);
+    {
+        let mut data = fake.data.lock().unwrap();
+        data.insert("a".into(), vec![("X".into(), "x".into())]);
+        data.insert("b".into(), Vec::new());
+    }
+    let moved = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&full).checkpoint)).await;
+    assert_eq!(changes(&moved), [format!("upsert {T}X")]);
+    assert_eq!(summary(&moved).deletions, 0);
+    let again = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&moved).checkpoint)).await;
+    assert_eq!(changes(&again), Vec::<String>::new());
+    assert_eq!(summary(&again).deletions, 0);
 }
