@@ -250,7 +250,7 @@ impl ScopeContext<'_> {
         if saved {
             self.chunks += 1;
         } else if self.state_intact {
-            tracing::warn!(connector = self.run.connector_id, scope = %self.scope_key, "a chunk of the scope state was not saved; the next incremental sync of the scope will be full");
+            tracing::warn!(connector = self.run.connector_id, scope = %self.scope_key, "a chunk of the scope state was not saved; the new state of the scope will not be saved");
             self.state_intact = false;
         }
         saved

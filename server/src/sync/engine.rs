@@ -212,7 +212,9 @@ pub(super) enum ScopeItem {
 /// How one scope task ended.
 struct ScopeOutcome {
     result: Result<(), ScopeError>,
-    /// The scope's new state generation, when it ended OK and its state was saved.
+    /// The generation of the scope's state the next sync diffs against,
+    /// when it ended OK: the new one, or, when that could not be saved, the
+    /// one the client's baseline held (if its state was there).
     generation: Option<String>,
     entities: u64,
 }
@@ -932,6 +934,8 @@ async fn crawl_scope<C: Connector>(
             message,
         }))
     };
+    // What the next sync diffs against if this one's state is not saved.
+    let mut previous = generation.clone();
     let mut baseline = match generation.as_ref().filter(|_| info.incremental) {
         Some(generation) => {
             match info
@@ -942,6 +946,7 @@ async fn crawl_scope<C: Connector>(
                 found @ Some(_) => found,
                 None if info.lenient => {
                     tracing::warn!(connector = info.connector_id, scope = %scope.key, "state kept under the state key expired; syncing the scope in full");
+                    previous = None;
                     None
                 }
                 None => {
@@ -1038,10 +1043,14 @@ async fn crawl_scope<C: Connector>(
             )
             .await;
         Some(info.sync_id.clone())
+    } else if previous.is_some() {
+        // The next sync diffs against the state the client held: what
+        // changed since is sent again, deletions included (dropping the
+        // scope from the baseline made the next sync FULL, without them).
+        tracing::warn!(connector = info.connector_id, scope = %scope.key, "scope state not saved; the next incremental sync diffs it against the previous state");
+        previous
     } else {
-        // Without saved state the next INCREMENTAL sync of this scope is a
-        // FULL one; say so in the log.
-        tracing::warn!(connector = info.connector_id, scope = %scope.key, "scope state not saved; next incremental sync of it will be full");
+        tracing::warn!(connector = info.connector_id, scope = %scope.key, "scope state not saved; the next incremental sync of it will be full");
         None
     };
     ScopeOutcome {

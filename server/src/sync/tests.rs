@@ -1447,3 +1447,73 @@ async fn an_entity_that_moves_to_another_scope_of_the_request_is_not_deleted() {
     assert_eq!(changes(&again), Vec::<String>::new());
     assert_eq!(summary(&again).deletions, 0);
 }
+
+/// A memory cache that, while `refusing` is set, does not store the chunks
+/// of scopes in progress (`pending:` keys), as a backend that drops or
+/// evicts the writes: the state of the scopes synced then is not saved.
+struct RefusingCache {
+    inner: crate::cache::MemoryCache,
+    refusing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl crate::cache::Cache for RefusingCache {
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, crate::cache::CacheError> {
+        self.inner.get(key).await
+    }
+
+    async fn set(&self, key: &str, value: bytes::Bytes, ttl: Option<Duration>) -> Result<(), crate::cache::CacheError> {
+        if key.starts_with("pending:") && self.refusing.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner.set(key, value, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), crate::cache::CacheError> {
+        self.inner.delete(key).await
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        ttl: Duration,
+    ) -> Result<bool, crate::cache::CacheError> {
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, crate::cache::CacheError> {
+        self.inner.expire(key, ttl).await
+    }
+
+    fn backend(&self) -> &'static str {
+        "refusing"
+    }
+}
+
+#[tokio::test]
+async fn a_scope_whose_state_was_not_saved_is_diffed_against_its_previous_state() {
+    let cache = Arc::new(RefusingCache {
+        inner: crate::cache::MemoryCache::new(16 << 20),
+        refusing: false.into(),
+    });
+    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")])]);
+    let first = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    cache.refusing.store(true, Ordering::SeqCst);
+    let unsaved = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&first).checkpoint)).await;
+    assert_eq!(changes(&unsaved), Vec::<String>::new());
+    cache.refusing.store(false, Ordering::SeqCst);
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), vec![("1".into(), "x".into()), ("3".into(), "z".into())]);
+    let next = collect(
+        &engine,
+        &fake,
+        opts(SyncMode::Incremental, summary(&unsaved).checkpoint),
+    )
+    .await;
+    assert_eq!(changes(&next), [format!("delete {T}a/2")]);
+    assert_eq!(summary(&next).deletions, 1);
+}
