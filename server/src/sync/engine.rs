@@ -358,24 +358,30 @@ impl Engine {
         let fingerprint = fingerprint(descriptor.id, &scopes, &kinds, &connector.request_fingerprint(&request));
 
         // The token: from the request, else the one kept under state_key.
-        let (token_bytes, field) = if !options.checkpoint.is_empty() {
-            (Some(options.checkpoint.clone()), "options.checkpoint")
-        } else if let Some(key) = &options.state_key {
-            (
-                self.store.load_checkpoint(descriptor.id, key).await.map(|b| b.to_vec()),
-                "options.state_key",
+        let token = if !options.checkpoint.is_empty() {
+            Some(
+                Token::decode(&options.checkpoint, descriptor.id, &fingerprint)
+                    .map_err(|error| SyncError::invalid("options.checkpoint", error.to_string()))?,
             )
+        } else if let Some(key) = &options.state_key {
+            match self.store.load_checkpoint(descriptor.id, key).await {
+                Some(bytes) => match Token::decode(&bytes, descriptor.id, &fingerprint) {
+                    Ok(token) => Some(token),
+                    // Kept for another request (the server's default scopes
+                    // changed, or the key's request did): the client cannot
+                    // fix it, so the sync runs as if nothing were kept, and
+                    // its checkpoints replace the kept one.
+                    Err(error) => {
+                        tracing::warn!(connector = descriptor.id, state_key = %key, %error, "checkpoint kept under the state key ignored; syncing every scope in full");
+                        None
+                    }
+                },
+                None => None,
+            }
         } else {
-            (None, "options.checkpoint")
+            None
         };
-        let lenient = options.checkpoint.is_empty() && token_bytes.is_some();
-        let token = match token_bytes {
-            Some(bytes) => Some(
-                Token::decode(&bytes, descriptor.id, &fingerprint)
-                    .map_err(|error| SyncError::invalid(field, error.to_string()))?,
-            ),
-            None => None,
-        };
+        let lenient = options.checkpoint.is_empty() && token.is_some();
         let requested_mode = match options.mode {
             SyncMode::Unspecified => SyncMode::Full,
             mode => mode,

@@ -1517,3 +1517,54 @@ async fn a_scope_whose_state_was_not_saved_is_diffed_against_its_previous_state(
     assert_eq!(changes(&next), [format!("delete {T}a/2")]);
     assert_eq!(summary(&next).deletions, 1);
 }
+
+#[tokio::test]
+async fn a_checkpoint_kept_for_another_request_is_ignored_but_one_the_client_sends_is_refused() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x")])]);
+    let keyed = |checkpoint: Vec<u8>| SyncOptions {
+        mode: SyncMode::Incremental,
+        checkpoint,
+        state_key: Some("nightly".into()),
+        ..Default::default()
+    };
+    let first = collect(&engine, &fake, keyed(Vec::new())).await;
+    assert_eq!(changes(&first), [format!("upsert {T}a/1")]);
+    // The server's scopes change (a default scope such as GITHUB_ORGS grew):
+    // the kept checkpoint is for another request now.
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("b".into(), vec![("1".into(), "q".into())]);
+    let changed = match engine.start(fake.clone(), (), keyed(Vec::new())).await {
+        Ok(stream) => decoded(stream).map(|e| e.unwrap()).collect::<Vec<_>>().await,
+        Err(error) => panic!("the kept checkpoint was not ignored: {error}"),
+    };
+    assert_eq!(
+        render(&changed),
+        vec![
+            format!("upsert {T}a/1"),
+            "scope a 1".into(),
+            "checkpoint a".into(),
+            format!("upsert {T}b/1"),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=true deletions=0".into(),
+        ]
+    );
+    // Its checkpoint is kept instead: the next sync goes on from it.
+    let next = collect(&engine, &fake, keyed(Vec::new())).await;
+    assert_eq!(changes(&next), Vec::<String>::new());
+    assert_eq!(summary(&next).counts[0].unchanged, 2);
+    // A checkpoint for another request that the client sends is refused.
+    match engine.start(fake.clone(), (), keyed(summary(&first).checkpoint)).await {
+        Err(SyncError::InvalidArgument { field, message }) => assert_eq!(
+            (field.as_str(), message.as_str()),
+            (
+                "options.checkpoint",
+                "checkpoint was issued for a different request (scopes, kinds or filters changed)"
+            )
+        ),
+        other => panic!("expected INVALID_ARGUMENT, got {:?}", other.map(|_| ())),
+    }
+}
