@@ -68,7 +68,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use connectors_proto::v1::SyncEvent;
 pub use connectors_proto::{aws, azure, gcp, github, gitlab, kubernetes, v1, wiz};
 pub use error::{Error, code_name};
-pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from};
+pub use resume::{ResumePolicy, SyncStream, is_retryable, resumable, resumable_from, retry_delay};
 /// The status a health check reports.
 pub use tonic_health::pb::health_check_response::ServingStatus;
 

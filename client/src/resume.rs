@@ -30,20 +30,28 @@ use crate::Error;
 /// breaking made progress: the count of consecutive resumes (and the backoff)
 /// starts over, so a long sync survives any number of spaced-out breaks but
 /// gives up after `max_attempts` resumes in a row that gained nothing.
+///
+/// A status that carries a `google.rpc.RetryInfo` (the server's load
+/// shedding sends RESOURCE_EXHAUSTED with one) is waited out: the next
+/// attempt comes no sooner than the delay it asks for, up to
+/// `max_retry_delay` (60 s), or the backoff if that is longer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResumePolicy {
     max_attempts: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
+    max_retry_delay: Duration,
 }
 
 impl Default for ResumePolicy {
-    /// 5 attempts, 100 ms backoff doubling up to 5 s.
+    /// 5 attempts, 100 ms backoff doubling up to 5 s, a server's RetryInfo
+    /// honoured up to 60 s.
     fn default() -> Self {
         Self {
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            max_retry_delay: Duration::from_secs(60),
         }
     }
 }
@@ -79,6 +87,14 @@ impl ResumePolicy {
         self
     }
 
+    /// Sets the longest delay asked for by a status's `google.rpc.RetryInfo`
+    /// that is waited out (a longer one is waited this long).
+    #[must_use]
+    pub fn with_max_retry_delay(mut self, delay: Duration) -> Self {
+        self.max_retry_delay = delay;
+        self
+    }
+
     /// How many times in a row `Sync` may be called again.
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
@@ -92,6 +108,20 @@ impl ResumePolicy {
             .unwrap_or(self.max_backoff)
             .min(self.max_backoff)
     }
+
+    /// The delay before the `retry`-th consecutive resume after `status`:
+    /// the backoff, or the delay the status's `google.rpc.RetryInfo` asks
+    /// for (at most `max_retry_delay`) when that is longer.
+    pub fn delay_after(&self, status: &Status, retry: u32) -> Duration {
+        let asked = retry_delay(status).map_or(Duration::ZERO, |delay| delay.min(self.max_retry_delay));
+        self.backoff(retry).max(asked)
+    }
+}
+
+/// The delay a status's `google.rpc.RetryInfo` asks for, if it has one.
+pub fn retry_delay(status: &Status) -> Option<Duration> {
+    use tonic_types::StatusExt;
+    status.get_details_retry_info()?.retry_delay
 }
 
 /// Whether a sync stream that failed with `status` should be resumed:
@@ -254,7 +284,10 @@ impl SyncStream {
             }
             self.failures += 1;
             if self.failures <= self.policy.max_attempts {
-                let delay = self.policy.backoff(self.failures);
+                let delay = match &brk {
+                    Break::Status(status) => self.policy.delay_after(status, self.failures),
+                    Break::NoSummary => self.policy.backoff(self.failures),
+                };
                 let (code, message) = match &brk {
                     Break::Status(status) => (status.code(), status.message()),
                     Break::NoSummary => (Code::Unavailable, "stream ended without a summary"),
@@ -656,6 +689,50 @@ mod tests {
         assert_eq!(calls(&tokens), ["prev"]);
         // An empty summary token keeps the last one.
         assert_eq!(stream.checkpoint(), b"prev");
+    }
+
+    /// A status of the server's load shedding: RESOURCE_EXHAUSTED (or
+    /// another code) with a `google.rpc.RetryInfo` asking for `delay`.
+    fn asking_to_wait(code: Code, delay: Duration) -> Status {
+        use tonic_types::{ErrorDetails, StatusExt};
+        Status::with_error_details(code, "too many syncs", ErrorDetails::with_retry_info(Some(delay)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_info_delays_the_next_attempt_at_least_that_long() {
+        let (start, tokens) = scripted(vec![
+            Err(asking_to_wait(Code::ResourceExhausted, Duration::from_secs(5))),
+            Ok(vec![
+                checkpoint("c1"),
+                Err(asking_to_wait(Code::Unavailable, Duration::from_millis(50))),
+            ]),
+            Err(asking_to_wait(Code::ResourceExhausted, Duration::from_secs(600))),
+            Ok(vec![summary("s")]),
+        ]);
+        let started = Instant::now();
+        let mut stream = resumable(start, ResumePolicy::default());
+        assert_eq!(drain(&mut stream).await, ["checkpoint c1", "summary s"]);
+        assert_eq!(calls(&tokens), ["", "", "c1", "c1"]);
+        // 5 s asked (more than the 100 ms backoff); 50 ms asked, less than
+        // the backoff (100 ms: the checkpoint reset it); 600 s asked, capped
+        // at 60 s.
+        assert_eq!(started.elapsed(), Duration::from_millis(5_000 + 100 + 60_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_asking_to_wait_is_not_given_up_on_within_its_delay() {
+        // Five attempts, each refused with 5 s asked: 25 s of waiting, not
+        // 100 + 200 + 400 + 800 + 1600 ms.
+        let mut script: Script = (0..5)
+            .map(|_| Err(asking_to_wait(Code::ResourceExhausted, Duration::from_secs(5))))
+            .collect();
+        script.push(Ok(vec![summary("s")]));
+        let (start, tokens) = scripted(script);
+        let started = Instant::now();
+        let mut stream = resumable(start, ResumePolicy::default());
+        assert_eq!(drain(&mut stream).await, ["summary s"]);
+        assert_eq!(calls(&tokens).len(), 6);
+        assert_eq!(started.elapsed(), Duration::from_secs(25));
     }
 
     #[test]
