@@ -491,6 +491,36 @@ async fn connectorctl_sync_writes_ndjson_and_checkpoints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectorctl_sync_exits_3_when_the_summary_says_incomplete() {
+    let mut incomplete = summary("s");
+    if let Some(Event::Summary(summary)) = &mut incomplete.event {
+        summary.complete = false;
+        summary.scopes_ok = 1;
+        summary.scopes_failed = 2;
+    }
+    let github = FakeGithub::new(vec![vec![send(checkpoint("c1")), send(incomplete.clone())]]);
+    let addr = serve(github).await;
+    let dir = TempDir::new("incomplete");
+    let checkpoint_file = dir.0.join("cp");
+    let output = connectorctl(
+        addr,
+        &["sync", "github", "--checkpoint-file", checkpoint_file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "connectorctl: sync incomplete: 2 of 3 scopes failed (see their scope_status events)\n"
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let events: Vec<SyncEvent> = stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(events, [checkpoint("c1"), incomplete]);
+    // The summary's checkpoint is kept: the next run diffs the failed
+    // scopes against their last good state.
+    assert_eq!(std::fs::read(&checkpoint_file).unwrap(), b"s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connectorctl_reports_errors_on_one_line() {
     let github = FakeGithub::new(vec![vec![
         send(checkpoint("c1")),

@@ -4,6 +4,10 @@
 //! streams a sync (NDJSON by default; `--output json` or `table`),
 //! `connectorctl health` checks the server's health services and
 //! `connectorctl diff A B` compares two sync outputs.
+//!
+//! Exit status: 0 on success; 1 on an error (or an unhealthy server); for
+//! `sync`, 3 when the summary says the sync is incomplete; for `diff`, 1
+//! when the outputs differ and 2 on an error.
 
 mod diff;
 mod output;
@@ -49,6 +53,11 @@ enum Command {
         id: String,
     },
     /// Sync a connector, printing every event as it arrives.
+    ///
+    /// Exits 0 when the stream ends with a complete summary, 1 on an error
+    /// (after the resume attempts), and 3 when the summary says the sync is
+    /// incomplete: a scope failed (see its scope_status event); the
+    /// summary's checkpoint is saved all the same.
     #[command(subcommand)]
     Sync(SyncCommand),
     /// Check the server's health: the server, each connector's service and
@@ -320,7 +329,17 @@ enum Outcome {
     Success,
     /// The command ran and its answer is "no" (unhealthy, or different).
     Negative,
+    /// A sync ended with a summary that says it is incomplete: of its
+    /// `scopes` scopes, `failed` failed.
+    Incomplete {
+        failed: u32,
+        scopes: u32,
+    },
 }
+
+/// The exit status of a sync whose summary says it is incomplete (as in the
+/// Python and TypeScript examples).
+const INCOMPLETE: u8 = 3;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -334,6 +353,12 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Negative) => ExitCode::from(1),
+        Ok(Outcome::Incomplete { failed, scopes }) => {
+            eprintln!(
+                "connectorctl: sync incomplete: {failed} of {scopes} scopes failed (see their scope_status events)"
+            );
+            ExitCode::from(INCOMPLETE)
+        }
         Err(failure) => {
             eprintln!(
                 "connectorctl: {}: {}",
@@ -465,8 +490,7 @@ async fn run(cli: Cli) -> Result<Outcome, Failure> {
             )
         }
     };
-    write_sync(stream, format, &mut out, sync.checkpoint_file.as_deref()).await?;
-    Ok(Outcome::Success)
+    write_sync(stream, format, &mut out, sync.checkpoint_file.as_deref()).await
 }
 
 /// `connectorctl health`: checks `services`, or the server (""), every
@@ -519,13 +543,14 @@ async fn health(
 }
 
 /// Writes every event of `stream` on `out` in `format`, saves checkpoints to
-/// `checkpoint_file` and draws the progress bar; succeeds on the summary.
+/// `checkpoint_file` and draws the progress bar; succeeds on the summary
+/// (incomplete if the summary says so).
 async fn write_sync(
     mut stream: SyncStream,
     format: Format,
     out: &mut impl Write,
     checkpoint_file: Option<&Path>,
-) -> Result<(), Failure> {
+) -> Result<Outcome, Failure> {
     let mut progress = Progress::new(io::stderr().is_terminal());
     let mut writer = EventWriter::new(out, format);
     let mut saved = Vec::new();
@@ -560,8 +585,15 @@ async fn write_sync(
             saved = token.to_vec();
         }
         progress.observe(&event, stream.resumes());
-        if matches!(event.event, Some(Event::Summary(_))) {
-            break Ok(());
+        if let Some(Event::Summary(summary)) = &event.event {
+            break Ok(if summary.complete {
+                Outcome::Success
+            } else {
+                Outcome::Incomplete {
+                    failed: summary.scopes_failed,
+                    scopes: summary.scopes_ok + summary.scopes_failed,
+                }
+            });
         }
     };
     progress.finish(stream.resumes());
