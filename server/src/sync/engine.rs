@@ -780,6 +780,32 @@ impl Run {
         }
     }
 
+    /// A resumed INCREMENTAL sync: records the urns of the scopes it saved
+    /// before the checkpoint it resumed from (from their saved state), so
+    /// that an entity that moved into one of them is not deleted by the
+    /// scope it left either. (A scope done whose state was not saved is not
+    /// known: an entity that moved there is deleted by the scope it left.)
+    async fn note_pushed_before_the_resume(&self) {
+        if self.info.pushed.is_none() {
+            return;
+        }
+        let info = &self.info;
+        for (scope, generation) in &self.done {
+            if generation.as_deref() != Some(info.sync_id.as_str()) {
+                continue;
+            }
+            let found = info
+                .store
+                .visit_urns(info.connector_id, &info.fingerprint, scope, &info.sync_id, |urn| {
+                    info.note_pushed(urn)
+                })
+                .await;
+            if !found {
+                tracing::warn!(connector = info.connector_id, scope = %scope, "the state a scope done before the resume saved is gone; an entity that moved there may be deleted");
+            }
+        }
+    }
+
     /// Runs every scope, up to `concurrency` at once, and sends their events
     /// in scope order; Ok(true) when all ended OK. A scope behind the one
     /// being sent buffers at most `scope_buffer` items, then waits.
@@ -791,6 +817,7 @@ impl Run {
         resume_current: Option<(String, Option<String>, u32)>,
         concurrency: usize,
     ) -> Result<bool, RunEnd> {
+        self.note_pushed_before_the_resume().await;
         let already_done: HashSet<String> = self.done.iter().map(|(scope, _)| scope.clone()).collect();
         let mut pending = scopes.into_iter().filter(|scope| !already_done.contains(&scope.key));
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();

@@ -726,6 +726,39 @@ impl StateStore {
         }
     }
 
+    /// Hands the urn of every entity of the state of a scope at a generation
+    /// to `each`, a chunk at a time; false when it is missing (expired or
+    /// evicted).
+    pub async fn visit_urns(
+        &self,
+        connector: &str,
+        fingerprint: &str,
+        scope: &str,
+        generation: &str,
+        mut each: impl FnMut(&str),
+    ) -> bool {
+        let Some(bytes) = self
+            .cache
+            .get(&Self::state_key(connector, fingerprint, scope, generation))
+            .await
+        else {
+            return false;
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(Stored::Whole(state)) => {
+                state.entries.iter().for_each(|entry| each(&entry.urn));
+                true
+            }
+            Ok(Stored::Chunked { chunks }) => self
+                .read_chunks(connector, generation, scope, chunks, |entries| {
+                    entries.iter().for_each(|entry| each(&entry.urn));
+                })
+                .await
+                .is_some(),
+            Err(_) => false,
+        }
+    }
+
     /// Saves the state of a scope at a generation: its entries are the
     /// generation's chunks `0..chunks` (written by [`Self::save_chunk`] while the
     /// scope was synced). False when the cache refused it.

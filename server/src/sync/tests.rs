@@ -1568,3 +1568,30 @@ async fn a_checkpoint_kept_for_another_request_is_ignored_but_one_the_client_sen
         other => panic!("expected INVALID_ARGUMENT, got {:?}", other.map(|_| ())),
     }
 }
+
+#[tokio::test]
+async fn a_resumed_sync_knows_what_the_scopes_done_before_the_break_pushed() {
+    let engine = engine();
+    let fake = unscoped(&[("a", &[]), ("b", &[("X", "x")])]);
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    {
+        let mut data = fake.data.lock().unwrap();
+        data.insert("a".into(), vec![("X".into(), "x".into())]);
+        data.insert("b".into(), Vec::new());
+    }
+    // The stream breaks after scope a (which X moved to) is done.
+    let mut stream = decoded(
+        engine
+            .start(fake.clone(), (), opts(SyncMode::Incremental, summary(&full).checkpoint))
+            .await
+            .unwrap(),
+    );
+    let (before, token) = until_checkpoint(&mut stream).await;
+    drop(stream);
+    assert_eq!(render(&before), [format!("upsert {T}X"), "scope a 1".into()]);
+    let resumed = collect(&engine, &fake, opts(SyncMode::Incremental, token)).await;
+    assert_eq!(
+        render(&resumed),
+        ["scope b 1", "checkpoint b", "summary complete=true deletions=0"]
+    );
+}
