@@ -393,6 +393,16 @@ async fn live_mode_without_credentials_is_a_failed_precondition_naming_the_varia
 }
 
 /// The first repository of the fixtures' first listing page, and its id.
+/// `template` (a listed repository) as repository `id`, `org/name`.
+fn repo_as(template: &serde_json::Value, org: &str, name: &str, id: u64) -> serde_json::Value {
+    let mut repo = template.clone();
+    repo["id"] = serde_json::json!(id);
+    repo["name"] = serde_json::json!(name);
+    repo["full_name"] = serde_json::json!(format!("{org}/{name}"));
+    repo["owner"]["login"] = serde_json::json!(org);
+    repo
+}
+
 fn first_fixture_repo() -> (serde_json::Value, u64) {
     let page: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures_root().join("github/exchanges/orgs/acme-corp/repos-page-1.json")).unwrap(),
@@ -1233,12 +1243,9 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
 /// path it points to: a symlinked `requirements.txt` is not a manifest.
 #[tokio::test]
 async fn a_symlinked_manifest_is_not_read_as_one() {
-    let (mut repo, _) = first_fixture_repo();
-    let branch = repo["default_branch"].as_str().unwrap().to_owned();
-    repo["id"] = serde_json::json!(4_200_301);
-    repo["name"] = serde_json::json!("linked");
-    repo["full_name"] = serde_json::json!("globex/linked");
-    repo["owner"]["login"] = serde_json::json!("globex");
+    let (template, _) = first_fixture_repo();
+    let branch = template["default_branch"].as_str().unwrap().to_owned();
+    let repo = repo_as(&template, "globex", "linked", 4_200_301);
     let package = "9d5ed678fe57bcca610140957afab571b7cc5a2b";
     let mut set = FixtureSet::default();
     for exchange in [
@@ -1286,14 +1293,7 @@ async fn a_symlinked_manifest_is_not_read_as_one() {
 async fn an_sbom_report_is_polled_until_ready_and_one_never_ready_fails_its_scope() {
     let (template, _) = first_fixture_repo();
     let branch = template["default_branch"].as_str().unwrap().to_owned();
-    let repo = |org: &str, name: &str, id: u64| {
-        let mut repo = template.clone();
-        repo["id"] = serde_json::json!(id);
-        repo["name"] = serde_json::json!(name);
-        repo["full_name"] = serde_json::json!(format!("{org}/{name}"));
-        repo["owner"]["login"] = serde_json::json!(org);
-        repo
-    };
+    let repo = |org: &str, name: &str, id: u64| repo_as(&template, org, name, id);
     let tree = |full_name: &str| {
         get_exchange(
             format!("/repos/{full_name}/git/trees/{branch}"),
@@ -1384,11 +1384,7 @@ async fn a_forbidden_sbom_export_is_no_sbom_unless_the_credential_lacks_access()
     let (template, _) = first_fixture_repo();
     let branch = template["default_branch"].as_str().unwrap().to_owned();
     let repo = |org: &str, name: &str, id: u64, fork: bool| {
-        let mut repo = template.clone();
-        repo["id"] = serde_json::json!(id);
-        repo["name"] = serde_json::json!(name);
-        repo["full_name"] = serde_json::json!(format!("{org}/{name}"));
-        repo["owner"]["login"] = serde_json::json!(org);
+        let mut repo = repo_as(&template, org, name, id);
         repo["fork"] = serde_json::json!(fork);
         repo
     };
@@ -1731,11 +1727,7 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
     let (template, _) = first_fixture_repo();
     let branch = template["default_branch"].as_str().unwrap().to_owned();
     let repo = |name: &str, id: u64, pushed_at: &str| {
-        let mut repo = template.clone();
-        repo["id"] = serde_json::json!(id);
-        repo["name"] = serde_json::json!(name);
-        repo["full_name"] = serde_json::json!(format!("globex/{name}"));
-        repo["owner"]["login"] = serde_json::json!("globex");
+        let mut repo = repo_as(&template, "globex", name, id);
         repo["fork"] = serde_json::json!(false);
         repo["pushed_at"] = serde_json::json!(pushed_at);
         repo
