@@ -109,6 +109,12 @@ pub enum Budget {
     PerSegmentAfter(&'static str),
 }
 
+/// A request extension (never sent) that gives the request a rate-limit
+/// budget of its own within its credential's: each installation of a GitHub
+/// App has its own limit, though every one authenticates as the one App.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetScope(pub String);
+
 /// How long a rate limit the upstream gave no time for is waited out.
 pub const BARE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
@@ -426,8 +432,9 @@ impl UpstreamClient {
         hex::encode(&hasher.finalize()[..16])
     }
 
-    /// The shared rate-limit budget of a request to `path` with `headers`.
-    fn budget_key(&self, headers: &HeaderMap, path: &str) -> String {
+    /// The shared rate-limit budget of a request to `path` with `headers`
+    /// (and the [`BudgetScope`] it carries, if any).
+    fn budget_key(&self, headers: &HeaderMap, path: &str, scope: Option<&BudgetScope>) -> String {
         let separate = self
             .config
             .separate_budgets
@@ -448,8 +455,9 @@ impl UpstreamClient {
                     })
             }
         };
+        let scope = scope.map_or(String::new(), |BudgetScope(scope)| format!(":scope={scope}"));
         format!(
-            "ratelimit:v1:{}:{}{separate}{part}",
+            "ratelimit:v1:{}:{}{separate}{part}{scope}",
             self.config.connector,
             self.credential_hash(headers)
         )
@@ -571,7 +579,7 @@ impl UpstreamClient {
             None => None,
         };
         let connector = self.config.connector;
-        let budget_key = self.budget_key(&parts.headers, parts.uri.path());
+        let budget_key = self.budget_key(&parts.headers, parts.uri.path(), parts.extensions.get());
         let mut attempt = 0u32;
         loop {
             attempt += 1;

@@ -293,9 +293,11 @@ async fn credentials_get_separate_cache_entries() {
 fn rate_limit_resets_are_kept_apart_and_bodies_are_not() {
     let client = client_with(config("http://127.0.0.1:1"));
     let url = Url::parse("http://127.0.0.1:1/repos/acme/app").unwrap();
-    assert!(crate::cache::is_kept(
-        &client.budget_key(&HeaderMap::new(), "/repos/acme/app")
-    ));
+    assert!(crate::cache::is_kept(&client.budget_key(
+        &HeaderMap::new(),
+        "/repos/acme/app",
+        None
+    )));
     assert!(!crate::cache::is_kept(&client.cache_key(&url, &HeaderMap::new())));
 }
 
@@ -1552,6 +1554,24 @@ async fn a_rate_limit_holds_back_only_the_requests_of_its_budget() {
     assert_eq!(server.stats().requests(), 4);
     assert!(limited(api("run").execute(get_with("/other", &token)).await));
     assert_eq!(server.stats().requests(), 4);
+
+    // Each installation of a GitHub App has its own limit: requests scoped
+    // to another installation go on, those of the limited one wait, unsent.
+    let github = UpstreamClient::new(config(server.base_url()), cache.clone()).unwrap();
+    let installation = |path: &str, id: &str| {
+        let mut request = get_with(path, &token);
+        request
+            .extensions_mut()
+            .insert(BudgetScope(format!("installation={id}")));
+        request
+    };
+    assert!(limited(github.execute(installation("/limited", "1")).await));
+    assert_eq!(server.stats().requests(), 5);
+    let other = github.execute(installation("/other", "2")).await;
+    assert_eq!(other.unwrap().status().as_u16(), 200);
+    assert_eq!(server.stats().requests(), 6);
+    assert!(limited(github.execute(installation("/other", "1")).await));
+    assert_eq!(server.stats().requests(), 6);
 }
 
 #[tokio::test]
@@ -1570,7 +1590,7 @@ async fn a_shared_limit_that_resets_soon_is_waited_out() {
     let reset = Utc::now().timestamp() + 2;
     shared
         .set(
-            &client.budget_key(&HeaderMap::new(), "/other"),
+            &client.budget_key(&HeaderMap::new(), "/other", None),
             Bytes::from(reset.to_string()),
             None,
         )

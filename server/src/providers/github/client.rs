@@ -56,7 +56,8 @@ impl GithubAuth {
 pub struct GithubClient {
     base: Octocrab,
     app: bool,
-    installations: Mutex<HashMap<String, Octocrab>>,
+    /// Installation clients (and ids) by owner, or by owner/repository.
+    installations: Mutex<HashMap<String, (Octocrab, u64)>>,
     upstream: Arc<UpstreamClient>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
@@ -136,30 +137,31 @@ impl GithubClient {
     /// The session of an organization's (or a repository owner's)
     /// installation when authenticated as an App; of the token otherwise.
     pub async fn for_owner(&self, owner: &str, repo: Option<&str>) -> octocrab::Result<Session> {
-        let session = |crab: Octocrab| Session {
+        let session = |crab: Octocrab, installation: Option<u64>| Session {
             crab,
             installation: self.app,
+            budget: installation.map(|id| crate::http::BudgetScope(format!("installation={id}"))),
             upstream: self.upstream.clone(),
             headers: self.headers.clone(),
         };
         if !self.app {
-            return Ok(session(self.base.clone()));
+            return Ok(session(self.base.clone(), None));
         }
         let key = match repo {
             Some(repo) => format!("{owner}/{repo}"),
             None => owner.to_owned(),
         };
         let mut installations = self.installations.lock().await;
-        if let Some(client) = installations.get(&key) {
-            return Ok(session(client.clone()));
+        if let Some((client, id)) = installations.get(&key) {
+            return Ok(session(client.clone(), Some(*id)));
         }
         let installation = match repo {
             Some(repo) => self.base.apps().get_repository_installation(owner, repo).await?,
             None => self.base.apps().get_org_installation(owner).await?,
         };
         let client = self.base.installation(installation.id)?;
-        installations.insert(key, client.clone());
-        Ok(session(client))
+        installations.insert(key, (client.clone(), installation.id.0));
+        Ok(session(client, Some(installation.id.0)))
     }
 
     /// The client without installation (for checks).
@@ -178,6 +180,8 @@ impl GithubClient {
 pub struct Session {
     crab: Octocrab,
     installation: bool,
+    /// An installation's requests share its rate limit, not the App's.
+    budget: Option<crate::http::BudgetScope>,
     upstream: Arc<UpstreamClient>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
@@ -300,6 +304,9 @@ impl Session {
             })?;
             value.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, value);
+        }
+        if let Some(budget) = &self.budget {
+            request.extensions_mut().insert(budget.clone());
         }
         self.upstream.execute(request).await.map_err(RequestError::Upstream)
     }
