@@ -88,11 +88,7 @@ impl Harness for Github {
     }
 
     fn apply_change(server: &TestServer) {
-        let root = fixtures_root();
-        let mut set = FixtureSet::load_provider(&root, "github").unwrap();
-        set.overlay_dir(&root.join("github/scenarios/changed/exchanges"))
-            .unwrap();
-        server.server.replay("github").unwrap().set_fixtures(set);
+        apply_scenario(server, "changed");
     }
 
     fn expected_change() -> (Vec<String>, Vec<String>) {
@@ -340,8 +336,58 @@ fn repo_id_of(full_name: &str) -> u64 {
 /// Upstream requests of the change scenario's INCREMENTAL sync: the 5
 /// listing pages (fx-rates-api is gone from globex's), then mobile-bff's tree,
 /// a GraphQL read of its changed services/api blob and its SBOM report (3
-/// requests); not its unchanged worker blob.
-const EXPECTED_CHANGE_REQUESTS: u64 = 10;
+/// requests); not its unchanged worker blob; and `GET /repositories/{id}`
+/// of fx-rates-api, which no page listed (404: it is deleted).
+const EXPECTED_CHANGE_REQUESTS: u64 = 11;
+
+/// Serves the fixtures with `fixtures/github/scenarios/<name>/exchanges` over them.
+fn apply_scenario(server: &TestServer, name: &str) {
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "github").unwrap();
+    set.overlay_dir(&root.join(format!("github/scenarios/{name}/exchanges")))
+        .unwrap();
+    server.server.replay("github").unwrap().set_fixtures(set);
+}
+
+/// Page-number listing drift: `acme-corp/payments-api` (page 1) is deleted
+/// after page 1 was read, so `acme-corp/auth-gateway`, first of the old page
+/// 2, moves to page 1 and no page lists it. `GET /repositories/{id}` finds
+/// it still in the organization, so neither it nor its children are deleted.
+#[tokio::test]
+async fn a_repository_skipped_by_the_listing_when_an_earlier_one_is_deleted_is_not_deleted() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    let full_summary = summary(&base);
+    apply_scenario(&server, "drift");
+    let replay = server.server.replay("github").unwrap();
+    let before = replay.stats().requests();
+    let events = collect(open(&server, request(incremental(full_summary.checkpoint.clone()))).await).await;
+    let text = std::fs::read_to_string(fixtures_root().join("github/scenarios/drift/expected.json")).unwrap();
+    let expected: Expected = serde_json::from_str(&text).unwrap();
+    assert_eq!(deletions(&events), expected.deletions);
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        expected.upserts
+    );
+    let s = summary(&events);
+    assert!(s.complete, "{:?}", scope_errors(&events));
+    assert_eq!(s.deletions, 0);
+    // Every entity of the FULL sync is unchanged, auth-gateway's included.
+    assert_eq!(
+        s.counts.iter().map(|c| (c.kind, c.unchanged)).collect::<Vec<_>>(),
+        full_summary
+            .counts
+            .iter()
+            .map(|c| (c.kind, c.upserts))
+            .collect::<Vec<_>>()
+    );
+    // 5 listing pages (acme-corp's shifted pages 2 and 3 answered 200, the
+    // other 3 answered 304) and GET /repositories/{id} of auth-gateway.
+    assert_eq!(s.upstream_requests, 5 + 1);
+    assert_eq!(s.cache_hits, 3);
+    assert_eq!(replay.stats().requests() - before, 6);
+    assert_eq!(server.unmatched("github"), Vec::<String>::new());
+}
 
 /// A pushed repository's manifest whose blob sha is the baseline's is kept
 /// without fetching the blob: in the change scenario mobile-bff's
@@ -765,19 +811,16 @@ fn test_app_key() -> Option<String> {
     }
 }
 
-/// GitHub App authentication: the connector looks up each org's installation
-/// with the App JWT, mints an installation token, and sends every request of
-/// that org with it (every fixture requires the org's token).
-#[tokio::test]
-async fn github_app_mints_and_uses_an_installation_token_per_org() {
-    let Some(key) = test_app_key() else {
-        return;
-    };
+/// The fixtures as a GitHub App's installations see them: every request of
+/// acme-corp carries its installation's token, every one of globex its own
+/// (report downloads go to storage without one), `edit` applied, served
+/// with the installation lookups and mints of the `github-app` scenario;
+/// and a live server authenticated as App 424242 in front of them.
+async fn github_app_on_fixtures(key: String, edit: impl FnOnce(&mut FixtureSet)) -> (TestServer, ReplayServer) {
     let root = fixtures_root();
     let mut set = FixtureSet::load_provider(&root, "github").unwrap();
     for exchange in set.exchanges_mut_all() {
         let path = exchange.request.path.clone();
-        // Report downloads go to storage without the credential.
         if path.starts_with("/sbom-reports/") {
             continue;
         }
@@ -788,12 +831,12 @@ async fn github_app_mints_and_uses_an_installation_token_per_org() {
         };
         exchange.request.headers.insert("authorization".into(), token.into());
     }
+    edit(&mut set);
     set.overlay_dir(&root.join("github/scenarios/github-app/exchanges"))
         .unwrap();
     let upstream = ReplayServer::start_synthetic(set, FixtureGraphql::shared(), ReplayOptions::default())
         .await
         .unwrap();
-
     let mut config = Config::for_tests();
     config.mode = ConnectorsMode::Live;
     config.github.app_id = Some(424242);
@@ -806,7 +849,28 @@ async fn github_app_mints_and_uses_an_installation_token_per_org() {
         server.client.get_connector("github").await.unwrap().auth_mode,
         "github_app"
     );
+    (server, upstream)
+}
 
+/// What the replay server was asked for that it had no exchange for, but
+/// the start-up credential check (`GET /app`).
+fn unmatched_but_the_check(upstream: &ReplayServer) -> Vec<String> {
+    upstream
+        .unmatched_requests()
+        .into_iter()
+        .filter(|r| r != "GET /app")
+        .collect()
+}
+
+/// GitHub App authentication: the connector looks up each org's installation
+/// with the App JWT, mints an installation token, and sends every request of
+/// that org with it (every fixture requires the org's token).
+#[tokio::test]
+async fn github_app_mints_and_uses_an_installation_token_per_org() {
+    let Some(key) = test_app_key() else {
+        return;
+    };
+    let (server, upstream) = github_app_on_fixtures(key, |_| {}).await;
     let events = collect(open(&server, request(full())).await).await;
     let s = summary(&events);
     assert!(s.complete, "{:?}", scope_statuses(&events));
@@ -819,13 +883,75 @@ async fn github_app_mints_and_uses_an_installation_token_per_org() {
             (EntityKind::Sbom as i32, 31)
         ]
     );
-    // Only the start-up credential check (GET /app) may be unmatched.
-    let unmatched: Vec<String> = upstream
-        .unmatched_requests()
-        .into_iter()
-        .filter(|r| r != "GET /app")
-        .collect();
-    assert_eq!(unmatched, Vec::<String>::new());
+    assert_eq!(unmatched_but_the_check(&upstream), Vec::<String>::new());
+}
+
+/// Each installation of a GitHub App has a rate limit of its own: acme-corp's
+/// installation has spent its limit (its first listing page is a 403 with
+/// `x-ratelimit-remaining: 0`), and globex, another installation of the same
+/// App, is still crawled whole.
+#[tokio::test]
+async fn an_installation_out_of_its_rate_limit_holds_back_only_its_own_organization() {
+    let Some(key) = test_app_key() else {
+        return;
+    };
+    let (server, upstream) = github_app_on_fixtures(key, |set| {
+        let page = set
+            .exchanges_mut_all()
+            .find(|e| e.request.path == "/orgs/acme-corp/repos")
+            .unwrap();
+        page.response.status = 403;
+        page.response.headers = vec![
+            ("content-type".into(), "application/json; charset=utf-8".into()),
+            ("x-ratelimit-limit".into(), "5000".into()),
+            ("x-ratelimit-remaining".into(), "0".into()),
+            ("x-ratelimit-used".into(), "5000".into()),
+            // 2100-01-01: beyond any wait.
+            ("x-ratelimit-reset".into(), "4102444800".into()),
+            ("x-ratelimit-resource".into(), "core".into()),
+        ];
+        page.response.body = Some(serde_json::json!({
+            "message": "API rate limit exceeded for installation ID 7001.",
+            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+            "status": "403"
+        }));
+    })
+    .await;
+    let events = collect(open(&server, request(full())).await).await;
+    let errors = scope_errors(&events);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].0.as_str(), errors[0].1.as_str()),
+        ("org:acme-corp", "UPSTREAM_RATE_LIMITED")
+    );
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            (
+                "org:acme-corp".to_owned(),
+                connectors_proto::v1::ScopeState::RateLimited as i32
+            ),
+            ("org:globex".to_owned(), connectors_proto::v1::ScopeState::Ok as i32),
+        ]
+    );
+    let globex: Vec<EstateRepo> = estate().remove("globex").unwrap();
+    let s = summary(&events);
+    let counts: Vec<(i32, u64)> = s.counts.iter().map(|c| (c.kind, c.upserts)).collect();
+    assert_eq!(
+        counts,
+        vec![
+            (EntityKind::Repository as i32, globex.len() as u64),
+            (
+                EntityKind::Manifest as i32,
+                globex.iter().map(|r| r.manifests.len() as u64).sum()
+            ),
+            (
+                EntityKind::Sbom as i32,
+                globex.iter().filter(|r| r.has_sbom).count() as u64
+            )
+        ]
+    );
+    assert_eq!(unmatched_but_the_check(&upstream), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -289,6 +289,13 @@ fn repo_urn(repo: &GhRepository) -> String {
     urn(ID, EntityKind::Repository, &repo.id.to_string())
 }
 
+/// The repository id in a repository's urn (or a child's parent urn).
+fn repo_id_of(urn: &str) -> Option<u64> {
+    urn.strip_prefix(&self::urn(ID, EntityKind::Repository, ""))?
+        .parse()
+        .ok()
+}
+
 fn repo_entity(repo: &GhRepository) -> Entity {
     let owner = owner_of(repo);
     let full_name = repo
@@ -1085,6 +1092,8 @@ impl GithubConnector {
         };
         // A listing page fetched and not yet handed to a page task.
         let mut ready: Option<RepoPage> = Some(client::get_repo_page(&session, first).await.map_err(listing_error)?);
+        // The ids every page of this sync listed, whatever the request keeps.
+        let mut listed = std::collections::HashSet::new();
         let mut to_fetch: Option<Uri> = None;
         let mut listing = None;
         let mut pages = futures::stream::FuturesOrdered::new();
@@ -1101,6 +1110,7 @@ impl GithubConnector {
                     })?),
                     None => None,
                 };
+                listed.extend(page.items.iter().map(|repo| repo.id));
                 let planned = self.plan(request, page.items, ctx);
                 let task = crate::http::spawn_in_sync(Self::fetch_page(session.clone(), planned, plan));
                 let cursor = next.clone();
@@ -1147,7 +1157,80 @@ impl GithubConnector {
                 }
             }
         }
-        Ok(())
+        self.confirm_unlisted(request, org, &session, &listed, ctx).await
+    }
+
+    /// Page-number listings drift: a repository deleted or transferred out
+    /// of the organization on a page already read shifts every later one up
+    /// by one, so the first repository of the next page is never listed.
+    /// Before the scope's deletions are final, each repository of the
+    /// baseline that no page of this sync listed is looked up by id
+    /// (`GET /repositories/{id}`, which follows renames and transfers):
+    /// still the organization's, it is pushed (an unchanged one is not
+    /// sent) and its children fetched as a listed one's would be; gone
+    /// (404) or now another owner's, it is left to the deletions; one
+    /// GitHub blocks keeps what the baseline has of it. Any other failure
+    /// fails the scope, so no deletion is sent on a guess.
+    async fn confirm_unlisted(
+        &self,
+        request: &GithubRequest,
+        org: &str,
+        session: &Session,
+        listed: &std::collections::HashSet<u64>,
+        ctx: &mut ScopeContext<'_>,
+    ) -> Result<(), ScopeError> {
+        let mut unlisted: std::collections::BTreeSet<u64> = ctx
+            .prior_unseen(EntityKind::Repository)
+            .iter()
+            .filter_map(|(urn, _)| repo_id_of(urn))
+            .collect();
+        // Without repositories in the state, their children stand for them.
+        if !ctx.wants(EntityKind::Repository) {
+            for kind in [EntityKind::Manifest, EntityKind::Sbom] {
+                unlisted.extend(
+                    ctx.prior_unseen(kind)
+                        .iter()
+                        .filter_map(|(_, parent)| repo_id_of(parent)),
+                );
+            }
+        }
+        unlisted.retain(|id| !listed.contains(id));
+        if unlisted.is_empty() {
+            return Ok(());
+        }
+        let lookups: Vec<_> = unlisted
+            .into_iter()
+            .map(|id| async move {
+                let found = client::get_json::<GhRepository>(session, &format!("/repositories/{id}"), None).await;
+                (id, found)
+            })
+            .collect();
+        let mut lookups = futures::stream::iter(lookups).buffered(self.settings.repo_concurrency.max(1));
+        let mut kept = Vec::new();
+        while let Some((id, found)) = lookups.next().await {
+            match found {
+                Ok(repo) if owner_of(&repo).eq_ignore_ascii_case(org) => kept.push(repo),
+                Ok(_) => {}
+                Err(PageError::Request(RequestError::GitHub(error))) if status_of(&error) == Some(404) => {}
+                Err(PageError::Request(RequestError::GitHub(error))) if access_blocked(&error).is_some() => {
+                    let blocked = urn(ID, EntityKind::Repository, &id.to_string());
+                    ctx.retain(&blocked);
+                    ctx.retain_children(&blocked);
+                }
+                Err(error) => return Err(page_error(error, &format!("repository {id} of {org}"))),
+            }
+        }
+        if !kept.is_empty() {
+            tracing::info!(
+                connector = ID,
+                org,
+                kept = kept.len(),
+                "repositories no listing page showed are still the organization's; kept"
+            );
+        }
+        let planned = self.plan(request, kept, ctx);
+        let outcome = Self::fetch_page(session.clone(), planned, self.fetch_plan(ctx)).await;
+        self.push_page(outcome, "repos/get", ctx).await
     }
 
     async fn sync_repo(
