@@ -1606,51 +1606,115 @@ async fn a_forbidden_sbom_export_is_no_sbom_unless_the_credential_lacks_access()
 /// completes.
 #[tokio::test]
 async fn a_revoked_installation_token_is_minted_again_and_the_request_resent() {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    struct Tokens {
-        minted: AtomicU32,
-    }
-    impl Synthesizer for Tokens {
-        fn respond(
-            &self,
-            _fixtures: &FixtureSet,
-            method: &http::Method,
-            uri: &http::Uri,
-            headers: &http::HeaderMap,
-            _body: &[u8],
-        ) -> Option<RecordedResponse> {
-            let json = |status: u16, body: serde_json::Value| RecordedResponse {
-                status,
-                headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
-                body: Some(body),
-                body_text: None,
-            };
-            if method == http::Method::POST && uri.path() == "/app/installations/7001/access_tokens" {
-                let token = match self.minted.fetch_add(1, Ordering::SeqCst) {
-                    0 => "ghs_revokedInstallationToken000000000001",
-                    _ => "ghs_freshInstallationToken00000000000002",
-                };
-                return Some(json(
-                    201,
-                    serde_json::json!({"token": token, "expires_at": "2099-01-01T00:00:00Z",
-                        "permissions": {"metadata": "read"}, "repository_selection": "all"}),
-                ));
-            }
-            let revoked = headers
-                .get("authorization")
-                .is_some_and(|v| v == "Bearer ghs_revokedInstallationToken000000000001");
-            revoked.then(|| {
-                json(
-                    401,
-                    serde_json::json!({"message": "Bad credentials",
-                        "documentation_url": "https://docs.github.com/rest", "status": "401"}),
-                )
-            })
-        }
-    }
     let Some(key) = test_app_key() else {
         return;
     };
+    let tokens = Arc::new(Tokens::new(true));
+    let (server, upstream, repo_id) = one_repository_as_an_app(key, tokens.clone()).await;
+    let events = sync_repositories(&server, &["acme-corp"]).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(
+        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        vec![format!("urn:connectors:github:repository:{repo_id}")]
+    );
+    assert_eq!(tokens.minted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // The start-up check (GET /app), the installation lookup, a mint, the
+    // listing answered 401 (sent by the session, then by octocrab with the
+    // same token), a mint, the listing answered 200.
+    assert_eq!(upstream.stats().requests(), 7);
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /app".to_owned()]);
+}
+
+/// Every session of an installation shares its token while it is valid:
+/// a second sync of the organization mints none (octocrab copies its cached
+/// token when its client is cloned, so each sync's copy of a client that had
+/// none minted its own, and after the first hour every page task did).
+#[tokio::test]
+async fn an_installation_token_is_minted_once_for_every_sync_of_the_installation() {
+    let Some(key) = test_app_key() else {
+        return;
+    };
+    let tokens = Arc::new(Tokens::new(false));
+    let (server, upstream, repo_id) = one_repository_as_an_app(key, tokens.clone()).await;
+    for _ in 0..3 {
+        let events = sync_repositories(&server, &["acme-corp"]).await;
+        assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+        assert_eq!(
+            upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
+            vec![format!("urn:connectors:github:repository:{repo_id}")]
+        );
+    }
+    assert_eq!(tokens.minted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The start-up check, the installation lookup, one mint, three listings.
+    assert_eq!(upstream.stats().requests(), 1 + 1 + 1 + 3);
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /app".to_owned()]);
+}
+
+/// Mints installation 7001's tokens (`POST /app/installations/7001/access_tokens`),
+/// counting them: with `revoke_first`, the first token minted is one GitHub
+/// revoked (every request with it is answered 401), then a fresh one.
+struct Tokens {
+    minted: std::sync::atomic::AtomicU32,
+    revoke_first: bool,
+}
+
+const REVOKED_TOKEN: &str = "ghs_revokedInstallationToken000000000001";
+const FRESH_TOKEN: &str = "ghs_freshInstallationToken00000000000002";
+
+impl Tokens {
+    fn new(revoke_first: bool) -> Self {
+        Self {
+            minted: std::sync::atomic::AtomicU32::new(0),
+            revoke_first,
+        }
+    }
+}
+
+impl Synthesizer for Tokens {
+    fn respond(
+        &self,
+        _fixtures: &FixtureSet,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        _body: &[u8],
+    ) -> Option<RecordedResponse> {
+        let json = |status: u16, body: serde_json::Value| RecordedResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
+            body: Some(body),
+            body_text: None,
+        };
+        if method == http::Method::POST && uri.path() == "/app/installations/7001/access_tokens" {
+            let first = self.minted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            let token = if first && self.revoke_first {
+                REVOKED_TOKEN
+            } else {
+                FRESH_TOKEN
+            };
+            return Some(json(
+                201,
+                serde_json::json!({"token": token, "expires_at": "2099-01-01T00:00:00Z",
+                    "permissions": {"metadata": "read"}, "repository_selection": "all"}),
+            ));
+        }
+        let revoked = headers
+            .get("authorization")
+            .is_some_and(|v| *v == format!("Bearer {REVOKED_TOKEN}"));
+        revoked.then(|| {
+            json(
+                401,
+                serde_json::json!({"message": "Bad credentials",
+                    "documentation_url": "https://docs.github.com/rest", "status": "401"}),
+            )
+        })
+    }
+}
+
+/// A live server authenticated as App 424242 in front of acme-corp's
+/// installation lookup, `tokens`, and a listing of one repository that
+/// requires the fresh token; with that repository's id.
+async fn one_repository_as_an_app(key: String, tokens: Arc<Tokens>) -> (TestServer, ReplayServer, u64) {
     let root = fixtures_root();
     let mut set = FixtureSet::default();
     let installations = FixtureSet::load_dir(&root.join("github/scenarios/github-app/exchanges")).unwrap();
@@ -1663,15 +1727,12 @@ async fn a_revoked_installation_token_is_minted_again_and_the_request_resent() {
     set.insert(
         serde_json::from_value(serde_json::json!({
             "request": {"method": "GET", "path": "/orgs/acme-corp/repos", "query": {"per_page": "100"},
-                "headers": {"authorization": "Bearer ghs_freshInstallationToken00000000000002"}},
+                "headers": {"authorization": format!("Bearer {FRESH_TOKEN}")}},
             "response": {"status": 200, "headers": {"content-type": "application/json; charset=utf-8"}, "body": [repo]}
         }))
         .unwrap(),
     );
-    let tokens = Arc::new(Tokens {
-        minted: AtomicU32::new(0),
-    });
-    let upstream = ReplayServer::start_synthetic(set, tokens.clone(), ReplayOptions::default())
+    let upstream = ReplayServer::start_synthetic(set, tokens, ReplayOptions::default())
         .await
         .unwrap();
     let mut config = Config::for_tests();
@@ -1680,18 +1741,7 @@ async fn a_revoked_installation_token_is_minted_again_and_the_request_resent() {
     config.github.app_private_key = Some(key);
     config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
     let server = TestServer::with_config(config).await;
-    let events = sync_repositories(&server, &["acme-corp"]).await;
-    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
-    assert_eq!(
-        upserts(&events).into_iter().map(|(u, _)| u).collect::<Vec<_>>(),
-        vec![format!("urn:connectors:github:repository:{repo_id}")]
-    );
-    assert_eq!(tokens.minted.load(Ordering::SeqCst), 2);
-    // The start-up check (GET /app), the installation lookup, a mint, the
-    // listing answered 401 (sent by the session, then by octocrab with the
-    // same token), a mint, the listing answered 200.
-    assert_eq!(upstream.stats().requests(), 7);
-    assert_eq!(upstream.unmatched_requests(), vec!["GET /app".to_owned()]);
+    (server, upstream, repo_id)
 }
 
 /// A default branch whose name holds characters a URI cannot carry as they

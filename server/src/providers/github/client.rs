@@ -56,8 +56,8 @@ impl GithubAuth {
 pub struct GithubClient {
     base: Octocrab,
     app: bool,
-    /// Installation clients (and ids) by owner, or by owner/repository.
-    installations: Mutex<HashMap<String, (Octocrab, u64)>>,
+    /// Installations by owner, or by owner/repository.
+    installations: Mutex<HashMap<String, Arc<Installation>>>,
     upstream: Arc<UpstreamClient>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
@@ -137,31 +137,39 @@ impl GithubClient {
     /// The session of an organization's (or a repository owner's)
     /// installation when authenticated as an App; of the token otherwise.
     pub async fn for_owner(&self, owner: &str, repo: Option<&str>) -> octocrab::Result<Session> {
-        let session = |crab: Octocrab, installation: Option<u64>| Session {
-            crab,
-            installation: self.app,
-            budget: installation.map(|id| crate::http::BudgetScope(format!("installation={id}"))),
+        let session = |installation: Option<Arc<Installation>>| Session {
+            installation,
             upstream: self.upstream.clone(),
             headers: self.headers.clone(),
         };
         if !self.app {
-            return Ok(session(self.base.clone(), None));
+            return Ok(session(None));
         }
         let key = match repo {
             Some(repo) => format!("{owner}/{repo}"),
             None => owner.to_owned(),
         };
         let mut installations = self.installations.lock().await;
-        if let Some((client, id)) = installations.get(&key) {
-            return Ok(session(client.clone(), Some(*id)));
+        if let Some(installation) = installations.get(&key) {
+            return Ok(session(Some(installation.clone())));
         }
-        let installation = match repo {
+        let id = match repo {
             Some(repo) => self.base.apps().get_repository_installation(owner, repo).await?,
             None => self.base.apps().get_org_installation(owner).await?,
+        }
+        .id;
+        // An organization and its explicit repositories are one installation.
+        let installation = match installations.values().find(|known| known.id == id.0) {
+            Some(known) => known.clone(),
+            None => Arc::new(Installation {
+                crab: self.base.installation(id)?,
+                id: id.0,
+                budget: crate::http::BudgetScope(format!("installation={}", id.0)),
+                minting: Mutex::new(()),
+            }),
         };
-        let client = self.base.installation(installation.id)?;
-        installations.insert(key, (client.clone(), installation.id.0));
-        Ok(session(client, Some(installation.id.0)))
+        installations.insert(key, installation.clone());
+        Ok(session(Some(installation)))
     }
 
     /// The client without installation (for checks).
@@ -178,12 +186,24 @@ impl GithubClient {
 /// sends about one request per entity (see the README's "Performance").
 #[derive(Clone)]
 pub struct Session {
-    crab: Octocrab,
-    installation: bool,
-    /// An installation's requests share its rate limit, not the App's.
-    budget: Option<crate::http::BudgetScope>,
+    /// The App installation the requests are made as, if any.
+    installation: Option<Arc<Installation>>,
     upstream: Arc<UpstreamClient>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+}
+
+/// An installation of the App, shared by every session made as it: one
+/// octocrab client, so one cached installation token (octocrab's
+/// `CachedToken` is copied, not shared, when its client is cloned: each
+/// clone would mint tokens of its own), minted by one request at a time.
+struct Installation {
+    crab: Octocrab,
+    id: u64,
+    /// Its requests share the installation's rate limit, not the App's.
+    budget: crate::http::BudgetScope,
+    /// Held while a request gets its token, so an expired token is
+    /// minted again once, not by every request in flight.
+    minting: Mutex<()>,
 }
 
 /// Why a request of a [`Session`] failed.
@@ -229,7 +249,11 @@ impl Session {
             )))
         })?;
         let response = self.send_once(&method, &uri, extra.as_ref(), &body).await?;
-        let response = if self.installation && response.status() == http::StatusCode::UNAUTHORIZED {
+        let response = if let Some(installation) = self
+            .installation
+            .as_ref()
+            .filter(|_| response.status() == http::StatusCode::UNAUTHORIZED)
+        {
             let mut request = http::Request::new(body);
             *request.method_mut() = method;
             *request.uri_mut() = uri;
@@ -237,7 +261,7 @@ impl Session {
                 *request.headers_mut() = extra;
             }
             json_content_type(&mut request);
-            self.crab.execute(request).await.map_err(RequestError::from)?
+            installation.crab.execute(request).await.map_err(RequestError::from)?
         } else if response.status().is_success() {
             return Ok(response);
         } else {
@@ -293,10 +317,17 @@ impl Session {
         }
         json_content_type(&mut request);
         let headers = request.headers_mut();
-        if self.installation {
+        if let Some(installation) = &self.installation {
             use secrecy::ExposeSecret as _;
             // Valid for at least 30 s more: octocrab's cached token, or one it mints.
-            let token = self.crab.installation_token().await.map_err(RequestError::GitHub)?;
+            let token = {
+                let _one = installation.minting.lock().await;
+                installation
+                    .crab
+                    .installation_token()
+                    .await
+                    .map_err(RequestError::GitHub)?
+            };
             let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(|_| {
                 RequestError::Upstream(crate::http::UpstreamError::InvalidRequest(
                     "the installation token is not a header value".into(),
@@ -305,8 +336,8 @@ impl Session {
             value.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, value);
         }
-        if let Some(budget) = &self.budget {
-            request.extensions_mut().insert(budget.clone());
+        if let Some(installation) = &self.installation {
+            request.extensions_mut().insert(installation.budget.clone());
         }
         self.upstream.execute(request).await.map_err(RequestError::Upstream)
     }
