@@ -573,9 +573,10 @@ async fn github_fixtures_load_and_the_changed_overlay_applies() {
 
     set.overlay_dir(&root.join("github/scenarios/changed/exchanges"))
         .expect("apply overlay");
-    // Six exchanges replaced; added: one blob and the changed repository's
-    // new SBOM report (its fetch-report and its download).
-    assert_eq!(set.len(), 209);
+    // Six exchanges replaced; added: one blob, the changed repository's
+    // new SBOM report (its fetch-report and its download), and the deleted
+    // repository's 404 by id (`GET /repositories/{id}`).
+    assert_eq!(set.len(), 210);
 
     let server = ReplayServer::start(base, ReplayOptions::default()).await.unwrap();
     let response = get(&server, "/repos/globex/fx-rates-api").await;

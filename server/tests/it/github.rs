@@ -2055,3 +2055,81 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
     assert_eq!(deletions(&fourth), Vec::<String>::new());
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
 }
+
+/// A default branch switched without a push (`pushed_at` as it was) has the
+/// new branch's manifests read: the repository's version names its branch.
+#[tokio::test]
+async fn a_default_branch_switched_without_a_push_has_its_manifests_read_again() {
+    let (template, _) = first_fixture_repo();
+    let id = 4_200_201u64;
+    let pushed = "2026-11-02T10:00:00Z";
+    let repo = |branch: &str| {
+        let mut repo = repo_as(&template, "globex", "ledger", id);
+        repo["fork"] = serde_json::json!(false);
+        repo["pushed_at"] = serde_json::json!(pushed);
+        repo["default_branch"] = serde_json::json!(branch);
+        repo
+    };
+    let tree = |branch: &str, sha: &str| {
+        get_exchange(
+            format!("/repos/globex/ledger/git/trees/{branch}"),
+            serde_json::json!({"recursive": "1"}),
+            200,
+            serde_json::json!({"sha": format!("7e{sha}"), "truncated": false, "tree": [
+                {"path": "package.json", "mode": "100644", "type": "blob", "sha": sha, "size": 60}]}),
+        )
+    };
+    let blob = |sha: &str, version: &str| {
+        get_exchange(
+            format!("/repos/globex/ledger/git/blobs/{sha}"),
+            serde_json::json!({}),
+            200,
+            serde_json::json!({"sha": sha, "size": 60, "encoding": "utf-8",
+                "content": format!("{{\"name\": \"ledger\", \"dependencies\": {{\"left-pad\": \"{version}\"}}}}")}),
+        )
+    };
+    let (on_master, on_main) = (
+        "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d",
+        "2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e",
+    );
+    let estate = |branch: &str, sha: &str, version: &str| {
+        let mut set = FixtureSet::default();
+        set.insert(listing_exchange("", "globex", serde_json::json!([repo(branch)])));
+        set.insert(tree(branch, sha));
+        set.insert(blob(sha, version));
+        set.insert(sbom_not_found("", "globex/ledger"));
+        set
+    };
+    let (server, upstream) = live_with_rest_blobs(estate("master", on_master, "1.3.0")).await;
+    let first = sync_full(&server, &["globex"]).await;
+    let manifest = format!("urn:connectors:github:manifest:{id}:package.json");
+    let repository = format!("urn:connectors:github:repository:{id}");
+    let urns = |events: &[SyncEvent]| upserts(events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>();
+    assert_eq!(urns(&first), vec![repository.clone(), manifest.clone()]);
+
+    upstream.set_fixtures(estate("main", on_main, "1.4.0"));
+    let requests = upstream.stats().requests();
+    let request = SyncRequest {
+        orgs: vec!["globex".into()],
+        options: Some(incremental(summary(&first).checkpoint)),
+        ..Default::default()
+    };
+    let second = collect(open(&server, request).await).await;
+    assert!(summary(&second).complete, "{:?}", scope_errors(&second));
+    assert_eq!(urns(&second), vec![repository, manifest]);
+    assert_eq!(deletions(&second), Vec::<String>::new());
+    let shas: Vec<String> = second
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Upsert(u)) => match u.entity.as_ref()?.body.as_ref()? {
+                connectors_proto::v1::entity::Body::Manifest(m) => Some(m.blob_sha.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shas, vec![on_main.to_owned()]);
+    // The listing, main's tree, its blob and the SBOM report's 404.
+    assert_eq!(upstream.stats().requests() - requests, 4);
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}

@@ -4,7 +4,7 @@
 //! installation tokens), a `client::Session` sends the sync's requests.
 //!
 //! Incremental: org listings are conditional requests (ETags, 304s reuse the
-//! cached page); a repository whose `pushed_at` equals the baseline's keeps
+//! cached page); a repository whose `pushed_at` and default branch equal the baseline's keeps
 //! its manifests and SBOM without refetching them.
 
 pub mod client;
@@ -343,8 +343,29 @@ fn repo_entity(repo: &GhRepository) -> Entity {
     }
 }
 
+/// The version a repository's children are kept by: when it was last
+/// pushed, and its default branch (switching the default branch pushes
+/// nothing, yet the manifests and SBOM are another branch's).
 fn push_version(repo: &GhRepository) -> String {
-    repo.pushed_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+    match (repo.pushed_at, repo.default_branch.as_deref()) {
+        (None, _) => String::new(),
+        (Some(pushed), None) => pushed.to_rfc3339(),
+        (Some(pushed), Some(branch)) => format!("{} {branch}", pushed.to_rfc3339()),
+    }
+}
+
+/// Whether the baseline's `prior` version of a repository is its push
+/// version now. A version saved by earlier servers is the push time alone:
+/// it still stands for the same push (the next push records the branch).
+fn same_push(prior: Option<&str>, repo: &GhRepository) -> bool {
+    let now = push_version(repo);
+    match prior {
+        None => false,
+        Some(prior) if prior == now => true,
+        Some(prior) => {
+            !prior.is_empty() && !prior.contains(' ') && now.split_once(' ').is_some_and(|(pushed, _)| pushed == prior)
+        }
+    }
 }
 
 /// What was fetched for one repository besides the repository itself.
@@ -992,7 +1013,7 @@ impl GithubConnector {
             .filter(|r| !(request.exclude_forks && r.fork.unwrap_or(false)))
             .map(|repo| {
                 let urn = repo_urn(&repo);
-                let pushed = ctx.prior_version(&urn) != Some(push_version(&repo).as_str());
+                let pushed = !same_push(ctx.prior_version(&urn), &repo);
                 let fetch = (pushed && wants_children).then(|| ctx.prior_children(&urn).collect());
                 (repo, fetch)
             })

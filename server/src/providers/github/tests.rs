@@ -47,6 +47,26 @@ fn a_listing_item_with_nulls_maps_to_empty_fields() {
 }
 
 #[test]
+fn a_push_version_names_the_default_branch_and_reads_the_push_time_alone_of_earlier_servers() {
+    let repo: GhRepository = serde_json::from_value(serde_json::json!({
+        "id": 7, "name": "app", "owner": {"login": "acme"},
+        "pushed_at": "2025-06-27T16:41:09Z", "default_branch": "main"
+    }))
+    .unwrap();
+    assert_eq!(push_version(&repo), "2025-06-27T16:41:09+00:00 main");
+    assert!(same_push(Some("2025-06-27T16:41:09+00:00 main"), &repo));
+    // Saved before the branch was part of it: the same push.
+    assert!(same_push(Some("2025-06-27T16:41:09+00:00"), &repo));
+    // The default branch switched without a push, or a later push.
+    assert!(!same_push(Some("2025-06-27T16:41:09+00:00 master"), &repo));
+    assert!(!same_push(Some("2025-06-20T08:00:00+00:00"), &repo));
+    assert!(!same_push(Some("2025-06-20T08:00:00+00:00 main"), &repo));
+    // New, or saved blocked (no version: asked again).
+    assert!(!same_push(None, &repo));
+    assert!(!same_push(Some(""), &repo));
+}
+
+#[test]
 fn a_license_without_spdx_id_maps_to_an_empty_id() {
     let json = BARE_REPO.replace(
         r#""license": null"#,
