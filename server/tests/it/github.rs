@@ -182,6 +182,14 @@ async fn no_change_incremental_makes_a_fraction_of_the_requests_of_a_full_sync()
     assert_eq!(upserts(&events).len(), 0);
 }
 
+/// Every entity the FULL sync `full` sent, the INCREMENTAL sync `inc` counted
+/// unchanged, kind by kind.
+fn assert_every_entity_unchanged(inc: &connectors_proto::v1::Summary, full: &connectors_proto::v1::Summary) {
+    let unchanged: Vec<(i32, u64)> = inc.counts.iter().map(|c| (c.kind, c.unchanged)).collect();
+    let sent: Vec<(i32, u64)> = full.counts.iter().map(|c| (c.kind, c.upserts)).collect();
+    assert_eq!(unchanged, sent);
+}
+
 /// An in-memory cache smaller than the upstream bodies of one FULL sync
 /// still keeps the state that sync wrote: the no-change INCREMENTAL sync
 /// from its checkpoint succeeds and sends nothing (bodies pushed the state
@@ -199,14 +207,7 @@ async fn a_cache_full_of_upstream_bodies_keeps_the_sync_state() {
     assert!(inc.complete, "{:?}", scope_errors(&events));
     assert_eq!(upserts(&events).len(), 0);
     assert_eq!(deletions(&events).len(), 0);
-    assert_eq!(
-        inc.counts.iter().map(|c| (c.kind, c.unchanged)).collect::<Vec<_>>(),
-        full_summary
-            .counts
-            .iter()
-            .map(|c| (c.kind, c.upserts))
-            .collect::<Vec<_>>()
-    );
+    assert_every_entity_unchanged(&inc, &full_summary);
 }
 
 #[tokio::test]
@@ -349,6 +350,53 @@ fn apply_scenario(server: &TestServer, name: &str) {
     server.server.replay("github").unwrap().set_fixtures(set);
 }
 
+/// An organization's listing that comes back empty (every repository gone
+/// from it at once, or a listing GitHub got wrong) deletes nothing that is
+/// still there: each of its 22 repositories is looked up by id, a listing
+/// page's worth at a time, found in the organization, and kept.
+#[tokio::test]
+async fn an_organization_listing_that_comes_back_empty_deletes_nothing_still_there() {
+    let server = TestServer::start().await;
+    let base = collect(open(&server, request(full())).await).await;
+    let full_summary = summary(&base);
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "github").unwrap();
+    let acme: Vec<EstateRepo> = estate().remove("acme-corp").unwrap();
+    assert_eq!(acme.len(), 22);
+    let mut by_id = Vec::new();
+    for repo in &acme {
+        let mut exchange = set
+            .exchanges()
+            .find(|e| e.request.path == format!("/repos/{}", repo.full_name))
+            .unwrap()
+            .clone();
+        exchange.request.path = format!("/repositories/{}", repo.id);
+        by_id.push(exchange);
+    }
+    for exchange in by_id {
+        set.insert(exchange);
+    }
+    let page = set
+        .exchanges_mut_all()
+        .find(|e| e.request.path == "/orgs/acme-corp/repos")
+        .unwrap();
+    page.response.body = Some(serde_json::json!([]));
+    page.response
+        .headers
+        .retain(|(name, _)| name != "link" && name != "etag");
+    server.server.replay("github").unwrap().set_fixtures(set);
+    let events = collect(open(&server, request(incremental(full_summary.checkpoint.clone()))).await).await;
+    let s = summary(&events);
+    assert!(s.complete, "{:?}", scope_errors(&events));
+    assert_eq!(deletions(&events), Vec::<String>::new());
+    assert_eq!(upserts(&events), Vec::<(String, String)>::new());
+    assert_every_entity_unchanged(&s, &full_summary);
+    // acme-corp's one (empty) page, globex's two (304), 22 lookups by id.
+    assert_eq!(s.upstream_requests, 1 + 2 + 22);
+    assert_eq!(s.cache_hits, 2);
+    assert_eq!(server.unmatched("github"), Vec::<String>::new());
+}
+
 /// Page-number listing drift: `acme-corp/payments-api` (page 1) is deleted
 /// after page 1 was read, so `acme-corp/auth-gateway`, first of the old page
 /// 2, moves to page 1 and no page lists it. `GET /repositories/{id}` finds
@@ -373,14 +421,7 @@ async fn a_repository_skipped_by_the_listing_when_an_earlier_one_is_deleted_is_n
     assert!(s.complete, "{:?}", scope_errors(&events));
     assert_eq!(s.deletions, 0);
     // Every entity of the FULL sync is unchanged, auth-gateway's included.
-    assert_eq!(
-        s.counts.iter().map(|c| (c.kind, c.unchanged)).collect::<Vec<_>>(),
-        full_summary
-            .counts
-            .iter()
-            .map(|c| (c.kind, c.upserts))
-            .collect::<Vec<_>>()
-    );
+    assert_every_entity_unchanged(&s, &full_summary);
     // 5 listing pages (acme-corp's shifted pages 2 and 3 answered 200, the
     // other 3 answered 304) and GET /repositories/{id} of auth-gateway.
     assert_eq!(s.upstream_requests, 5 + 1);

@@ -1249,9 +1249,18 @@ impl GithubConnector {
                 "repositories no listing page showed are still the organization's; kept"
             );
         }
-        let planned = self.plan(request, kept, ctx);
-        let outcome = Self::fetch_page(session.clone(), planned, self.fetch_plan(ctx)).await;
-        self.push_page(outcome, "repos/get", ctx).await
+        // A listing page's worth at a time, as listed repositories are fetched.
+        let mut kept = kept.into_iter().peekable();
+        while kept.peek().is_some() {
+            let page: Vec<GhRepository> = kept
+                .by_ref()
+                .take(usize::from(self.settings.page_size.max(1)))
+                .collect();
+            let planned = self.plan(request, page, ctx);
+            let outcome = Self::fetch_page(session.clone(), planned, self.fetch_plan(ctx)).await;
+            self.push_page(outcome, "repos/get", ctx).await?;
+        }
+        Ok(())
     }
 
     async fn sync_repo(
