@@ -210,6 +210,19 @@ async fn a_cache_full_of_upstream_bodies_keeps_the_sync_state() {
     assert_every_entity_unchanged(&inc, &full_summary);
 }
 
+/// The urns a sync sends for a fixture repository, in order: the
+/// repository, its manifests, its SBOM.
+fn urns_of_repo(repo: &EstateRepo) -> Vec<String> {
+    let mut urns = vec![format!("urn:connectors:github:repository:{}", repo.id)];
+    for path in &repo.manifests {
+        urns.push(format!("urn:connectors:github:manifest:{}:{path}", repo.id));
+    }
+    if repo.has_sbom {
+        urns.push(format!("urn:connectors:github:sbom:{}", repo.id));
+    }
+    urns
+}
+
 #[tokio::test]
 async fn explicit_repositories_are_scopes_of_their_own() {
     let server = TestServer::start().await;
@@ -235,18 +248,76 @@ async fn explicit_repositories_are_scopes_of_their_own() {
             .map(|r| format!("repo:{}", r.full_name))
             .collect::<Vec<_>>()
     );
-    let mut expected = Vec::new();
-    for repo in &chosen {
-        expected.push(format!("urn:connectors:github:repository:{}", repo.id));
-        for path in &repo.manifests {
-            expected.push(format!("urn:connectors:github:manifest:{}:{path}", repo.id));
-        }
-        if repo.has_sbom {
-            expected.push(format!("urn:connectors:github:sbom:{}", repo.id));
-        }
-    }
+    let expected: Vec<String> = chosen.iter().flat_map(|repo| urns_of_repo(repo)).collect();
     let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
     assert_eq!(got, expected);
+    assert_eq!(server.unmatched("github"), Vec::<String>::new());
+}
+
+/// An explicit repository named by its name before a rename (or a
+/// transfer): GitHub answers 301 to `/repositories/{id}` on the API, which
+/// the connector follows; the scope keeps the name the request gave, and
+/// the entities are the repository's, by id. A redirect to another origin
+/// is not followed: that scope fails, naming the repository.
+#[tokio::test]
+async fn an_explicit_repository_renamed_since_is_followed_to_its_new_name() {
+    let server = TestServer::start().await;
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "github").unwrap();
+    let renamed = &estate()["acme-corp"][0];
+    let moved = |from: &str, to: String| -> Exchange {
+        serde_json::from_value(serde_json::json!({
+            "request": {"method": "GET", "path": from},
+            "response": {"status": 301,
+                "headers": {"content-type": "application/json; charset=utf-8", "location": to.clone()},
+                "body": {"message": "Moved Permanently", "url": to,
+                    "documentation_url": "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api#follow-redirects"}}
+        }))
+        .unwrap()
+    };
+    set.insert(moved(
+        "/repos/acme-corp/payments-service",
+        format!("{{{{base_url}}}}/repositories/{}", renamed.id),
+    ));
+    set.insert(moved(
+        "/repos/acme-corp/elsewhere",
+        "https://attacker.example/repositories/1".to_owned(),
+    ));
+    let mut by_id = set
+        .exchanges()
+        .find(|e| e.request.path == format!("/repos/{}", renamed.full_name))
+        .unwrap()
+        .clone();
+    by_id.request.path = format!("/repositories/{}", renamed.id);
+    set.insert(by_id);
+    let replay = server.server.replay("github").unwrap();
+    replay.set_fixtures(set);
+    let before = replay.stats().requests();
+    let events = collect(
+        open(
+            &server,
+            SyncRequest {
+                repositories: vec!["acme-corp/payments-service".into(), "acme-corp/elsewhere".into()],
+                ..Default::default()
+            },
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        scope_errors(&events),
+        vec![(
+            "repo:acme-corp/elsewhere".to_owned(),
+            "UPSTREAM_UNAVAILABLE".to_owned(),
+            "repository acme-corp/elsewhere: refusing request to a url outside the configured upstream origin"
+                .to_owned()
+        )]
+    );
+    let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, urns_of_repo(renamed));
+    // The two redirects, the repository by id, its tree, a GraphQL read of
+    // its blobs and its SBOM report (3); nothing sent to the other origin.
+    assert_eq!(replay.stats().requests() - before, 2 + 1 + 1 + 1 + 3);
     assert_eq!(server.unmatched("github"), Vec::<String>::new());
 }
 

@@ -206,6 +206,9 @@ struct Installation {
     minting: Mutex<()>,
 }
 
+/// Redirects a request follows at most (GitHub's for a renamed repository is one).
+const MAX_REDIRECTS: u32 = 3;
+
 /// Why a request of a [`Session`] failed.
 #[derive(Debug)]
 pub enum RequestError {
@@ -248,7 +251,29 @@ impl Session {
                 "{route:?} is not a request path"
             )))
         })?;
-        let response = self.send_once(&method, &uri, extra.as_ref(), &body).await?;
+        let mut uri = uri;
+        let mut response = self.send_once(&method, &uri, extra.as_ref(), &body).await?;
+        // GitHub answers a renamed or transferred repository's old name with
+        // a redirect to it on the API (`/repositories/{id}`) and asks clients
+        // to follow it. Only GETs, only within the configured API (the
+        // upstream client refuses another origin, the credential included).
+        let mut redirects = 0;
+        while method == http::Method::GET
+            && matches!(response.status().as_u16(), 301 | 302 | 307 | 308)
+            && redirects < MAX_REDIRECTS
+        {
+            let Some(location) = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<http::Uri>().ok())
+            else {
+                break;
+            };
+            uri = self.upstream.relativize(&location).map_err(RequestError::Upstream)?;
+            redirects += 1;
+            response = self.send_once(&method, &uri, extra.as_ref(), &body).await?;
+        }
         let response = if let Some(installation) = self
             .installation
             .as_ref()
