@@ -596,6 +596,39 @@ fn get_exchange(path: String, query: serde_json::Value, status: u16, body: serde
     .unwrap()
 }
 
+/// The recursive tree of `full_name`'s `branch` (sha `sha`): a
+/// `package.json` blob of each sha in `blobs` (none: an empty tree).
+fn package_tree(full_name: &str, branch: &str, sha: &str, blobs: &[&str]) -> Exchange {
+    let entries: Vec<_> = blobs
+        .iter()
+        .map(|blob| serde_json::json!({"path": "package.json", "mode": "100644", "type": "blob", "sha": blob, "size": 60}))
+        .collect();
+    get_exchange(
+        format!("/repos/{full_name}/git/trees/{branch}"),
+        serde_json::json!({"recursive": "1"}),
+        200,
+        serde_json::json!({"sha": sha, "truncated": false, "tree": entries}),
+    )
+}
+
+/// The blob `sha` of `full_name`: a `package.json` named `name` that
+/// depends on `left-pad` at `version`.
+fn package_blob(full_name: &str, name: &str, sha: &str, version: &str) -> Exchange {
+    get_exchange(
+        format!("/repos/{full_name}/git/blobs/{sha}"),
+        serde_json::json!({}),
+        200,
+        serde_json::json!({"sha": sha, "size": 60, "encoding": "utf-8",
+            "content": format!("{{\"name\": \"{name}\", \"dependencies\": {{\"left-pad\": \"{version}\"}}}}")}),
+    )
+}
+
+/// An SPDX document without packages, as an SBOM report downloads it.
+fn spdx_document(name: &str, namespace: &str, created: &str) -> serde_json::Value {
+    serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": name,
+        "documentNamespace": namespace, "creationInfo": {"created": created}, "packages": []})
+}
+
 /// A one-page organization listing: `GET {api}/orgs/{org}/repos?per_page=100`
 /// answered with `repos` (`api` is the REST prefix: empty, or `/api/v3`).
 fn listing_exchange(api: &str, org: &str, repos: serde_json::Value) -> Exchange {
@@ -1532,14 +1565,7 @@ async fn an_sbom_report_is_polled_until_ready_and_one_never_ready_fails_its_scop
     let (template, _) = first_fixture_repo();
     let branch = template["default_branch"].as_str().unwrap().to_owned();
     let repo = |org: &str, name: &str, id: u64| repo_as(&template, org, name, id);
-    let tree = |full_name: &str| {
-        get_exchange(
-            format!("/repos/{full_name}/git/trees/{branch}"),
-            serde_json::json!({"recursive": "1"}),
-            200,
-            serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []}),
-        )
-    };
+    let tree = |full_name: &str| package_tree(full_name, &branch, "9c1e", &[]);
     let not_ready = |report: &Exchange, times: Option<u32>| -> Exchange {
         let mut value = serde_json::json!({
             "request": {"method": "GET", "path": report.request.path},
@@ -1551,9 +1577,11 @@ async fn an_sbom_report_is_polled_until_ready_and_one_never_ready_fails_its_scop
         serde_json::from_value(value).unwrap()
     };
     let document = |name: &str| {
-        serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": format!("com.github.{name}"),
-            "documentNamespace": format!("https://spdx.org/spdxdocs/protobom/{name}"), "creationInfo": {"created": "2026-11-30T09:14:27Z"},
-            "packages": []})
+        spdx_document(
+            &format!("com.github.{name}"),
+            &format!("https://spdx.org/spdxdocs/protobom/{name}"),
+            "2026-11-30T09:14:27Z",
+        )
     };
     let mut set = FixtureSet::default();
     let [generate, fetch, download] = sbom_report("", "globex/ledger", document("globex/ledger"));
@@ -1626,23 +1654,17 @@ async fn a_forbidden_sbom_export_is_no_sbom_unless_the_credential_lacks_access()
         repo["fork"] = serde_json::json!(fork);
         repo
     };
-    let exchange = get_exchange;
-    let tree = |full_name: &str| {
-        exchange(
-            format!("/repos/{full_name}/git/trees/{branch}"),
-            serde_json::json!({"recursive": "1"}),
-            200,
-            serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []}),
-        )
-    };
+    let tree = |full_name: &str| package_tree(full_name, &branch, "9c1e", &[]);
     let sbom = |full_name: &str, status: u16, body: serde_json::Value| sbom_refused("", full_name, status, body);
     let mut set = FixtureSet::default();
     for exchange in sbom_report(
         "",
         "globex/ledger",
-        serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": "com.github.globex/ledger",
-            "documentNamespace": "https://spdx.org/spdxdocs/protobom/ledger", "creationInfo": {"created": "2025-06-30T09:14:27Z"},
-            "packages": []}),
+        spdx_document(
+            "com.github.globex/ledger",
+            "https://spdx.org/spdxdocs/protobom/ledger",
+            "2025-06-30T09:14:27Z",
+        ),
     ) {
         set.insert(exchange);
     }
@@ -1978,9 +2000,7 @@ async fn a_truncated_tree_is_read_a_level_at_a_time() {
     .chain(sbom_report(
         "",
         &full_name,
-        serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": full_name,
-            "documentNamespace": "https://spdx.org/spdxdocs/x", "creationInfo": {"created": "2025-06-30T09:14:27Z"},
-            "packages": []}),
+        spdx_document(&full_name, "https://spdx.org/spdxdocs/x", "2025-06-30T09:14:27Z"),
     )) {
         set.insert(exchange);
     }
@@ -2021,34 +2041,17 @@ async fn a_repository_github_blocks_keeps_its_contents_and_its_organization_goes
         repo
     };
     let get = get_exchange;
-    let tree = |name: &str, blobs: &[&str]| {
-        let entries: Vec<_> = blobs
-            .iter()
-            .map(|sha| serde_json::json!({"path": "package.json", "mode": "100644", "type": "blob", "sha": sha, "size": 60}))
-            .collect();
-        get(
-            format!("/repos/globex/{name}/git/trees/{branch}"),
-            serde_json::json!({"recursive": "1"}),
-            200,
-            serde_json::json!({"sha": "9c1e", "truncated": false, "tree": entries}),
-        )
-    };
-    let blob = |name: &str, sha: &str, version: &str| {
-        get(
-            format!("/repos/globex/{name}/git/blobs/{sha}"),
-            serde_json::json!({}),
-            200,
-            serde_json::json!({"sha": sha, "size": 60, "encoding": "utf-8",
-                "content": format!("{{\"name\": \"{name}\", \"dependencies\": {{\"left-pad\": \"{version}\"}}}}")}),
-        )
-    };
+    let tree = |name: &str, blobs: &[&str]| package_tree(&format!("globex/{name}"), &branch, "9c1e", blobs);
+    let blob = |name: &str, sha: &str, version: &str| package_blob(&format!("globex/{name}"), name, sha, version);
     let sbom = |name: &str| {
         sbom_report(
             "",
             &format!("globex/{name}"),
-            serde_json::json!({"SPDXID": "SPDXRef-DOCUMENT", "spdxVersion": "SPDX-2.3", "name": format!("com.github.globex/{name}"),
-                "documentNamespace": format!("https://spdx.org/spdxdocs/protobom/{name}"), "creationInfo": {"created": "2025-06-30T09:14:27Z"},
-                "packages": []}),
+            spdx_document(
+                &format!("com.github.globex/{name}"),
+                &format!("https://spdx.org/spdxdocs/protobom/{name}"),
+                "2025-06-30T09:14:27Z",
+            ),
         )
     };
     // GitHub's answers for a blocked repository, as they come (the `block`
@@ -2182,24 +2185,8 @@ async fn a_default_branch_switched_without_a_push_has_its_manifests_read_again()
         repo["default_branch"] = serde_json::json!(branch);
         repo
     };
-    let tree = |branch: &str, sha: &str| {
-        get_exchange(
-            format!("/repos/globex/ledger/git/trees/{branch}"),
-            serde_json::json!({"recursive": "1"}),
-            200,
-            serde_json::json!({"sha": format!("7e{sha}"), "truncated": false, "tree": [
-                {"path": "package.json", "mode": "100644", "type": "blob", "sha": sha, "size": 60}]}),
-        )
-    };
-    let blob = |sha: &str, version: &str| {
-        get_exchange(
-            format!("/repos/globex/ledger/git/blobs/{sha}"),
-            serde_json::json!({}),
-            200,
-            serde_json::json!({"sha": sha, "size": 60, "encoding": "utf-8",
-                "content": format!("{{\"name\": \"ledger\", \"dependencies\": {{\"left-pad\": \"{version}\"}}}}")}),
-        )
-    };
+    let tree = |branch: &str, sha: &str| package_tree("globex/ledger", branch, &format!("7e{sha}"), &[sha]);
+    let blob = |sha: &str, version: &str| package_blob("globex/ledger", "ledger", sha, version);
     let (on_master, on_main) = (
         "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d",
         "2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e",
