@@ -183,7 +183,7 @@ pub fn init_metrics(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     metrics::describe_counter!(
         "connectors_syncs_total",
-        "Syncs by connector and outcome (ok, partial, failed, cancelled, drained)"
+        "Syncs by connector and outcome (ok, partial, failed, cancelled, deadline_exceeded, drained)"
     );
     metrics::describe_counter!("connectors_entities_total", "Upserts emitted by connector and kind");
     metrics::describe_counter!(

@@ -44,6 +44,9 @@ pub fn status_from(error: SyncError) -> Status {
             HashMap::new(),
         ),
         SyncError::Unavailable(_) => with_info(Code::Unavailable, message, "UNAVAILABLE", HashMap::new()),
+        SyncError::DeadlineExceeded(_) => {
+            with_info(Code::DeadlineExceeded, message, "DEADLINE_EXCEEDED", HashMap::new())
+        }
         SyncError::Internal(_) => with_info(Code::Internal, message, "INTERNAL", HashMap::new()),
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 mod aws;
 #[cfg(feature = "azure")]
 mod azure;
+pub mod deadline;
 mod errors;
 #[cfg(feature = "gcp")]
 mod gcp;
@@ -62,8 +63,10 @@ impl SyncGate {
         request: &tonic::Request<T>,
         connector: Arc<C>,
         domain: C::Request,
-        options: crate::sync::SyncOptions,
+        mut options: crate::sync::SyncOptions,
     ) -> Result<tonic::Response<EventStream>, tonic::Status> {
+        let timeout = deadline::timeout_of(request.metadata()).map_err(status_from)?;
+        options.deadline = timeout.and_then(deadline::deadline_after);
         let permits = self.limits.acquire(&limits::StreamLimits::client_of(request))?;
         // The sync's span: a child of the caller's trace, if it sent one. The
         // engine records its id, mode and outcome, and runs the sync in it.
@@ -83,16 +86,21 @@ impl SyncGate {
         );
         // Without a tracer (export off) there is nothing to parent.
         let _ = span.set_parent(crate::telemetry::remote_context(request.metadata()));
+        let deadline = options.deadline;
         let stream = self
             .engine
             .start(connector, domain, options)
-            .instrument(span)
+            .instrument(span.clone())
             .await
             .map_err(status_from)?;
-        Ok(tonic::Response::new(Box::pin(stream.map(move |item| {
+        let stream = stream.map(move |item| {
             let _held = &permits;
             item.map_err(status_from)
-        }))))
+        });
+        Ok(tonic::Response::new(match (deadline, timeout) {
+            (Some(at), Some(timeout)) => deadline::bounded(stream, at, timeout, span),
+            _ => Box::pin(stream),
+        }))
     }
 }
 #[cfg(feature = "aws")]

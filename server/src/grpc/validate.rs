@@ -82,6 +82,7 @@ pub fn options(options: Option<connectors_proto::v1::SyncOptions>) -> Result<Syn
         kinds,
         state_key,
         shard,
+        deadline: None,
     })
 }
 

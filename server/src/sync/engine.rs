@@ -78,6 +78,9 @@ pub struct SyncOptions {
     pub state_key: Option<String>,
     /// Only the scopes of this shard.
     pub shard: Option<Shard>,
+    /// When the caller stops waiting (its `grpc-timeout`). The gRPC gate ends
+    /// the stream then; the engine only tells that end from a client leaving.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// One shard of a request's scopes (see `SyncOptions.shard_index` in sync.proto).
@@ -440,8 +443,12 @@ impl Engine {
                     let shutdown = self.shutdown.clone();
                     metrics::gauge!("connectors_active_streams", "connector" => connector_id).increment(1.0);
                     span.record("sync.coalesced", true);
+                    let deadline = options.deadline;
                     self.tracker.spawn(async move {
-                        let outcome = super::coalesce::follow(cache, crawl, key, tx, keep, shutdown).await;
+                        let outcome = match super::coalesce::follow(cache, crawl, key, tx, keep, shutdown).await {
+                            "cancelled" => left(deadline),
+                            outcome => outcome,
+                        };
                         record_outcome(&tracing::Span::current(), outcome, None);
                         tracing::info!(connector = connector_id, outcome, "coalesced sync ended");
                         metrics::counter!("connectors_syncs_total", "connector" => connector_id, "outcome" => outcome)
@@ -499,13 +506,14 @@ impl Engine {
         };
         let concurrency = connector.scope_concurrency().max(1);
         let shutdown = self.shutdown.clone();
+        let deadline = options.deadline;
         let connector_id = descriptor.id;
         metrics::gauge!("connectors_active_streams", "connector" => connector_id).increment(1.0);
         let span_stats = stats.clone();
         self.tracker.spawn(SYNC_STATS.scope(stats, async move {
             let started = Instant::now();
             let outcome = tokio::select! {
-                _ = tx.closed() => "cancelled",
+                _ = tx.closed() => left(deadline),
                 _ = shutdown.cancelled() => {
                     // The client resumes from the last checkpoint; send it again
                     // so that it is the last thing before the status.
@@ -519,7 +527,7 @@ impl Engine {
                 result = run.execute(connector, Arc::new(request), scopes, resume_current, concurrency) => match result {
                     Ok(true) => "ok",
                     Ok(false) => "partial",
-                    Err(RunEnd::Cancelled) => "cancelled",
+                    Err(RunEnd::Cancelled) => left(deadline),
                     Err(RunEnd::Failed(error)) => {
                         tracing::warn!(connector = connector_id, %error, "sync failed");
                         let _ = tx.send(Err(error)).await;
@@ -538,6 +546,17 @@ impl Engine {
             metrics::gauge!("connectors_active_streams", "connector" => connector_id).decrement(1.0);
         }).instrument(span));
         Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// The outcome of a sync whose client stopped reading: `deadline_exceeded`
+/// when the caller's deadline has passed (the gate ended the stream), else
+/// `cancelled` (the client went away).
+pub(super) fn left(deadline: Option<tokio::time::Instant>) -> &'static str {
+    if deadline.is_some_and(|at| tokio::time::Instant::now() >= at) {
+        "deadline_exceeded"
+    } else {
+        "cancelled"
     }
 }
 

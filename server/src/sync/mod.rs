@@ -127,6 +127,9 @@ pub enum SyncError {
     /// The server is draining or the upstream is unreachable for the whole request.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller's deadline passed before the sync finished.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A bug or an unexpected condition.
     #[error("internal error: {0}")]
     Internal(String),

@@ -590,8 +590,7 @@ async fn bad_options_name_the_field() {
         mode: SyncMode::Incremental,
         checkpoint: summary(&full).checkpoint,
         kinds: vec![EntityKind::Asset],
-        state_key: None,
-        shard: None,
+        ..Default::default()
     })
     .await;
     assert_eq!(field, "options.checkpoint");
@@ -1593,5 +1592,17 @@ async fn a_resumed_sync_knows_what_the_scopes_done_before_the_break_pushed() {
     assert_eq!(
         render(&resumed),
         ["scope b 1", "checkpoint b", "summary complete=true deletions=0"]
+    );
+}
+
+#[test]
+fn a_sync_whose_client_stopped_reading_after_its_deadline_ended_by_the_deadline() {
+    let now = tokio::time::Instant::now();
+    assert_eq!(engine::left(None), "cancelled");
+    assert_eq!(engine::left(Some(now + Duration::from_secs(60))), "cancelled");
+    assert_eq!(engine::left(Some(now)), "deadline_exceeded");
+    assert_eq!(
+        engine::left(now.checked_sub(Duration::from_millis(1))),
+        "deadline_exceeded"
     );
 }

@@ -5,6 +5,7 @@ mod aws;
 mod azure;
 mod binary;
 mod conformance;
+mod deadline;
 mod gcp;
 mod github;
 mod gitlab;

@@ -490,6 +490,8 @@ export const SummarySchema: GenMessage<Summary> = /*@__PURE__*/
  * - A stream that ends OK MUST end with exactly one `summary`, and no event
  *   follows it. A stream that ends with a gRPC error status has no summary;
  *   its last checkpoint is still valid for resuming.
+ * - The call's deadline bounds the whole stream: when it passes, the server
+ *   stops the sync and ends the stream with DEADLINE_EXCEEDED.
  * - Clients MUST ignore oneof cases they do not know (newer servers).
  *
  * @generated from message connectors.v1.SyncEvent
