@@ -89,6 +89,7 @@ impl TryFrom<&SyncRequest> for GitlabRequest {
             groups: request.groups.clone(),
             projects: request.projects.clone(),
             pipelines_per_project,
+            include_child_pipelines: request.include_child_pipelines,
         })
     }
 }

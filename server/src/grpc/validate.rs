@@ -204,8 +204,15 @@ mod fuzz {
             groups in prop::collection::vec(".{0,40}", 0..4),
             projects in prop::collection::vec(".{0,60}", 0..4),
             pipelines_per_project in any::<u32>(),
+            include_child_pipelines in any::<bool>(),
         ) {
-            let request = connectors_proto::gitlab::v1::SyncRequest { groups, projects, pipelines_per_project, options: None };
+            let request = connectors_proto::gitlab::v1::SyncRequest {
+                groups,
+                projects,
+                pipelines_per_project,
+                include_child_pipelines,
+                options: None,
+            };
             if let Err(error) = crate::providers::gitlab::GitlabRequest::try_from(&request) {
                 let field = field_of(error);
                 prop_assert!(

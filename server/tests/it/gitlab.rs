@@ -25,6 +25,10 @@ struct EstateProject {
     path_with_namespace: String,
     pipelines: Vec<u64>,
     detailed: Vec<u64>,
+    #[serde(default)]
+    child_pipelines: Vec<u64>,
+    #[serde(default)]
+    child_detailed: Vec<u64>,
 }
 
 /// fixtures/gitlab/estate.json: top-level group -> projects in listing order.
@@ -423,6 +427,82 @@ async fn an_unknown_group_fails_its_scope_only() {
         ]
     );
     assert_eq!(urns(&events).len(), 9);
+}
+
+/// Child pipelines (source `parent_pipeline`) are not in GitLab's pipelines
+/// listing; `include_child_pipelines` lists them per project as well.
+#[tokio::test]
+async fn child_pipelines_are_synced_when_asked_for_with_one_more_listing_per_project() {
+    let server = TestServer::start().await;
+    let with_children = |options: SyncOptions| SyncRequest {
+        include_child_pipelines: true,
+        ..request(options)
+    };
+    let before = server.upstream_requests("gitlab");
+    let plain = collect(open(&server, request(full())).await).await;
+    let plain_requests = server.upstream_requests("gitlab") - before;
+    let events = collect(open(&server, with_children(full())).await).await;
+    let s = summary(&events);
+
+    // Every project, then its pipelines and child pipelines, newest first.
+    let mut expected = Vec::new();
+    for project in estate().into_values().flatten() {
+        expected.push(format!("urn:connectors:gitlab:repository:{}", project.id));
+        let mut ids: Vec<u64> = project
+            .pipelines
+            .iter()
+            .chain(&project.child_pipelines)
+            .copied()
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        expected.extend(
+            ids.iter()
+                .map(|id| format!("urn:connectors:gitlab:pipeline:{}:{id}", project.id)),
+        );
+    }
+    assert_eq!(urns(&events), expected);
+    assert_eq!(urns(&events).len(), 25 + 42 + 4);
+    assert_eq!(urns(&plain).len(), 25 + 42, "without the field, no child pipeline");
+    // One more listing for each of the 24 projects with CI, and the 3 finished
+    // child pipelines read one by one.
+    let projects: Vec<EstateProject> = estate().into_values().flatten().collect();
+    let child_detailed: usize = projects.iter().map(|p| p.child_detailed.len()).sum();
+    assert_eq!(child_detailed, 3);
+    assert_eq!(s.upstream_requests, plain_requests + 24 + 3);
+    assert_eq!(server.unmatched("gitlab"), Vec::<String>::new());
+
+    let child = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Upsert(u)) if u.entity.as_ref()?.urn == "urn:connectors:gitlab:pipeline:52004:310190" => {
+                Some(u.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(child.provenance.unwrap().operation, "pipelines/get");
+    let entity = child.entity.unwrap();
+    assert_eq!(entity.parent_urn, "urn:connectors:gitlab:repository:52004");
+    let Some(Body::Pipeline(p)) = entity.body else { panic!() };
+    assert_eq!(
+        (p.project.as_str(), p.status.as_str(), p.source.as_str()),
+        ("acme-corp/platform/gateway", "failed", "parent_pipeline")
+    );
+    assert!(p.duration_seconds > 0 && p.finish_time.is_some());
+
+    // Nothing changed: nothing sent, both listings of each project answered 304.
+    let again = collect(open(&server, with_children(incremental(s.checkpoint.clone()))).await).await;
+    let inc = summary(&again);
+    assert_eq!((upserts(&again).len(), deletions(&again).len()), (0, 0));
+    assert_eq!((inc.upstream_requests, inc.cache_hits), (5 + 2 * 24, 5 + 2 * 24));
+    // The checkpoint is bound to the choice.
+    let status = open(&server, request(incremental(s.checkpoint))).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("options.checkpoint:"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]

@@ -128,6 +128,10 @@ struct GitlabArgs {
     /// Most recent pipelines per project (1 to 100; default: the server's).
     #[arg(long, value_name = "N")]
     pipelines_per_project: Option<u32>,
+    /// Also sync child pipelines (started by a parent pipeline's trigger job;
+    /// one more listing per project).
+    #[arg(long)]
+    include_child_pipelines: bool,
     #[command(flatten)]
     sync: SyncArgs,
 }
@@ -425,6 +429,7 @@ async fn run(cli: Cli) -> Result<Outcome, Failure> {
                 groups: args.groups,
                 projects: args.projects,
                 pipelines_per_project: args.pipelines_per_project.unwrap_or(0),
+                include_child_pipelines: args.include_child_pipelines,
                 options: args.sync.options()?,
             };
             (

@@ -49,6 +49,8 @@ pub struct GitlabRequest {
     pub projects: Vec<String>,
     /// Pipelines per project; `None` = the server default.
     pub pipelines_per_project: Option<u32>,
+    /// Child pipelines too (a second listing per project).
+    pub include_child_pipelines: bool,
 }
 
 /// Settings of the GitLab connector.
@@ -227,33 +229,69 @@ enum Listed {
 }
 
 impl GitlabConnector {
+    /// The `limit` newest pipelines of a project's listing (`source`: that
+    /// source alone), or none when they are not visible (403) or gone (404).
+    async fn list_pipelines(
+        &self,
+        project: &Project,
+        limit: u32,
+        source: Option<&str>,
+    ) -> Result<Vec<PipelineBasic>, ScopeError> {
+        let full = &project.path_with_namespace;
+        let mut route = format!(
+            "/projects/{}/pipelines?per_page={limit}&order_by=id&sort=desc",
+            project.id
+        );
+        if let Some(source) = source {
+            route.push_str("&source=");
+            route.push_str(source);
+        }
+        match self.client.get::<Vec<PipelineBasic>>(&route).await {
+            Ok(page) => {
+                let mut listed = page.body;
+                listed.truncate(limit as usize);
+                Ok(listed)
+            }
+            Err(error) if matches!(error.status(), Some(403 | 404)) => {
+                tracing::warn!(connector = ID, project = %full, %error, route = %route, "pipelines not readable; none synced from this listing");
+                Ok(Vec::new())
+            }
+            Err(error) => Err(scope_error(error, &format!("pipelines of {full}"))),
+        }
+    }
+
     /// The most recent pipelines of a project (newest first), with details
-    /// for finished ones. A pipeline whose `updated_at` is its version in
-    /// `known` (urn -> version) is unchanged: it is not read again. A project
-    /// whose pipelines are not visible (403) or gone (404) has none.
+    /// for finished ones; with `children`, its most recent child pipelines
+    /// too (a listing of their own), in the same id order. A pipeline whose
+    /// `updated_at` is its version in `known` (urn -> version) is unchanged:
+    /// it is not read again. A project whose pipelines are not visible (403)
+    /// or gone (404) has none.
     async fn fetch_pipelines(
         &self,
         project: &Project,
         limit: u32,
+        children: bool,
         known: &HashMap<String, String>,
     ) -> Result<Vec<Listed>, ScopeError> {
         let full = &project.path_with_namespace;
-        let route = format!(
-            "/projects/{}/pipelines?per_page={limit}&order_by=id&sort=desc",
-            project.id
-        );
-        let listed = match self.client.get::<Vec<PipelineBasic>>(&route).await {
-            Ok(page) => page.body,
-            Err(error) if matches!(error.status(), Some(403 | 404)) => {
-                tracing::warn!(connector = ID, project = %full, %error, "pipelines not readable; none synced for this project");
-                return Ok(Vec::new());
-            }
-            Err(error) => return Err(scope_error(error, &format!("pipelines of {full}"))),
+        let listed = if children {
+            let (listed, children) = futures::future::try_join(
+                self.list_pipelines(project, limit, None),
+                self.list_pipelines(project, limit, Some("parent_pipeline")),
+            )
+            .await?;
+            // Newest first across both; a pipeline in both (should a GitLab
+            // list a child in the plain listing too) is sent once.
+            let mut all: Vec<PipelineBasic> = listed.into_iter().chain(children).collect();
+            all.sort_by_key(|pipeline| std::cmp::Reverse(pipeline.id));
+            all.dedup_by_key(|pipeline| pipeline.id);
+            all
+        } else {
+            self.list_pipelines(project, limit, None).await?
         };
         let client = &self.client;
         let fetches: Vec<_> = listed
             .into_iter()
-            .take(limit as usize)
             .map(|pipeline| async move {
                 let urn = pipeline_urn(project, &pipeline);
                 let version = pipeline.updated_at.as_deref().unwrap_or_default();
@@ -298,9 +336,10 @@ impl GitlabConnector {
         project: &Project,
         known: Option<&HashMap<String, String>>,
         limit: u32,
+        children: bool,
     ) -> Result<Vec<Listed>, ScopeError> {
         match known {
-            Some(known) => self.fetch_pipelines(project, limit, known).await,
+            Some(known) => self.fetch_pipelines(project, limit, children, known).await,
             None => Ok(Vec::new()),
         }
     }
@@ -344,7 +383,9 @@ impl GitlabConnector {
         let jobs: Vec<_> = projects
             .iter()
             .zip(&plans)
-            .map(|(project, known)| self.maybe_fetch_pipelines(project, known.as_ref(), limit))
+            .map(|(project, known)| {
+                self.maybe_fetch_pipelines(project, known.as_ref(), limit, request.include_child_pipelines)
+            })
             .collect();
         let mut pipelines = futures::stream::iter(jobs).buffered(self.settings.project_concurrency.max(1));
         for project in &projects {
@@ -548,7 +589,13 @@ impl Connector for GitlabConnector {
     }
 
     fn request_fingerprint(&self, request: &GitlabRequest) -> String {
-        format!("pipelines={}", self.pipelines_limit(request))
+        let limit = self.pipelines_limit(request);
+        // Without child pipelines, the binding of earlier servers' checkpoints.
+        if request.include_child_pipelines {
+            format!("pipelines={limit};children")
+        } else {
+            format!("pipelines={limit}")
+        }
     }
 
     async fn sync_scope(

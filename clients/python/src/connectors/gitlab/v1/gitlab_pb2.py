@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from connectors.v1 import sync_pb2 as connectors_dot_v1_dot_sync__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!connectors/gitlab/v1/gitlab.proto\x12\x14\x63onnectors.gitlab.v1\x1a\x18\x63onnectors/v1/sync.proto\"{\n\x0bSyncRequest\x12\x0e\n\x06groups\x18\x01 \x03(\t\x12\x10\n\x08projects\x18\x02 \x03(\t\x12\x1d\n\x15pipelines_per_project\x18\x03 \x01(\r\x12+\n\x07options\x18\x04 \x01(\x0b\x32\x1a.connectors.v1.SyncOptions2_\n\x16GitlabConnectorService\x12\x45\n\x04Sync\x12!.connectors.gitlab.v1.SyncRequest\x1a\x18.connectors.v1.SyncEvent0\x01\x42\x41Z?example.invalid/connectors/gen/go/connectors/gitlab/v1;gitlabv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!connectors/gitlab/v1/gitlab.proto\x12\x14\x63onnectors.gitlab.v1\x1a\x18\x63onnectors/v1/sync.proto\"\x9c\x01\n\x0bSyncRequest\x12\x0e\n\x06groups\x18\x01 \x03(\t\x12\x10\n\x08projects\x18\x02 \x03(\t\x12\x1d\n\x15pipelines_per_project\x18\x03 \x01(\r\x12\x1f\n\x17include_child_pipelines\x18\x05 \x01(\x08\x12+\n\x07options\x18\x04 \x01(\x0b\x32\x1a.connectors.v1.SyncOptions2_\n\x16GitlabConnectorService\x12\x45\n\x04Sync\x12!.connectors.gitlab.v1.SyncRequest\x1a\x18.connectors.v1.SyncEvent0\x01\x42\x41Z?example.invalid/connectors/gen/go/connectors/gitlab/v1;gitlabv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'connectors.gitlab.v1.gitlab
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z?example.invalid/connectors/gen/go/connectors/gitlab/v1;gitlabv1'
-  _globals['_SYNCREQUEST']._serialized_start=85
-  _globals['_SYNCREQUEST']._serialized_end=208
-  _globals['_GITLABCONNECTORSERVICE']._serialized_start=210
-  _globals['_GITLABCONNECTORSERVICE']._serialized_end=305
+  _globals['_SYNCREQUEST']._serialized_start=86
+  _globals['_SYNCREQUEST']._serialized_end=242
+  _globals['_GITLABCONNECTORSERVICE']._serialized_start=244
+  _globals['_GITLABCONNECTORSERVICE']._serialized_end=339
 # @@protoc_insertion_point(module_scope)
