@@ -479,6 +479,11 @@ impl UpstreamClient {
             .await
             .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<i64>().ok());
         if let Ok(mut memo) = self.budget_memo.lock() {
+            // Bounded: past this many budgets, those not exhausted now are
+            // forgotten (they only save a cache lookup a second).
+            if memo.len() >= BUDGET_MEMO_MAX {
+                memo.retain(|_, (_, reset)| reset.is_some_and(|r| r > now));
+            }
             memo.insert(key.to_owned(), (std::time::Instant::now(), reset));
         }
         reset.filter(|r| *r > now)
@@ -880,6 +885,10 @@ impl CachedResponse {
     }
 }
 
+/// Budgets whose last lookup an [`UpstreamClient`] remembers at most,
+/// besides those exhausted now.
+const BUDGET_MEMO_MAX: usize = 1024;
+
 /// Rate-limit figures from response headers (GitHub's `x-ratelimit-*`, GitLab's
 /// `ratelimit-*`, Azure Resource Manager's `x-ms-ratelimit-remaining-*-reads`,
 /// and the standard `Retry-After`, in seconds or as an HTTP date).
@@ -938,12 +947,15 @@ impl RateLimit {
             || (status == StatusCode::FORBIDDEN && (self.remaining == Some(0) || self.retry_after.is_some()))
     }
 
-    /// Makes a 403 whose body holds `message` (lower case, matched without
-    /// regard to case) a rate limit of [`BARE_RATE_LIMIT_WAIT`] when its
-    /// headers did not already make it one.
+    /// Makes a 403 or 429 whose body holds `message` (lower case, matched
+    /// without regard to case) a rate limit of [`BARE_RATE_LIMIT_WAIT`] when
+    /// its headers say nothing of when to come back (no `Retry-After`, and
+    /// requests left in the budget). GitHub's secondary limits come so: "wait
+    /// for at least one minute before retrying".
     pub fn mark_bare_limit(&mut self, status: StatusCode, body: &[u8], message: &str) {
-        if status == StatusCode::FORBIDDEN
-            && !self.is_limited(status)
+        if matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS)
+            && self.retry_after.is_none()
+            && self.remaining != Some(0)
             && body
                 .windows(message.len().max(1))
                 .any(|window| window.eq_ignore_ascii_case(message.as_bytes()))
@@ -952,23 +964,45 @@ impl RateLimit {
         }
     }
 
-    /// How long to wait before the next attempt.
-    pub fn wait(&self, now: DateTime<Utc>) -> Option<Duration> {
-        if let Some(seconds) = self.retry_after {
-            return Some(Duration::from_secs(seconds));
-        }
-        let reset = self.reset_epoch?;
-        let delta = reset - now.timestamp();
-        Some(Duration::from_secs(u64::try_from(delta.max(0)).unwrap_or(0)))
+    /// The budget's reset (epoch seconds) when the budget is spent:
+    /// `remaining` 0, or not given and no `Retry-After` either. The reset of a budget with requests left
+    /// is when it refills, not when the limit that refused a request (a
+    /// secondary limit, a per-endpoint one) lifts. GitHub: "If the
+    /// retry-after response header is present, ... wait that many seconds.
+    /// If x-ratelimit-remaining is 0, ... wait until the time specified by
+    /// x-ratelimit-reset".
+    fn spent_until(&self) -> Option<i64> {
+        let spent = match self.remaining {
+            Some(left) => left <= 0,
+            None => self.retry_after.is_none(),
+        };
+        self.reset_epoch.filter(|_| spent)
     }
 
-    /// When the limit resets.
-    pub fn reset_time(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        if let Some(reset) = self.reset_epoch {
-            return DateTime::from_timestamp(reset, 0);
+    /// How long to wait before the next attempt: the longer of `Retry-After`
+    /// and the time until a spent budget resets; none when neither is known.
+    pub fn wait(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let after = self.retry_after.map(Duration::from_secs);
+        let reset = self
+            .spent_until()
+            .map(|reset| Duration::from_secs(u64::try_from(reset - now.timestamp()).unwrap_or(0)));
+        match (after, reset) {
+            (Some(after), Some(reset)) => Some(after.max(reset)),
+            (after, reset) => after.or(reset),
         }
-        self.retry_after
-            .map(|s| now + chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2)))
+    }
+
+    /// When the limit lifts: the later of `now` + `Retry-After` and a spent
+    /// budget's reset; none when neither is known.
+    pub fn reset_time(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let after = self
+            .retry_after
+            .map(|s| now + chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2).min(i64::MAX / 1000)));
+        let reset = self.spent_until().and_then(|reset| DateTime::from_timestamp(reset, 0));
+        match (after, reset) {
+            (Some(after), Some(reset)) => Some(after.max(reset)),
+            (after, reset) => after.or(reset),
+        }
     }
 }
 

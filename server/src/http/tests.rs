@@ -1007,17 +1007,23 @@ fn rate_limit_from_github_headers() {
     assert!(!rate.is_limited(StatusCode::FORBIDDEN));
     assert!(rate.is_limited(StatusCode::TOO_MANY_REQUESTS));
     let now = Utc.timestamp_opt(1_794_999_900, 0).unwrap();
-    assert_eq!(rate.wait(now), Some(Duration::from_secs(100)));
-    assert_eq!(rate.reset_time(now), Some(Utc.timestamp_opt(1_795_000_000, 0).unwrap()));
-    // A reset in the past means no wait.
-    let later = Utc.timestamp_opt(1_795_000_500, 0).unwrap();
-    assert_eq!(rate.wait(later), Some(Duration::ZERO));
+    // Requests left: the window's reset is not when a refused request may
+    // come back (a secondary limit); nothing to wait for is known.
+    assert_eq!((rate.wait(now), rate.reset_time(now)), (None, None));
 
     let exhausted = RateLimit::from_headers(&headers(&[
         ("x-ratelimit-remaining", "0"),
         ("x-ratelimit-reset", "1795000000"),
     ]));
     assert_eq!(exhausted.remaining, Some(0));
+    assert_eq!(exhausted.wait(now), Some(Duration::from_secs(100)));
+    assert_eq!(
+        exhausted.reset_time(now),
+        Some(Utc.timestamp_opt(1_795_000_000, 0).unwrap())
+    );
+    // A reset in the past means no wait.
+    let later = Utc.timestamp_opt(1_795_000_500, 0).unwrap();
+    assert_eq!(exhausted.wait(later), Some(Duration::ZERO));
     assert!(exhausted.is_limited(StatusCode::FORBIDDEN));
     assert!(!exhausted.is_limited(StatusCode::OK));
     assert!(!exhausted.is_limited(StatusCode::NOT_FOUND));
@@ -1778,4 +1784,117 @@ fn a_cached_entry_keeps_the_resource_headers_and_not_the_exchange_ones() {
         ]
     );
     assert_eq!(replayed.body().as_ref(), b"{\"sha\":\"6b4e\"}");
+}
+
+#[test]
+fn a_limit_with_budget_left_lifts_after_its_retry_after_not_at_the_budget_reset() {
+    let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    // A GitHub secondary limit: Retry-After, with the primary budget far
+    // from spent and its window resetting 45 minutes later.
+    let secondary = RateLimit::from_headers(&headers(&[
+        ("retry-after", "60"),
+        ("x-ratelimit-remaining", "4990"),
+        ("x-ratelimit-reset", "1700002700"),
+    ]));
+    assert!(secondary.is_limited(StatusCode::FORBIDDEN));
+    assert_eq!(secondary.wait(now), Some(Duration::from_secs(60)));
+    assert_eq!(
+        secondary.reset_time(now),
+        Some(Utc.timestamp_opt(1_700_000_060, 0).unwrap())
+    );
+    // Spent budget and Retry-After: the later of the two.
+    let gitlab = RateLimit::from_headers(&headers(&[
+        ("retry-after", "600"),
+        ("ratelimit-remaining", "0"),
+        ("ratelimit-reset", "1700000060"),
+    ]));
+    assert_eq!(gitlab.wait(now), Some(Duration::from_secs(600)));
+    assert_eq!(
+        gitlab.reset_time(now),
+        Some(Utc.timestamp_opt(1_700_000_600, 0).unwrap())
+    );
+    let spent = RateLimit::from_headers(&headers(&[
+        ("retry-after", "10"),
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", "1700000300"),
+    ]));
+    assert_eq!(spent.wait(now), Some(Duration::from_secs(300)));
+    // A reset without a remaining count is taken as the budget's.
+    let bare_reset = RateLimit::from_headers(&headers(&[("ratelimit-reset", "1700000030")]));
+    assert_eq!(bare_reset.wait(now), Some(Duration::from_secs(30)));
+    // A 429 with budget left and no Retry-After says nothing of when: none
+    // (the client backs off); GitHub's with its secondary-limit message waits
+    // a minute, as GitHub asks.
+    let mut unsaid = RateLimit::from_headers(&headers(&[
+        ("x-ratelimit-remaining", "4990"),
+        ("x-ratelimit-reset", "1700002700"),
+    ]));
+    assert_eq!((unsaid.wait(now), unsaid.reset_time(now)), (None, None));
+    unsaid.mark_bare_limit(StatusCode::TOO_MANY_REQUESTS, SECONDARY_LIMIT.as_bytes(), "rate limit");
+    assert_eq!(unsaid.wait(now), Some(Duration::from_secs(60)));
+}
+
+#[tokio::test]
+async fn a_secondary_limit_holds_the_credential_back_for_its_retry_after_only() {
+    let server = replay(
+        [
+            exchange(json!({
+                "request": { "path": "/repos/acme/busy/git/trees/main" },
+                "times": 1,
+                "response": {
+                    "status": 403,
+                    "headers": {
+                        "retry-after": "1",
+                        "x-ratelimit-limit": "5000",
+                        "x-ratelimit-remaining": "4990",
+                        "x-ratelimit-reset": (Utc::now().timestamp() + 3600).to_string(),
+                        "x-ratelimit-resource": "core"
+                    },
+                    "body": {
+                        "message": SECONDARY_LIMIT,
+                        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                    }
+                }
+            })),
+            exchange(json!({
+                "request": { "path": "/repos/acme/busy/git/trees/main" },
+                "response": { "status": 200, "body": { "sha": "main", "tree": [] } }
+            })),
+            exchange(json!({
+                "request": { "path": "/repos/acme/other/git/trees/main" },
+                "response": { "status": 200, "body": { "sha": "main", "tree": [] } }
+            })),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let mut github = config(server.base_url());
+    github.rate_limit_message = Some("rate limit");
+    let client = client_with(github);
+    let (result, stats) = scoped(client.execute(get("/repos/acme/busy/git/trees/main"))).await;
+    assert_eq!(result.expect("answered after the second's wait").status(), 200);
+    assert_eq!((stats.requests(), retries(&stats)), (2, 1));
+    // The credential's other requests are sent: the limit lifted after a
+    // second, not at the budget's reset an hour away.
+    let other = client.execute(get("/repos/acme/other/git/trees/main")).await;
+    assert_eq!(other.expect("not held back").status(), 200);
+    assert_eq!(server.stats().requests(), 3);
+}
+
+#[tokio::test]
+async fn the_budget_memo_stays_bounded_and_keeps_the_exhausted_budgets() {
+    let client = client_with(config("http://127.0.0.1:9"));
+    let exhausted_until = Utc::now().timestamp() + 600;
+    client.share_reset("ratelimit:v1:test:spent", exhausted_until).await;
+    // A budget per request (what SigV4-signed requests were, keyed on their
+    // Authorization header): each looked up once.
+    for i in 0..3 * BUDGET_MEMO_MAX {
+        assert_eq!(client.shared_reset(&format!("ratelimit:v1:test:{i}")).await, None);
+    }
+    let memo = client.budget_memo.lock().unwrap();
+    assert!(memo.len() <= BUDGET_MEMO_MAX, "{} budgets remembered", memo.len());
+    assert_eq!(
+        memo.get("ratelimit:v1:test:spent").map(|(_, reset)| *reset),
+        Some(Some(exhausted_until))
+    );
 }

@@ -957,6 +957,7 @@ impl Registry {
         };
         let live = matches!(availability, Availability::Live { .. });
         let template: aws::http::Template = Arc::new(move |base: url::Url| {
+            let endpoint = base.origin().ascii_serialization();
             let mut upstream = UpstreamConfig::new(aws::ID, base);
             // POSTs and signed GETs: no conditional requests. The SDK retries
             // (its standard mode, 4 attempts): 429 and 5xx answers reach it as
@@ -968,6 +969,11 @@ impl Registry {
             upstream.conditional_requests = false;
             upstream.status_retries = false;
             upstream.max_attempts = 1;
+            // SigV4 signs every request anew: keyed on its Authorization
+            // header, each request would be a rate-limit budget of its own
+            // (a cache lookup each, and a memo entry). AWS's throttling is
+            // the SDK's to handle, so one budget per endpoint will do.
+            upstream.credential_id = Some(format!("aws-sdk:{endpoint}"));
             if !live {
                 fail_fast(&mut upstream);
             }
