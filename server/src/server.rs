@@ -401,10 +401,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let handle = tokio::spawn(async move {
         let signal = async move {
             token.cancelled().await;
-            // Health first, so balancers stop sending new streams; then open
-            // syncs get the drain timeout to finish before they are ended
-            // with UNAVAILABLE after their last checkpoint.
+            // Every health entry first, for balancers that watch it.
             health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_not_serving::<connectors_proto::v1::registry_service_server::RegistryServiceServer<crate::grpc::RegistryApi>>()
+                .await;
+            health
+                .set_service_status(CACHE_HEALTH_SERVICE, ServingStatus::NotServing)
+                .await;
             for entry in &registry_for_shutdown.entries {
                 health
                     .set_service_status(entry.service, ServingStatus::NotServing)
@@ -415,8 +419,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
                 open_syncs = engine.active_syncs(),
                 "shutting down"
             );
-            let finished = engine.drain(drain).await;
-            tracing::info!(finished_in_time = finished, "open syncs drained");
+            // Open syncs get the drain timeout to finish before they are
+            // ended with UNAVAILABLE after their last checkpoint. That runs
+            // beside the server's own graceful shutdown, which starts when
+            // this future ends: the listener closes and every connection gets
+            // a GOAWAY at once, so clients open their next streams on another
+            // replica (or wait for this one's successor) instead of being
+            // refused here for the whole drain, while the open streams carry on.
+            tokio::spawn(async move {
+                let finished = engine.drain(drain).await;
+                tracing::info!(finished_in_time = finished, "open syncs drained");
+            });
         };
         router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)

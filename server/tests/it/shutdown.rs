@@ -90,3 +90,44 @@ async fn a_sync_outliving_the_drain_timeout_ends_unavailable_after_its_last_chec
     assert_eq!(checkpoints[checkpoints.len() - 1], checkpoints[checkpoints.len() - 2]);
     assert!(!events.iter().any(|e| matches!(e.event, Some(Event::Summary(_)))));
 }
+
+#[tokio::test]
+async fn a_draining_server_closes_its_listener_at_once_while_its_open_syncs_finish() {
+    // 150 ms per upstream request: the sync takes seconds.
+    let server = slow_server(Duration::from_secs(20), Duration::from_millis(150)).await;
+    let addr = server.server.addr;
+    let mut stream = server.client.github().sync(request()).await.unwrap().into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    server.server.shutdown();
+    let shut_at = std::time::Instant::now();
+    let sync = tokio::spawn(async move {
+        let mut events = vec![first];
+        while let Some(event) = stream.next().await {
+            events.push(event.expect("no error during a drain that has time"));
+        }
+        (events, std::time::Instant::now())
+    });
+    // New connections are refused within moments, not after the drain: a
+    // client's next stream goes to another replica (or waits for this one's
+    // successor) instead of being refused UNAVAILABLE here for 20 s.
+    let refused = async {
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                break std::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let refused_at = tokio::time::timeout(Duration::from_secs(5), refused)
+        .await
+        .expect("the listener closed within 5 s of the shutdown");
+    // The open sync was still running then, and ran on to its summary.
+    let (events, finished_at) = sync.await.unwrap();
+    assert!(summary(&events).complete);
+    assert!(
+        refused_at - shut_at < Duration::from_secs(1) && refused_at < finished_at,
+        "the listener closed {:?} after the shutdown, the open sync finished {:?} after it",
+        refused_at - shut_at,
+        finished_at - shut_at
+    );
+}
