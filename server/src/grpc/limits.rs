@@ -63,18 +63,22 @@ impl StreamLimits {
             .clone()
             .try_acquire_owned()
             .map_err(|_| self.exhausted("the server is at its stream limit; retry later", "SERVER_STREAM_LIMIT"))?;
-        let semaphore = {
+        let client_permit = {
             let mut map = self
                 .per_client
                 .lock()
                 .map_err(|_| Status::internal("limits lock poisoned"))?;
             // Forget idle clients so the map does not grow without bound.
+            // The permit is taken under the lock: a semaphore taken from
+            // the map afterwards could be forgotten as idle in between, and
+            // the client's next stream would get a fresh one.
             map.retain(|_, s| s.available_permits() < self.per_client_max);
             map.entry(client.to_owned())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_client_max)))
                 .clone()
-        };
-        let client_permit = semaphore.try_acquire_owned().map_err(|_| {
+                .try_acquire_owned()
+        }
+        .map_err(|_| {
             self.exhausted(
                 &format!(
                     "this client has {} open streams, the most allowed; retry later",
@@ -118,5 +122,26 @@ mod tests {
         );
         drop(a1);
         assert!(limits.acquire("a").is_ok(), "a closed stream frees its slot");
+    }
+
+    #[test]
+    fn clients_racing_for_slots_get_no_more_than_their_limit() {
+        for _ in 0..200 {
+            let limits = Arc::new(StreamLimits::new(1000, 2));
+            let start = Arc::new(std::sync::Barrier::new(8));
+            let workers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (limits, start) = (limits.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        // Others come and go, emptying the map of idle clients.
+                        let _other = limits.acquire(&format!("other-{i}"));
+                        limits.acquire("x").ok()
+                    })
+                })
+                .collect();
+            let held: Vec<_> = workers.into_iter().filter_map(|w| w.join().unwrap()).collect();
+            assert!(held.len() <= 2, "{} streams of a client limited to 2", held.len());
+        }
     }
 }
