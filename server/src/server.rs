@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -17,6 +17,9 @@ use crate::config::Config;
 use crate::providers::Registry;
 use crate::replay::ReplayServer;
 use crate::sync::{Availability, Engine, EngineConfig};
+
+/// How long a client has to finish its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running server.
 pub struct RunningServer {
@@ -318,7 +321,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             std::fs::read(path).map_err(|e| StartError::Tls(format!("reading {}: {e}", path.display())))
         };
         let mut tls_config = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+            .identity(tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?))
+            // A connection that never finishes its handshake (it came before
+            // any API key is checked) is closed, not held.
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
         if let Some(ca) = &tls.client_ca {
             tls_config = tls_config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
         }
@@ -432,7 +438,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             });
         };
         router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+            .serve_with_incoming_shutdown(
+                // tonic applies its TCP options only to listeners it binds:
+                // Nagle off (events are small writes), and keepalive probes
+                // that find peers gone without a word.
+                TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(Duration::from_secs(60))),
+                signal,
+            )
             .await
     });
     tracing::info!(%addr, "grpc server listening");

@@ -93,6 +93,26 @@ async fn tls_serves_clients_that_trust_the_ca() {
 }
 
 #[tokio::test]
+async fn a_connection_that_never_starts_its_tls_handshake_is_closed_after_the_timeout() {
+    use tokio::io::AsyncReadExt as _;
+    let pki = pki();
+    let server = tls_server(&pki, false).await;
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(server.server.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    // The server closes it (end of stream, or a reset) once the handshake
+    // timeout passes; a test timeout of three times that fails the test.
+    let closed = tokio::time::timeout(
+        3 * connectors_server::server::TLS_HANDSHAKE_TIMEOUT,
+        silent.read(&mut buf),
+    )
+    .await
+    .expect("the server closed a connection that never started its handshake");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(started.elapsed() >= connectors_server::server::TLS_HANDSHAKE_TIMEOUT);
+}
+
+#[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let pki = pki();
     let server = tls_server(&pki, true).await;
