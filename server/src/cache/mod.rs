@@ -80,6 +80,8 @@ pub struct SharedCache {
     /// While a failing backend cools down, operations skip it (a circuit
     /// breaker): an outage costs one timeout, not one per operation.
     retry_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// The last operation's answer was an error (logged once per run).
+    refusing: Arc<AtomicBool>,
 }
 
 /// How long a failing backend is skipped before the next operation tries it.
@@ -101,6 +103,7 @@ impl SharedCache {
             inner,
             degraded: Arc::new(AtomicBool::new(false)),
             retry_at: Arc::new(std::sync::Mutex::new(None)),
+            refusing: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -133,8 +136,12 @@ impl SharedCache {
     }
 
     fn observe<T>(&self, op: &'static str, result: Result<T, CacheError>) -> Option<T> {
+        // Only an unreachable backend is skipped for a while. One that
+        // answers with an error (Redis out of memory under `noeviction`, a
+        // value over its size limit, a replica that refuses writes) still
+        // serves other operations, reads above all.
         if let Ok(mut at) = self.retry_at.lock() {
-            *at = result.is_err().then(|| std::time::Instant::now() + COOL_DOWN);
+            *at = matches!(result, Err(CacheError::Unavailable(_))).then(|| std::time::Instant::now() + COOL_DOWN);
         }
         match result {
             Ok(value) => {
@@ -142,7 +149,15 @@ impl SharedCache {
                     tracing::info!(backend = self.backend(), "cache backend recovered");
                     metrics::gauge!("connectors_cache_degraded").set(0.0);
                 }
+                self.refusing.store(false, Ordering::Relaxed);
                 Some(value)
+            }
+            Err(CacheError::Backend(error)) => {
+                if !self.refusing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(backend = self.backend(), op, %error, "cache backend refused an operation");
+                }
+                metrics::counter!("connectors_cache_errors_total", "op" => op).increment(1);
+                None
             }
             Err(error) => {
                 if !self.degraded.swap(true, Ordering::Relaxed) {

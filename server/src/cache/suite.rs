@@ -201,3 +201,38 @@ async fn shared_cache_degrades_to_misses_when_redis_is_down() {
     assert!(cache.is_degraded());
     assert!(!cache.set("k", Bytes::from_static(b"v"), None).await);
 }
+
+#[tokio::test]
+async fn a_redis_that_refuses_a_write_still_serves_reads() {
+    let Some(redis) = crate::testing::RedisServer::start_or_skip() else {
+        return;
+    };
+    // Full: Redis's own default policy refuses writes with OOM rather than
+    // evicting anything.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let cache = super::SharedCache::new(Arc::new(super::RedisCache::new(&redis.url(), "oom:").unwrap()));
+    assert!(cache.set("state", Bytes::from_static(b"kept"), None).await);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        !cache.set("body", Bytes::from(vec![7u8; 64 << 10]), None).await,
+        "refused: out of memory"
+    );
+    // The refusal is not an outage: the next read goes to Redis, and finds
+    // what it holds.
+    assert_eq!(cache.get("state").await, Some(Bytes::from_static(b"kept")));
+    assert!(!cache.is_degraded());
+}
