@@ -164,6 +164,10 @@ impl RegistryService for FakeRegistry {
 
 async fn serve(github: FakeGithub) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, github).await
+}
+
+async fn serve_on(listener: TcpListener, github: FakeGithub) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -569,6 +573,22 @@ async fn connectorctl_list_and_unreachable_server() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectorctl_sync_waits_for_a_server_that_is_not_up_yet() {
+    // A port nobody listens on yet: the server comes up 300 ms after the
+    // command started (a restart), within its resume attempts.
+    let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let run = tokio::spawn(connectorctl(addr, &["sync", "github"]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let script = vec![send(upsert("urn:github:repo:acme/api")), send(summary("s"))];
+    serve_on(TcpListener::bind(addr).await.unwrap(), FakeGithub::new(vec![script])).await;
+    let output = run.await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.contains("urn:github:repo:acme/api"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

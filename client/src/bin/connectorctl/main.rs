@@ -382,7 +382,14 @@ async fn run(cli: Cli) -> Result<Outcome, Failure> {
         let differ = diff::print(&changes, unchanged, format, &mut out)?;
         return Ok(if differ { Outcome::Negative } else { Outcome::Success });
     }
-    let mut client = ConnectorsClient::connect(cli.endpoint).await?;
+    // A sync connects on its first call, so that a server not up yet (a
+    // restart) is retried like a broken stream, under --max-attempts; the
+    // other commands make one call and report a connection failure at once.
+    let mut client = if matches!(cli.command, Command::Sync(_)) {
+        ConnectorsClient::connect_lazy(cli.endpoint)?
+    } else {
+        ConnectorsClient::connect(cli.endpoint).await?
+    };
     if let Some(key) = cli.api_key.filter(|key| !key.is_empty()) {
         client = client.with_api_key(key)?;
     }
