@@ -93,8 +93,27 @@ impl SyncGate {
             .instrument(span.clone())
             .await
             .map_err(status_from)?;
+        // The slots go with the response stream, or at the deadline: a
+        // client that stops reading leaves the response unpolled, and it is
+        // not dropped before the connection goes.
+        let permits = Arc::new(std::sync::Mutex::new(Some(permits)));
+        let released_at_deadline = deadline.map(|at| {
+            let done = tokio_util::sync::CancellationToken::new();
+            let (permits, ended) = (permits.clone(), done.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {
+                        if let Ok(mut held) = permits.lock() {
+                            held.take();
+                        }
+                    }
+                    () = ended.cancelled() => {}
+                }
+            });
+            done.drop_guard()
+        });
         let stream = stream.map(move |item| {
-            let _held = &permits;
+            let _held = (&permits, &released_at_deadline);
             item.map_err(status_from)
         });
         Ok(tonic::Response::new(match (deadline, timeout) {

@@ -445,9 +445,13 @@ impl Engine {
                     span.record("sync.coalesced", true);
                     let deadline = options.deadline;
                     self.tracker.spawn(async move {
-                        let outcome = match super::coalesce::follow(cache, crawl, key, tx, keep, shutdown).await {
-                            "cancelled" => left(deadline),
-                            outcome => outcome,
+                        let follow = super::coalesce::follow(cache, crawl, key, tx, keep, shutdown);
+                        let outcome = tokio::select! {
+                            outcome = follow => match outcome {
+                                "cancelled" => left(deadline),
+                                outcome => outcome,
+                            },
+                            () = until(deadline) => "deadline_exceeded",
                         };
                         record_outcome(&tracing::Span::current(), outcome, None);
                         tracing::info!(connector = connector_id, outcome, "coalesced sync ended");
@@ -514,6 +518,10 @@ impl Engine {
             let started = Instant::now();
             let outcome = tokio::select! {
                 _ = tx.closed() => left(deadline),
+                // The gRPC gate ends the stream at the deadline when the
+                // response is polled; a client that stopped reading does not
+                // poll it, so the sync stops here as well.
+                () = until(deadline) => "deadline_exceeded",
                 _ = shutdown.cancelled() => {
                     // The client resumes from the last checkpoint; send it again
                     // so that it is the last thing before the status.
@@ -546,6 +554,14 @@ impl Engine {
             metrics::gauge!("connectors_active_streams", "connector" => connector_id).decrement(1.0);
         }).instrument(span));
         Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// Until `deadline`; forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

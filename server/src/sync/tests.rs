@@ -1606,3 +1606,26 @@ fn a_sync_whose_client_stopped_reading_after_its_deadline_ended_by_the_deadline(
         "deadline_exceeded"
     );
 }
+
+#[tokio::test]
+async fn a_sync_whose_client_stopped_reading_ends_at_its_deadline() {
+    let config = EngineConfig {
+        channel_capacity: 4,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(config, SharedCache::memory(16 << 20), CancellationToken::new());
+    let items: Vec<(String, String)> = (0..50).map(|i| (format!("{i:02}"), "v".to_owned())).collect();
+    let fake = Arc::new(Fake::default());
+    fake.data.lock().unwrap().insert("a".into(), items);
+    let options = SyncOptions {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_millis(200)),
+        ..opts(SyncMode::Full, vec![])
+    };
+    // Never read: the sync fills the channel and waits on its client.
+    let stream = engine.start(fake.clone(), (), options).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(engine.active_syncs(), 1, "waiting on its client");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(engine.active_syncs(), 0, "ended at the deadline, the stream still held");
+    drop(stream);
+}
