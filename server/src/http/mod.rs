@@ -78,11 +78,13 @@ pub struct UpstreamConfig {
     /// Enterprise Server's REST API is under `/api/v3`, its GraphQL API at
     /// `/api/graphql`, which clients ask for as `/graphql`, as on github.com.
     pub rerooted_paths: Vec<(&'static str, String)>,
-    /// Relative request paths with a rate-limit budget of their own, apart
-    /// from the rest of the credential's: (request path, budget name).
-    /// GitHub counts GraphQL points apart from REST requests
-    /// (`x-ratelimit-resource: graphql` against `core`).
-    pub separate_budgets: Vec<(&'static str, &'static str)>,
+    /// The rate-limit budget of its own, apart from the rest of the
+    /// credential's, that a request to this path counts against, if any.
+    /// GitHub counts GraphQL points and SBOM requests apart from its REST
+    /// requests (`x-ratelimit-resource: graphql`, `dependency_sbom`, against
+    /// `core`). A response that names its budget in `x-ratelimit-resource`
+    /// shares its reset under that budget, whatever the path said.
+    pub separate_budget: fn(&str) -> Option<&'static str>,
     /// How the credential's rate-limit budget is divided among its requests:
     /// a reset learned from one request holds back only those of its budget.
     pub budget: Budget,
@@ -148,7 +150,7 @@ impl UpstreamConfig {
             client_identity: None,
             accept_invalid_certs: false,
             rerooted_paths: Vec::new(),
-            separate_budgets: Vec::new(),
+            separate_budget: |_| None,
             budget: Budget::Credential,
             rate_limit_message: None,
         }
@@ -435,12 +437,19 @@ impl UpstreamClient {
     /// The shared rate-limit budget of a request to `path` with `headers`
     /// (and the [`BudgetScope`] it carries, if any).
     fn budget_key(&self, headers: &HeaderMap, path: &str, scope: Option<&BudgetScope>) -> String {
-        let separate = self
-            .config
-            .separate_budgets
-            .iter()
-            .find(|(p, _)| *p == path)
-            .map_or(String::new(), |(_, name)| format!(":{name}"));
+        self.budget_key_of(headers, path, scope, (self.config.separate_budget)(path))
+    }
+
+    /// The budget key of a request in budget `separate` (none: the
+    /// credential's main budget).
+    fn budget_key_of(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        scope: Option<&BudgetScope>,
+        separate: Option<&str>,
+    ) -> String {
+        let separate = separate.map_or(String::new(), |name| format!(":{name}"));
         let part = match self.config.budget {
             Budget::Credential => String::new(),
             Budget::Named(name) => format!(":{name}"),
@@ -704,7 +713,25 @@ impl UpstreamClient {
             if (rate.is_limited(status) || rate.remaining == Some(0))
                 && let Some(reset) = rate.reset_time(Utc::now())
             {
-                self.share_reset(&budget_key, reset.timestamp()).await;
+                // The budget the upstream says the request counted against
+                // (GitHub: `core`, `graphql`, `dependency_sbom`, ...).
+                let named = headers
+                    .get("x-ratelimit-resource")
+                    .and_then(|value| value.to_str().ok())
+                    .filter(|name| {
+                        !name.is_empty()
+                            && name.len() <= 64
+                            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    });
+                match named {
+                    Some(name) => {
+                        let separate = (name != "core").then_some(name);
+                        let key =
+                            self.budget_key_of(&parts.headers, parts.uri.path(), parts.extensions.get(), separate);
+                        self.share_reset(&key, reset.timestamp()).await;
+                    }
+                    None => self.share_reset(&budget_key, reset.timestamp()).await,
+                }
             }
 
             if status == StatusCode::NOT_MODIFIED
@@ -712,6 +739,12 @@ impl UpstreamClient {
             {
                 stats::record_not_modified();
                 self.counters.not_modified();
+                // Still current: it lives another TTL from now, so that a
+                // resource revalidated every sync is never fetched whole
+                // again only because its entry grew old.
+                if let Some(key) = &cache_key {
+                    self.cache.expire(key, self.config.cache_ttl).await;
+                }
                 return Ok(entry.into_response_updated(&headers));
             }
             if self.config.status_retries && rate.is_limited(status) {

@@ -1898,3 +1898,97 @@ async fn the_budget_memo_stays_bounded_and_keeps_the_exhausted_budgets() {
         Some(Some(exhausted_until))
     );
 }
+
+/// GitHub limits SBOM requests in a `dependency_sbom` budget of their own: a
+/// spent one holds back SBOM requests only, and a response naming another
+/// budget (`search`) shares its reset under that one.
+#[cfg(feature = "github")]
+#[tokio::test]
+async fn a_spent_github_budget_holds_back_only_the_requests_counted_against_it() {
+    let spent = |path: &str, resource: &str| {
+        exchange(json!({
+            "request": { "path": path },
+            "response": {
+                "status": 403,
+                "headers": {
+                    "x-ratelimit-limit": "100",
+                    "x-ratelimit-remaining": "0",
+                    "x-ratelimit-used": "100",
+                    "x-ratelimit-reset": (Utc::now().timestamp() + 3600).to_string(),
+                    "x-ratelimit-resource": resource
+                },
+                "body": {
+                    "message": "API rate limit exceeded for installation ID 7.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                }
+            }
+        }))
+    };
+    let server = replay(
+        [
+            spent("/repos/acme/api/dependency-graph/sbom/generate-report", "dependency_sbom"),
+            spent("/search/code", "search"),
+            exchange(json!({
+                "request": { "path": "/orgs/acme/repos" },
+                "response": { "status": 200, "headers": { "x-ratelimit-remaining": "4990", "x-ratelimit-resource": "core" }, "body": [] }
+            })),
+        ],
+        ReplayOptions::default(),
+    )
+    .await;
+    let mut github = config(server.base_url());
+    github.separate_budget = crate::providers::github::separate_budget;
+    let client = client_with(github);
+    let token = [("authorization", "Bearer one-token")];
+    let limited = |result: Result<::http::Response<Bytes>, UpstreamError>| {
+        matches!(result, Err(UpstreamError::RateLimited { .. }))
+    };
+    assert!(limited(
+        client
+            .execute(get_with(
+                "/repos/acme/api/dependency-graph/sbom/generate-report",
+                &token
+            ))
+            .await
+    ));
+    assert_eq!(server.stats().requests(), 1);
+    // The REST budget is not spent: its requests are sent.
+    let repos = client.execute(get_with("/orgs/acme/repos", &token)).await;
+    assert_eq!(repos.unwrap().status(), StatusCode::OK);
+    assert_eq!(server.stats().requests(), 2);
+    // Another repository's SBOM waits for the SBOM budget, unsent.
+    assert!(limited(
+        client
+            .execute(get_with(
+                "/repos/acme/web/dependency-graph/sbom/generate-report",
+                &token
+            ))
+            .await
+    ));
+    assert_eq!(server.stats().requests(), 2);
+    // A budget only the response names: its reset holds back neither REST
+    // requests nor SBOMs' budget.
+    assert!(limited(client.execute(get_with("/search/code", &token)).await));
+    assert_eq!(server.stats().requests(), 3);
+    let repos = client.execute(get_with("/orgs/acme/repos", &token)).await;
+    assert_eq!(repos.unwrap().status(), StatusCode::OK);
+    assert_eq!(server.stats().requests(), 4);
+}
+
+#[tokio::test]
+async fn an_entry_revalidated_by_a_304_lives_another_ttl() {
+    let server = replay([repo_exchange()], ReplayOptions::default()).await;
+    let mut short = config(server.base_url());
+    short.cache_ttl = Duration::from_millis(1500);
+    let client = client_with(short);
+    client.execute(get("/repos/acme/app")).await.expect("200, stored");
+    // Revalidated at 1 s, then asked again at 2 s: past the entry's first
+    // TTL, within the one the 304 gave it.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    client.execute(get("/repos/acme/app")).await.expect("304");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let third = client.execute(get("/repos/acme/app")).await.expect("304 again");
+    assert_eq!(third.status(), StatusCode::OK);
+    assert_eq!(json_body(&third), json!({ "id": 1, "name": "app" }));
+    assert_eq!((server.stats().requests(), server.stats().not_modified()), (3, 2));
+}

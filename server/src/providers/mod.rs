@@ -543,8 +543,9 @@ impl Registry {
         upstream
             .rerooted_paths
             .extend(graphql_path.map(|path| ("/graphql", path)));
-        // GitHub's GraphQL points are a budget apart from its REST requests.
-        upstream.separate_budgets.push(("/graphql", "graphql"));
+        // GitHub's GraphQL points and SBOM requests are budgets apart from
+        // its REST requests.
+        upstream.separate_budget = github::separate_budget;
         // A secondary rate limit may come as a bare 403 that only says so.
         upstream.rate_limit_message = Some("rate limit");
         if let Some(concurrency) = env.concurrency {

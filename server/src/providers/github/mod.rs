@@ -31,6 +31,24 @@ use http::Uri;
 /// The connector id.
 pub const ID: &str = "github";
 
+/// The rate-limit budget apart from the REST `core` one that a request to
+/// `path` counts against: GraphQL points (`/graphql`), and the dependency
+/// graph's SBOMs (`/repos/{owner}/{repo}/dependency-graph/sbom...`: the
+/// export and the SBOM reports), which GitHub limits in a `dependency_sbom`
+/// budget of their own ("GET /rate_limit": "The dependency_sbom object
+/// provides your rate limit status for requesting SBOMs").
+pub fn separate_budget(path: &str) -> Option<&'static str> {
+    if path == "/graphql" {
+        return Some("graphql");
+    }
+    let mut segments = path.split('/');
+    let sbom = segments.next() == Some("")
+        && segments.next() == Some("repos")
+        && segments.nth(2) == Some("dependency-graph")
+        && segments.next() == Some("sbom");
+    sbom.then_some("dependency_sbom")
+}
+
 static DESCRIPTOR: Descriptor = Descriptor {
     id: ID,
     display_name: "GitHub",

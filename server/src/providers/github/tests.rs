@@ -294,3 +294,28 @@ fn a_request_body_is_sent_as_json_and_an_empty_one_untyped() {
     client::json_content_type(&mut get);
     assert!(get.headers().is_empty());
 }
+
+#[test]
+fn sbom_and_graphql_requests_count_against_budgets_of_their_own() {
+    use super::separate_budget;
+    assert_eq!(separate_budget("/graphql"), Some("graphql"));
+    assert_eq!(
+        separate_budget("/repos/acme/api/dependency-graph/sbom"),
+        Some("dependency_sbom")
+    );
+    assert_eq!(
+        separate_budget("/repos/acme/api/dependency-graph/sbom/generate-report"),
+        Some("dependency_sbom")
+    );
+    assert_eq!(
+        separate_budget("/repos/acme/api/dependency-graph/sbom/fetch-report/7f3c"),
+        Some("dependency_sbom")
+    );
+    // REST `core`: a repository named after the endpoint, its trees, the
+    // dependency graph's other endpoints.
+    assert_eq!(separate_budget("/repos/acme/dependency-graph/git/trees/main"), None);
+    assert_eq!(separate_budget("/repos/dependency-graph/sbom/git/trees/main"), None);
+    assert_eq!(separate_budget("/repos/acme/api/dependency-graph/compare/a...b"), None);
+    assert_eq!(separate_budget("/orgs/acme/repos"), None);
+    assert_eq!(separate_budget("/repos/acme/graphql"), None);
+}
