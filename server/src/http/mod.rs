@@ -59,6 +59,9 @@ pub struct UpstreamConfig {
     pub conditional_requests: bool,
     /// How long conditional-request entries are kept.
     pub cache_ttl: Duration,
+    /// The largest response body read (bytes); a larger one is an error,
+    /// not retried, and nothing of it is kept.
+    pub max_body_bytes: u64,
     /// A stable identity of the configured credential (for example
     /// "github-app:42"). When set, conditional-request entries are keyed on it
     /// instead of the `Authorization` header, so that short-lived tokens
@@ -145,6 +148,7 @@ impl UpstreamConfig {
             concurrency: 8,
             conditional_requests: true,
             cache_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             credential_id: None,
             extra_root_certificates: Vec::new(),
             client_identity: None,
@@ -187,6 +191,14 @@ pub enum UpstreamError {
     /// The URL is not on the configured upstream origin.
     #[error("refusing request to a url outside the configured upstream origin")]
     ForeignOrigin,
+    /// The response body is larger than the client reads.
+    #[error("upstream answered {status} with a body over {limit} bytes, the most read")]
+    BodyTooLarge {
+        /// HTTP status.
+        status: u16,
+        /// The limit (`UpstreamConfig::max_body_bytes`).
+        limit: u64,
+    },
     /// The request could not be built.
     #[error("invalid upstream request: {0}")]
     InvalidRequest(String),
@@ -653,19 +665,23 @@ impl UpstreamClient {
                     http.response.status_code = tracing::field::Empty,
                     error.type = tracing::field::Empty,
                 );
+                let limit = self.config.max_body_bytes;
                 let outcome = async {
                     match builder.send().await {
                         Ok(response) => {
                             let status = response.status();
                             let headers = response.headers().clone();
-                            match response.bytes().await {
+                            match read_body(response, limit).await {
                                 Ok(bytes) => Ok((status, headers, bytes)),
-                                Err(error) => {
-                                    Err(format!("reading the {} body: {}", status.as_u16(), describe(&error)))
-                                }
+                                Err(BodyError::TooLarge) => Err(Failure::TooLarge(status.as_u16())),
+                                Err(BodyError::Read(error)) => Err(Failure::Transport(format!(
+                                    "reading the {} body: {}",
+                                    status.as_u16(),
+                                    describe(&error)
+                                ))),
                             }
                         }
-                        Err(error) => Err(describe(&error)),
+                        Err(error) => Err(Failure::Transport(describe(&error))),
                     }
                 }
                 .instrument(span.clone())
@@ -687,7 +703,16 @@ impl UpstreamClient {
             };
             let (status, headers, bytes) = match outcome {
                 Ok(parts) => parts,
-                Err(message) => {
+                Err(Failure::TooLarge(status)) => {
+                    // Not retried: the same resource is as large again.
+                    self.counters
+                        .answered(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+                    return Err(UpstreamError::BodyTooLarge {
+                        status,
+                        limit: self.config.max_body_bytes,
+                    });
+                }
+                Err(Failure::Transport(message)) => {
                     self.counters.failed();
                     if attempt < self.config.max_attempts {
                         tracing::debug!(connector, attempt, %message, "upstream transport failure; retrying");
@@ -814,6 +839,40 @@ fn no_store(headers: &HeaderMap) -> bool {
 }
 
 /// An error description without URLs' query strings or credentials.
+/// Why a request got no response to hand back.
+enum Failure {
+    /// Not sent, or its body not read: retried.
+    Transport(String),
+    /// Its body is over the limit (with the status): not retried.
+    TooLarge(u16),
+}
+
+enum BodyError {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// The whole body, unless it is longer than `limit` bytes: refused from its
+/// `Content-Length` before reading, or as soon as a body without one
+/// (chunked) goes past it, so a huge answer never sits in memory.
+async fn read_body(mut response: reqwest::Response, limit: u64) -> Result<Bytes, BodyError> {
+    match response.content_length() {
+        Some(length) if length > limit => Err(BodyError::TooLarge),
+        // hyper reads no more than the length said.
+        Some(_) => response.bytes().await.map_err(BodyError::Read),
+        None => {
+            let mut body = bytes::BytesMut::new();
+            while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(BodyError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body.freeze())
+        }
+    }
+}
+
 fn describe(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
@@ -917,6 +976,11 @@ impl CachedResponse {
         response
     }
 }
+
+/// The largest upstream response body read by default: 256 MiB, far above
+/// any page, blob or SBOM the connectors read, and short of what would put
+/// the process at risk.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 << 20;
 
 /// Budgets whose last lookup an [`UpstreamClient`] remembers at most,
 /// besides those exhausted now.

@@ -1992,3 +1992,70 @@ async fn an_entry_revalidated_by_a_304_lives_another_ttl() {
     assert_eq!(json_body(&third), json!({ "id": 1, "name": "app" }));
     assert_eq!((server.stats().requests(), server.stats().not_modified()), (3, 2));
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_an_error_sent_once_and_not_kept() {
+    // With a length: refused before reading.
+    let server = replay([repo_exchange()], ReplayOptions::default()).await;
+    let mut small = config(server.base_url());
+    small.max_body_bytes = 8;
+    let client = client_with(small);
+    for _ in 0..2 {
+        match client.execute(get("/repos/acme/app")).await {
+            Err(UpstreamError::BodyTooLarge { status, limit }) => assert_eq!((status, limit), (200, 8)),
+            other => panic!("expected a body too large, got {other:?}"),
+        }
+    }
+    // One request each (not retried), and neither conditional: nothing kept.
+    assert_eq!((server.stats().requests(), server.stats().not_modified()), (2, 0));
+
+    // Chunked, without a length: refused once the chunks read go past it.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let chunked = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", chunked.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = chunked.accept().await {
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    received.extend_from_slice(&buf[..n]);
+                }
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+                    )
+                    .await;
+                for _ in 0..4 {
+                    let _ = socket
+                        .write_all(format!("200\r\n{}\r\n", "x".repeat(512)).as_bytes())
+                        .await;
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    let limited = |max: u64| {
+        let mut config = config(&base);
+        config.max_body_bytes = max;
+        client_with(config)
+    };
+    let (result, stats) = scoped(limited(1500).execute(get("/big"))).await;
+    assert!(
+        matches!(
+            result,
+            Err(UpstreamError::BodyTooLarge {
+                status: 200,
+                limit: 1500
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(stats.requests(), 1);
+    let whole = limited(2048).execute(get("/big")).await.expect("within the limit");
+    assert_eq!(whole.body().len(), 2048);
+}
