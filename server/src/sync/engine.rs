@@ -385,6 +385,25 @@ impl Engine {
             None
         };
         let lenient = options.checkpoint.is_empty() && token.is_some();
+        // A sync from what is kept under `state_key` starts its stream with
+        // the checkpoint it starts from: the kept one moves on as the sync
+        // does (each checkpoint is saved when it is sent), so a client that
+        // breaks off before its first checkpoint arrived and calls again
+        // without one would otherwise go on from a checkpoint it never saw,
+        // and miss what came before it.
+        let initial = (options.checkpoint.is_empty() && options.state_key.is_some()).then(|| Checkpoint {
+            token: match &token {
+                Some(token) => token.encode(),
+                None => Token {
+                    connector: descriptor.id.to_owned(),
+                    fingerprint: fingerprint.clone(),
+                    baseline: BTreeMap::new(),
+                    resume: None,
+                }
+                .encode(),
+            },
+            scope: String::new(),
+        });
         let requested_mode = match options.mode {
             SyncMode::Unspecified => SyncMode::Full,
             mode => mode,
@@ -424,6 +443,12 @@ impl Engine {
         let incremental = mode == SyncMode::Incremental;
 
         let (tx, rx) = mpsc::channel(self.config.channel_capacity);
+        if let Some(checkpoint) = &initial {
+            // The channel is new and empty: there is room.
+            let _ = tx.try_send(Ok(EncodedEvent::from(SyncEvent {
+                event: Some(Event::Checkpoint(checkpoint.clone())),
+            })));
+        }
 
         // Identical fresh syncs share one crawl; resumed syncs run on their own.
         let role = if self.config.coalesce && resume_current.is_none() && done.is_empty() {
@@ -467,7 +492,7 @@ impl Engine {
         } else {
             None
         };
-        let last_checkpoint = Arc::new(std::sync::Mutex::new(None));
+        let last_checkpoint = Arc::new(std::sync::Mutex::new(initial));
         let stats = Arc::new(RequestStats::default());
         let run = Run {
             info: Arc::new(RunInfo {

@@ -1542,6 +1542,8 @@ async fn a_checkpoint_kept_for_another_request_is_ignored_but_one_the_client_sen
     assert_eq!(
         render(&changed),
         vec![
+            // The checkpoint it starts from: none kept that fits.
+            "checkpoint ".into(),
             format!("upsert {T}a/1"),
             "scope a 1".into(),
             "checkpoint a".into(),
@@ -1628,4 +1630,46 @@ async fn a_sync_whose_client_stopped_reading_ends_at_its_deadline() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(engine.active_syncs(), 0, "ended at the deadline, the stream still held");
     drop(stream);
+}
+
+#[tokio::test]
+async fn a_sync_from_its_state_key_starts_with_the_checkpoint_it_starts_from() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "x")])]);
+    let keyed = |checkpoint: Vec<u8>| SyncOptions {
+        mode: SyncMode::Incremental,
+        checkpoint,
+        state_key: Some("nightly".into()),
+        ..Default::default()
+    };
+    let first = collect(&engine, &fake, keyed(Vec::new())).await;
+    assert_eq!(changes(&first), [format!("upsert {T}a/1")]);
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), vec![("1".into(), "x".into()), ("2".into(), "y".into())]);
+    // The client reads the first event, then its connection breaks while the
+    // server runs the sync to its end (saving its checkpoints under the key).
+    let mut stream = decoded(engine.start(fake.clone(), (), keyed(Vec::new())).await.unwrap());
+    let Some(Ok(SyncEvent {
+        event: Some(Event::Checkpoint(start)),
+    })) = stream.next().await
+    else {
+        panic!("the stream does not start with a checkpoint")
+    };
+    assert_eq!(
+        start.token,
+        summary(&first).checkpoint,
+        "the kept checkpoint it starts from"
+    );
+    while engine.active_syncs() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(stream);
+    // Called again with the checkpoint it got, it is sent the change it
+    // missed; without one, it would go on from what the server kept.
+    let again = collect(&engine, &fake, keyed(start.token)).await;
+    assert_eq!(changes(&again), [format!("upsert {T}a/2")]);
+    let kept = collect(&engine, &fake, keyed(Vec::new())).await;
+    assert_eq!(changes(&kept), Vec::<String>::new());
 }

@@ -53,6 +53,9 @@ export type SyncOptions = Message<"connectors.v1.SyncOptions"> & {
    * When set, the server keeps the latest checkpoint of this sync in its cache
    * under this key and uses it when `checkpoint` is empty, so a stateless
    * scheduler need not store it. 1 to 128 characters of [A-Za-z0-9._:-].
+   * A sync that starts from the key sends the checkpoint it starts from as
+   * its first event; a client whose stream breaks calls again with the last
+   * checkpoint it received (the key has moved on as checkpoints were sent).
    *
    * @generated from field: string state_key = 4;
    */
