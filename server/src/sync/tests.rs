@@ -1521,12 +1521,6 @@ async fn a_scope_whose_state_was_not_saved_is_diffed_against_its_previous_state(
 async fn a_checkpoint_kept_for_another_request_is_ignored_but_one_the_client_sends_is_refused() {
     let engine = engine();
     let fake = Fake::with(&[("a", &[("1", "x")])]);
-    let keyed = |checkpoint: Vec<u8>| SyncOptions {
-        mode: SyncMode::Incremental,
-        checkpoint,
-        state_key: Some("nightly".into()),
-        ..Default::default()
-    };
     let first = collect(&engine, &fake, keyed(Vec::new())).await;
     assert_eq!(changes(&first), [format!("upsert {T}a/1")]);
     // The server's scopes change (a default scope such as GITHUB_ORGS grew):
@@ -1636,12 +1630,6 @@ async fn a_sync_whose_client_stopped_reading_ends_at_its_deadline() {
 async fn a_sync_from_its_state_key_starts_with_the_checkpoint_it_starts_from() {
     let engine = engine();
     let fake = Fake::with(&[("a", &[("1", "x")])]);
-    let keyed = |checkpoint: Vec<u8>| SyncOptions {
-        mode: SyncMode::Incremental,
-        checkpoint,
-        state_key: Some("nightly".into()),
-        ..Default::default()
-    };
     let first = collect(&engine, &fake, keyed(Vec::new())).await;
     assert_eq!(changes(&first), [format!("upsert {T}a/1")]);
     fake.data
@@ -1672,4 +1660,15 @@ async fn a_sync_from_its_state_key_starts_with_the_checkpoint_it_starts_from() {
     assert_eq!(changes(&again), [format!("upsert {T}a/2")]);
     let kept = collect(&engine, &fake, keyed(Vec::new())).await;
     assert_eq!(changes(&kept), Vec::<String>::new());
+}
+
+/// An INCREMENTAL sync from `checkpoint`, keeping its checkpoints under the
+/// state key "nightly".
+fn keyed(checkpoint: Vec<u8>) -> SyncOptions {
+    SyncOptions {
+        mode: SyncMode::Incremental,
+        checkpoint,
+        state_key: Some("nightly".into()),
+        ..Default::default()
+    }
 }
