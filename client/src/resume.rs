@@ -200,6 +200,7 @@ where
         attempts: 0,
         failures: 0,
         progressed: false,
+        finished: std::collections::HashSet::new(),
     }
 }
 
@@ -227,8 +228,10 @@ enum Break {
 ///
 /// It yields every event of every attempt in order (upserts sent between the
 /// last checkpoint and a break may be delivered again after the resume, as
-/// the stream contract allows; treat upserts as idempotent), skips events of
-/// kinds this client does not know, and ends after the `Summary`. A final
+/// the stream contract allows; treat upserts as idempotent), except those of
+/// a scope whose `ScopeStatus` it yielded already (a break between a scope's
+/// status and the checkpoint after it), skips events of kinds this client
+/// does not know, and ends after the `Summary`. A final
 /// error (non-retryable, or retryable once the [`ResumePolicy`] is used up)
 /// is yielded once, then the stream ends.
 ///
@@ -241,9 +244,24 @@ pub struct SyncStream {
     attempts: u32,
     failures: u32,
     progressed: bool,
+    /// Scopes whose `ScopeStatus` was yielded: their events are not yielded
+    /// again when a resume starts before their checkpoint (a stream cut
+    /// between a scope's status and the checkpoint after it).
+    finished: std::collections::HashSet<String>,
 }
 
 impl SyncStream {
+    /// Whether `event` belongs to a scope whose status was yielded already.
+    fn is_replay(&self, event: &Event) -> bool {
+        let scope = match event {
+            Event::Upsert(upsert) => upsert.provenance.as_ref().map(|p| p.source.as_str()),
+            Event::Deletion(deletion) => deletion.provenance.as_ref().map(|p| p.source.as_str()),
+            Event::ScopeStatus(status) => Some(status.scope.as_str()),
+            _ => None,
+        };
+        scope.is_some_and(|scope| self.finished.contains(scope))
+    }
+
     /// How many times `Sync` was called (the first call included).
     pub fn attempts(&self) -> u32 {
         self.attempts
@@ -345,6 +363,11 @@ impl Stream for SyncStream {
                         Some(Event::Summary(summary)) => {
                             this.remember(&summary.checkpoint);
                             this.state = State::Done;
+                            return Poll::Ready(Some(Ok(event)));
+                        }
+                        Some(other) if this.is_replay(other) => {}
+                        Some(Event::ScopeStatus(status)) => {
+                            this.finished.insert(status.scope.clone());
                             return Poll::Ready(Some(Ok(event)));
                         }
                         Some(_) => return Poll::Ready(Some(Ok(event))),
@@ -519,6 +542,61 @@ mod tests {
         assert_eq!(stream.attempts(), 1);
         assert_eq!(stream.resumes(), 0);
         assert_eq!(stream.checkpoint(), b"s");
+    }
+
+    /// An upsert or status of `scope`.
+    fn of_scope(scope: &str, event: Result<SyncEvent, Status>) -> Result<SyncEvent, Status> {
+        let mut event = event.unwrap();
+        match &mut event.event {
+            Some(Event::Upsert(upsert)) => {
+                upsert.provenance = Some(connectors_proto::v1::Provenance {
+                    source: scope.to_owned(),
+                    ..Default::default()
+                })
+            }
+            other => panic!("not an upsert: {other:?}"),
+        }
+        Ok(event)
+    }
+
+    fn scope_status(scope: &str) -> Result<SyncEvent, Status> {
+        event(Event::ScopeStatus(connectors_proto::v1::ScopeStatus {
+            scope: scope.to_owned(),
+            ..Default::default()
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_whose_status_came_is_not_yielded_again_after_a_resume() {
+        // Cut between scope B's status and the checkpoint after it: the
+        // resume starts from the checkpoint before B.
+        let (start, tokens) = scripted(vec![
+            Ok(vec![
+                of_scope("org:a", upsert("a1")),
+                scope_status("org:a"),
+                checkpoint("ca"),
+                of_scope("org:b", upsert("b1")),
+                scope_status("org:b"),
+                Err(Status::unavailable("server going away")),
+            ]),
+            Ok(vec![
+                of_scope("org:b", upsert("b1")),
+                scope_status("org:b"),
+                checkpoint("cb"),
+                of_scope("org:c", upsert("c1")),
+                scope_status("org:c"),
+                checkpoint("cc"),
+                summary("s"),
+            ]),
+        ]);
+        let mut stream = resumable(start, ResumePolicy::default());
+        let items = drain(&mut stream).await;
+        let statuses = items.iter().filter(|item| item.starts_with("ScopeStatus")).count();
+        assert_eq!(statuses, 3, "{items:?}");
+        let upserts: Vec<&String> = items.iter().filter(|item| item.starts_with("upsert")).collect();
+        assert_eq!(upserts, ["upsert a1", "upsert b1", "upsert c1"]);
+        assert_eq!(items.last().map(String::as_str), Some("summary s"));
+        assert_eq!(calls(&tokens), ["", "ca"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -777,14 +777,17 @@ impl Run {
             token: bytes,
             scope: scope.to_owned(),
         };
+        // What a drain re-sends: this one as soon as every event it covers is
+        // in the channel, that is now, before it is itself (a drain that
+        // comes while it waits for room, right after a scope's status, must
+        // not send the client back before that scope).
+        if let Ok(mut last) = self.last_checkpoint.lock() {
+            *last = Some(checkpoint.clone());
+        }
         self.send(SyncEvent {
-            event: Some(Event::Checkpoint(checkpoint.clone())),
+            event: Some(Event::Checkpoint(checkpoint)),
         })
         .await?;
-        // Only a checkpoint the client was sent is re-sent at a drain.
-        if let Ok(mut last) = self.last_checkpoint.lock() {
-            *last = Some(checkpoint);
-        }
         Ok(())
     }
 
