@@ -78,8 +78,10 @@ pub struct SyncOptions {
     pub state_key: Option<String>,
     /// Only the scopes of this shard.
     pub shard: Option<Shard>,
-    /// When the caller stops waiting (its `grpc-timeout`). The gRPC gate ends
-    /// the stream then; the engine only tells that end from a client leaving.
+    /// When the caller stops waiting (its `grpc-timeout`): the sync ends then
+    /// (outcome `deadline_exceeded`), and the gRPC gate ends the stream with
+    /// DEADLINE_EXCEEDED. A coalescing leader's deadline ends its followers'
+    /// streams too (UNAVAILABLE: they resume).
     pub deadline: Option<tokio::time::Instant>,
 }
 
