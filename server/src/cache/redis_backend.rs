@@ -36,8 +36,14 @@ pub struct RedisCache {
     client: redis::Client,
     prefix: String,
     manager: Mutex<Option<ConnectionManager>>,
+    /// When the last connection attempt failed: for [`RECONNECT_AFTER`],
+    /// operations fail at once instead of each trying (and waiting) again.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
     timeout: Duration,
 }
+
+/// How long after a failed connection attempt the next one is made.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 impl RedisCache {
     /// A cache on `url` (`redis://host:port/db`, or `rediss://` for TLS,
@@ -68,6 +74,7 @@ impl RedisCache {
             client,
             prefix: prefix.into(),
             manager: Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
             timeout: Duration::from_millis(1500),
         }
     }
@@ -77,17 +84,35 @@ impl RedisCache {
         if let Some(manager) = guard.as_ref() {
             return Ok(manager.clone());
         }
+        // Operations that queued behind an attempt that just failed (a Redis
+        // that drops packets takes the whole timeout) fail at once, rather
+        // than each waiting out an attempt of its own in turn.
+        let recent = self
+            .failed_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < RECONNECT_AFTER);
+        if recent {
+            return Err(CacheError::Unavailable(
+                "not connected; the last attempt failed just now".into(),
+            ));
+        }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
             .set_number_of_retries(1);
-        let manager = tokio::time::timeout(
+        let connected = tokio::time::timeout(
             self.timeout * 2,
             ConnectionManager::new_with_config(self.client.clone(), config),
         )
         .await
-        .map_err(|_| CacheError::Unavailable("connect timed out".into()))?
-        .map_err(unavailable)?;
+        .map_err(|_| CacheError::Unavailable("connect timed out".into()))
+        .and_then(|result| result.map_err(unavailable));
+        if let Ok(mut at) = self.failed_at.lock() {
+            *at = connected.is_err().then(std::time::Instant::now);
+        }
+        let manager = connected?;
         *guard = Some(manager.clone());
         Ok(manager)
     }

@@ -236,3 +236,31 @@ async fn a_redis_that_refuses_a_write_still_serves_reads() {
     assert_eq!(cache.get("state").await, Some(Bytes::from_static(b"kept")));
     assert!(!cache.is_degraded());
 }
+
+#[tokio::test]
+async fn operations_queued_behind_a_failed_connection_attempt_fail_at_once() {
+    // A "Redis" that takes connections and never answers (a failover's
+    // half-open address, a firewall that drops replies).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let cache = Arc::new(super::RedisCache::new(&format!("redis://{addr}"), "x:").unwrap());
+    let started = std::time::Instant::now();
+    let gets: Vec<_> = (0..10)
+        .map(|i| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get(&format!("k{i}")).await })
+        })
+        .collect();
+    for get in gets {
+        assert!(matches!(get.await.unwrap(), Err(super::CacheError::Unavailable(_))));
+    }
+    // One attempt's timeout (3 s at most), not ten of them one after another.
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
+}
