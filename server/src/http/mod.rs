@@ -1023,10 +1023,14 @@ impl RateLimit {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 let v = v.trim();
-                // Delay-seconds, or an HTTP date (RFC 9110 section 10.2.3).
+                // Delay-seconds, or an HTTP date (RFC 9110 section 10.2.3), in
+                // any of the three forms a recipient must accept (section
+                // 5.6.7: IMF-fixdate, RFC 850, asctime).
                 v.parse::<u64>().ok().or_else(|| {
-                    let at = DateTime::parse_from_rfc2822(v).ok()?;
-                    Some(u64::try_from((at.timestamp() - now.timestamp()).max(0)).unwrap_or(0))
+                    let at = httpdate::parse_http_date(v).ok()?;
+                    let at = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+                    let at = i64::try_from(at).ok()?;
+                    Some(u64::try_from((at - now.timestamp()).max(0)).unwrap_or(0))
                 })
             });
         Self {

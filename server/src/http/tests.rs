@@ -1084,6 +1084,12 @@ fn retry_after_as_an_http_date_is_the_seconds_until_then() {
     assert_eq!(past.retry_after, Some(0));
     let garbage = RateLimit::from_headers_at(&headers(&[("retry-after", "soon")]), now);
     assert_eq!(garbage.retry_after, None);
+    // The obsolete forms, which a recipient must still accept (RFC 9110
+    // section 5.6.7): RFC 850 and asctime.
+    for obsolete in ["Wednesday, 18-Nov-26 11:07:25 GMT", "Wed Nov 18 11:07:25 2026"] {
+        let rate = RateLimit::from_headers_at(&headers(&[("retry-after", obsolete)]), now);
+        assert_eq!(rate.retry_after, Some(45), "{obsolete}");
+    }
 }
 
 #[test]
