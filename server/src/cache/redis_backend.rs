@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Mutex;
 
@@ -35,7 +34,10 @@ impl std::fmt::Debug for RedisTls {
 pub struct RedisCache {
     client: redis::Client,
     prefix: String,
-    manager: Mutex<Option<ConnectionManager>>,
+    /// The connection, with the number of the attempt that made it.
+    manager: Mutex<Option<(u64, ConnectionManager)>>,
+    /// Connections made so far, numbering them.
+    attempts: std::sync::atomic::AtomicU64,
     /// When the last connection attempt failed: for [`RECONNECT_AFTER`],
     /// operations fail at once instead of each trying (and waiting) again.
     failed_at: std::sync::Mutex<Option<std::time::Instant>>,
@@ -74,15 +76,20 @@ impl RedisCache {
             client,
             prefix: prefix.into(),
             manager: Mutex::new(None),
+            attempts: std::sync::atomic::AtomicU64::new(0),
             failed_at: std::sync::Mutex::new(None),
             timeout: Duration::from_millis(1500),
         }
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, CacheError> {
+    async fn connection(&self) -> Result<Connection<'_>, CacheError> {
         let mut guard = self.manager.lock().await;
-        if let Some(manager) = guard.as_ref() {
-            return Ok(manager.clone());
+        if let Some((number, manager)) = guard.as_ref() {
+            return Ok(Connection {
+                cache: self,
+                number: *number,
+                manager: manager.clone(),
+            });
         }
         // Operations that queued behind an attempt that just failed (a Redis
         // that drops packets takes the whole timeout) fail at once, rather
@@ -113,12 +120,52 @@ impl RedisCache {
             *at = connected.is_err().then(std::time::Instant::now);
         }
         let manager = connected?;
-        *guard = Some(manager.clone());
-        Ok(manager)
+        let number = self.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *guard = Some((number, manager.clone()));
+        Ok(Connection {
+            cache: self,
+            number,
+            manager,
+        })
+    }
+
+    /// Forgets connection `number` if it is still the current one, so that
+    /// the next operation connects anew.
+    async fn forget(&self, number: u64) {
+        let mut guard = self.manager.lock().await;
+        if guard.as_ref().is_some_and(|(current, _)| *current == number) {
+            *guard = None;
+        }
     }
 
     fn key(&self, key: &str) -> String {
         format!("{}{}", self.prefix, key)
+    }
+}
+
+/// One operation's hold on the current connection.
+struct Connection<'a> {
+    cache: &'a RedisCache,
+    number: u64,
+    manager: ConnectionManager,
+}
+
+impl Connection<'_> {
+    /// Runs `cmd`. A reply that did not come in time drops the connection:
+    /// the connection manager reconnects only when the socket reports an
+    /// error, and a connection left half-open by a failover (the old
+    /// primary's address gone, nothing resetting the socket) never does, so
+    /// every later operation would wait out its timeout on it too.
+    async fn query<T: redis::FromRedisValue>(mut self, cmd: &redis::Cmd) -> Result<T, CacheError> {
+        match cmd.query_async(&mut self.manager).await {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                if error.is_timeout() {
+                    self.cache.forget(self.number).await;
+                }
+                Err(unavailable(error))
+            }
+        }
     }
 }
 
@@ -137,45 +184,53 @@ fn ttl_millis(ttl: Duration) -> u64 {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        let mut conn = self.connection().await?;
-        let value: Option<Vec<u8>> = conn.get(self.key(key)).await.map_err(unavailable)?;
+        let value: Option<Vec<u8>> = self
+            .connection()
+            .await?
+            .query(redis::cmd("GET").arg(self.key(key)))
+            .await?;
         Ok(value.map(Bytes::from))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<(), CacheError> {
-        let mut conn = self.connection().await?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(key)).arg(value.as_ref());
         if let Some(ttl) = ttl {
             cmd.arg("PX").arg(ttl_millis(ttl));
         }
-        cmd.query_async::<()>(&mut conn).await.map_err(unavailable)
+        self.connection().await?.query(&cmd).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        let mut conn = self.connection().await?;
-        conn.del::<_, ()>(self.key(key)).await.map_err(unavailable)
+        self.connection()
+            .await?
+            .query(redis::cmd("DEL").arg(self.key(key)))
+            .await
     }
 
     async fn set_if_absent(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool, CacheError> {
-        let mut conn = self.connection().await?;
-        let reply: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(value.as_ref())
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_millis(ttl))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let reply: Option<String> = self
+            .connection()
+            .await?
+            .query(
+                redis::cmd("SET")
+                    .arg(self.key(key))
+                    .arg(value.as_ref())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_millis(ttl)),
+            )
+            .await?;
         Ok(reply.is_some())
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
-        let mut conn = self.connection().await?;
         // PEXPIRE with 0 deletes the key, as `Cache::expire` says.
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        conn.pexpire(self.key(key), millis).await.map_err(unavailable)
+        self.connection()
+            .await?
+            .query(redis::cmd("PEXPIRE").arg(self.key(key)).arg(millis))
+            .await
     }
 
     fn backend(&self) -> &'static str {

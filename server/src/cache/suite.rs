@@ -264,3 +264,61 @@ async fn operations_queued_behind_a_failed_connection_attempt_fail_at_once() {
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
 }
+
+#[tokio::test]
+async fn a_connection_left_half_open_by_a_failover_is_replaced_after_a_timeout() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some(redis) = crate::testing::RedisServer::start_or_skip() else {
+        return;
+    };
+    let mut url = url::Url::parse(&redis.url()).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379));
+    // A proxy standing for the address clients use. Connections accepted
+    // before the "failover" (number < `cut`) go silent: what the client sends
+    // still arrives, but no reply ever comes back and nothing resets the
+    // socket. Connections made after it are forwarded as usual.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = proxy.local_addr().unwrap();
+    let cut = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    {
+        let (cut, accepted) = (cut.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = proxy.accept().await {
+                let number = accepted.fetch_add(1, Ordering::SeqCst);
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+                let cut = cut.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 16 << 10];
+                    while let Ok(n) = server_read.read(&mut buffer).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if number >= cut.load(Ordering::SeqCst) && client_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    url.set_port(Some(addr.port())).unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    let cache = super::RedisCache::new(url.as_str(), "failover:").unwrap();
+    cache.set("k", Bytes::from_static(b"v"), None).await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    cut.store(accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    assert!(
+        matches!(cache.get("k").await, Err(super::CacheError::Unavailable(_))),
+        "no reply on the half-open connection"
+    );
+    // The next operation connects anew instead of waiting on the dead one.
+    assert_eq!(cache.get("k").await.unwrap(), Some(Bytes::from_static(b"v")));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
