@@ -12,6 +12,7 @@ use connectors_proto::v1::{EntityKind, SyncEvent, SyncOptions, sync_event::Event
 use connectors_server::config::{Config, ConnectorsMode};
 use connectors_server::replay::github_graphql::FixtureGraphql;
 use connectors_server::replay::{Exchange, FixtureSet, RecordedResponse, ReplayOptions, ReplayServer, Synthesizer};
+use futures::StreamExt;
 use serde::Deserialize;
 use tonic::{Code, Status};
 
@@ -1153,7 +1154,7 @@ async fn identical_concurrent_syncs_crawl_github_once() {
 }
 
 /// The fixtures' GraphQL view with `edit` applied to each of its answers.
-struct EditedGraphql(fn(&mut serde_json::Value));
+struct EditedGraphql(fn(&mut RecordedResponse));
 
 impl Synthesizer for EditedGraphql {
     fn respond(
@@ -1165,9 +1166,7 @@ impl Synthesizer for EditedGraphql {
         body: &[u8],
     ) -> Option<RecordedResponse> {
         let mut response = FixtureGraphql.respond(fixtures, method, uri, headers, body)?;
-        if let Some(json) = response.body.as_mut() {
-            (self.0)(json);
-        }
+        (self.0)(&mut response);
         Some(response)
     }
 }
@@ -1201,8 +1200,9 @@ fn each_blob(answer: &mut serde_json::Value, mut f: impl FnMut(&mut serde_json::
 
 /// Syncs the fixture estate with GraphQL answers edited by `edit`, and
 /// checks that every blob was read over REST after them: the same entities
-/// as fixture mode's FULL sync, with one more request per manifest.
-async fn assert_blobs_read_over_rest(edit: fn(&mut serde_json::Value)) {
+/// as fixture mode's FULL sync, with one more request per manifest (and
+/// `retries` more per GraphQL read).
+async fn assert_blobs_read_over_rest(edit: fn(&mut RecordedResponse), retries: u64) {
     let reference = TestServer::start().await;
     let expected = upserts(&collect(open(&reference, request(full())).await).await);
     let (server, upstream) = live_on_fixtures(Arc::new(EditedGraphql(edit))).await;
@@ -1211,19 +1211,27 @@ async fn assert_blobs_read_over_rest(edit: fn(&mut serde_json::Value)) {
     assert_eq!(upserts(&events), expected);
     // Matched requests: the start-up credential check (GET /user) has no fixture.
     let matched = upstream.stats().requests() - upstream.stats().unmatched();
-    assert_eq!(matched, FULL_REQUESTS + 37);
+    assert_eq!(matched, FULL_REQUESTS + 37 + 5 * retries);
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}
+
+/// The body of a GraphQL answer.
+fn json(response: &mut RecordedResponse) -> &mut serde_json::Value {
+    response.body.as_mut().expect("a JSON answer")
 }
 
 /// A blob GraphQL gives no text for (here: every one, truncated) is read over REST.
 #[tokio::test]
 async fn blobs_graphql_truncates_are_read_over_rest() {
-    assert_blobs_read_over_rest(|answer| {
-        each_blob(answer, |blob| {
-            blob.insert("text".into(), serde_json::Value::Null);
-            blob.insert("isTruncated".into(), true.into());
-        })
-    })
+    assert_blobs_read_over_rest(
+        |answer| {
+            each_blob(json(answer), |blob| {
+                blob.insert("text".into(), serde_json::Value::Null);
+                blob.insert("isTruncated".into(), true.into());
+            })
+        },
+        0,
+    )
     .await;
 }
 
@@ -1231,11 +1239,43 @@ async fn blobs_graphql_truncates_are_read_over_rest() {
 /// send the read's blobs over REST: the sync completes.
 #[tokio::test]
 async fn graphql_errors_without_data_send_the_blobs_over_rest() {
-    assert_blobs_read_over_rest(|answer| {
-        *answer = serde_json::json!({
-            "errors": [{"message": "Something went wrong while executing your query. This may be the result of a timeout, or it could be a GitHub bug."}]
-        });
-    })
+    assert_blobs_read_over_rest(
+        |answer| {
+            *json(answer) = serde_json::json!({
+                "errors": [{"message": "Something went wrong while executing your query. This may be the result of a timeout, or it could be a GitHub bug."}]
+            });
+        },
+        0,
+    )
+    .await;
+}
+
+/// GitHub cuts a query off after 10 s and answers 502 with its timeout
+/// message (semantic-release/github#1017, sorenlouv/backport#479 quote it),
+/// or an HTML 502/504 page: after the layer's retries, the read's blobs go
+/// over REST and the sync completes.
+#[tokio::test]
+async fn a_graphql_query_github_cuts_off_with_502_sends_the_blobs_over_rest() {
+    assert_blobs_read_over_rest(
+        |answer| {
+            answer.status = 502;
+            *json(answer) = serde_json::json!({
+                "data": null,
+                "errors": [{"message": "Something went wrong while executing your query. This may be the result of a timeout, or it could be a GitHub bug. Please include `E3C2:3F5A:1B2C3D:4E5F6A:6745B3C1` when reporting this issue."}]
+            });
+        },
+        3,
+    )
+    .await;
+    assert_blobs_read_over_rest(
+        |answer| {
+            answer.status = 504;
+            answer.body = None;
+            answer.headers = vec![("content-type".into(), "text/html".into())];
+            answer.body_text = Some("<html><body><h1>504 Gateway Time-out</h1></body></html>".into());
+        },
+        3,
+    )
     .await;
 }
 
@@ -1243,7 +1283,7 @@ async fn graphql_errors_without_data_send_the_blobs_over_rest() {
 /// `errors`) sends the read's blobs over REST too.
 #[tokio::test]
 async fn a_graphql_answer_without_data_or_errors_sends_the_blobs_over_rest() {
-    assert_blobs_read_over_rest(|answer| *answer = serde_json::json!({"message": "unexpected"})).await;
+    assert_blobs_read_over_rest(|answer| *json(answer) = serde_json::json!({"message": "unexpected"}), 0).await;
 }
 
 /// A blob that neither API has fails its scope naming the manifest, after
@@ -2231,4 +2271,49 @@ async fn a_default_branch_switched_without_a_push_has_its_manifests_read_again()
     // The listing, main's tree, its blob and the SBOM report's 404.
     assert_eq!(upstream.stats().requests() - requests, 4);
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}
+
+/// Checkpoints come back from clients: a page cursor in one that is not a
+/// page of the organization's repository listing (another API path, sent
+/// with the server's credential) is refused, and not requested.
+#[tokio::test]
+async fn a_checkpoint_whose_page_cursor_names_another_api_path_is_refused() {
+    let server = TestServer::start().await;
+    let mut stream = open(&server, request(full())).await.unwrap();
+    // The first checkpoint inside an organization: its cursor is the next
+    // listing page, as GitHub's Link header names it.
+    let (mut token, cursor) = loop {
+        let event = stream.next().await.expect("a checkpoint with a page cursor").unwrap();
+        if let Some(Event::Checkpoint(c)) = event.event {
+            let token: serde_json::Value = serde_json::from_slice(c.token.strip_prefix(b"ckpt1:").unwrap()).unwrap();
+            if let Some(cursor) = token["resume"]["cursor"].as_str() {
+                let cursor = cursor.to_owned();
+                break (token, cursor);
+            }
+        }
+    };
+    drop(stream);
+    assert!(cursor.starts_with("/organizations/"), "{cursor}");
+    let (path, query) = cursor.split_once('?').unwrap();
+    for forged in ["/user/repos?page=2", &format!("{path}/../../../user?{query}")] {
+        token["resume"]["cursor"] = serde_json::Value::from(forged);
+        let mut options = full();
+        options.checkpoint = [b"ckpt1:".as_slice(), &serde_json::to_vec(&token).unwrap()].concat();
+        let status = match open(&server, request(options)).await {
+            Err(status) => status,
+            Ok(stream) => {
+                let events: Vec<_> = stream.collect().await;
+                events.into_iter().find_map(Result::err).expect("the stream fails")
+            }
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{forged}: {status:?}");
+        assert_eq!(
+            status.message(),
+            "options.checkpoint: the page cursor it holds is not valid",
+            "{forged}"
+        );
+    }
+    // Neither path was asked for (the replay server answers what it has no
+    // fixture for with a 404, and lists it).
+    assert_eq!(server.unmatched("github"), Vec::<String>::new());
 }

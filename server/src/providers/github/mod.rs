@@ -587,10 +587,19 @@ async fn read_chunk(session: &Session, chunk: &[Wanted]) -> Result<Vec<Result<St
     };
     let texts = match client::read_blobs(session, &refs).await {
         Ok(texts) => texts,
-        // GitHub answered, without data (a query that timed out at GitHub
-        // says so this way) or with a body that is not a GraphQL answer: the
-        // blobs are read over REST, a budget of its own at GitHub.
-        Err(error @ (GraphqlError::Errors(_) | GraphqlError::Malformed)) => {
+        // GitHub answered without data or with a body that is not a GraphQL
+        // answer, or kept answering 5xx or not at all: a query GitHub could
+        // not finish within its 10 s answers 502 (sometimes an HTML page, or
+        // 504) with "Something went wrong while executing your query. This
+        // may be the result of a timeout". The blobs are read over REST, a
+        // budget of its own at GitHub.
+        Err(
+            error @ (GraphqlError::Errors(_)
+            | GraphqlError::Malformed
+            | GraphqlError::Request(client::RequestError::Upstream(
+                UpstreamError::ServerError { .. } | UpstreamError::Transport { .. },
+            ))),
+        ) => {
             let error = graphql_error(error, &what());
             tracing::warn!(connector = ID, %error, "github graphql read failed; reading its blobs over REST");
             vec![BlobText::Unavailable; chunk.len()]
@@ -1102,21 +1111,12 @@ impl GithubConnector {
             .map_err(|e| scope_error(e, &format!("installation of {org}")))?;
         let listing_error = |e| page_error(e, &format!("repositories of {org}"));
         let first = match ctx.resume_cursor() {
-            Some(cursor) => {
-                // Cursors are relative paths this server wrote; anything else
-                // (an absolute URL in a crafted token) is refused.
-                let uri: Uri = cursor
-                    .parse()
-                    .ok()
-                    .filter(|uri: &Uri| uri.scheme().is_none() && cursor.starts_with('/'))
-                    .ok_or_else(|| {
-                        ScopeError::Fatal(SyncError::invalid(
-                            "options.checkpoint",
-                            "the page cursor it holds is not valid",
-                        ))
-                    })?;
-                uri
-            }
+            Some(cursor) => listing_cursor(cursor, org).ok_or_else(|| {
+                ScopeError::Fatal(SyncError::invalid(
+                    "options.checkpoint",
+                    "the page cursor it holds is not valid",
+                ))
+            })?,
             None => format!("/orgs/{org}/repos?per_page={}", self.settings.page_size)
                 .parse()
                 // Logins are checked (requests and GITHUB_ORGS) before they get here.
@@ -1398,4 +1398,28 @@ fn short(error: &octocrab::Error) -> String {
             .map(|e| e.to_string())
             .unwrap_or_else(|| "request failed".into()),
     }
+}
+
+/// The listing page a resumed organization scope goes on from, when
+/// `cursor` is one: checkpoints come back from clients, so a cursor is
+/// accepted only as a page of the organization's repository listing
+/// (`/orgs/{org}/repos`, or `/organizations/{id}/repos` as GitHub's `Link`
+/// headers name it), never another path of the API sent with the server's
+/// credential.
+fn listing_cursor(cursor: &str, org: &str) -> Option<Uri> {
+    let uri: Uri = cursor.parse().ok()?;
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        return None;
+    }
+    let path = uri.path();
+    let listing = match path.strip_prefix("/orgs/") {
+        Some(rest) => rest
+            .strip_suffix("/repos")
+            .is_some_and(|login| login.eq_ignore_ascii_case(org)),
+        None => path
+            .strip_prefix("/organizations/")
+            .and_then(|rest| rest.strip_suffix("/repos"))
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())),
+    };
+    listing.then_some(uri)
 }

@@ -319,3 +319,30 @@ fn sbom_and_graphql_requests_count_against_budgets_of_their_own() {
     assert_eq!(separate_budget("/orgs/acme/repos"), None);
     assert_eq!(separate_budget("/repos/acme/graphql"), None);
 }
+
+#[test]
+fn a_resume_cursor_is_accepted_only_as_a_page_of_the_organizations_listing() {
+    let accepted = |cursor: &str| listing_cursor(cursor, "acme-corp").map(|uri| uri.to_string());
+    for listing in [
+        "/organizations/4001/repos?per_page=10&page=2",
+        "/orgs/acme-corp/repos?per_page=100&page=3",
+        "/orgs/Acme-Corp/repos?page=2",
+    ] {
+        assert_eq!(accepted(listing).as_deref(), Some(listing));
+    }
+    for other in [
+        "/user/repos?page=2",
+        "/orgs/globex/repos?page=2",
+        "/organizations/4001/repos/../../../user?page=2",
+        "/orgs/acme-corp/repos/../../../setup/api",
+        "/organizations/4001/../../admin/repos?page=2",
+        "/organizations/x/repos?page=2",
+        "/organizations//repos",
+        "https://evil.example/organizations/4001/repos?page=2",
+        "//evil.example/organizations/4001/repos?page=2",
+        "organizations/4001/repos?page=2",
+        "",
+    ] {
+        assert_eq!(accepted(other), None, "{other}");
+    }
+}
