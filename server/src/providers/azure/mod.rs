@@ -183,6 +183,21 @@ fn container_image(fx_version: &str) -> Option<String> {
     (kind.eq_ignore_ascii_case("DOCKER") && !image.is_empty()).then(|| image.to_owned())
 }
 
+/// A time as ARM writes it: RFC 3339, or, in App Service's
+/// `lastModifiedTimeUtc`, UTC without an offset (`2024-09-24T12:51:45.283333`,
+/// as `az webapp show` prints it).
+fn arm_timestamp(value: Option<&str>) -> Option<pbjson_types::Timestamp> {
+    super::rfc3339_timestamp(value).or_else(|| {
+        let t = chrono::NaiveDateTime::parse_from_str(value?, "%Y-%m-%dT%H:%M:%S%.f")
+            .ok()?
+            .and_utc();
+        Some(pbjson_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+        })
+    })
+}
+
 /// Maps an ARM resource (a list item) of `subscription` to an asset entity;
 /// returns it with its upstream version (`systemData.lastModifiedAt`, or the
 /// site's `lastModifiedTimeUtc`, when ARM sends one).
@@ -341,8 +356,8 @@ pub fn asset_entity(subscription: &str, resource: &Value) -> Option<(Entity, Str
             external_id: id,
             images,
             attributes,
-            create_time: super::rfc3339_timestamp(created),
-            update_time: super::rfc3339_timestamp(modified),
+            create_time: arm_timestamp(created),
+            update_time: arm_timestamp(modified),
         })),
     };
     Some((entity, modified.unwrap_or_default().to_owned()))
@@ -457,6 +472,21 @@ impl Connector for AzureConnector {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn arm_times_without_an_offset_are_utc() {
+        let seconds = |value: &str| arm_timestamp(Some(value)).map(|t| (t.seconds, t.nanos));
+        assert_eq!(
+            seconds("2024-09-24T12:51:45.283333"),
+            Some((1_727_182_305, 283_333_000))
+        );
+        assert_eq!(seconds("2024-09-24T12:51:45"), Some((1_727_182_305, 0)));
+        assert_eq!(
+            seconds("2024-09-24T14:51:45.5+02:00"),
+            Some((1_727_182_305, 500_000_000))
+        );
+        assert_eq!(seconds("yesterday"), None);
+    }
 
     const SUB: &str = "2f8a0e8c-5a7b-4f3e-9d1c-0a1b2c3d4e5f";
 
