@@ -42,7 +42,7 @@ pub(crate) fn is_kept(key: &str) -> bool {
 }
 
 /// Errors of a cache backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
     /// The backend could not be reached or did not answer in time.
     #[error("cache backend unavailable: {0}")]
@@ -82,6 +82,8 @@ pub struct SharedCache {
     retry_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// The last operation's answer was an error (logged once per run).
     refusing: Arc<AtomicBool>,
+    /// Whether operations skip the backend while it cools down.
+    skips: bool,
 }
 
 /// How long a failing backend is skipped before the next operation tries it.
@@ -104,6 +106,18 @@ impl SharedCache {
             degraded: Arc::new(AtomicBool::new(false)),
             retry_at: Arc::new(std::sync::Mutex::new(None)),
             refusing: Arc::new(AtomicBool::new(false)),
+            skips: true,
+        }
+    }
+
+    /// The same cache, its operations tried even while the backend cools
+    /// down: for the few writes whose loss outlives the outage (a
+    /// coalescing lease that would hold identical syncs to a crawl that
+    /// ended, the marker that tells its followers so).
+    pub fn trying_always(&self) -> Self {
+        Self {
+            skips: false,
+            ..self.clone()
         }
     }
 
@@ -124,6 +138,9 @@ impl SharedCache {
 
     /// True while the backend is cooling down after a failure (operations are skipped).
     fn skipping(&self) -> bool {
+        if !self.skips {
+            return false;
+        }
         let skip = self
             .retry_at
             .lock()
@@ -184,6 +201,20 @@ impl SharedCache {
         }
         let result = self.inner.get(key).await;
         self.observe("get", result).flatten()
+    }
+
+    /// Reads `key` for a caller that must tell a miss from a failure: the
+    /// sync state, which, not read, is not the same as expired. Tried even
+    /// while the backend cools down; a failure is logged and counted, and
+    /// returned.
+    pub async fn read(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        let result = self.inner.get(key).await;
+        let error = result.as_ref().err().cloned();
+        let value = self.observe("get", result);
+        match error {
+            Some(error) => Err(error),
+            None => Ok(value.flatten()),
+        }
     }
 
     /// Writes `key`; a backend failure is logged and counted. Returns whether it was stored.

@@ -149,7 +149,8 @@ struct Batch {
     bytes: usize,
     /// The log reached its cap with followers: it goes on to the end.
     uncapped: bool,
-    /// The log reached its cap without followers and was ended.
+    /// The log was ended before the crawl: at its cap without followers,
+    /// or at a batch the cache did not store.
     truncated: bool,
 }
 
@@ -171,7 +172,11 @@ impl Publisher {
                     _ = self.done.cancelled() => return,
                     _ = tokio::time::sleep(LEASE_TTL / 3) => {}
                 }
-                let holder = self.cache.get(&self.lease).await;
+                // A read that failed says nothing of the lease: the next
+                // round tries again (the lease lives three rounds).
+                let Ok(holder) = self.cache.read(&self.lease).await else {
+                    continue;
+                };
                 if holder.as_deref() != Some(self.crawl.as_bytes()) {
                     tracing::warn!(crawl = %self.crawl, "coalescing lease lost; followers will move on");
                     return;
@@ -222,30 +227,49 @@ impl Publisher {
             }
         }
         state.bytes += batch.len();
-        self.cache
+        let stored = self
+            .cache
             .set(&batch_key(&self.crawl, state.written), batch, Some(LOG_TTL))
             .await;
+        if !stored {
+            // A gap followers would wait at until the crawl ends: the log
+            // ends here instead, and they resume from their last checkpoint.
+            tracing::debug!(crawl = %self.crawl, batch = state.written, "coalescing log batch not stored; no longer published");
+            self.end(state, "unpublished").await;
+            return;
+        }
         state.written += 1;
     }
 
     /// Ends the log at its cap: what is written stays readable, new syncs
     /// no longer join this crawl, and nothing more is published.
     async fn truncate(&self, state: &mut Batch) {
+        tracing::debug!(crawl = %self.crawl, bytes = state.bytes, "coalescing log reached its cap without followers; no longer published");
+        self.end(state, "truncated").await;
+    }
+
+    /// Ends the log before the crawl ends, with `why` as its outcome: what
+    /// is written stays readable (it must never read as complete), new
+    /// syncs no longer join this crawl, and nothing more is published.
+    async fn end(&self, state: &mut Batch, why: &str) {
         state.truncated = true;
         state.buf = BytesMut::new();
-        tracing::debug!(crawl = %self.crawl, bytes = state.bytes, "coalescing log reached its cap without followers; no longer published");
-        let end = format!("{}:truncated", state.written);
+        let end = format!("{}:{why}", state.written);
         self.cache
+            .trying_always()
             .set(&end_key(&self.crawl), Bytes::from(end), Some(LOG_TTL))
             .await;
         self.release().await;
     }
 
     /// Stops renewing the lease and deletes it if it is still this crawl's.
+    /// Tried even while the cache cools down: a lease left behind would have
+    /// identical syncs follow a crawl that ended, until it expires.
     async fn release(&self) {
         self.done.cancel();
-        if self.cache.get(&self.lease).await.as_deref() == Some(self.crawl.as_bytes()) {
-            self.cache.delete(&self.lease).await;
+        let cache = self.cache.trying_always();
+        if cache.get(&self.lease).await.as_deref() == Some(self.crawl.as_bytes()) {
+            cache.delete(&self.lease).await;
         }
     }
 
@@ -259,6 +283,7 @@ impl Publisher {
             if !state.truncated {
                 let end = format!("{}:{outcome}", state.written);
                 self.cache
+                    .trying_always()
                     .set(&end_key(&self.crawl), Bytes::from(end), Some(LOG_TTL))
                     .await;
             }
@@ -340,6 +365,7 @@ pub(super) async fn follow(
                         .await;
                     return "failed";
                 };
+                let summary = matches!(event.event, Some(Event::Summary(_)));
                 let token = match &event.event {
                     Some(Event::Checkpoint(c)) => {
                         last_checkpoint = Some(c.clone());
@@ -353,6 +379,11 @@ pub(super) async fn follow(
                 }
                 if tx.send(Ok(encoded)).await.is_err() {
                     return "cancelled";
+                }
+                // Nothing follows a summary, whatever becomes of the log's
+                // end marker.
+                if summary {
+                    return "coalesced";
                 }
             }
             continue;
@@ -506,6 +537,27 @@ mod tests {
                 "the log of the crawl this sync joined is no longer complete in the cache; resume from the last checkpoint"
             )
         );
+    }
+
+    #[tokio::test]
+    async fn nothing_follows_a_summary_even_when_the_logs_end_marker_is_gone() {
+        let cache = SharedCache::memory(64 << 20);
+        let crawl = "2f1d0c5e-0000-4000-8000-000000000008";
+        let publisher = lead(&cache, "k8", crawl, usize::MAX).await;
+        let summary = SyncEvent {
+            event: Some(Event::Summary(Summary {
+                complete: true,
+                ..Default::default()
+            })),
+        };
+        publisher.push(&EncodedEvent::from(&upsert(0, 10)), true).await;
+        publisher.push(&EncodedEvent::from(&summary), true).await;
+        publisher.finish("ok").await;
+        // Evicted, or expired: the follower cannot tell the log ended.
+        cache.delete(&end_key(crawl)).await;
+        let (outcome, events, error) = replay(cache, crawl, "k8").await;
+        assert_eq!((outcome, error), ("coalesced", None));
+        assert_eq!(events, vec![upsert(0, 10), summary]);
     }
 
     /// Follows crawl `crawl` (coalescing key `key`) to its end: the outcome,

@@ -225,7 +225,10 @@ impl ScopeContext<'_> {
             .load_chunks(self.run.connector_id, &self.run.sync_id, &self.scope_key, self.chunks)
             .await;
         // Without the chunks, sending an entity twice beats losing one.
-        saved.is_some_and(|entries| entries.iter().any(|e| e.urn == urn))
+        saved
+            .ok()
+            .flatten()
+            .is_some_and(|entries| entries.iter().any(|e| e.urn == urn))
     }
 
     /// Saves the unsaved entries as the next chunk of the scope's state.
@@ -335,8 +338,10 @@ impl ScopeContext<'_> {
 
     /// Emits deletions for baseline entities not seen in this scope, except
     /// those another scope of the sync has pushed (or retained) by now: they
-    /// moved there. (One that scope pushes later is deleted here and upserted
-    /// there after, in scope order: the client ends up with it.)
+    /// moved there; and those another scope's baseline holds: that scope
+    /// deletes them if they are gone. (One that another scope, which did not
+    /// hold it, pushes later is deleted here and upserted there after, in
+    /// scope order: the client ends up with it.)
     pub(super) async fn emit_deletions(&mut self) -> Result<(), ScopeError> {
         let Some(baseline) = self.baseline.take() else {
             return Ok(());
@@ -348,6 +353,25 @@ impl ScopeContext<'_> {
             .map(|prior| (baseline.urn_of(prior), prior))
             .filter(|(urn, _)| !self.run.pushed_in_sync(urn))
             .collect();
+        let held = if gone.is_empty() {
+            None
+        } else {
+            self.run.held_urns().await.map_err(|error| ScopeError::Failed {
+                reason: "STATE_UNAVAILABLE",
+                message: format!(
+                    "the states of the request's other scopes could not be read ({error}), so the deletions of scope {} could not be checked against them; sync again",
+                    self.scope_key
+                ),
+            })?
+        };
+        if let Some(held) = held {
+            let scope = self.scope_key.as_str();
+            gone.retain(|(urn, _)| {
+                !held
+                    .iter()
+                    .any(|(other, urns)| other != scope && urns.may_contain(urns.fingerprint(urn)))
+            });
+        }
         gone.sort_by(|a, b| a.0.cmp(&b.0));
         for (urn, entry) in gone {
             let provenance = self

@@ -149,6 +149,24 @@ pub(super) struct RunInfo {
     /// so that an entity that moved to another scope is not deleted by the
     /// one it left.
     pushed: Option<SyncUrns>,
+    /// INCREMENTAL with more than one scope in the baseline: the urns each
+    /// scope's baseline holds, read when a scope first has deletions to send.
+    held: Option<HeldUrns>,
+}
+
+/// The urns of every scope's baseline in a sync, read once, when first
+/// needed: an entity a scope's baseline holds is that scope's to delete or
+/// keep, so no other scope deletes it. (A scope that failed keeps an older
+/// state, which may still hold an entity that has moved to another scope
+/// since; that scope then sends it as unchanged, so a deletion sent by the
+/// first would never be undone.)
+#[derive(Debug)]
+pub(super) struct HeldUrns {
+    /// Scope key and the generation of its baseline.
+    generations: Vec<(String, String)>,
+    /// Per scope, the urns its baseline holds (a baseline no longer in the
+    /// cache holds none).
+    sets: tokio::sync::OnceCell<Vec<(String, SeenUrns)>>,
 }
 
 impl RunInfo {
@@ -189,6 +207,35 @@ impl RunInfo {
     /// Whether a scope of this sync pushed (or retained) `urn` so far.
     pub(super) fn pushed_in_sync(&self, urn: &str) -> bool {
         self.pushed.as_ref().is_some_and(|pushed| pushed.contains(urn))
+    }
+
+    /// Per scope of the baseline, the urns it holds; `None` when the
+    /// baseline has one scope at most (or the sync is FULL); an error when
+    /// the cache could not be read.
+    pub(super) async fn held_urns(&self) -> Result<Option<&[(String, SeenUrns)]>, crate::cache::CacheError> {
+        let Some(held) = self.held.as_ref() else {
+            return Ok(None);
+        };
+        let sets = held
+            .sets
+            .get_or_try_init(|| async {
+                let mut sets = Vec::with_capacity(held.generations.len());
+                for (scope, generation) in &held.generations {
+                    let mut urns = SeenUrns::default();
+                    let found = self
+                        .store
+                        .visit_urns(self.connector_id, &self.fingerprint, scope, generation, |urn| {
+                            urns.insert(urns.fingerprint(urn));
+                        })
+                        .await?;
+                    if found {
+                        sets.push((scope.clone(), urns));
+                    }
+                }
+                Ok::<_, crate::cache::CacheError>(sets)
+            })
+            .await?;
+        Ok(Some(sets))
     }
 }
 
@@ -369,7 +416,15 @@ impl Engine {
                     .map_err(|error| SyncError::invalid("options.checkpoint", error.to_string()))?,
             )
         } else if let Some(key) = &options.state_key {
-            match self.store.load_checkpoint(descriptor.id, key).await {
+            // A checkpoint that could not be read is not one never kept:
+            // syncing every scope in full would send no deletion of what
+            // went since, and replace the kept checkpoint.
+            let kept = self.store.load_checkpoint(descriptor.id, key).await.map_err(|error| {
+                SyncError::Unavailable(format!(
+                    "the checkpoint kept under options.state_key could not be read ({error}); retry"
+                ))
+            })?;
+            match kept {
                 Some(bytes) => match Token::decode(&bytes, descriptor.id, &fingerprint) {
                     Ok(token) => Some(token),
                     // Kept for another request (the server's default scopes
@@ -510,6 +565,13 @@ impl Engine {
                 superseded_ttl: self.config.superseded_state_ttl,
                 scope_buffer: self.config.channel_capacity,
                 pushed: incremental.then(SyncUrns::default),
+                held: (incremental && baseline.len() > 1).then(|| HeldUrns {
+                    generations: baseline
+                        .iter()
+                        .map(|(scope, generation)| (scope.clone(), generation.clone()))
+                        .collect(),
+                    sets: tokio::sync::OnceCell::new(),
+                }),
             }),
             mode,
             events: tx.clone(),
@@ -768,23 +830,23 @@ impl Run {
     }
 
     async fn send_checkpoint(&mut self, token: Token, scope: &str) -> Result<(), ScopeError> {
-        let bytes = token.encode();
-        if let Some(key) = &self.state_key {
-            self.info
-                .store
-                .save_checkpoint(self.info.connector_id, key, bytes.clone())
-                .await;
-        }
         let checkpoint = Checkpoint {
-            token: bytes,
+            token: token.encode(),
             scope: scope.to_owned(),
         };
         // What a drain re-sends: this one as soon as every event it covers is
-        // in the channel, that is now, before it is itself (a drain that
-        // comes while it waits for room, right after a scope's status, must
-        // not send the client back before that scope).
+        // in the channel, that is now, before it is itself, and before it is
+        // kept under the state key (a drain that comes while either waits,
+        // right after a scope's status, must not send the client back before
+        // that scope).
         if let Ok(mut last) = self.last_checkpoint.lock() {
             *last = Some(checkpoint.clone());
+        }
+        if let Some(key) = &self.state_key {
+            self.info
+                .store
+                .save_checkpoint(self.info.connector_id, key, checkpoint.token.clone())
+                .await;
         }
         self.send(SyncEvent {
             event: Some(Event::Checkpoint(checkpoint)),
@@ -850,9 +912,9 @@ impl Run {
     /// that an entity that moved into one of them is not deleted by the
     /// scope it left either. (A scope done whose state was not saved is not
     /// known: an entity that moved there is deleted by the scope it left.)
-    async fn note_pushed_before_the_resume(&self) {
+    async fn note_pushed_before_the_resume(&self) -> Result<(), SyncError> {
         if self.info.pushed.is_none() {
-            return;
+            return Ok(());
         }
         let info = &self.info;
         for (scope, generation) in &self.done {
@@ -864,11 +926,17 @@ impl Run {
                 .visit_urns(info.connector_id, &info.fingerprint, scope, &info.sync_id, |urn| {
                     info.note_pushed(urn)
                 })
-                .await;
+                .await
+                .map_err(|error| {
+                    SyncError::Unavailable(format!(
+                        "the state of scope {scope}, done before the checkpoint, could not be read ({error}); resume again"
+                    ))
+                })?;
             if !found {
                 tracing::warn!(connector = info.connector_id, scope = %scope, "the state a scope done before the resume saved is gone; an entity that moved there may be deleted");
             }
         }
+        Ok(())
     }
 
     /// Runs every scope, up to `concurrency` at once, and sends their events
@@ -882,7 +950,7 @@ impl Run {
         resume_current: Option<(String, Option<String>, u32)>,
         concurrency: usize,
     ) -> Result<bool, RunEnd> {
-        self.note_pushed_before_the_resume().await;
+        self.note_pushed_before_the_resume().await.map_err(RunEnd::Failed)?;
         let already_done: HashSet<String> = self.done.iter().map(|(scope, _)| scope.clone()).collect();
         let mut pending = scopes.into_iter().filter(|scope| !already_done.contains(&scope.key));
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
@@ -1032,6 +1100,15 @@ async fn crawl_scope<C: Connector>(
             message,
         }))
     };
+    // State that could not be read is not state that expired: the scope
+    // fails (and keeps its baseline) rather than run as if it had none,
+    // which would send no deletion of what went since.
+    let unreadable = |what: &str, error: crate::cache::CacheError| {
+        failed(ScopeError::Failed {
+            reason: "STATE_UNAVAILABLE",
+            message: format!("{what} of scope {} could not be read ({error}); sync again", scope.key),
+        })
+    };
     // What the next sync diffs against if this one's state is not saved.
     let mut previous = generation.clone();
     let mut baseline = match generation.as_ref().filter(|_| info.incremental) {
@@ -1041,13 +1118,14 @@ async fn crawl_scope<C: Connector>(
                 .load_baseline(info.connector_id, &info.fingerprint, &scope.key, generation)
                 .await
             {
-                found @ Some(_) => found,
-                None if info.lenient => {
+                Ok(found @ Some(_)) => found,
+                Err(error) => return unreadable("the state", error),
+                Ok(None) if info.lenient => {
                     tracing::warn!(connector = info.connector_id, scope = %scope.key, "state kept under the state key expired; syncing the scope in full");
                     previous = None;
                     None
                 }
-                None => {
+                Ok(None) => {
                     return expired(format!(
                         "options.checkpoint: the state of scope {} it refers to is no longer in the cache; run a FULL sync",
                         scope.key
@@ -1064,10 +1142,11 @@ async fn crawl_scope<C: Connector>(
                 .load_chunks(info.connector_id, &info.sync_id, &scope.key, chunks)
                 .await
             {
-                Some(entries) => (cursor, entries, chunks),
+                Ok(Some(entries)) => (cursor, entries, chunks),
+                Err(error) => return unreadable("the partial state", error),
                 // Restart the scope from its first page.
-                None if info.lenient => (None, Vec::new(), 0),
-                None => {
+                Ok(None) if info.lenient => (None, Vec::new(), 0),
+                Ok(None) => {
                     return expired(
                         "options.checkpoint: the partial state it refers to is no longer in the cache; sync again without it"
                             .into(),

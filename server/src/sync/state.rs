@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::SharedCache;
+use crate::cache::{CacheError, SharedCache};
 
 /// Entries per state chunk: a scope's state is written to the cache as it
 /// grows, so a sync holds at most this many entries of it in memory.
@@ -701,34 +701,40 @@ impl StateStore {
 
     /// Loads the state of a scope at a generation as a baseline, a chunk at a
     /// time (the decoded entries of one chunk at most are held beside it);
-    /// `None` when missing (expired or evicted).
+    /// `None` when missing (expired or evicted), an error when the cache
+    /// could not be read.
     pub async fn load_baseline(
         &self,
         connector: &str,
         fingerprint: &str,
         scope: &str,
         generation: &str,
-    ) -> Option<Baseline> {
-        let bytes = self
+    ) -> Result<Option<Baseline>, CacheError> {
+        let Some(bytes) = self
             .cache
-            .get(&Self::state_key(connector, fingerprint, scope, generation))
-            .await?;
-        match serde_json::from_slice(&bytes).ok()? {
-            Stored::Whole(state) => Some(Baseline::new(state)),
-            Stored::Chunked { chunks } => {
+            .read(&Self::state_key(connector, fingerprint, scope, generation))
+            .await?
+        else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(&bytes).ok() {
+            None => Ok(None),
+            Some(Stored::Whole(state)) => Ok(Some(Baseline::new(state))),
+            Some(Stored::Chunked { chunks }) => {
                 let mut baseline = Baseline::default();
-                self.read_chunks(connector, generation, scope, chunks, |entries| {
-                    baseline.extend(std::mem::take(entries));
-                })
-                .await?;
-                Some(baseline)
+                let read = self
+                    .read_chunks(connector, generation, scope, chunks, |entries| {
+                        baseline.extend(std::mem::take(entries));
+                    })
+                    .await?;
+                Ok(read.map(|()| baseline))
             }
         }
     }
 
     /// Hands the urn of every entity of the state of a scope at a generation
     /// to `each`, a chunk at a time; false when it is missing (expired or
-    /// evicted).
+    /// evicted), an error when the cache could not be read.
     pub async fn visit_urns(
         &self,
         connector: &str,
@@ -736,26 +742,26 @@ impl StateStore {
         scope: &str,
         generation: &str,
         mut each: impl FnMut(&str),
-    ) -> bool {
+    ) -> Result<bool, CacheError> {
         let Some(bytes) = self
             .cache
-            .get(&Self::state_key(connector, fingerprint, scope, generation))
-            .await
+            .read(&Self::state_key(connector, fingerprint, scope, generation))
+            .await?
         else {
-            return false;
+            return Ok(false);
         };
         match serde_json::from_slice(&bytes) {
             Ok(Stored::Whole(state)) => {
                 state.entries.iter().for_each(|entry| each(&entry.urn));
-                true
+                Ok(true)
             }
-            Ok(Stored::Chunked { chunks }) => self
+            Ok(Stored::Chunked { chunks }) => Ok(self
                 .read_chunks(connector, generation, scope, chunks, |entries| {
                     entries.iter().for_each(|entry| each(&entry.urn));
                 })
-                .await
-                .is_some(),
-            Err(_) => false,
+                .await?
+                .is_some()),
+            Err(_) => Ok(false),
         }
     }
 
@@ -862,22 +868,26 @@ impl StateStore {
             .await
     }
 
-    /// Loads the chunks 0..count of a scope in progress; `None` if any is missing.
+    /// The entries of chunks `0..count` of a scope in progress; `None` when
+    /// one is missing (expired or evicted), an error when the cache could
+    /// not be read.
     pub async fn load_chunks(
         &self,
         connector: &str,
         sync_id: &str,
         scope: &str,
         count: u32,
-    ) -> Option<Vec<StateEntry>> {
+    ) -> Result<Option<Vec<StateEntry>>, CacheError> {
         let mut all = Vec::new();
-        self.read_chunks(connector, sync_id, scope, count, |entries| all.append(entries))
+        let read = self
+            .read_chunks(connector, sync_id, scope, count, |entries| all.append(entries))
             .await?;
-        Some(all)
+        Ok(read.map(|()| all))
     }
 
     /// Reads the chunks 0..count of a generation in order, handing each
-    /// one's decoded entries to `each`; `None` if any is missing or malformed.
+    /// one's decoded entries to `each`; `None` if any is missing or
+    /// malformed, an error when the cache could not be read.
     async fn read_chunks(
         &self,
         connector: &str,
@@ -885,23 +895,29 @@ impl StateStore {
         scope: &str,
         count: u32,
         mut each: impl FnMut(&mut Vec<StateEntry>),
-    ) -> Option<()> {
+    ) -> Result<Option<()>, CacheError> {
         let mut entries = Vec::new();
         for chunk in 0..count {
-            let bytes = self
+            let Some(bytes) = self
                 .cache
-                .get(&Self::chunk_key(connector, generation, scope, chunk))
-                .await?;
-            decode_chunk(&bytes, &mut entries)?;
+                .read(&Self::chunk_key(connector, generation, scope, chunk))
+                .await?
+            else {
+                return Ok(None);
+            };
+            if decode_chunk(&bytes, &mut entries).is_none() {
+                return Ok(None);
+            }
             each(&mut entries);
             entries.clear();
         }
-        Some(())
+        Ok(Some(()))
     }
 
-    /// The checkpoint kept for a `state_key`.
-    pub async fn load_checkpoint(&self, connector: &str, state_key: &str) -> Option<Bytes> {
-        self.cache.get(&Self::checkpoint_key(connector, state_key)).await
+    /// The checkpoint kept for a `state_key`; an error when the cache could
+    /// not be read.
+    pub async fn load_checkpoint(&self, connector: &str, state_key: &str) -> Result<Option<Bytes>, CacheError> {
+        self.cache.read(&Self::checkpoint_key(connector, state_key)).await
     }
 
     /// Keeps the latest checkpoint for a `state_key`.

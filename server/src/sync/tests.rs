@@ -753,6 +753,7 @@ async fn a_state_key_whose_state_expired_falls_back_to_a_full_sync() {
     let kept = super::state::StateStore::new(first_cache, ttl)
         .load_checkpoint("fake", "nightly")
         .await
+        .unwrap()
         .expect("checkpoint kept under the state key");
     let second_cache = SharedCache::memory(1 << 20);
     super::state::StateStore::new(second_cache.clone(), ttl)
@@ -1174,7 +1175,13 @@ async fn superseding_engine_after_a_full_sync() -> (
 async fn a_sync_from_a_checkpoint_removes_the_state_it_held_once_newer_state_is_saved() {
     let (engine, store, fake, first) = superseding_engine_after_a_full_sync().await;
     for scope in ["a", "b"] {
-        assert!(store.load_chunks("fake", &first.sync_id, scope, 1).await.is_some());
+        assert!(
+            store
+                .load_chunks("fake", &first.sync_id, scope, 1)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     let second = collect(&engine, &fake, opts(SyncMode::Incremental, first.checkpoint.clone())).await;
@@ -1182,11 +1189,17 @@ async fn a_sync_from_a_checkpoint_removes_the_state_it_held_once_newer_state_is_
     let second = summary(&second);
     for scope in ["a", "b"] {
         assert_eq!(
-            store.load_chunks("fake", &first.sync_id, scope, 1).await,
+            store.load_chunks("fake", &first.sync_id, scope, 1).await.unwrap(),
             None,
             "{scope}"
         );
-        assert!(store.load_chunks("fake", &second.sync_id, scope, 1).await.is_some());
+        assert!(
+            store
+                .load_chunks("fake", &second.sync_id, scope, 1)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     assert_state_of_a_expired(refused(&engine, &fake, first.checkpoint).await);
     // The newest checkpoint works, and nothing changed since it.
@@ -1248,8 +1261,14 @@ async fn a_full_sync_from_a_checkpoint_moves_past_its_state_and_a_failed_scope_k
         ]
     );
     // Scope b's state from the first sync is gone, scope a's is kept.
-    assert_eq!(store.load_chunks("fake", &first.sync_id, "b", 1).await, None);
-    assert!(store.load_chunks("fake", &first.sync_id, "a", 1).await.is_some());
+    assert_eq!(store.load_chunks("fake", &first.sync_id, "b", 1).await.unwrap(), None);
+    assert!(
+        store
+            .load_chunks("fake", &first.sync_id, "a", 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
     // Scope a failed, so the new checkpoint still holds its first state: a
     // deletion since then is sent, as from the first checkpoint.
     *fake.failing.lock().unwrap() = None;
@@ -1278,8 +1297,13 @@ async fn only_the_newest_states_of_a_scope_outlive_the_grace_period_whatever_che
     for _ in 0..3 {
         fulls.push(summary(&collect(&engine, &fake, opts(SyncMode::Full, vec![])).await));
     }
-    let kept =
-        async |sync: &connectors_proto::v1::Summary| store.load_chunks("fake", &sync.sync_id, "a", 1).await.is_some();
+    let kept = async |sync: &connectors_proto::v1::Summary| {
+        store
+            .load_chunks("fake", &sync.sync_id, "a", 1)
+            .await
+            .unwrap()
+            .is_some()
+    };
     assert_eq!(
         (kept(&fulls[0]).await, kept(&fulls[1]).await, kept(&fulls[2]).await),
         (false, true, true)
@@ -1472,23 +1496,94 @@ async fn an_entity_that_moves_to_another_scope_of_the_request_is_not_deleted() {
     assert_eq!(summary(&again).deletions, 0);
 }
 
+#[tokio::test]
+async fn an_entity_another_scopes_baseline_holds_is_not_deleted_by_a_scope_that_still_lists_it_from_an_older_state() {
+    let engine = engine();
+    let fake = unscoped(&[("a", &[("F", "f"), ("X", "x")]), ("b", &[])]);
+    let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    assert_eq!(changes(&full), [format!("upsert {T}F"), format!("upsert {T}X")]);
+    // X moves to b; a fails after its first entity, so it keeps the state
+    // that holds X, while b's new state holds X too.
+    {
+        let mut data = fake.data.lock().unwrap();
+        data.insert("a".into(), vec![("F".into(), "f".into()), ("G".into(), "g".into())]);
+        data.insert("b".into(), vec![("X".into(), "x".into())]);
+    }
+    *fake.failing.lock().unwrap() = Some("a".into());
+    let moved = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&full).checkpoint)).await;
+    assert_eq!(changes(&moved), [format!("upsert {T}X")]);
+    assert_eq!((summary(&moved).scopes_ok, summary(&moved).scopes_failed), (1, 1));
+    // a goes on from its older state, which holds X; b's holds X, unchanged.
+    // X is b's to delete or keep: a sends no deletion of it.
+    *fake.failing.lock().unwrap() = None;
+    let next = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&moved).checkpoint)).await;
+    assert_eq!(changes(&next), [format!("upsert {T}G")]);
+    assert_eq!(summary(&next).deletions, 0);
+    // Gone from b too, X is deleted once, by b.
+    fake.data.lock().unwrap().insert("b".into(), Vec::new());
+    let gone = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&next).checkpoint)).await;
+    assert_eq!(changes(&gone), [format!("delete {T}X")]);
+}
+
 /// A memory cache that, while `refusing` is set, does not store the chunks
 /// of scopes in progress (`pending:` keys), as a backend that drops or
 /// evicts the writes: the state of the scopes synced then is not saved.
+/// Reads of keys starting with one of `unreadable` fail as a backend that
+/// did not answer; while `hanging` is set, writes of kept checkpoints never
+/// end; writes of keys `unwritable` picks are refused as a full backend
+/// refuses them.
 struct RefusingCache {
     inner: crate::cache::MemoryCache,
     refusing: std::sync::atomic::AtomicBool,
+    unreadable: Mutex<Vec<&'static str>>,
+    hanging: std::sync::atomic::AtomicBool,
+    unwritable: Mutex<Option<KeyFilter>>,
+}
+
+/// Picks cache keys.
+type KeyFilter = fn(&str) -> bool;
+
+impl RefusingCache {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: crate::cache::MemoryCache::new(16 << 20),
+            refusing: false.into(),
+            unreadable: Mutex::new(Vec::new()),
+            hanging: false.into(),
+            unwritable: Mutex::new(None),
+        })
+    }
 }
 
 #[async_trait]
 impl crate::cache::Cache for RefusingCache {
     async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, crate::cache::CacheError> {
+        if self
+            .unreadable
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+        {
+            return Err(crate::cache::CacheError::Unavailable("timed out".into()));
+        }
         self.inner.get(key).await
     }
 
     async fn set(&self, key: &str, value: bytes::Bytes, ttl: Option<Duration>) -> Result<(), crate::cache::CacheError> {
         if key.starts_with("pending:") && self.refusing.load(Ordering::SeqCst) {
             return Ok(());
+        }
+        if key.starts_with("checkpoint:") && self.hanging.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if self
+            .unwritable
+            .lock()
+            .unwrap()
+            .is_some_and(|unwritable| unwritable(key))
+        {
+            return Err(crate::cache::CacheError::Backend("OOM command not allowed".into()));
         }
         self.inner.set(key, value, ttl).await
     }
@@ -1517,10 +1612,7 @@ impl crate::cache::Cache for RefusingCache {
 
 #[tokio::test]
 async fn a_scope_whose_state_was_not_saved_is_diffed_against_its_previous_state() {
-    let cache = Arc::new(RefusingCache {
-        inner: crate::cache::MemoryCache::new(16 << 20),
-        refusing: false.into(),
-    });
+    let cache = RefusingCache::new();
     let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
     let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")])]);
     let first = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
@@ -1696,4 +1788,144 @@ fn keyed(checkpoint: Vec<u8>) -> SyncOptions {
         state_key: Some("nightly".into()),
         ..Default::default()
     }
+}
+
+/// The failed scopes of a sync: scope, reason, error.
+fn failures(events: &[SyncEvent]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) if s.state == ProtoScopeState::Failed as i32 => {
+                Some((s.scope.clone(), s.reason.clone(), s.error.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_state_the_cache_could_not_read_fails_its_scope_instead_of_syncing_it_in_full() {
+    let cache = RefusingCache::new();
+    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")])]);
+    let first = collect(&engine, &fake, keyed(vec![])).await;
+    assert_eq!(summary(&first).counts[0].upserts, 3);
+    fake.data.lock().unwrap().get_mut("a").unwrap().pop();
+    // The scope's state does not answer: the scope fails, nothing is sent
+    // as new, and it keeps its state.
+    *cache.unreadable.lock().unwrap() = vec!["state:"];
+    let unread = collect(&engine, &fake, keyed(vec![])).await;
+    assert_eq!(changes(&unread), Vec::<String>::new());
+    assert_eq!(
+        failures(&unread),
+        [(
+            "a".to_owned(),
+            "STATE_UNAVAILABLE".to_owned(),
+            "the state of scope a could not be read (cache backend unavailable: timed out); sync again".to_owned()
+        )]
+    );
+    assert!(!summary(&unread).complete);
+    // Read again, the state gives the deletion.
+    cache.unreadable.lock().unwrap().clear();
+    let next = collect(&engine, &fake, keyed(vec![])).await;
+    assert_eq!(
+        changes(&next),
+        [format!("delete {}", urn("fake", EntityKind::Tag, "a/3"))]
+    );
+}
+
+#[tokio::test]
+async fn a_kept_checkpoint_the_cache_could_not_read_ends_the_sync_unavailable() {
+    let cache = RefusingCache::new();
+    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
+    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")])]);
+    collect(&engine, &fake, keyed(vec![])).await;
+    fake.data.lock().unwrap().get_mut("a").unwrap().pop();
+    *cache.unreadable.lock().unwrap() = vec!["checkpoint:"];
+    let error = match engine.start(fake.clone(), (), keyed(vec![])).await {
+        Err(error) => error,
+        Ok(_) => panic!("the sync started without its checkpoint"),
+    };
+    assert_eq!(
+        error.to_string(),
+        "the checkpoint kept under options.state_key could not be read (cache backend unavailable: timed out); retry"
+    );
+    assert!(matches!(error, SyncError::Unavailable(_)));
+    cache.unreadable.lock().unwrap().clear();
+    let next = collect(&engine, &fake, keyed(vec![])).await;
+    assert_eq!(
+        changes(&next),
+        [format!("delete {}", urn("fake", EntityKind::Tag, "a/2"))]
+    );
+}
+
+#[tokio::test]
+async fn a_drain_while_a_checkpoint_is_being_kept_sends_that_checkpoint_again() {
+    let cache = RefusingCache::new();
+    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
+    let fake = Fake::with(&[("a", &[("1", "x")]), ("b", &[("2", "y")])]);
+    // Keeping the checkpoint after scope a never ends (a cache that stopped
+    // answering); the drain comes meanwhile.
+    cache.hanging.store(true, Ordering::SeqCst);
+    let mut stream = decoded(engine.start(fake.clone(), (), keyed(vec![])).await.unwrap());
+    let drained = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.drain(Duration::from_millis(200)).await }
+    });
+    let mut items = Vec::new();
+    while let Some(item) = stream.next().await {
+        items.push(item);
+    }
+    assert!(!drained.await.unwrap());
+    let error = items.pop();
+    assert!(matches!(error, Some(Err(SyncError::Unavailable(_)))), "{error:?}");
+    let events: Vec<SyncEvent> = items.into_iter().map(Result::unwrap).collect();
+    // The scope's status came: the client must not go back before it.
+    assert_eq!(
+        render(&events),
+        [
+            "checkpoint ".to_owned(),
+            format!("upsert {}", urn("fake", EntityKind::Tag, "a/1")),
+            "scope a 1".to_owned(),
+            "checkpoint a".to_owned(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_follower_ends_when_a_batch_of_the_log_could_not_be_stored_not_when_the_crawl_ends() {
+    let cache = RefusingCache::new();
+    // The log's second batch is refused.
+    *cache.unwritable.lock().unwrap() = Some(|key| key.starts_with("crawl:v1:") && key.ends_with(":1"));
+    let engine = Engine::new(
+        EngineConfig::default(),
+        SharedCache::new(cache.clone()),
+        CancellationToken::new(),
+    );
+    let fake = one_slow_scope(40, Duration::from_millis(20));
+    let leader = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let follower = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let followed = async {
+        let items: Vec<_> = follower.collect().await;
+        (items, std::time::Instant::now())
+    };
+    let led = async {
+        let events: Vec<SyncEvent> = leader.map(|e| e.unwrap()).collect().await;
+        (events, std::time::Instant::now())
+    };
+    let ((mut items, follower_ended), (events, leader_ended)) = tokio::join!(followed, led);
+    assert_eq!(fake.crawls.load(Ordering::SeqCst), 1, "one crawl");
+    assert!(summary(&events).complete);
+    match items.pop() {
+        Some(Err(SyncError::Unavailable(message))) => assert_eq!(
+            message,
+            "the crawl this sync joined ended early (unpublished); resume from the last checkpoint"
+        ),
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    // It had the first batch (the events before the first checkpoint, and
+    // that checkpoint), and ended long before the crawl's 40 entities.
+    let received: Vec<SyncEvent> = items.into_iter().map(Result::unwrap).collect();
+    assert_eq!(render(&received), render(&events[..received.len()]));
+    assert!(follower_ended < leader_ended);
 }
