@@ -47,6 +47,13 @@ pub struct ResumePoint {
     pub cursor: Option<String>,
     /// State chunks of the scope in progress saved so far.
     pub chunks: u32,
+    /// The generation those chunks (and the states of the scopes the
+    /// stream finished) were written under, when not `sync_id`: each resumed
+    /// stream writes a generation of its own, so that two resumes from one
+    /// checkpoint (the followers of a coalesced crawl that ended early all
+    /// hold the same one) never write each other's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
     /// What the sync had sent and counted up to this checkpoint, so that the
     /// summary of a resumed sync covers the whole sync (tokens issued before
     /// it was added read as nothing counted).
@@ -107,6 +114,7 @@ impl Token {
         let generations_ok = token.baseline.values().all(|g| valid_generation(g))
             && token.resume.as_ref().is_none_or(|r| {
                 valid_generation(&r.sync_id)
+                    && r.generation.as_deref().is_none_or(valid_generation)
                     && matches!(r.mode, 1 | 2)
                     && r.done.iter().all(|(_, g)| g.as_deref().is_none_or(valid_generation))
             });

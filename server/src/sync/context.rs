@@ -222,7 +222,12 @@ impl ScopeContext<'_> {
         let saved = self
             .run
             .store
-            .load_chunks(self.run.connector_id, &self.run.sync_id, &self.scope_key, self.chunks)
+            .load_chunks(
+                self.run.connector_id,
+                &self.run.generation,
+                &self.scope_key,
+                self.chunks,
+            )
             .await;
         // Without the chunks, sending an entity twice beats losing one.
         saved
@@ -244,7 +249,7 @@ impl ScopeContext<'_> {
                 .store
                 .save_chunk(
                     self.run.connector_id,
-                    &self.run.sync_id,
+                    &self.run.generation,
                     &self.scope_key,
                     self.chunks,
                     chunk,

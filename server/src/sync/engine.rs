@@ -132,6 +132,11 @@ pub(super) struct RunInfo {
     pub(super) connector_id: &'static str,
     connector_version: &'static str,
     pub(super) sync_id: String,
+    /// What this stream writes its scopes' states under: the sync id, or,
+    /// resumed, a generation of its own (see [`ResumePoint::generation`]).
+    pub(super) generation: String,
+    /// Resumed inside a scope: the generation its chunks so far are under.
+    resumed_from: Option<String>,
     source_mode: SourceMode,
     pub(super) kinds: Vec<EntityKind>,
     fingerprint: String,
@@ -465,6 +470,7 @@ impl Engine {
             SyncMode::Unspecified => SyncMode::Full,
             mode => mode,
         };
+        let mut resumed_from = None;
         let (sync_id, mode, baseline, done, resume_current, tally) = match token {
             Some(Token {
                 resume: Some(resume),
@@ -472,6 +478,7 @@ impl Engine {
                 ..
             }) => {
                 let mode = SyncMode::try_from(resume.mode).unwrap_or(SyncMode::Full);
+                resumed_from = Some(resume.generation.unwrap_or_else(|| resume.sync_id.clone()));
                 let current = resume.current.map(|scope| (scope, resume.cursor, resume.chunks));
                 (resume.sync_id, mode, baseline, resume.done, current, resume.tally)
             }
@@ -555,6 +562,11 @@ impl Engine {
             info: Arc::new(RunInfo {
                 connector_id: descriptor.id,
                 connector_version: descriptor.version,
+                generation: match &resumed_from {
+                    Some(_) => uuid::Uuid::now_v7().to_string(),
+                    None => sync_id.clone(),
+                },
+                resumed_from: resume_current.as_ref().and(resumed_from),
                 sync_id,
                 source_mode: availability.source_mode(),
                 kinds,
@@ -803,6 +815,7 @@ impl Run {
                 current,
                 cursor,
                 chunks,
+                generation: (self.info.generation != self.info.sync_id).then(|| self.info.generation.clone()),
                 tally: self.tally(),
             }),
         }
@@ -918,12 +931,17 @@ impl Run {
         }
         let info = &self.info;
         for (scope, generation) in &self.done {
-            if generation.as_deref() != Some(info.sync_id.as_str()) {
+            // Scopes that saved a state in this sync (a failed one holds
+            // its baseline's, or none).
+            let Some(generation) = generation
+                .as_deref()
+                .filter(|g| self.baseline.get(scope).map(String::as_str) != Some(*g))
+            else {
                 continue;
-            }
+            };
             let found = info
                 .store
-                .visit_urns(info.connector_id, &info.fingerprint, scope, &info.sync_id, |urn| {
+                .visit_urns(info.connector_id, &info.fingerprint, scope, generation, |urn| {
                     info.note_pushed(urn)
                 })
                 .await
@@ -1137,12 +1155,21 @@ async fn crawl_scope<C: Connector>(
     };
     let (resume_cursor, entries, chunks) = match resume {
         Some((cursor, chunks)) => {
+            let from = info.resumed_from.as_deref().unwrap_or(&info.sync_id);
             match info
                 .store
-                .load_chunks(info.connector_id, &info.sync_id, &scope.key, chunks)
+                .load_chunks(info.connector_id, from, &scope.key, chunks)
                 .await
             {
-                Ok(Some(entries)) => (cursor, entries, chunks),
+                // The chunks go on under this stream's own generation.
+                Ok(Some(entries)) => match info
+                    .store
+                    .copy_chunks(info.connector_id, from, &info.generation, &scope.key, chunks)
+                    .await
+                {
+                    Ok(()) => (cursor, entries, chunks),
+                    Err(error) => return unreadable("the partial state", error),
+                },
                 Err(error) => return unreadable("the partial state", error),
                 // Restart the scope from its first page.
                 Ok(None) if info.lenient => (None, Vec::new(), 0),
@@ -1203,7 +1230,13 @@ async fn crawl_scope<C: Connector>(
     let saved = if intact
         && info
             .store
-            .save(info.connector_id, &info.fingerprint, &scope.key, &info.sync_id, chunks)
+            .save(
+                info.connector_id,
+                &info.fingerprint,
+                &scope.key,
+                &info.generation,
+                chunks,
+            )
             .await
     {
         // The client's next checkpoint holds the new state: the one it held
@@ -1214,12 +1247,12 @@ async fn crawl_scope<C: Connector>(
                 info.connector_id,
                 &info.fingerprint,
                 &scope.key,
-                &info.sync_id,
-                generation.as_deref().filter(|old| *old != info.sync_id),
+                &info.generation,
+                generation.as_deref().filter(|old| *old != info.generation),
                 info.superseded_ttl,
             )
             .await;
-        Some(info.sync_id.clone())
+        Some(info.generation.clone())
     } else if previous.is_some() {
         // The next sync diffs against the state the client held: what
         // changed since is sent again, deletions included (dropping the

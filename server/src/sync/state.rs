@@ -868,6 +868,30 @@ impl StateStore {
             .await
     }
 
+    /// Copies chunks `0..count` of a scope in progress from generation
+    /// `from` to `to` (a resumed stream goes on under a generation of its
+    /// own); an error when one could not be read or stored.
+    pub async fn copy_chunks(
+        &self,
+        connector: &str,
+        from: &str,
+        to: &str,
+        scope: &str,
+        count: u32,
+    ) -> Result<(), CacheError> {
+        for chunk in 0..count {
+            let bytes = self
+                .cache
+                .read(&Self::chunk_key(connector, from, scope, chunk))
+                .await?
+                .ok_or_else(|| CacheError::Backend(format!("chunk {chunk} is gone")))?;
+            if !self.save_chunk(connector, to, scope, chunk, bytes).await {
+                return Err(CacheError::Backend(format!("chunk {chunk} was not stored")));
+            }
+        }
+        Ok(())
+    }
+
     /// The entries of chunks `0..count` of a scope in progress; `None` when
     /// one is missing (expired or evicted), an error when the cache could
     /// not be read.

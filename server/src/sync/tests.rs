@@ -1929,3 +1929,33 @@ async fn a_follower_ends_when_a_batch_of_the_log_could_not_be_stored_not_when_th
     assert_eq!(render(&received), render(&events[..received.len()]));
     assert!(follower_ended < leader_ended);
 }
+
+#[tokio::test]
+async fn two_resumes_from_one_checkpoint_keep_states_of_their_own() {
+    let engine = engine();
+    let fake = Fake::with(&[("a", &[("1", "v"), ("2", "v"), ("3", "v"), ("4", "v"), ("5", "v")])]);
+    // A FULL sync broken after its first page (the followers of a coalesced
+    // crawl that ended early all hold this same checkpoint).
+    let mut stream = decoded(
+        engine
+            .start(fake.clone(), (), opts(SyncMode::Full, vec![]))
+            .await
+            .unwrap(),
+    );
+    let (_, mid_scope) = until_checkpoint(&mut stream).await;
+    drop(stream);
+    let first = collect(&engine, &fake, opts(SyncMode::Full, mid_scope.clone())).await;
+    fake.data.lock().unwrap().get_mut("a").unwrap().pop();
+    // The second resume crawls an estate without 5: its state must not
+    // replace the state the first one's checkpoint refers to.
+    let second = collect(&engine, &fake, opts(SyncMode::Full, mid_scope)).await;
+    assert_eq!(summary(&first).sync_id, summary(&second).sync_id);
+    assert_ne!(summary(&first).checkpoint, summary(&second).checkpoint);
+    let after_first = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&first).checkpoint)).await;
+    assert_eq!(
+        changes(&after_first),
+        [format!("delete {}", urn("fake", EntityKind::Tag, "a/5"))]
+    );
+    let after_second = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&second).checkpoint)).await;
+    assert_eq!(changes(&after_second), Vec::<String>::new());
+}
