@@ -522,6 +522,9 @@ impl Engine {
             match super::coalesce::join(&self.cache, &key, &sync_id, self.config.coalesce_log_max_bytes).await {
                 super::coalesce::Role::Follower(crawl) => {
                     tracing::info!(connector = descriptor.id, crawl = %crawl, "joining an identical sync in flight");
+                    // The crawl's states are this client's too: the leader's
+                    // client moving past them must not expire them.
+                    self.store.mark_shared(&crawl).await;
                     let connector_id = descriptor.id;
                     let keep = super::coalesce::FollowerState {
                         store: self.store.clone(),

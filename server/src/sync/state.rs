@@ -695,6 +695,21 @@ impl StateStore {
         format!("pending:v1:{connector}:{sync_id}:{}:{chunk}", short_hash(scope))
     }
 
+    fn shared_key(generation: &str) -> String {
+        format!("generations:v1:shared:{generation}")
+    }
+
+    /// Marks `generation` as held by more than one client (a coalesced
+    /// crawl's followers got the same checkpoints as its leader): a sync
+    /// that moves past it does not make it expire early, since another
+    /// client may still go on from it; it expires once beyond the scope's
+    /// newest generations, or at the state TTL.
+    pub async fn mark_shared(&self, generation: &str) {
+        self.cache
+            .set(&Self::shared_key(generation), Bytes::from_static(b"1"), Some(self.ttl))
+            .await;
+    }
+
     fn checkpoint_key(connector: &str, state_key: &str) -> String {
         format!("checkpoint:v1:{connector}:{state_key}")
     }
@@ -818,7 +833,8 @@ impl StateStore {
 
     /// Records `generation`, just saved, as the newest state of a scope, and
     /// makes the states it replaces expire `grace` from now: `moved_past`
-    /// (the one the sync's checkpoint held) and every one beyond the scope's
+    /// (the one the sync's checkpoint held, unless other clients hold it too:
+    /// [`Self::mark_shared`]) and every one beyond the scope's
     /// newest `generations`. Without the second, the state of every sync no
     /// checkpoint was sent on from (FULL syncs without one, a checkpoint a
     /// client dropped) lived the whole state TTL.
@@ -838,6 +854,11 @@ impl StateStore {
     ) {
         let key = Self::generations_key(connector, fingerprint, scope);
         let listed = self.cache.get(&key).await.unwrap_or_default();
+        // A generation other clients hold stays one of the newest.
+        let moved_past = match moved_past {
+            Some(old) if self.cache.get(&Self::shared_key(old)).await.is_some() => None,
+            other => other,
+        };
         let mut newest = vec![generation];
         for older in std::str::from_utf8(&listed).unwrap_or_default().lines() {
             if !newest.contains(&older) && Some(older) != moved_past {

@@ -1959,3 +1959,25 @@ async fn two_resumes_from_one_checkpoint_keep_states_of_their_own() {
     let after_second = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&second).checkpoint)).await;
     assert_eq!(changes(&after_second), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_state_coalesced_syncs_share_outlives_one_client_moving_past_it() {
+    // States moved past expire at once here.
+    let engine = engine_on(SharedCache::memory(16 << 20), Duration::ZERO);
+    let fake = one_slow_scope(6, Duration::from_millis(20));
+    let first = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let second = decoded(engine.start(fake.clone(), (), SyncOptions::default()).await.unwrap());
+    let (first, second): (Vec<SyncEvent>, Vec<SyncEvent>) = tokio::join!(
+        first.map(|e| e.unwrap()).collect(),
+        second.map(|e| e.unwrap()).collect()
+    );
+    assert_eq!(fake.crawls.load(Ordering::SeqCst), 1, "one crawl");
+    assert_eq!(summary(&first).checkpoint, summary(&second).checkpoint);
+    // The first client goes on from the shared checkpoint; the second one
+    // still can, later.
+    let next = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&first).checkpoint)).await;
+    assert_eq!(changes(&next), Vec::<String>::new());
+    let later = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&second).checkpoint)).await;
+    assert_eq!(changes(&later), Vec::<String>::new());
+    assert!(summary(&later).complete);
+}
