@@ -87,6 +87,13 @@ fn end_key(crawl: &str) -> String {
     format!("crawl:v1:{crawl}:end")
 }
 
+/// How many batches the leader has written so far: a follower waiting for
+/// a batch below it knows the batch is gone (expired, evicted, or never
+/// admitted by the cache), not late.
+fn head_key(crawl: &str) -> String {
+    format!("crawl:v1:{crawl}:head")
+}
+
 /// Present once a follower has joined the crawl.
 fn followers_key(crawl: &str) -> String {
     format!("crawl:v1:{crawl}:followers")
@@ -239,6 +246,13 @@ impl Publisher {
             return;
         }
         state.written += 1;
+        self.cache
+            .set(
+                &head_key(&self.crawl),
+                Bytes::from(state.written.to_string()),
+                Some(LOG_TTL),
+            )
+            .await;
     }
 
     /// Ends the log at its cap: what is written stays readable, new syncs
@@ -297,6 +311,7 @@ impl Publisher {
                 cache.delete(&batch_key(&crawl, n)).await;
             }
             cache.delete(&end_key(&crawl)).await;
+            cache.delete(&head_key(&crawl)).await;
             cache.delete(&followers_key(&crawl)).await;
         });
     }
@@ -388,31 +403,44 @@ pub(super) async fn follow(
             }
             continue;
         }
-        if let Some(end) = cache.get(&end_key(&crawl)).await {
-            let text = String::from_utf8_lossy(&end).into_owned();
-            let (batches, outcome) = text.split_once(':').unwrap_or(("0", "failed"));
-            if batches.parse::<u32>().is_ok_and(|total| next >= total) {
-                if matches!(outcome, "ok" | "partial") {
-                    return "coalesced";
-                }
-                if outcome == "truncated" {
+        // How many batches were written: all of them once the log ended,
+        // else as many as its head says.
+        let end = cache.get(&end_key(&crawl)).await;
+        let written = match &end {
+            Some(end) => {
+                let text = String::from_utf8_lossy(end).into_owned();
+                let (batches, outcome) = text.split_once(':').unwrap_or(("0", "failed"));
+                if batches.parse::<u32>().is_ok_and(|total| next >= total) {
+                    if matches!(outcome, "ok" | "partial") {
+                        return "coalesced";
+                    }
+                    if outcome == "truncated" {
+                        let _ = tx
+                            .send(Err(SyncError::Unavailable(
+                                "the crawl this sync joined stopped publishing at its log's cap (CONNECTORS_COALESCE_LOG_MAX_BYTES); resume from the last checkpoint".into(),
+                            )))
+                            .await;
+                        return "failed";
+                    }
                     let _ = tx
-                        .send(Err(SyncError::Unavailable(
-                            "the crawl this sync joined stopped publishing at its log's cap (CONNECTORS_COALESCE_LOG_MAX_BYTES); resume from the last checkpoint".into(),
-                        )))
+                        .send(Err(SyncError::Unavailable(format!(
+                            "the crawl this sync joined ended early ({outcome}); resume from the last checkpoint"
+                        ))))
                         .await;
                     return "failed";
                 }
-                let _ = tx
-                    .send(Err(SyncError::Unavailable(format!(
-                        "the crawl this sync joined ended early ({outcome}); resume from the last checkpoint"
-                    ))))
-                    .await;
-                return "failed";
+                true
             }
-            // Batches are written before the end marker, so batch `next` was
-            // written: read it, unless it is gone (evicted from a full cache,
-            // or expired), in which case the log can never be completed.
+            None => cache
+                .get(&head_key(&crawl))
+                .await
+                .and_then(|head| std::str::from_utf8(&head).ok()?.parse::<u32>().ok())
+                .is_some_and(|head| head > next),
+        };
+        if written {
+            // Batch `next` was written: read it, unless it is gone (expired,
+            // evicted from a full cache, or never admitted), in which case
+            // the log can never be completed.
             if cache.get(&batch_key(&crawl, next)).await.is_some() {
                 continue;
             }
@@ -558,6 +586,28 @@ mod tests {
         let (outcome, events, error) = replay(cache, crawl, "k8").await;
         assert_eq!((outcome, error), ("coalesced", None));
         assert_eq!(events, vec![upsert(0, 10), summary]);
+    }
+
+    #[tokio::test]
+    async fn a_follower_whose_log_lost_a_batch_while_the_crawl_runs_ends_unavailable_at_once() {
+        let cache = SharedCache::memory(64 << 20);
+        let crawl = "2f1d0c5e-0000-4000-8000-000000000009";
+        let publisher = lead(&cache, "k9", crawl, usize::MAX).await;
+        for i in 0..3 {
+            publisher.push(&EncodedEvent::from(&upsert(i, 10)), true).await;
+        }
+        // The first batch expired (a crawl older than the log's TTL), and
+        // the crawl goes on: the follower does not wait for its end.
+        cache.delete(&batch_key(crawl, 0)).await;
+        let (outcome, events, error) = replay(cache, crawl, "k9").await;
+        assert_eq!((outcome, events), ("failed", Vec::new()));
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "the log of the crawl this sync joined is no longer complete in the cache; resume from the last checkpoint"
+            )
+        );
+        drop(publisher);
     }
 
     /// Follows crawl `crawl` (coalescing key `key`) to its end: the outcome,
