@@ -384,18 +384,22 @@ impl UpstreamClient {
     }
 
     /// Resolves a request URI against the base URL; absolute URIs must be on its origin.
+    /// Either must stay under the base URL's path once dot segments are
+    /// removed (`/../../admin` relative to `/api/v3` would leave it).
     pub fn resolve(&self, uri: &http::Uri) -> Result<Url, UpstreamError> {
         let base = &self.config.base_url;
-        if uri.scheme().is_some() {
-            let url = Url::parse(&uri.to_string()).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))?;
-            let prefix = base.path().trim_end_matches('/');
-            let within_prefix = prefix.is_empty()
+        let prefix = base.path().trim_end_matches('/');
+        let within_prefix = |url: &Url| {
+            prefix.is_empty()
                 || url.path() == prefix
                 || url
                     .path()
                     .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('/'));
-            if url.origin() != base.origin() || !within_prefix {
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        if uri.scheme().is_some() {
+            let url = Url::parse(&uri.to_string()).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))?;
+            if url.origin() != base.origin() || !within_prefix(&url) {
                 return Err(UpstreamError::ForeignOrigin);
             }
             return Ok(url);
@@ -408,7 +412,11 @@ impl UpstreamClient {
             return Ok(url);
         }
         let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path_and_query);
-        Url::parse(&joined).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))
+        let url = Url::parse(&joined).map_err(|e| UpstreamError::InvalidRequest(e.to_string()))?;
+        if !within_prefix(&url) {
+            return Err(UpstreamError::ForeignOrigin);
+        }
+        Ok(url)
     }
 
     /// Turns an absolute URL on the configured origin (a pagination link) into a

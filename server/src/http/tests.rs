@@ -1223,6 +1223,20 @@ fn absolute_urls_off_the_base_origin_or_prefix_are_refused() {
     assert_foreign(base, "http://127.0.0.1:1/api/v3/../../admin");
 }
 
+#[test]
+fn relative_paths_whose_dot_segments_leave_the_base_path_are_refused() {
+    let base = "http://127.0.0.1:1/api/v3";
+    assert_foreign(base, "/../../admin");
+    assert_foreign(base, "/orgs/x/../../../setup/api?page=2");
+    assert_foreign(base, "/%2e%2e/%2E%2E/admin");
+    assert_foreign(base, "/..");
+    // Within the prefix once removed: the URL the upstream would see anyway.
+    assert_eq!(
+        resolve(base, "/orgs/x/../y/repos").unwrap(),
+        "http://127.0.0.1:1/api/v3/orgs/y/repos"
+    );
+}
+
 /// `/api/v30` is outside the base path `/api/v3` but passes the string-prefix check.
 #[test]
 fn a_sibling_path_sharing_the_prefix_string_is_refused() {
