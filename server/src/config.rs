@@ -160,10 +160,56 @@ pub struct AzureEnv {
     pub federated_token_file: Option<String>,
     /// `AZURE_CREDENTIAL`: `client_secret`, `workload_identity`,
     /// `managed_identity` or `azure_cli`; unset = detected from the variables above
-    /// (and `IDENTITY_ENDPOINT` for managed identity).
+    /// (and the managed identity variables of App Service and Container Apps).
     pub credential: Option<String>,
-    /// `IDENTITY_ENDPOINT` is set (App Service, Container Apps, Arc managed identity).
-    pub identity_endpoint: bool,
+    /// The managed identity the host's variables announce.
+    pub managed_identity_host: ManagedIdentityHost,
+}
+
+/// The managed identity a host announces with `IDENTITY_ENDPOINT`, told
+/// apart the way azure_identity 1.0 does (`ManagedIdentityCredential::new`),
+/// which serves only App Service (and Container Apps) and IMDS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ManagedIdentityHost {
+    /// `IDENTITY_ENDPOINT` unset, or set alone: azure_identity asks IMDS (VMs,
+    /// VM scale sets, AKS nodes).
+    #[default]
+    Imds,
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`: App Service, Container Apps.
+    AppService,
+    /// `IDENTITY_ENDPOINT` and `IMDS_ENDPOINT`: Azure Arc (not served by azure_identity).
+    AzureArc,
+    /// `IDENTITY_ENDPOINT`, `IDENTITY_HEADER` and `IDENTITY_SERVER_THUMBPRINT`:
+    /// Service Fabric (not served by azure_identity).
+    ServiceFabric,
+}
+
+impl ManagedIdentityHost {
+    /// From the variables azure_identity reads (set, even empty, counts).
+    fn from_env() -> Self {
+        let set = |name: &str| std::env::var(name).is_ok();
+        match (
+            set("IDENTITY_ENDPOINT"),
+            set("IDENTITY_HEADER"),
+            set("IDENTITY_SERVER_THUMBPRINT"),
+            set("IMDS_ENDPOINT"),
+        ) {
+            (true, true, true, _) => Self::ServiceFabric,
+            (true, true, false, _) => Self::AppService,
+            (true, false, _, true) => Self::AzureArc,
+            _ => Self::Imds,
+        }
+    }
+
+    /// The host's name when `IDENTITY_ENDPOINT` announces a managed identity
+    /// azure_identity cannot use.
+    pub fn unsupported(self) -> Option<&'static str> {
+        match self {
+            Self::AzureArc => Some("Azure Arc"),
+            Self::ServiceFabric => Some("Service Fabric"),
+            Self::Imds | Self::AppService => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for AzureEnv {
@@ -176,7 +222,7 @@ impl std::fmt::Debug for AzureEnv {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
             .field("federated_token_file", &self.federated_token_file)
             .field("credential", &self.credential)
-            .field("identity_endpoint", &self.identity_endpoint)
+            .field("managed_identity_host", &self.managed_identity_host)
             .finish()
     }
 }
@@ -194,7 +240,8 @@ impl AzureEnv {
                 Some("client_secret")
             }
             None if self.federated_token_file.is_some() => Some("workload_identity"),
-            None if self.identity_endpoint => Some("managed_identity"),
+            // Not Azure Arc or Service Fabric (IDENTITY_ENDPOINT too): azure_identity cannot use theirs.
+            None if self.managed_identity_host == ManagedIdentityHost::AppService => Some("managed_identity"),
             None => None,
         }
     }
@@ -229,6 +276,20 @@ impl AzureEnv {
                 message: "must be client_secret, workload_identity, managed_identity or azure_cli".into(),
             });
         }
+        if credential.as_deref() == Some("client_secret")
+            && [
+                var("AZURE_TENANT_ID"),
+                var("AZURE_CLIENT_ID"),
+                var("AZURE_CLIENT_SECRET"),
+            ]
+            .iter()
+            .any(Option::is_none)
+        {
+            return Err(ConfigError {
+                var: "AZURE_CREDENTIAL",
+                message: "client_secret needs AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".into(),
+            });
+        }
         Ok(Self {
             arm_endpoint,
             subscription_ids: list(var("AZURE_SUBSCRIPTION_IDS"))
@@ -240,7 +301,7 @@ impl AzureEnv {
             client_secret: var("AZURE_CLIENT_SECRET"),
             federated_token_file: var("AZURE_FEDERATED_TOKEN_FILE"),
             credential,
-            identity_endpoint: var("IDENTITY_ENDPOINT").is_some(),
+            managed_identity_host: ManagedIdentityHost::from_env(),
         })
     }
 }

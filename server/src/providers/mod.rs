@@ -405,25 +405,50 @@ impl Registry {
             message,
         };
         let needs = "set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or AZURE_FEDERATED_TOKEN_FILE (workload identity), or AZURE_CREDENTIAL=managed_identity|azure_cli; and AZURE_SUBSCRIPTION_IDS";
+        // Why IDENTITY_ENDPOINT did not make the connector live, if it is set.
+        let not_detected = env
+            .managed_identity_host
+            .unsupported()
+            .map(|host| {
+                format!("; IDENTITY_ENDPOINT is set, but azure_identity cannot use this host's {host} managed identity")
+            })
+            .unwrap_or_default();
         let arm = env
             .arm_endpoint
             .clone()
             .unwrap_or_else(|| url::Url::parse("https://management.azure.com").expect("static url"));
+        let nowhere = || url::Url::parse("http://127.0.0.1:9").expect("static url");
         let (availability, credential, base, default_subscriptions) = match (config.mode, env.credential_kind()) {
-            (ConnectorsMode::Live | ConnectorsMode::Auto, Some(kind)) => (
-                Availability::Live {
-                    auth_mode: kind.to_owned(),
-                },
-                Some(azure_credential(env, kind).map_err(error)?),
-                arm,
-                env.subscription_ids.clone(),
-            ),
+            // A credential that cannot be built (azure_identity refuses this
+            // host's managed identity, ...) leaves this connector unavailable,
+            // not the server down.
+            (ConnectorsMode::Live | ConnectorsMode::Auto, Some(kind)) => match azure_credential(env, kind) {
+                Ok(credential) => (
+                    Availability::Live {
+                        auth_mode: kind.to_owned(),
+                    },
+                    Some(credential),
+                    arm,
+                    env.subscription_ids.clone(),
+                ),
+                Err(cause) => {
+                    tracing::error!(connector = "azure", credential = kind, %cause, "credential cannot be built");
+                    (
+                        Availability::Unavailable {
+                            reason: format!("the {kind} credential cannot be built: {cause}"),
+                        },
+                        None,
+                        nowhere(),
+                        Vec::new(),
+                    )
+                }
+            },
             (ConnectorsMode::Live, None) => (
                 Availability::Unavailable {
-                    reason: format!("CONNECTORS_MODE=live and no Azure credentials: {needs}"),
+                    reason: format!("CONNECTORS_MODE=live and no Azure credentials: {needs}{not_detected}"),
                 },
                 None,
-                url::Url::parse("http://127.0.0.1:9").expect("static url"),
+                nowhere(),
                 Vec::new(),
             ),
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
@@ -434,10 +459,12 @@ impl Registry {
                     message: e.to_string(),
                 })?;
                 self.replay.insert("azure", server);
+                let reason = match mode {
+                    ConnectorsMode::Fixtures => fixture_reason(mode, "Azure", needs),
+                    _ => format!("{}{not_detected}", fixture_reason(mode, "Azure", needs)),
+                };
                 (
-                    Availability::Fixture {
-                        reason: fixture_reason(mode, "Azure", needs),
-                    },
+                    Availability::Fixture { reason },
                     None,
                     base,
                     fixture_config.default_subscriptions,
@@ -1087,15 +1114,13 @@ fn azure_credential(
     };
     let credential: Arc<dyn azure_core::credentials::TokenCredential> = match kind {
         "client_secret" => {
+            // Config checks that AZURE_CREDENTIAL=client_secret comes with all three.
             let (Some(tenant), Some(client), Some(secret)) = (&env.tenant_id, &env.client_id, &env.client_secret)
             else {
-                return Err(
-                    "AZURE_CREDENTIAL=client_secret needs AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"
-                        .into(),
-                );
+                return Err("needs AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".into());
             };
             ClientSecretCredential::new(tenant, client.clone(), secret.clone().into(), None)
-                .map_err(|e| format!("client secret credential: {e}"))?
+                .map_err(|e| e.to_string())?
         }
         "workload_identity" => WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
             client_id: env.client_id.clone(),
@@ -1103,17 +1128,17 @@ fn azure_credential(
             token_file_path: env.federated_token_file.clone().map(Into::into),
             ..Default::default()
         }))
-        .map_err(|e| format!("workload identity credential: {e}"))?,
+        .map_err(|e| e.to_string())?,
         "managed_identity" => ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
             user_assigned_id: env.client_id.clone().map(UserAssignedId::ClientId),
             ..Default::default()
         }))
-        .map_err(|e| format!("managed identity credential: {e}"))?,
+        .map_err(|e| e.to_string())?,
         "azure_cli" => AzureCliCredential::new(Some(AzureCliCredentialOptions {
             tenant_id: env.tenant_id.clone(),
             ..Default::default()
         }))
-        .map_err(|e| format!("azure cli credential: {e}"))?,
+        .map_err(|e| e.to_string())?,
         other => return Err(format!("unknown AZURE_CREDENTIAL {other}")),
     };
     Ok(credential)

@@ -343,3 +343,153 @@ async fn the_client_crate_syncs_azure_with_resume() {
     assert_eq!(upserts(&events).len(), 20);
     assert!(summary(&events).complete);
 }
+
+/// The registry entry of `id` and the health of its service, from a server
+/// process.
+async fn entry_and_health(
+    client: &connectors_client::ConnectorsClient,
+    id: &str,
+) -> (
+    connectors_proto::v1::Connector,
+    tonic_health::pb::health_check_response::ServingStatus,
+) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let entry = client.get_connector(id).await.unwrap();
+    let mut health = HealthClient::new(client.channel().clone());
+    let status = health
+        .check(HealthCheckRequest {
+            service: entry.service.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    (entry, ServingStatus::try_from(status).unwrap())
+}
+
+/// On an Azure Arc host (IDENTITY_ENDPOINT and IMDS_ENDPOINT) azure_identity
+/// 1.0 cannot build a managed identity credential. Asked for one, the Azure
+/// connector is unavailable, naming the cause, and the server serves the
+/// other connectors; it used to exit at start-up, taking every connector down.
+#[tokio::test]
+async fn an_unbuildable_azure_credential_leaves_azure_unavailable_and_the_server_serving() {
+    use connectors_proto::v1::ConnectorAvailability;
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let (_server, client) = crate::support::serve_with_env(&[
+        ("CONNECTORS_MODE", "auto"),
+        ("AZURE_CREDENTIAL", "managed_identity"),
+        ("AZURE_SUBSCRIPTION_IDS", PROD),
+        ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/metadata/identity/oauth2/token"),
+        ("IMDS_ENDPOINT", "http://127.0.0.1:9"),
+    ])
+    .await;
+    let (entry, health) = entry_and_health(&client, "azure").await;
+    assert_eq!(
+        (
+            ConnectorAvailability::try_from(entry.availability).unwrap(),
+            entry.reason.as_str(),
+            health
+        ),
+        (
+            ConnectorAvailability::Unavailable,
+            "the managed_identity credential cannot be built: Azure Arc managed identity isn't supported",
+            ServingStatus::NotServing
+        )
+    );
+    let status = client.azure().sync(request(full())).await.expect_err("unavailable");
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::FailedPrecondition,
+            "the managed_identity credential cannot be built: Azure Arc managed identity isn't supported"
+        )
+    );
+    // The other connectors serve.
+    let events = collect(
+        client
+            .github()
+            .sync(connectors_proto::github::v1::SyncRequest {
+                options: Some(full()),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner()),
+    )
+    .await;
+    assert_eq!(upserts(&events).len(), 102);
+}
+
+/// Managed identity is detected from the environment only where
+/// azure_identity can serve it (App Service and Container Apps:
+/// IDENTITY_ENDPOINT with IDENTITY_HEADER); on Azure Arc and Service Fabric
+/// hosts the connector falls back as without credentials, saying why.
+#[tokio::test]
+async fn managed_identity_is_detected_only_where_azure_identity_serves_it() {
+    use connectors_proto::v1::ConnectorAvailability;
+
+    let arc = [
+        ("CONNECTORS_MODE", "auto"),
+        ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/metadata/identity/oauth2/token"),
+        ("IMDS_ENDPOINT", "http://127.0.0.1:9"),
+    ];
+    let service_fabric = [
+        ("CONNECTORS_MODE", "auto"),
+        (
+            "IDENTITY_ENDPOINT",
+            "https://127.0.0.1:2377/metadata/identity/oauth2/token",
+        ),
+        ("IDENTITY_HEADER", "not-a-real-header-value"),
+        ("IDENTITY_SERVER_THUMBPRINT", "0123456789abcdef0123456789abcdef01234567"),
+    ];
+    let needs = "set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or AZURE_FEDERATED_TOKEN_FILE (workload identity), or AZURE_CREDENTIAL=managed_identity|azure_cli; and AZURE_SUBSCRIPTION_IDS";
+    for (vars, host) in [(&arc[..], "Azure Arc"), (&service_fabric[..], "Service Fabric")] {
+        let (_server, client) = crate::support::serve_with_env(vars).await;
+        let entry = client.get_connector("azure").await.unwrap();
+        assert_eq!(
+            (
+                ConnectorAvailability::try_from(entry.availability).unwrap(),
+                entry.reason.as_str()
+            ),
+            (
+                ConnectorAvailability::Fixture,
+                format!(
+                    "no Azure credentials configured ({needs}, to sync live); IDENTITY_ENDPOINT is set, but azure_identity cannot use this host's {host} managed identity"
+                )
+                .as_str()
+            ),
+            "{host}"
+        );
+    }
+    // App Service and Container Apps.
+    let (_server, client) = crate::support::serve_with_env(&[
+        ("CONNECTORS_MODE", "auto"),
+        ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"),
+        ("IDENTITY_HEADER", "not-a-real-header-value"),
+    ])
+    .await;
+    let entry = client.get_connector("azure").await.unwrap();
+    assert_eq!(
+        (
+            ConnectorAvailability::try_from(entry.availability).unwrap(),
+            entry.auth_mode.as_str()
+        ),
+        (ConnectorAvailability::Live, "managed_identity")
+    );
+}
+
+/// `AZURE_CREDENTIAL=client_secret` without its three variables is a
+/// configuration error (an unbuildable credential of the host's making is not).
+#[test]
+fn a_client_secret_credential_without_its_variables_stops_the_server() {
+    assert_eq!(
+        crate::support::start_with_env(&[("AZURE_CREDENTIAL", "client_secret"), ("AZURE_CLIENT_ID", "inventory")]),
+        (
+            Some(2),
+            "connectors-server: configuration error: AZURE_CREDENTIAL: client_secret needs AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".to_owned()
+        )
+    );
+}

@@ -487,18 +487,7 @@ fn an_invalid_github_orgs_login_stops_the_server_naming_the_variable() {
 /// The exit code and standard error of the server started in fixture mode
 /// with `var` set to `value` (and nothing else of the environment but PATH).
 fn start_with(var: &str, value: &str) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_connectors-server"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CONNECTORS_MODE", "fixtures")
-        .env("CONNECTORS_LISTEN", "127.0.0.1:0")
-        .env(var, value)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-    )
+    crate::support::start_with_env(&[(var, value)])
 }
 
 /// A GraphQL batch above GitHub's 100 stops the server naming the variable.

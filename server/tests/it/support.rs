@@ -174,3 +174,90 @@ pub fn fixture_server(port: u16) -> std::process::Command {
         .env_remove("REDIS_URL");
     command
 }
+
+/// The server binary listening on `listen`, metrics off, on the source
+/// tree's fixtures, with nothing of this environment but PATH.
+fn isolated_server(listen: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_connectors-server"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CONNECTORS_LISTEN", listen)
+        .env("CONNECTORS_METRICS_LISTEN", "off")
+        .env(
+            "CONNECTORS_FIXTURES_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"),
+        );
+    command
+}
+
+/// The exit code and standard error of the server binary started in fixture
+/// mode with `vars` and nothing else of the environment but PATH, for
+/// configurations that stop it. A server still running after 15 s is killed
+/// (exit code `None`).
+pub fn start_with_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(vars: &[(K, V)]) -> (Option<i32>, String) {
+    use std::io::Read as _;
+
+    let mut child = isolated_server("127.0.0.1:0")
+        .env("CONNECTORS_MODE", "fixtures")
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn connectors-server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (code, stderr.trim().to_owned())
+}
+
+/// A server process, killed when dropped.
+pub struct ServerProcess(pub std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server binary on a free loopback port, metrics off, with `vars` and
+/// nothing else of the environment but PATH, and a client once it listens.
+/// Panics with the server's standard error if it exits instead.
+pub async fn serve_with_env(vars: &[(&str, &str)]) -> (ServerProcess, ConnectorsClient) {
+    let port = connectors_server::testing::free_port();
+    let log = std::env::temp_dir().join(format!("connectors-server-{}.log", uuid::Uuid::new_v4()));
+    let child = isolated_server(&format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn connectors-server");
+    let mut process = ServerProcess(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(client) = ConnectorsClient::connect(format!("http://127.0.0.1:{port}")).await {
+            let _ = std::fs::remove_file(&log);
+            return (process, client);
+        }
+        if let Some(status) = process.0.try_wait().unwrap() {
+            let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            panic!("the server exited ({status}) instead of serving:\n{stderr}");
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not listen");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
