@@ -319,7 +319,9 @@ pub struct AwsEnv {
     pub regions: Vec<String>,
     /// The default chain has something to work with (`AWS_ACCESS_KEY_ID`,
     /// `AWS_PROFILE`, `AWS_WEB_IDENTITY_TOKEN_FILE` or a container
-    /// credentials URI is set).
+    /// credentials URI is set), or `AWS_USE_DEFAULT_CHAIN=true` says to rely on
+    /// it regardless (EC2 instance profiles, ECS-on-EC2 host roles and EKS
+    /// node roles set no variable).
     pub credentials: bool,
     /// `AWS_ENDPOINT_URL`: every service at one endpoint (emulators, private endpoints).
     pub endpoint_url: Option<url::Url>,
@@ -385,7 +387,8 @@ impl AwsEnv {
             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
         ]
         .into_iter()
-        .any(|name| var(name).is_some());
+        .any(|name| var(name).is_some())
+            || parse::<bool>("AWS_USE_DEFAULT_CHAIN")?.unwrap_or(false);
         let concurrency: Option<usize> = parse("AWS_CONCURRENCY")?;
         if concurrency.is_some_and(|c| c == 0 || c > 64) {
             return Err(ConfigError {

@@ -948,7 +948,8 @@ impl Registry {
         use crate::http::UpstreamConfig;
 
         let env = &config.aws;
-        let needs = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE \
+        let needs = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE, \
+                     or AWS_USE_DEFAULT_CHAIN=true for an instance, task or node role \
                      (and AWS_ACCOUNTS, AWS_REGIONS; AWS_ENDPOINT_URL for an emulator or private endpoint)";
         let mut regions = env.regions.clone();
         let mut endpoint_url = env

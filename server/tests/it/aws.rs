@@ -1069,3 +1069,80 @@ async fn every_account_and_region_is_its_own_scope_against_moto() {
     assert_eq!(got, expected);
     assert!(summary(&events).complete);
 }
+
+/// EC2 instance profiles, ECS-on-EC2 host roles and EKS node roles set no
+/// variable: with `AWS_USE_DEFAULT_CHAIN=true` the connector runs live on
+/// what the SDK's default chain finds, here the instance role from IMDS (the
+/// replay server answers the IMDSv2 exchanges and the AWS APIs). Without it
+/// such a server was unavailable under CONNECTORS_MODE=live.
+#[tokio::test]
+async fn aws_use_default_chain_syncs_live_with_an_instance_role() {
+    let fixture_server = TestServer::start().await;
+    let expected = upserts(&collect(<Aws as Harness>::open(&fixture_server, full()).await).await);
+    assert_eq!(expected.len(), 26);
+
+    let token = "imds-session-token-0123456789";
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    for exchange in [
+        serde_json::json!({
+            "request": {
+                "method": "PUT",
+                "path": "/latest/api/token",
+                "headers": {"x-aws-ec2-metadata-token-ttl-seconds": "21600"}
+            },
+            "response": {
+                "headers": {"x-aws-ec2-metadata-token-ttl-seconds": "21600"},
+                "body_text": token
+            }
+        }),
+        serde_json::json!({
+            "request": {
+                "path": "/latest/meta-data/iam/security-credentials/",
+                "headers": {"x-aws-ec2-metadata-token": token}
+            },
+            "response": {"body_text": "inventory-node-role"}
+        }),
+        serde_json::json!({
+            "request": {
+                "path": "/latest/meta-data/iam/security-credentials/inventory-node-role",
+                "headers": {"x-aws-ec2-metadata-token": token}
+            },
+            "response": {"body": {
+                "Code": "Success",
+                "LastUpdated": "2026-12-01T00:00:00Z",
+                "Type": "AWS-HMAC",
+                "AccessKeyId": "ASIAINSTANCEROLE0001",
+                "SecretAccessKey": "instance-role-secret-not-real",
+                "Token": "instance-role-session-token",
+                "Expiration": "2099-01-01T00:00:00Z"
+            }}
+        }),
+    ] {
+        set.insert(serde_json::from_value(exchange).unwrap());
+    }
+    let upstream = connectors_server::replay::ReplayServer::start(set, ReplayOptions::default())
+        .await
+        .unwrap();
+    let base = upstream.base_url().trim_end_matches('/').to_owned();
+    let (_server, client) = crate::support::serve_with_env(&[
+        ("CONNECTORS_MODE", "live"),
+        ("AWS_USE_DEFAULT_CHAIN", "true"),
+        ("AWS_ENDPOINT_URL", &base),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &base),
+        ("AWS_REGIONS", "us-east-1"),
+        ("AWS_ECR_PAGE_SIZE", "2"),
+    ])
+    .await;
+    assert_eq!(
+        crate::support::availability_of(&client, "aws").await,
+        (ConnectorAvailability::Live, "default_chain".to_owned())
+    );
+    let events = collect(client.aws().sync(request(full())).await.map(|r| r.into_inner())).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(upserts(&events), expected);
+    assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
+    // The 26 API requests of a full sync, and the three IMDS requests (token,
+    // role name, credentials) of each of its 5 scopes: every scope loads its
+    // own SDK config, default chain included.
+    assert_eq!(upstream.stats().requests(), 26 + 5 * 3);
+}

@@ -448,18 +448,13 @@ async fn managed_identity_is_detected_only_where_azure_identity_serves_it() {
     let needs = "set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or AZURE_FEDERATED_TOKEN_FILE (workload identity), or AZURE_CREDENTIAL=managed_identity|azure_cli; and AZURE_SUBSCRIPTION_IDS";
     for (vars, host) in [(&arc[..], "Azure Arc"), (&service_fabric[..], "Service Fabric")] {
         let (_server, client) = crate::support::serve_with_env(vars).await;
-        let entry = client.get_connector("azure").await.unwrap();
         assert_eq!(
-            (
-                ConnectorAvailability::try_from(entry.availability).unwrap(),
-                entry.reason.as_str()
-            ),
+            crate::support::availability_of(&client, "azure").await,
             (
                 ConnectorAvailability::Fixture,
                 format!(
                     "no Azure credentials configured ({needs}, to sync live); IDENTITY_ENDPOINT is set, but azure_identity cannot use this host's {host} managed identity"
                 )
-                .as_str()
             ),
             "{host}"
         );
@@ -471,13 +466,9 @@ async fn managed_identity_is_detected_only_where_azure_identity_serves_it() {
         ("IDENTITY_HEADER", "not-a-real-header-value"),
     ])
     .await;
-    let entry = client.get_connector("azure").await.unwrap();
     assert_eq!(
-        (
-            ConnectorAvailability::try_from(entry.availability).unwrap(),
-            entry.auth_mode.as_str()
-        ),
-        (ConnectorAvailability::Live, "managed_identity")
+        crate::support::availability_of(&client, "azure").await,
+        (ConnectorAvailability::Live, "managed_identity".to_owned())
     );
 }
 

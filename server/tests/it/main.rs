@@ -4,6 +4,7 @@
 mod aws;
 mod azure;
 mod binary;
+mod config;
 mod conformance;
 mod deadline;
 mod gcp;

@@ -261,3 +261,19 @@ pub async fn serve_with_env(vars: &[(&str, &str)]) -> (ServerProcess, Connectors
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// `id`'s availability as ListConnectors reports it, with its auth mode when
+/// live and its reason otherwise.
+pub async fn availability_of(
+    client: &ConnectorsClient,
+    id: &str,
+) -> (connectors_proto::v1::ConnectorAvailability, String) {
+    use connectors_proto::v1::ConnectorAvailability;
+
+    let entry = client.get_connector(id).await.unwrap();
+    let availability = ConnectorAvailability::try_from(entry.availability).unwrap();
+    match availability {
+        ConnectorAvailability::Live => (availability, entry.auth_mode),
+        _ => (availability, entry.reason),
+    }
+}
