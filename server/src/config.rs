@@ -4,6 +4,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The list in `$var`, a default scope, checked by [`default_scope`] as the
+/// request field `$field` of a `$module` connector's `SyncRequest` is (by its
+/// conversion into `providers::$module::$request`); unchecked when that
+/// connector is compiled out.
+macro_rules! default_scope_list {
+    ($feature:literal, $var:literal, $module:ident :: $request:ident, $field:ident) => {{
+        #[cfg(feature = $feature)]
+        let values = {
+            let mut request = connectors_proto::$module::v1::SyncRequest::default();
+            request.$field = list(var($var));
+            default_scope($var, crate::providers::$module::$request::try_from(&request))?.$field
+        };
+        #[cfg(not(feature = $feature))]
+        let values = list(var($var));
+        values
+    }};
+}
+
 /// How connectors choose between live upstreams and fixtures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectorsMode {
@@ -128,10 +146,11 @@ impl GcpEnv {
                 message: "must be 1 to 1000".into(),
             });
         }
+        let project_ids = default_scope_list!("gcp", "GCP_PROJECT_IDS", gcp::GcpRequest, project_ids);
         Ok(Self {
             credentials_file: var("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
             use_adc: parse::<bool>("GCP_USE_ADC")?.unwrap_or(false),
-            project_ids: list(var("GCP_PROJECT_IDS")),
+            project_ids,
             locations: list(var("GCP_LOCATIONS")),
             artifactregistry_url: url_var("GCP_ARTIFACTREGISTRY_URL")?,
             run_url: url_var("GCP_RUN_URL")?,
@@ -276,6 +295,9 @@ impl AzureEnv {
                 message: "must be client_secret, workload_identity, managed_identity or azure_cli".into(),
             });
         }
+        // Lower-cased, as a request's are.
+        let subscription_ids =
+            default_scope_list!("azure", "AZURE_SUBSCRIPTION_IDS", azure::AzureRequest, subscription_ids);
         if credential.as_deref() == Some("client_secret")
             && [
                 var("AZURE_TENANT_ID"),
@@ -292,10 +314,7 @@ impl AzureEnv {
         }
         Ok(Self {
             arm_endpoint,
-            subscription_ids: list(var("AZURE_SUBSCRIPTION_IDS"))
-                .into_iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect(),
+            subscription_ids,
             tenant_id: var("AZURE_TENANT_ID"),
             client_id: var("AZURE_CLIENT_ID"),
             client_secret: var("AZURE_CLIENT_SECRET"),
@@ -372,7 +391,7 @@ impl AwsEnv {
             }
             accounts.push((id.to_owned(), role.to_owned()));
         }
-        let mut regions = list(var("AWS_REGIONS"));
+        let mut regions = default_scope_list!("aws", "AWS_REGIONS", aws::AwsRequest, regions);
         if regions.is_empty() {
             regions = var("AWS_REGION")
                 .or_else(|| var("AWS_DEFAULT_REGION"))
@@ -468,10 +487,11 @@ impl GitlabEnv {
                 message: "must be 1 to 100".into(),
             });
         }
+        let groups = default_scope_list!("gitlab", "GITLAB_GROUPS", gitlab::GitlabRequest, groups);
         Ok(Self {
             base_url,
             token: var("GITLAB_TOKEN"),
-            groups: list(var("GITLAB_GROUPS")),
+            groups,
             pipelines_per_project,
         })
     }
@@ -700,6 +720,29 @@ pub fn list(value: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A default scope from `var` (what a request naming no scope gets), checked
+/// by the validation of the request field it stands for (`checked`); the
+/// error names `var` and, for a list, the entry.
+fn default_scope<T>(var: &'static str, checked: Result<T, crate::sync::SyncError>) -> Result<T, ConfigError> {
+    checked.map_err(|error| ConfigError {
+        var,
+        message: match error {
+            crate::sync::SyncError::InvalidArgument { field, message } => {
+                // `regions[1]` is the second entry of the list.
+                let index = field
+                    .strip_suffix(']')
+                    .and_then(|f| f.rsplit_once('['))
+                    .and_then(|(_, i)| i.parse::<usize>().ok());
+                match index {
+                    Some(i) => format!("entry {}: {message}", i + 1),
+                    None => message,
+                }
+            }
+            other => other.to_string(),
+        },
+    })
+}
+
 fn default_fixtures_dir() -> PathBuf {
     let cwd = PathBuf::from("fixtures");
     if cwd.is_dir() {
@@ -791,13 +834,7 @@ impl Config {
         let github_orgs = list(var("GITHUB_ORGS"));
         for org in &github_orgs {
             // The same rule as a request's `orgs`: the login becomes a path segment.
-            crate::grpc::validate::login("GITHUB_ORGS", org).map_err(|error| ConfigError {
-                var: "GITHUB_ORGS",
-                message: match error {
-                    crate::sync::SyncError::InvalidArgument { message, .. } => message,
-                    other => other.to_string(),
-                },
-            })?;
+            default_scope("GITHUB_ORGS", crate::grpc::validate::login("GITHUB_ORGS", org))?;
         }
         let page_size: Option<u8> = parse("GITHUB_PAGE_SIZE")?;
         if page_size.is_some_and(|p| p == 0 || p > 100) {

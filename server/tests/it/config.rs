@@ -19,3 +19,29 @@ fn aws_use_default_chain_must_be_true_or_false() {
         "AWS_USE_DEFAULT_CHAIN: invalid value: provided string was not `true` or `false`",
     );
 }
+
+/// A default scope from the environment is checked with the rules of the
+/// request field it stands for, so it cannot fail every sync later.
+#[test]
+fn default_scopes_from_the_environment_follow_the_request_rules() {
+    stops(
+        &[("AWS_REGIONS", "us-east-1,us east 1")],
+        "AWS_REGIONS: entry 2: \"us east 1\" is not an AWS region name (e.g. us-east-1)",
+    );
+    stops(
+        &[("AWS_REGIONS", "us-east-1,eu-west-1,us-east-1")],
+        "AWS_REGIONS: entry 3: duplicate entry",
+    );
+    stops(
+        &[("AZURE_SUBSCRIPTION_IDS", "prod")],
+        "AZURE_SUBSCRIPTION_IDS: entry 1: \"prod\" is not a subscription id (a GUID: 8-4-4-4-12 hexadecimal digits)",
+    );
+    stops(
+        &[("GCP_PROJECT_IDS", "acme-prod,Acme_Dev")],
+        "GCP_PROJECT_IDS: entry 2: \"Acme_Dev\" is not a GCP project id (6 to 30 characters of a-z, 0-9 and '-', starting with a letter, not ending with '-')",
+    );
+    stops(
+        &[("GITLAB_GROUPS", "acme,acme/../x")],
+        "GITLAB_GROUPS: entry 2: \"acme/../x\" is not a GitLab group path (1 to 20 segments separated by '/', each 1 to 255 characters of A-Z, a-z, 0-9, '_', '.' and '-', not starting with '-' or '.', not ending with '.', '.git' or '.atom', without '..')",
+    );
+}
