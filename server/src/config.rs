@@ -408,6 +408,11 @@ impl AwsEnv {
         .into_iter()
         .any(|name| var(name).is_some())
             || parse::<bool>("AWS_USE_DEFAULT_CHAIN")?.unwrap_or(false);
+        both_or_neither(
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "static keys need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        )?;
         let concurrency: Option<usize> = parse("AWS_CONCURRENCY")?;
         if concurrency.is_some_and(|c| c == 0 || c > 64) {
             return Err(ConfigError {
@@ -567,16 +572,11 @@ impl WizEnv {
                 message: "must be 1 to 500".into(),
             });
         }
-        if var("WIZ_CLIENT_ID").is_some() != var("WIZ_CLIENT_SECRET").is_some() {
-            return Err(ConfigError {
-                var: if var("WIZ_CLIENT_ID").is_some() {
-                    "WIZ_CLIENT_SECRET"
-                } else {
-                    "WIZ_CLIENT_ID"
-                },
-                message: "client credentials need both WIZ_CLIENT_ID and WIZ_CLIENT_SECRET".into(),
-            });
-        }
+        both_or_neither(
+            "WIZ_CLIENT_ID",
+            "WIZ_CLIENT_SECRET",
+            "client credentials need both WIZ_CLIENT_ID and WIZ_CLIENT_SECRET",
+        )?;
         Ok(Self {
             api_url: http_url("WIZ_API_URL")?,
             auth_url: http_url("WIZ_AUTH_URL")?,
@@ -690,6 +690,22 @@ where
             })
         })
         .transpose()
+}
+
+/// `a` and `b` are set together or not at all; the error names the one
+/// missing (never a value).
+fn both_or_neither(a: &'static str, b: &'static str, message: &str) -> Result<(), ConfigError> {
+    match (var(a).is_some(), var(b).is_some()) {
+        (true, false) => Err(ConfigError {
+            var: b,
+            message: message.into(),
+        }),
+        (false, true) => Err(ConfigError {
+            var: a,
+            message: message.into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A number of at least 1 from `name` (why 0 is refused: `why`).
@@ -857,16 +873,11 @@ impl Config {
                 message: "must be 0 (REST reads) to 100".into(),
             });
         }
-        if var("GITHUB_APP_ID").is_some() != var("GITHUB_APP_PRIVATE_KEY").is_some() {
-            return Err(ConfigError {
-                var: if var("GITHUB_APP_ID").is_some() {
-                    "GITHUB_APP_PRIVATE_KEY"
-                } else {
-                    "GITHUB_APP_ID"
-                },
-                message: "a GitHub App needs both GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY".into(),
-            });
-        }
+        both_or_neither(
+            "GITHUB_APP_ID",
+            "GITHUB_APP_PRIVATE_KEY",
+            "a GitHub App needs both GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY",
+        )?;
         let app_private_key = match var("GITHUB_APP_PRIVATE_KEY") {
             Some(value) if !value.starts_with("-----BEGIN") => {
                 Some(std::fs::read_to_string(&value).map_err(|e| ConfigError {

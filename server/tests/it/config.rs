@@ -45,3 +45,17 @@ fn default_scopes_from_the_environment_follow_the_request_rules() {
         "GITLAB_GROUPS: entry 2: \"acme/../x\" is not a GitLab group path (1 to 20 segments separated by '/', each 1 to 255 characters of A-Z, a-z, 0-9, '_', '.' and '-', not starting with '-' or '.', not ending with '.', '.git' or '.atom', without '..')",
     );
 }
+
+/// Static AWS keys need both halves, like the GitHub App and Wiz pairs; the
+/// secret is never echoed.
+#[test]
+fn half_a_static_aws_key_pair_stops_the_server_naming_the_missing_half() {
+    stops(
+        &[("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")],
+        "AWS_SECRET_ACCESS_KEY: static keys need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    );
+    stops(
+        &[("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")],
+        "AWS_ACCESS_KEY_ID: static keys need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    );
+}
