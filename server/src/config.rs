@@ -933,7 +933,11 @@ impl Config {
             redis_url,
             redis_ca_file,
             redis_client_identity,
-            memory_cache_bytes: parse("CONNECTORS_CACHE_MAX_BYTES")?.unwrap_or(256 * 1024 * 1024),
+            memory_cache_bytes: positive(
+                "CONNECTORS_CACHE_MAX_BYTES",
+                "a cache of 0 bytes keeps nothing: no INCREMENTAL sync, no resume",
+            )?
+            .unwrap_or(256 * 1024 * 1024),
             coalesce_log_max_bytes: parse("CONNECTORS_COALESCE_LOG_MAX_BYTES")?
                 .unwrap_or(crate::sync::EngineConfig::default().coalesce_log_max_bytes),
             state_ttl: positive_secs(
@@ -997,8 +1001,10 @@ impl Config {
                 keys.protect_reflection = parse::<bool>("CONNECTORS_AUTH_REFLECTION")?.unwrap_or(false);
                 keys
             },
-            max_streams: parse("CONNECTORS_MAX_STREAMS")?.unwrap_or(256),
-            max_streams_per_client: parse("CONNECTORS_MAX_STREAMS_PER_CLIENT")?.unwrap_or(32),
+            max_streams: positive("CONNECTORS_MAX_STREAMS", "0 would refuse every sync")?
+                .map_or(256, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_streams_per_client: positive("CONNECTORS_MAX_STREAMS_PER_CLIENT", "0 would refuse every sync")?
+                .map_or(32, |n| usize::try_from(n).unwrap_or(usize::MAX)),
             github: GithubEnv {
                 api_url,
                 token: var("GITHUB_TOKEN"),

@@ -59,3 +59,20 @@ fn half_a_static_aws_key_pair_stops_the_server_naming_the_missing_half() {
         "AWS_ACCESS_KEY_ID: static keys need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
     );
 }
+
+/// Limits of 0 used to become 1 (streams) or a cache that keeps nothing.
+#[test]
+fn zero_stream_limits_or_cache_size_stop_the_server_naming_the_variable() {
+    stops(
+        &[("CONNECTORS_MAX_STREAMS", "0")],
+        "CONNECTORS_MAX_STREAMS: must be at least 1 (0 would refuse every sync)",
+    );
+    stops(
+        &[("CONNECTORS_MAX_STREAMS_PER_CLIENT", "0")],
+        "CONNECTORS_MAX_STREAMS_PER_CLIENT: must be at least 1 (0 would refuse every sync)",
+    );
+    stops(
+        &[("CONNECTORS_CACHE_MAX_BYTES", "0")],
+        "CONNECTORS_CACHE_MAX_BYTES: must be at least 1 (a cache of 0 bytes keeps nothing: no INCREMENTAL sync, no resume)",
+    );
+}
