@@ -15,6 +15,7 @@ use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::Directive;
 use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::Filter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -96,11 +97,32 @@ fn export_filter() -> tracing_subscriber::filter::Targets {
     tracing_subscriber::filter::Targets::new().with_target("connectors_server", tracing::Level::INFO)
 }
 
+/// The log filter from `RUST_LOG` (unset or empty: `info`). An invalid
+/// directive is an error naming the variable and the directive: falling back
+/// to `info` would hide the logs asked for.
+fn rust_log_filter() -> Result<EnvFilter, String> {
+    let value = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => value,
+        Ok(_) | Err(std::env::VarError::NotPresent) => return Ok(EnvFilter::new("info")),
+        Err(std::env::VarError::NotUnicode(_)) => return Err("RUST_LOG: not valid UTF-8".into()),
+    };
+    EnvFilter::builder().parse(&value).map_err(|error| {
+        // EnvFilter's directives are separated by ',' (its own parser splits so).
+        match value
+            .split(',')
+            .find(|directive| !directive.is_empty() && directive.parse::<Directive>().is_err())
+        {
+            Some(directive) => format!("RUST_LOG: {directive:?}: {error}"),
+            None => format!("RUST_LOG: {error}"),
+        }
+    })
+}
+
 /// Installs the global tracing subscriber (`RUST_LOG`, default `info`) and,
 /// when the environment asks for it, the OTLP trace exporter. Must run
 /// inside the Tokio runtime (the exporter's batches are sent from it).
 pub fn init_tracing(format: LogFormat) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = rust_log_filter()?;
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),

@@ -76,3 +76,21 @@ fn zero_stream_limits_or_cache_size_stop_the_server_naming_the_variable() {
         "CONNECTORS_CACHE_MAX_BYTES: must be at least 1 (a cache of 0 bytes keeps nothing: no INCREMENTAL sync, no resume)",
     );
 }
+
+/// An invalid `RUST_LOG` directive used to fall back to `info` silently.
+#[test]
+fn an_invalid_rust_log_stops_the_server_naming_it() {
+    use std::os::unix::ffi::OsStrExt as _;
+
+    stops(
+        &[("RUST_LOG", "info,connectors_server=verbose")],
+        "RUST_LOG: \"connectors_server=verbose\": error parsing level filter: expected one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\", or a number 0-5",
+    );
+    assert_eq!(
+        start_with_env(&[("RUST_LOG", std::ffi::OsStr::from_bytes(b"info,\xff"))]),
+        (
+            Some(2),
+            "connectors-server: configuration error: RUST_LOG: not valid UTF-8".to_owned()
+        )
+    );
+}
