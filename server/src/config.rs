@@ -991,12 +991,21 @@ impl Config {
                 }
             },
             api_keys: {
-                let mut keys =
-                    crate::grpc::auth::ApiKeys::parse(&std::env::var("CONNECTORS_API_KEYS").unwrap_or_default())
-                        .map_err(|e| ConfigError {
+                // Not read with `var`: a value that is not UTF-8 must not read as unset (an open API).
+                let value = match std::env::var("CONNECTORS_API_KEYS") {
+                    Ok(value) => value,
+                    Err(std::env::VarError::NotPresent) => String::new(),
+                    Err(std::env::VarError::NotUnicode(_)) => {
+                        return Err(ConfigError {
                             var: "CONNECTORS_API_KEYS",
-                            message: e.to_string(),
-                        })?;
+                            message: "not valid UTF-8".into(),
+                        });
+                    }
+                };
+                let mut keys = crate::grpc::auth::ApiKeys::parse(&value).map_err(|e| ConfigError {
+                    var: "CONNECTORS_API_KEYS",
+                    message: e.to_string(),
+                })?;
                 keys.protect_health = parse::<bool>("CONNECTORS_AUTH_HEALTH")?.unwrap_or(false);
                 keys.protect_reflection = parse::<bool>("CONNECTORS_AUTH_REFLECTION")?.unwrap_or(false);
                 keys

@@ -69,7 +69,8 @@ fn digest(key: &str) -> [u8; 32] {
 impl ApiKeys {
     /// Parses `CONNECTORS_API_KEYS`: comma-separated entries, each `KEY` (every
     /// connector) or `KEY=connector+connector`. `KEY` may be `sha256:<64 hex>`
-    /// to configure the digest instead of the key. Keys are at least 16 characters.
+    /// to configure the digest instead of the key. Keys are at least 16
+    /// characters, without ',' or '='.
     pub fn parse(value: &str) -> Result<Self, ApiKeysError> {
         let mut keys = HashMap::new();
         for (i, entry) in value.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
@@ -83,10 +84,16 @@ impl ApiKeys {
                     let mut set = BTreeSet::new();
                     for connector in connectors.split('+').map(str::trim) {
                         if !CONNECTOR_IDS.contains(&connector) {
-                            return Err(err(&format!(
-                                "unknown connector {connector:?} (known: {})",
-                                CONNECTOR_IDS.join(", ")
-                            )));
+                            // What follows '=' may be the rest of a key that
+                            // contains one (base64 padding): quote it only
+                            // when it reads as a connector id.
+                            let an_id = (1..=12).contains(&connector.len())
+                                && connector.bytes().all(|b| b.is_ascii_lowercase());
+                            return Err(err(&if an_id {
+                                format!("unknown connector {connector:?} (known: {})", CONNECTOR_IDS.join(", "))
+                            } else {
+                                "'=' may not appear in a key (it separates a key from the connectors it may use: KEY=github+gitlab)".to_owned()
+                            }));
                         }
                         set.insert(connector.to_owned());
                     }
@@ -334,5 +341,27 @@ mod tests {
             ApiKeys::parse("sha256:zz").unwrap_err().message,
             "sha256: must be followed by 64 hex digits"
         );
+    }
+    /// '=' separates a key from its connectors: a key that contains one (a
+    /// base64 key's padding) is told so, and no part of it is quoted.
+    #[test]
+    fn a_key_containing_equals_is_refused_saying_why() {
+        let equals =
+            "'=' may not appear in a key (it separates a key from the connectors it may use: KEY=github+gitlab)";
+        for value in [
+            "c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZGVm=",
+            "c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZA==",
+            "sk-live-0123=456789abcdef",
+        ] {
+            let error = ApiKeys::parse(value).unwrap_err();
+            assert_eq!(
+                error,
+                ApiKeysError {
+                    entry: 1,
+                    message: equals.into()
+                },
+                "{value}"
+            );
+        }
     }
 }

@@ -94,3 +94,19 @@ fn an_invalid_rust_log_stops_the_server_naming_it() {
         )
     );
 }
+
+/// `CONNECTORS_API_KEYS` that is not UTF-8 used to read as unset: an open API.
+#[test]
+fn api_keys_that_are_not_utf8_stop_the_server_instead_of_opening_the_api() {
+    use std::os::unix::ffi::OsStrExt as _;
+    assert_eq!(
+        start_with_env(&[(
+            "CONNECTORS_API_KEYS",
+            std::ffi::OsStr::from_bytes(b"sk-live-0123456789abcdef\xff")
+        )]),
+        (
+            Some(2),
+            "connectors-server: configuration error: CONNECTORS_API_KEYS: not valid UTF-8".to_owned()
+        )
+    );
+}
