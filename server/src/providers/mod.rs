@@ -133,7 +133,7 @@ pub enum RegistryError {
 }
 
 /// Latency injected by the replay servers of fixture mode (`CONNECTORS_FIXTURE_LATENCY_MS`).
-#[cfg(any(feature = "github", feature = "gitlab", feature = "kubernetes", feature = "wiz"))]
+#[cfg(any_connector)]
 fn fixture_options(config: &Config) -> ReplayOptions {
     ReplayOptions {
         latency: config.fixture_latency,
@@ -323,7 +323,7 @@ impl Registry {
             }
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
                 let (server, fixture_config) =
-                    start_replay(&config.fixtures_dir, "gcp", ReplayOptions::default()).await?;
+                    start_replay(&config.fixtures_dir, "gcp", fixture_options(config)).await?;
                 // One replay server; each API under its host name as a path prefix.
                 let base = server.base_url().trim_end_matches('/').to_owned();
                 self.replay.insert("gcp", server);
@@ -453,7 +453,7 @@ impl Registry {
             ),
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
                 let (server, fixture_config) =
-                    start_replay(&config.fixtures_dir, "azure", ReplayOptions::default()).await?;
+                    start_replay(&config.fixtures_dir, "azure", fixture_options(config)).await?;
                 let base = url::Url::parse(server.base_url()).map_err(|e| RegistryError::Fixtures {
                     provider: "azure",
                     message: e.to_string(),
@@ -971,7 +971,7 @@ impl Registry {
             },
             (mode @ (ConnectorsMode::Fixtures | ConnectorsMode::Auto), _) => {
                 let (server, fixture_config) =
-                    start_replay(&config.fixtures_dir, "aws", ReplayOptions::default()).await?;
+                    start_replay(&config.fixtures_dir, "aws", fixture_options(config)).await?;
                 // The real SDK against the replay server: AWS_ENDPOINT_URL's
                 // mechanism, fixed keys (signatures are not matched).
                 endpoint_url = Some(server.base_url().trim_end_matches('/').to_owned());

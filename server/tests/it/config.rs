@@ -1,7 +1,12 @@
 //! Start-up configuration from the environment: what stops the server (exit
 //! code 2, an error naming the variable) and what a variable changes.
 
-use crate::support::start_with_env;
+use std::time::{Duration, Instant};
+
+use connectors_server::config::Config;
+
+use crate::conformance::{collect, full};
+use crate::support::{TestServer, start_with_env, summary};
 
 fn stops(vars: &[(&str, &str)], error: &str) {
     assert_eq!(
@@ -109,4 +114,44 @@ fn api_keys_that_are_not_utf8_stop_the_server_instead_of_opening_the_api() {
             "connectors-server: configuration error: CONNECTORS_API_KEYS: not valid UTF-8".to_owned()
         )
     );
+}
+
+/// `CONNECTORS_FIXTURE_LATENCY_MS` applies to every connector's replay
+/// server: each request of a GCP, Azure or AWS fixture sync waits it out, so
+/// a sync takes at least that long (a lower bound, not a speed figure).
+#[tokio::test]
+async fn fixture_latency_applies_to_gcp_azure_and_aws() {
+    let latency = Duration::from_millis(200);
+    let mut config = Config::for_tests();
+    config.fixture_latency = latency;
+    let server = TestServer::with_config(config).await;
+    let client = &server.client;
+    /// How long a sync (opening and reading its stream to the end) took.
+    async fn took(sync: impl std::future::Future<Output = Vec<connectors_proto::v1::SyncEvent>>) -> Duration {
+        let started = Instant::now();
+        let events = sync.await;
+        assert!(summary(&events).complete);
+        started.elapsed()
+    }
+    /// A FULL sync of `$connector` in the default scope, read to its end.
+    macro_rules! full_sync {
+        ($connector:ident) => {
+            async {
+                let request = connectors_proto::$connector::v1::SyncRequest {
+                    options: Some(full()),
+                    ..Default::default()
+                };
+                collect(client.$connector().sync(request).await.map(|r| r.into_inner())).await
+            }
+        };
+    }
+    let gcp = took(full_sync!(gcp)).await;
+    let azure = took(full_sync!(azure)).await;
+    let aws = took(full_sync!(aws)).await;
+    for (connector, took) in [("gcp", gcp), ("azure", azure), ("aws", aws)] {
+        assert!(
+            took >= latency,
+            "a {connector} fixture sync took {took:?}, less than the latency of one request"
+        );
+    }
 }
