@@ -599,8 +599,9 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-/// Everything the server reads at start-up.
-#[derive(Debug, Clone)]
+/// Everything the server reads at start-up. Its Debug output shows no
+/// secret (the Redis URL's password is redacted).
+#[derive(Clone)]
 pub struct Config {
     /// `CONNECTORS_LISTEN`.
     pub listen: SocketAddr,
@@ -669,6 +670,75 @@ pub struct Config {
     pub azure: AzureEnv,
     /// AWS.
     pub aws: AwsEnv,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("mode", &self.mode)
+            .field("credential_check_interval", &self.credential_check_interval)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_redis_url))
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("redis_client_identity", &self.redis_client_identity)
+            .field("memory_cache_bytes", &self.memory_cache_bytes)
+            .field("coalesce_log_max_bytes", &self.coalesce_log_max_bytes)
+            .field("state_ttl", &self.state_ttl)
+            .field("superseded_state_ttl", &self.superseded_state_ttl)
+            .field("resume_ttl", &self.resume_ttl)
+            .field("kept_generations", &self.kept_generations)
+            .field("log_format", &self.log_format)
+            .field("fixtures_dir", &self.fixtures_dir)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("tls", &self.tls)
+            .field("fixture_latency", &self.fixture_latency)
+            .field("api_keys", &self.api_keys)
+            .field("max_streams", &self.max_streams)
+            .field("max_streams_per_client", &self.max_streams_per_client)
+            .field("github", &self.github)
+            .field("wiz", &self.wiz)
+            .field("kubernetes", &self.kubernetes)
+            .field("gitlab", &self.gitlab)
+            .field("gcp", &self.gcp)
+            .field("azure", &self.azure)
+            .field("aws", &self.aws)
+            .finish()
+    }
+}
+
+/// A Redis URL with its password (user info, or the `pass` query parameter
+/// of a socket URL) replaced by `redacted`; anything else is not shown at
+/// all (a password may be anywhere in it).
+fn redact_redis_url(raw: &str) -> String {
+    let url = url::Url::parse(raw).ok().filter(|url| {
+        matches!(
+            url.scheme(),
+            "redis" | "rediss" | "valkey" | "valkeys" | "unix" | "redis+unix" | "valkey+unix"
+        )
+    });
+    let Some(mut url) = url else {
+        return "<not a redis url, not shown>".to_owned();
+    };
+    if url.password().is_some() {
+        // Fails only for URLs that cannot have a password, and this one has.
+        let _ = url.set_password(Some("redacted"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if matches!(key.as_ref(), "pass" | "password") {
+                    "redacted".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -1041,5 +1111,37 @@ impl Config {
             gcp: GcpEnv::from_env()?,
             aws: AwsEnv::from_env()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The password of a Redis URL (user info, or `?pass=` of a socket URL)
+    /// never appears in the formatted configuration.
+    #[test]
+    fn debug_output_redacts_the_redis_password() {
+        let mut config = Config::for_tests();
+        config.redis_url = Some("rediss://inventory:s3cret-Redis-pw@redis.internal:6380/2".into());
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret-Redis-pw"), "{debug}");
+        assert!(
+            debug.contains(r#"redis_url: Some("rediss://inventory:redacted@redis.internal:6380/2")"#),
+            "{debug}"
+        );
+        config.redis_url = Some("redis+unix:///run/redis.sock?db=1&pass=s3cret-Redis-pw".into());
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret-Redis-pw"), "{debug}");
+        assert!(
+            debug.contains(r#"redis_url: Some("redis+unix:///run/redis.sock?db=1&pass=redacted")"#),
+            "{debug}"
+        );
+        config.redis_url = Some("inventory:s3cret-Redis-pw@redis.internal".into());
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains(r#"redis_url: Some("<not a redis url, not shown>")"#),
+            "{debug}"
+        );
     }
 }
