@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithTonicConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::Directive;
@@ -78,6 +79,25 @@ pub fn otlp_requested(env: impl Fn(&str) -> Option<String>) -> Result<bool, Stri
     Ok(true)
 }
 
+/// Whether the OTLP exporter's endpoint is TLS, resolved as
+/// opentelemetry-otlp does: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`; `https://`, or no scheme unless
+/// `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE=true`. Only such an endpoint gets
+/// the system's roots (loading them fails on a host that has none).
+pub fn otlp_uses_tls(env: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| env(name).filter(|value| !value.is_empty());
+    let Some(endpoint) = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    else {
+        return false;
+    };
+    match endpoint.split_once("://") {
+        Some((scheme, _)) if !scheme.contains(['/', '?', '#']) => scheme.eq_ignore_ascii_case("https"),
+        _ => !env("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_INSECURE"))
+            .is_some_and(|insecure| insecure.eq_ignore_ascii_case("true")),
+    }
+}
+
 /// The target of spans only the trace exporter takes: one per upstream
 /// request. The log never shows them (nothing is logged inside one at
 /// `info`), so without an exporter they are not created at all: at tens of
@@ -131,10 +151,12 @@ pub fn init_tracing(format: LogFormat) -> Result<Telemetry, String> {
     .with_filter(log_filter(filter));
 
     let provider = if otlp_requested(|name| std::env::var(name).ok())? {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()
-            .map_err(|error| format!("OTLP exporter: {error}"))?;
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+        // The exporter's own TLS default trusts no root at all.
+        if otlp_uses_tls(|name| std::env::var(name).ok()) {
+            exporter = exporter.with_tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots());
+        }
+        let exporter = exporter.build().map_err(|error| format!("OTLP exporter: {error}"))?;
         let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
             exporter,
             opentelemetry_sdk::runtime::Tokio,

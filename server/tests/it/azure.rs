@@ -409,17 +409,7 @@ async fn an_unbuildable_azure_credential_leaves_azure_unavailable_and_the_server
         )
     );
     // The other connectors serve.
-    let events = collect(
-        client
-            .github()
-            .sync(connectors_proto::github::v1::SyncRequest {
-                options: Some(full()),
-                ..Default::default()
-            })
-            .await
-            .map(|r| r.into_inner()),
-    )
-    .await;
+    let events = crate::support::github_full_sync(&client).await;
     assert_eq!(upserts(&events).len(), 102);
 }
 

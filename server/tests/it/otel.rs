@@ -179,17 +179,19 @@ async fn spans_of_a_sync_and_its_upstream_requests_reach_the_otlp_collector() {
     assert_eq!(spans.len(), 141, "nothing else is exported");
 }
 
+/// An environment of `pairs` only.
+fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    }
+}
+
 #[test]
 fn otlp_export_is_off_unless_an_endpoint_is_set() {
     use connectors_server::telemetry::otlp_requested;
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        }
-    };
     assert_eq!(otlp_requested(env(&[])), Ok(false));
     assert_eq!(otlp_requested(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")])), Ok(false));
     assert_eq!(
@@ -233,4 +235,87 @@ fn otlp_export_is_off_unless_an_endpoint_is_set() {
         Ok(true),
         "the traces-specific variable wins"
     );
+}
+
+/// An `https://` collector: spans are exported over TLS, the collector's
+/// certificate verified against the system's roots (here the test's CA,
+/// through `SSL_CERT_FILE`). The server used to stop at start-up: the OTLP
+/// exporter was built without TLS.
+#[tokio::test]
+async fn spans_reach_an_https_collector_over_tls() {
+    use tonic::transport::{Identity, ServerTlsConfig};
+
+    // The collector's TLS (in this process) needs rustls's provider, as the server's does.
+    connectors_server::server::install_crypto_provider();
+    let pki = crate::tls::pki();
+    let identity = Identity::from_pem(
+        std::fs::read(pki.dir.join("server.pem")).unwrap(),
+        std::fs::read(pki.dir.join("server.key")).unwrap(),
+    );
+    let collector = Collector::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_port = listener.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .unwrap()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let endpoint = format!("https://localhost:{collector_port}");
+    let ca = pki.dir.join("ca.pem");
+    let (mut server, client) = crate::support::serve_with_env(&[
+        ("CONNECTORS_MODE", "fixtures"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+    ])
+    .await;
+    let events = crate::support::github_full_sync(&client).await;
+    assert!(summary(&events).complete);
+    assert_eq!(terminate(&mut server.0).await.code(), Some(0));
+    let spans = collector.spans.lock().unwrap().clone();
+    let names: Vec<&str> = spans.iter().map(|(_, span)| span.name.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|name| **name == "sync github").count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(spans.len() as u64, 1 + crate::github::FULL_REQUESTS);
+}
+
+/// Which endpoints get TLS (and the system's roots): as opentelemetry-otlp
+/// decides, the traces endpoint first; a schemeless one unless INSECURE.
+#[test]
+fn otlp_tls_follows_the_endpoint_scheme_as_the_exporter_does() {
+    use connectors_server::telemetry::otlp_uses_tls;
+    let cases: [(&'static [(&'static str, &'static str)], bool); 7] = [
+        (&[], false),
+        (&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")], false),
+        (&[("OTEL_EXPORTER_OTLP_ENDPOINT", "HTTPS://collector:4317")], true),
+        (&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")], true),
+        (
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+                ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://traces:4317"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ],
+            false,
+        ),
+    ];
+    for (pairs, tls) in cases {
+        assert_eq!(otlp_uses_tls(env(pairs)), tls, "{pairs:?}");
+    }
 }

@@ -277,3 +277,12 @@ pub async fn availability_of(
         _ => (availability, entry.reason),
     }
 }
+
+/// A FULL GitHub sync of the default scope through `client`, read to its end.
+pub async fn github_full_sync(client: &ConnectorsClient) -> Vec<SyncEvent> {
+    let request = connectors_proto::github::v1::SyncRequest {
+        options: Some(crate::conformance::full()),
+        ..Default::default()
+    };
+    crate::conformance::collect(client.github().sync(request).await.map(|r| r.into_inner())).await
+}

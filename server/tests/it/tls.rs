@@ -10,14 +10,14 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::support::TestServer;
 
-struct Pki {
-    dir: PathBuf,
-    ca_pem: String,
-    client_cert: String,
-    client_key: String,
+pub(crate) struct Pki {
+    pub(crate) dir: PathBuf,
+    pub(crate) ca_pem: String,
+    pub(crate) client_cert: String,
+    pub(crate) client_key: String,
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let dir = std::env::temp_dir().join(format!("connectors-tls-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca_key = KeyPair::generate().unwrap();
