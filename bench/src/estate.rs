@@ -10,7 +10,8 @@
 //!
 //! AWS-shaped: ECR `DescribeRepositories` and `DescribeImages` (awsJson 1.1,
 //! `nextToken` pages of up to 100 results, or `maxResults` up to 1000, as ECR
-//! pages), in account 123456789012, region us-east-1.
+//! pages), in account 123456789012, region us-east-1; and STS
+//! `GetCallerIdentity`, the connector's credential check.
 
 use std::fmt::Write as _;
 
@@ -522,6 +523,16 @@ impl Synthesizer for Estate {
         } else if method == Method::POST && uri.path() == "/graphql" {
             // The connector's batched manifest reads.
             Some(github_graphql::answer(body, self.github.as_ref()?))
+        } else if method == Method::POST && uri.path() == "/" && body.starts_with(b"Action=GetCallerIdentity&") {
+            // The AWS connector's credential check (STS, query protocol).
+            Some(RecordedResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "text/xml".into())],
+                body: None,
+                body_text: Some(format!(
+                    r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::{ACCOUNT}:user/bench</Arn><UserId>AIDACKCEVSQ6C2EXAMPLE</UserId><Account>{ACCOUNT}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#
+                )),
+            })
         } else if method == Method::POST && uri.path() == "/" {
             self.aws.as_ref()?.respond(headers, body)
         } else {

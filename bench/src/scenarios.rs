@@ -171,8 +171,9 @@ impl Server {
         Ok(Self { process, client })
     }
 
-    /// Live GitHub and AWS against `replay`; the start-up credential check
-    /// (GET /user) is answered before this returns.
+    /// Live GitHub and AWS against `replay`; the start-up credential checks
+    /// (GitHub's GET /user, AWS's STS GetCallerIdentity) are answered before
+    /// this returns.
     async fn live(
         work: &Path,
         name: &str,
@@ -202,10 +203,10 @@ impl Server {
         let before = replay.stats().requests();
         let server = Self::start(work, name, env).await?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while replay.stats().requests() == before {
+        while replay.stats().requests() < before + 2 {
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the server did not check its GitHub credentials"
+                "the server did not check its GitHub and AWS credentials"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

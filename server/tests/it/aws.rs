@@ -551,7 +551,14 @@ fn asset_of(events: &[SyncEvent], urn: &str) -> connectors_proto::v1::CloudAsset
 }
 
 const ACCOUNT: &str = "123456789012";
+/// A second account (moto keeps each account's resources apart).
+const OTHER: &str = "111111111111";
 const REGION: &str = "us-east-1";
+
+/// The role `inventory` of `account`.
+fn role(account: &str) -> String {
+    format!("arn:aws:iam::{account}:role/inventory")
+}
 
 async fn open(server: &TestServer, request: SyncRequest) -> Result<tonic::Streaming<SyncEvent>, Status> {
     server.client.aws().sync(request).await.map(|r| r.into_inner())
@@ -594,15 +601,14 @@ fn sdk_config_in(endpoint: &str, region: &str) -> SdkConfig {
         .build()
 }
 
-/// IAM is a query-protocol service without an SDK crate here: one form POST.
-async fn create_role(endpoint: &str) -> String {
-    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("Action", "CreateRole")
-        .append_pair("Version", "2010-05-08")
-        .append_pair("RoleName", "inventory-lambda")
-        .append_pair("AssumeRolePolicyDocument", policy)
-        .finish();
+/// IAM is a query-protocol service without an SDK crate here: one form POST
+/// of `action` with `params`; the answer's XML.
+async fn iam(endpoint: &str, action: &str, params: &[(&str, &str)]) -> String {
+    let mut body = url::form_urlencoded::Serializer::new(String::new());
+    body.append_pair("Action", action).append_pair("Version", "2010-05-08");
+    for (name, value) in params {
+        body.append_pair(name, value);
+    }
     let response = reqwest::Client::new()
         .post(format!("{endpoint}/"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -610,11 +616,24 @@ async fn create_role(endpoint: &str) -> String {
             "authorization",
             "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
         )
-        .body(body)
+        .body(body.finish())
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{:?}", response.text().await);
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{action}: {text}");
+    text
+}
+
+async fn create_role(endpoint: &str) -> String {
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    iam(
+        endpoint,
+        "CreateRole",
+        &[("RoleName", "inventory-lambda"), ("AssumeRolePolicyDocument", policy)],
+    )
+    .await;
     format!("arn:aws:iam::{ACCOUNT}:role/inventory-lambda")
 }
 
@@ -998,8 +1017,6 @@ async fn every_account_and_region_is_its_own_scope_against_moto() {
         return;
     };
     let endpoint = moto.url();
-    const OTHER: &str = "111111111111";
-    let role = |account: &str| format!("arn:aws:iam::{account}:role/inventory");
     // Seeded through the AWS API, each account by its assumed role.
     let mut expected = Vec::new();
     for (account, region, name) in [
@@ -1145,4 +1162,204 @@ async fn aws_use_default_chain_syncs_live_with_an_instance_role() {
     // role name, credentials) of each of its 5 scopes: every scope loads its
     // own SDK config, default chain included.
     assert_eq!(upstream.stats().requests(), 26 + 5 * 3);
+}
+
+/// The text of the first `<name>` element of an XML answer.
+fn xml_element<'a>(xml: &'a str, name: &str) -> &'a str {
+    let start = xml
+        .find(&format!("<{name}>"))
+        .unwrap_or_else(|| panic!("no {name} in {xml}"))
+        + name.len()
+        + 2;
+    let end = start + xml[start..].find(&format!("</{name}>")).unwrap();
+    &xml[start..end]
+}
+
+/// A live server against `moto` with `keys` and the accounts `accounts`
+/// (id, role ARN); its connector's credential check, called once more.
+async fn credential_check(moto: &MotoServer, keys: (&str, &str), accounts: &[(&str, String)]) -> (TestServer, String) {
+    use connectors_server::sync::Connector as _;
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.aws.credentials = true;
+    config.aws.regions = vec![REGION.into()];
+    config.aws.endpoint_url = Some(url::Url::parse(&moto.url()).unwrap());
+    config.aws.static_keys = Some((keys.0.into(), keys.1.into(), None));
+    config.aws.accounts = accounts
+        .iter()
+        .map(|(id, role)| ((*id).to_owned(), role.clone()))
+        .collect();
+    let server = TestServer::with_config(config).await;
+    let connector = server.server.registry.aws.clone().expect("aws compiled in");
+    let outcome = format!("{:?}", connector.authenticate().await);
+    (server, outcome)
+}
+
+/// The credential check behind the AWS service's health: STS
+/// GetCallerIdentity with the server's credentials, then AssumeRole into each
+/// role of AWS_ACCOUNTS. Moto checks signatures and IAM policies once told to
+/// (`/moto-api/reset-auth`, what moto's `set_initial_no_auth_action_count`
+/// does): keys it does not know are InvalidClientTokenId (NOT_SERVING),
+/// a user whose policy does not allow assuming a configured role is
+/// refused, and a user that may assume it passes.
+#[tokio::test]
+async fn the_credential_check_fails_unknown_keys_and_a_role_that_may_not_be_assumed_against_moto() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let Some(moto) = MotoServer::start_or_skip() else {
+        return;
+    };
+    let endpoint = moto.url();
+    // Before authorization is enforced: a user with keys, allowed to assume
+    // its account's role `inventory`, which trusts it.
+    let user = format!("arn:aws:iam::{ACCOUNT}:user/inventory");
+    iam(&endpoint, "CreateUser", &[("UserName", "inventory")]).await;
+    let created = iam(&endpoint, "CreateAccessKey", &[("UserName", "inventory")]).await;
+    let (key_id, secret) = (
+        xml_element(&created, "AccessKeyId").to_owned(),
+        xml_element(&created, "SecretAccessKey").to_owned(),
+    );
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{user}"}},"Action":"sts:AssumeRole"}}]}}"#
+    );
+    iam(
+        &endpoint,
+        "CreateRole",
+        &[("RoleName", "inventory"), ("AssumeRolePolicyDocument", &trust)],
+    )
+    .await;
+    let allowed = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"{}"}}]}}"#,
+        role(ACCOUNT)
+    );
+    iam(
+        &endpoint,
+        "PutUserPolicy",
+        &[
+            ("UserName", "inventory"),
+            ("PolicyName", "assume-inventory"),
+            ("PolicyDocument", &allowed),
+        ],
+    )
+    .await;
+    let enforced = reqwest::Client::new()
+        .post(format!("{endpoint}/moto-api/reset-auth"))
+        .body("0")
+        .send()
+        .await
+        .unwrap();
+    assert!(enforced.status().is_success());
+
+    // Keys moto does not know.
+    let (server, outcome) = credential_check(&moto, ("AKIDUNKNOWN", "not-a-secret"), &[]).await;
+    // Moto answers `<ErrorResponse><Errors><Error>` (EC2's error shape), in
+    // which the SDK finds no code: the status says it (the answer STS itself
+    // gives is checked with a replay, below).
+    assert_eq!(
+        outcome,
+        r#"Err(UpstreamPermissionDenied("sts:GetCallerIdentity: HTTP 403 without an error code"))"#
+    );
+    // The start-up check set the health of the service from the same answer.
+    server
+        .wait_for_health("connectors.aws.v1.AwsConnectorService", ServingStatus::NotServing)
+        .await;
+    drop(server);
+
+    // The user's keys, and a role of another account its policy does not allow.
+    let (_server, outcome) = credential_check(
+        &moto,
+        (&key_id, &secret),
+        &[(ACCOUNT, role(ACCOUNT)), (OTHER, role(OTHER))],
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        format!(
+            r#"Err(UpstreamPermissionDenied("account {OTHER}: sts:AssumeRole {}: HTTP 403 without an error code"))"#,
+            role(OTHER)
+        )
+    );
+    // Its own account's role only: the check passes.
+    let (_server, outcome) = credential_check(&moto, (&key_id, &secret), &[(ACCOUNT, role(ACCOUNT))]).await;
+    assert_eq!(outcome, "Ok(())");
+}
+
+/// STS's own answers (query protocol, the `ErrorResponse` of its API
+/// reference) to a connector against a replay server: the error code decides
+/// the kind, and the message is STS's. One request per call, not retried.
+#[tokio::test]
+async fn the_credential_check_reads_the_error_codes_sts_answers() {
+    use connectors_server::providers::aws::{AwsConnector, AwsSettings};
+    use connectors_server::replay::ReplayServer;
+    use connectors_server::sync::{Availability, Connector as _};
+    let role = role(OTHER);
+    // Exchanges differ by their request only: the first answers once, the
+    // second every request after it.
+    let sts = |times: Option<u64>, status: u16, body: String| -> connectors_server::replay::Exchange {
+        serde_json::from_value(serde_json::json!({
+            "times": times,
+            "request": {"method": "POST", "path": "/"},
+            "response": {
+                "status": status,
+                "headers": {"content-type": "text/xml", "x-amzn-requestid": "c6104cbe-af31-11e0-8154-cbc7ccf896c7"},
+                "body_text": body
+            }
+        }))
+        .unwrap()
+    };
+    let error = |code: &str, message: &str| {
+        format!(
+            r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"#
+        )
+    };
+    let identity = format!(
+        r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::{ACCOUNT}:user/inventory</Arn><UserId>AIDACKCEVSQ6C2EXAMPLE</UserId><Account>{ACCOUNT}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#
+    );
+    let denied = format!(
+        "User: arn:aws:iam::{ACCOUNT}:user/inventory is not authorized to perform: sts:AssumeRole on resource: {role}"
+    );
+    let cases = [
+        (
+            vec![sts(
+                None,
+                403,
+                error("InvalidClientTokenId", "The security token included in the request is invalid."),
+            )],
+            1,
+            r#"Err(UpstreamUnauthenticated("sts:GetCallerIdentity: InvalidClientTokenId: The security token included in the request is invalid."))"#.to_owned(),
+        ),
+        (
+            vec![sts(Some(1), 200, identity), sts(None, 403, error("AccessDenied", &denied))],
+            2,
+            format!(r#"Err(UpstreamPermissionDenied("account {OTHER}: sts:AssumeRole {role}: AccessDenied: {denied}"))"#),
+        ),
+    ];
+    for (exchanges, requests, expected) in cases {
+        let mut set = FixtureSet::default();
+        for exchange in exchanges {
+            set.insert(exchange);
+        }
+        let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+        let http = SharedUpstreamHttp::new(
+            Arc::new(|base| UpstreamConfig::new("aws", base)),
+            SharedCache::memory(1 << 20),
+        );
+        let connector = AwsConnector::new(
+            AwsSettings {
+                availability: Availability::Live {
+                    auth_mode: "assume_role".into(),
+                },
+                accounts: [(OTHER.to_owned(), role.clone())].into(),
+                regions: vec![REGION.into()],
+                endpoint_url: Some(upstream.base_url().trim_end_matches('/').to_owned()),
+                static_keys: Some(("AKIDEXAMPLE".into(), "not-a-secret".into(), None)),
+                fast_retries: true,
+                scope_concurrency: 1,
+                ecr_page_size: 1000,
+            },
+            http,
+        );
+        assert_eq!(format!("{:?}", connector.authenticate().await), expected);
+        assert_eq!(upstream.stats().requests(), requests);
+        assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
+    }
 }

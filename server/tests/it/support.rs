@@ -46,6 +46,30 @@ impl TestServer {
         Self { server, client }
     }
 
+    /// Waits (up to 10 s) until the health of `service` is `expected`.
+    pub async fn wait_for_health(
+        &self,
+        service: &str,
+        expected: tonic_health::pb::health_check_response::ServingStatus,
+    ) {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.client.channel().clone());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: service.to_owned(),
+            };
+            let status = health.check(request).await.unwrap().into_inner().status;
+            if status == expected as i32 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service} stayed {status}, not {expected:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Requests the fixture replay server of `connector` received.
     pub fn upstream_requests(&self, connector: &str) -> u64 {
         self.server.replay(connector).expect("fixture mode").stats().requests()

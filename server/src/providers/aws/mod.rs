@@ -163,7 +163,24 @@ fn sdk_error<E>(operation: &str, error: E) -> ScopeError
 where
     E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
 {
-    let message = match (error.code(), error.message()) {
+    let message = sdk_message(&error);
+    // A rate limit the shared layer knew to last beyond its wait budget.
+    if let Some(crate::http::UpstreamError::RateLimited { reset_time, .. }) = crate::http::UpstreamError::find(&error) {
+        return ScopeError::RateLimited {
+            reset_time: *reset_time,
+            message: format!("{operation}: {message}"),
+        };
+    }
+    failed(operation, error.code(), message)
+}
+
+/// A failed SDK call in the service's own words (`code: message`), or, for a
+/// call that got no answer, the chain of its causes.
+fn sdk_message<E>(error: &E) -> String
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    match (error.code(), error.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
         _ => {
@@ -176,15 +193,45 @@ where
             }
             text
         }
-    };
-    // A rate limit the shared layer knew to last beyond its wait budget.
-    if let Some(crate::http::UpstreamError::RateLimited { reset_time, .. }) = crate::http::UpstreamError::find(&error) {
-        return ScopeError::RateLimited {
-            reset_time: *reset_time,
-            message: format!("{operation}: {message}"),
-        };
     }
-    failed(operation, error.code(), message)
+}
+
+/// Error codes of credentials AWS does not accept at all (unknown key,
+/// wrong secret, expired session): the server cannot authenticate.
+const REJECTED_CREDENTIALS: &[&str] = &[
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "MissingAuthenticationToken",
+];
+
+/// The STS session name of the credential check's AssumeRole calls.
+pub const CHECK_SESSION: &str = "connectors-credential-check";
+
+/// The credential check's error of a failed STS call `what`: rejected
+/// credentials, a role that may not be assumed (AccessDenied; a 401 or 403
+/// whose answer names no error code, by its status), or an STS that could
+/// not be asked. Every one leaves the connector NOT_SERVING.
+fn check_error<E>(what: &str, error: aws_sdk_sts::error::SdkError<E>) -> SyncError
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
+    let status = error.raw_response().map(|response| response.status().as_u16());
+    match (error.code(), status) {
+        (Some(code), _) if REJECTED_CREDENTIALS.contains(&code) => {
+            SyncError::UpstreamUnauthenticated(format!("{what}: {}", sdk_message(&error)))
+        }
+        (Some(code), _) if code.starts_with("AccessDenied") => {
+            SyncError::UpstreamPermissionDenied(format!("{what}: {}", sdk_message(&error)))
+        }
+        (None, Some(401)) => SyncError::UpstreamUnauthenticated(format!("{what}: HTTP 401 without an error code")),
+        (None, Some(403)) => SyncError::UpstreamPermissionDenied(format!("{what}: HTTP 403 without an error code")),
+        _ => SyncError::Unavailable(format!("{what}: {}", sdk_message(&error))),
+    }
 }
 
 fn timestamp(value: Option<&aws_smithy_types::DateTime>) -> Option<pbjson_types::Timestamp> {
@@ -492,7 +539,8 @@ impl AwsConnector {
         }
     }
 
-    async fn sdk_config(&self, account: &str, region: &str) -> SdkConfig {
+    /// The SDK config of `region` with the server's own credentials.
+    async fn base_config(&self, region: &str) -> SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(self.http.clone())
             .retry_config(self.retry_config())
@@ -509,7 +557,13 @@ impl AwsConnector {
                 "server-config",
             ));
         }
-        let base = loader.load().await;
+        loader.load().await
+    }
+
+    /// The SDK config of `region` for `account`: through its role, if
+    /// `AWS_ACCOUNTS` names one.
+    async fn sdk_config(&self, account: &str, region: &str) -> SdkConfig {
+        let base = self.base_config(region).await;
         match self.settings.accounts.get(account) {
             Some(role) => assume_role(base, role, region, "connectors-inventory").await,
             None => base,
@@ -926,9 +980,29 @@ impl Connector for AwsConnector {
         self.settings.availability.clone()
     }
 
+    /// STS `GetCallerIdentity` with the server's own credentials (allowed
+    /// to every identity AWS accepts), then `AssumeRole` into each role of
+    /// `AWS_ACCOUNTS`, as syncs do: the first that fails is the error.
+    /// A missing service permission still fails only its scopes.
     async fn authenticate(&self) -> Result<(), SyncError> {
-        // The default chain resolves lazily and per account role; failures
-        // show as FAILED scopes naming the operation.
+        if !matches!(self.settings.availability, Availability::Live { .. }) {
+            return Ok(());
+        }
+        let region = self.settings.regions.first().map_or("us-east-1", String::as_str);
+        let sts = aws_sdk_sts::Client::new(&self.base_config(region).await);
+        sts.get_caller_identity()
+            .send()
+            .await
+            .map_err(|error| check_error("sts:GetCallerIdentity", error))?;
+        for (account, role) in &self.settings.accounts {
+            sts.assume_role()
+                .role_arn(role)
+                .role_session_name(CHECK_SESSION)
+                .duration_seconds(900)
+                .send()
+                .await
+                .map_err(|error| check_error(&format!("account {account}: sts:AssumeRole {role}"), error))?;
+        }
         Ok(())
     }
 
