@@ -654,8 +654,14 @@ pub struct Config {
     pub api_keys: crate::grpc::auth::ApiKeys,
     /// `CONNECTORS_MAX_STREAMS`: open Sync streams on this server.
     pub max_streams: usize,
-    /// `CONNECTORS_MAX_STREAMS_PER_CLIENT`: per API key (or peer IP without keys).
+    /// `CONNECTORS_MAX_STREAMS_PER_CLIENT`: per API key (or, without keys,
+    /// per identity header value, else per peer IP).
     pub max_streams_per_client: usize,
+    /// `CONNECTORS_CLIENT_IDENTITY_HEADER`: a header a service mesh's proxy
+    /// sets to the client's identity (`l5d-client-id`,
+    /// `x-forwarded-client-cert`); clients without an API key are limited
+    /// per its value instead of per peer IP (the proxy's, behind a mesh).
+    pub client_identity_header: Option<http::HeaderName>,
     /// GitHub.
     pub github: GithubEnv,
     /// Wiz.
@@ -864,6 +870,7 @@ impl Config {
             api_keys: crate::grpc::auth::ApiKeys::default(),
             max_streams: 256,
             max_streams_per_client: 64,
+            client_identity_header: None,
             github: GithubEnv::default(),
             wiz: WizEnv::default(),
             kubernetes: KubernetesEnv::default(),
@@ -1084,6 +1091,14 @@ impl Config {
                 .map_or(256, |n| usize::try_from(n).unwrap_or(usize::MAX)),
             max_streams_per_client: positive("CONNECTORS_MAX_STREAMS_PER_CLIENT", "0 would refuse every sync")?
                 .map_or(32, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            client_identity_header: var("CONNECTORS_CLIENT_IDENTITY_HEADER")
+                .map(|name| {
+                    http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError {
+                        var: "CONNECTORS_CLIENT_IDENTITY_HEADER",
+                        message: format!("{name:?} is not an HTTP header name"),
+                    })
+                })
+                .transpose()?,
             github: GithubEnv {
                 api_url,
                 token: var("GITHUB_TOKEN"),

@@ -301,10 +301,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     #[cfg_attr(not(any_connector), allow(unused_variables))]
     let gate = crate::grpc::SyncGate {
         engine: engine.clone(),
-        limits: Arc::new(crate::grpc::limits::StreamLimits::new(
-            config.max_streams,
-            config.max_streams_per_client,
-        )),
+        limits: Arc::new(
+            crate::grpc::limits::StreamLimits::new(config.max_streams, config.max_streams_per_client)
+                .with_identity_header(config.client_identity_header.clone()),
+        ),
     };
     let mut api_keys = config.api_keys.clone();
     for entry in &registry.entries {

@@ -67,7 +67,7 @@ impl SyncGate {
     ) -> Result<tonic::Response<EventStream>, tonic::Status> {
         let timeout = deadline::timeout_of(request.metadata()).map_err(status_from)?;
         options.deadline = timeout.and_then(deadline::deadline_after);
-        let permits = self.limits.acquire(&limits::StreamLimits::client_of(request))?;
+        let permits = self.limits.acquire(&self.limits.client_of(request))?;
         // The sync's span: a child of the caller's trace, if it sent one. The
         // engine records its id, mode and outcome, and runs the sync in it.
         let span = tracing::info_span!(

@@ -484,6 +484,19 @@ fn an_invalid_github_orgs_login_stops_the_server_naming_the_variable() {
     );
 }
 
+/// `CONNECTORS_CLIENT_IDENTITY_HEADER` must name a header: one that is not
+/// stops the server naming the variable.
+#[test]
+fn an_invalid_client_identity_header_stops_the_server_naming_the_variable() {
+    assert_eq!(
+        start_with("CONNECTORS_CLIENT_IDENTITY_HEADER", "l5d client id"),
+        (
+            Some(2),
+            "connectors-server: configuration error: CONNECTORS_CLIENT_IDENTITY_HEADER: \"l5d client id\" is not an HTTP header name".to_owned()
+        )
+    );
+}
+
 /// The exit code and standard error of the server started in fixture mode
 /// with `var` set to `value` (and nothing else of the environment but PATH).
 fn start_with(var: &str, value: &str) -> (Option<i32>, String) {

@@ -139,6 +139,52 @@ async fn excess_streams_are_shed_with_retry_info() {
     assert!(github.clone().sync(request()).await.is_ok());
 }
 
+/// Behind a service mesh every connection comes from the sidecar's loopback
+/// address: without API keys the per-client limit would make all clients
+/// one. With `CONNECTORS_CLIENT_IDENTITY_HEADER` the identity the mesh's
+/// proxy puts in that header (Linkerd's `l5d-client-id` here) tells them
+/// apart: two schedulers each get their stream, a second stream of the same
+/// one is shed.
+#[tokio::test]
+async fn clients_behind_a_mesh_are_limited_per_identity_header() {
+    let mut config = Config::for_tests();
+    config.max_streams_per_client = 1;
+    config.client_identity_header = Some(http::HeaderName::from_static("l5d-client-id"));
+    let server = TestServer::with_config(config).await;
+    server.server.replay("github").unwrap().set_options(ReplayOptions {
+        latency: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let channel = tonic::transport::Endpoint::from_shared(server.server.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let open = |identity: &'static str| {
+        let mut client = GithubConnectorServiceClient::new(channel.clone());
+        async move {
+            let mut sync = tonic::Request::new(request());
+            sync.metadata_mut().insert("l5d-client-id", identity.parse().unwrap());
+            client.sync(sync).await.map(|r| r.into_inner())
+        }
+    };
+    const A: &str = "scheduler-a.jobs.serviceaccount.identity.linkerd.cluster.local";
+    const B: &str = "scheduler-b.jobs.serviceaccount.identity.linkerd.cluster.local";
+    let first = open(A).await.unwrap();
+    let other = open(B).await.unwrap();
+    let status = open(A).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        "this client has 1 open streams, the most allowed; retry later"
+    );
+    assert_eq!(
+        status.get_error_details().error_info().map(|i| i.reason.as_str()),
+        Some("CLIENT_STREAM_LIMIT")
+    );
+    drop((first, other));
+}
+
 #[tokio::test]
 async fn two_hundred_concurrent_streams_complete() {
     let mut config = Config::for_tests();
