@@ -65,6 +65,16 @@ impl SyncGate {
         domain: C::Request,
         mut options: crate::sync::SyncOptions,
     ) -> Result<tonic::Response<EventStream>, tonic::Status> {
+        // A checkpoint kept under `state_key` belongs to the API key that
+        // kept it: the same name under another key is another checkpoint.
+        // Without keys (an open server) the name alone, as before. A
+        // client's `state_key` cannot hold a `/`, so no client names another
+        // key's checkpoint, nor an open server's one.
+        if let (Some(auth::ClientId(id)), Some(key)) =
+            (request.extensions().get::<auth::ClientId>(), options.state_key.as_mut())
+        {
+            *key = format!("{id}/{key}");
+        }
         let timeout = deadline::timeout_of(request.metadata()).map_err(status_from)?;
         options.deadline = timeout.and_then(deadline::deadline_after);
         let permits = self.limits.acquire(&self.limits.client_of(request))?;

@@ -5,7 +5,8 @@ use std::time::Duration;
 use connectors_client::ConnectorsClient;
 use connectors_proto::github::v1::SyncRequest;
 use connectors_proto::github::v1::github_connector_service_client::GithubConnectorServiceClient;
-use connectors_proto::v1::EntityKind;
+use connectors_proto::v1::sync_event::Event;
+use connectors_proto::v1::{EntityKind, SyncEvent, SyncMode, SyncOptions};
 use connectors_server::config::Config;
 use connectors_server::grpc::auth::ApiKeys;
 use connectors_server::replay::ReplayOptions;
@@ -16,7 +17,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt;
 
 use crate::conformance::{collect, full};
-use crate::support::{TestServer, summary};
+use crate::support::{TestServer, deletions, summary, upserts};
 
 const ALL: &str = "all-access-key-0123456789";
 const GITLAB_ONLY: &str = "gitlab-only-key-0123456789";
@@ -103,6 +104,58 @@ async fn api_keys_guard_every_connector_and_registry_rpc() {
         .await
         .unwrap();
     assert_eq!(response.into_inner().status, 1);
+}
+
+/// A checkpoint kept under a `state_key` belongs to the API key that kept
+/// it: another key syncing under the same name neither starts from it nor
+/// moves it on.
+#[tokio::test]
+async fn a_state_key_keeps_one_checkpoint_per_api_key() {
+    const OTHER: &str = "other-all-access-key-0123456789";
+    let mut config = Config::for_tests();
+    config.api_keys = ApiKeys::parse(&format!("{ALL},{OTHER}")).unwrap();
+    let server = TestServer::with_config(config).await;
+    let sync = |key: &'static str, mode: SyncMode| {
+        let endpoint = server.server.endpoint();
+        async move {
+            let client = ConnectorsClient::connect(endpoint)
+                .await
+                .unwrap()
+                .with_api_key(key)
+                .unwrap();
+            let request = SyncRequest {
+                options: Some(SyncOptions {
+                    mode: mode as i32,
+                    state_key: "nightly".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            collect(client.github().sync(request).await.map(|r| r.into_inner())).await
+        }
+    };
+    let first_checkpoint = |events: &[SyncEvent]| match &events[0].event {
+        Some(Event::Checkpoint(checkpoint)) => String::from_utf8_lossy(&checkpoint.token).into_owned(),
+        other => panic!("the first event is not a checkpoint: {other:?}"),
+    };
+    let kept = sync(ALL, SyncMode::Full).await;
+    assert!(summary(&kept).complete);
+    assert_eq!(upserts(&kept).len(), 102);
+    let kept_checkpoint = String::from_utf8_lossy(&summary(&kept).checkpoint).into_owned();
+
+    // The other key under the same name: nothing is kept for it, so its
+    // INCREMENTAL sync sends everything, from a checkpoint of its own.
+    let other = sync(OTHER, SyncMode::Incremental).await;
+    assert_ne!(first_checkpoint(&other), kept_checkpoint);
+    assert_eq!(upserts(&other), upserts(&kept));
+    assert_eq!(deletions(&other), Vec::<String>::new());
+
+    // The first key goes on from its own checkpoint: nothing changed.
+    let next = sync(ALL, SyncMode::Incremental).await;
+    assert_eq!(first_checkpoint(&next), kept_checkpoint);
+    assert_eq!(upserts(&next), Vec::new());
+    assert_eq!(deletions(&next), Vec::<String>::new());
+    assert!(summary(&next).complete);
 }
 
 #[tokio::test]
