@@ -1134,6 +1134,18 @@ async fn aws_use_default_chain_syncs_live_with_an_instance_role() {
                 "Expiration": "2099-01-01T00:00:00Z"
             }}
         }),
+        // The start-up credential check (STS's query protocol).
+        serde_json::json!({
+            "request": {
+                "method": "POST",
+                "path": "/",
+                "headers": {"content-type": "application/x-www-form-urlencoded"}
+            },
+            "response": {
+                "headers": {"content-type": "text/xml"},
+                "body_text": format!(r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:sts::{ACCOUNT}:assumed-role/inventory-node-role/i-0123456789abcdef0</Arn><UserId>AROACKCEVSQ6C2EXAMPLE:i-0123456789abcdef0</UserId><Account>{ACCOUNT}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#)
+            }
+        }),
     ] {
         set.insert(serde_json::from_value(exchange).unwrap());
     }
@@ -1160,8 +1172,9 @@ async fn aws_use_default_chain_syncs_live_with_an_instance_role() {
     assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
     // The 26 API requests of a full sync, and the three IMDS requests (token,
     // role name, credentials) of each of its 5 scopes: every scope loads its
-    // own SDK config, default chain included.
-    assert_eq!(upstream.stats().requests(), 26 + 5 * 3);
+    // own SDK config, default chain included. Then the start-up credential
+    // check: its own three IMDS requests and STS GetCallerIdentity.
+    assert_eq!(upstream.stats().requests(), 26 + 5 * 3 + 3 + 1);
 }
 
 /// The text of the first `<name>` element of an XML answer.
