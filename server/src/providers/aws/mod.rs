@@ -10,7 +10,7 @@
 
 pub mod http;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -80,6 +80,12 @@ pub struct AwsSettings {
 pub struct AwsConnector {
     settings: AwsSettings,
     http: SharedUpstreamHttp,
+    /// SDK configs by account and region (the account empty for the
+    /// server's own credentials), loaded once: each carries its credentials
+    /// cache, so the credentials of an instance role, a web identity or an
+    /// assumed role are fetched once until they near expiry, not once per
+    /// scope and sync.
+    configs: std::sync::Mutex<HashMap<(String, String), SdkConfig>>,
 }
 
 /// Whether `region` looks like an AWS region name (`[a-z]{2}(-[a-z]+)+-\d+`).
@@ -525,7 +531,11 @@ fn parse_scope(key: &str) -> Option<(&str, &str, &str)> {
 impl AwsConnector {
     /// A connector whose SDK clients send through `http`.
     pub fn new(settings: AwsSettings, http: SharedUpstreamHttp) -> Self {
-        Self { settings, http }
+        Self {
+            settings,
+            http,
+            configs: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     fn retry_config(&self) -> aws_config::retry::RetryConfig {
@@ -539,8 +549,27 @@ impl AwsConnector {
         }
     }
 
+    /// A config loaded before for `account` in `region`.
+    fn loaded(&self, account: &str, region: &str) -> Option<SdkConfig> {
+        let configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        configs.get(&(account.to_owned(), region.to_owned())).cloned()
+    }
+
+    /// Keeps `config` for `account` in `region` (one loaded meanwhile by
+    /// another scope is kept instead: either will do).
+    fn keep(&self, account: &str, region: &str, config: SdkConfig) -> SdkConfig {
+        let mut configs = self.configs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        configs
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert(config)
+            .clone()
+    }
+
     /// The SDK config of `region` with the server's own credentials.
     async fn base_config(&self, region: &str) -> SdkConfig {
+        if let Some(config) = self.loaded("", region) {
+            return config;
+        }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(self.http.clone())
             .retry_config(self.retry_config())
@@ -557,17 +586,22 @@ impl AwsConnector {
                 "server-config",
             ));
         }
-        loader.load().await
+        let config = loader.load().await;
+        self.keep("", region, config)
     }
 
     /// The SDK config of `region` for `account`: through its role, if
     /// `AWS_ACCOUNTS` names one.
     async fn sdk_config(&self, account: &str, region: &str) -> SdkConfig {
         let base = self.base_config(region).await;
-        match self.settings.accounts.get(account) {
-            Some(role) => assume_role(base, role, region, "connectors-inventory").await,
-            None => base,
+        let Some(role) = self.settings.accounts.get(account) else {
+            return base;
+        };
+        if let Some(config) = self.loaded(account, region) {
+            return config;
         }
+        let config = assume_role(base, role, region, "connectors-inventory").await;
+        self.keep(account, region, config)
     }
 
     async fn emit(
