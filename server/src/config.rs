@@ -972,6 +972,20 @@ impl Config {
             });
         }
         let redis_url = var("REDIS_URL");
+        // The redis crate reads a `#insecure` fragment as "do not verify the
+        // server's certificate", which this build cannot do: every connection
+        // would fail and the service would run uncached. (The URL itself is
+        // never quoted: it may hold a password.)
+        if redis_url
+            .as_deref()
+            .and_then(|url| url::Url::parse(url).ok())
+            .is_some_and(|url| url.fragment() == Some("insecure"))
+        {
+            return Err(ConfigError {
+                var: "REDIS_URL",
+                message: "the #insecure fragment (no certificate verification) is not supported; trust a private CA with REDIS_CA_FILE instead".into(),
+            });
+        }
         let redis_tls = redis_url.as_deref().is_some_and(|url| url.starts_with("rediss://"));
         let redis_ca_file = var("REDIS_CA_FILE").map(PathBuf::from);
         let redis_client_identity = match (var("REDIS_CLIENT_CERT"), var("REDIS_CLIENT_KEY")) {

@@ -528,6 +528,21 @@ fn a_redis_ca_file_without_a_tls_redis_url_stops_the_server_naming_the_variable(
     );
 }
 
+/// `#insecure` on a `rediss://` URL would turn certificate verification off
+/// (the redis crate's convention), which this build cannot do: every
+/// connection would fail. It stops the server naming the variable, without
+/// quoting the URL (it may hold a password).
+#[test]
+fn a_redis_url_asking_not_to_verify_certificates_stops_the_server_naming_the_variable() {
+    assert_eq!(
+        start_with("REDIS_URL", "rediss://:s3cret@redis.internal:6380/0#insecure"),
+        (
+            Some(2),
+            "connectors-server: configuration error: REDIS_URL: the #insecure fragment (no certificate verification) is not supported; trust a private CA with REDIS_CA_FILE instead".to_owned()
+        )
+    );
+}
+
 /// A client certificate for Redis needs its key (and the other way round).
 #[test]
 fn a_redis_client_certificate_without_its_key_stops_the_server_naming_the_variable() {
