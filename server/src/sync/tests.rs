@@ -1803,14 +1803,21 @@ fn failures(events: &[SyncEvent]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_state_the_cache_could_not_read_fails_its_scope_instead_of_syncing_it_in_full() {
-    let cache = RefusingCache::new();
+/// An engine on `cache` after a sync under the state key of scope a (1, 2,
+/// 3), and its fake, from which a/3 is then removed.
+async fn a_keyed_sync_then_one_gone(cache: &Arc<RefusingCache>) -> (Engine, Arc<Fake>) {
     let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
     let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")])]);
     let first = collect(&engine, &fake, keyed(vec![])).await;
     assert_eq!(summary(&first).counts[0].upserts, 3);
     fake.data.lock().unwrap().get_mut("a").unwrap().pop();
+    (engine, fake)
+}
+
+#[tokio::test]
+async fn a_state_the_cache_could_not_read_fails_its_scope_instead_of_syncing_it_in_full() {
+    let cache = RefusingCache::new();
+    let (engine, fake) = a_keyed_sync_then_one_gone(&cache).await;
     // The scope's state does not answer: the scope fails, nothing is sent
     // as new, and it keeps its state.
     *cache.unreadable.lock().unwrap() = vec!["state:"];
@@ -1837,10 +1844,7 @@ async fn a_state_the_cache_could_not_read_fails_its_scope_instead_of_syncing_it_
 #[tokio::test]
 async fn a_kept_checkpoint_the_cache_could_not_read_ends_the_sync_unavailable() {
     let cache = RefusingCache::new();
-    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
-    let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y")])]);
-    collect(&engine, &fake, keyed(vec![])).await;
-    fake.data.lock().unwrap().get_mut("a").unwrap().pop();
+    let (engine, fake) = a_keyed_sync_then_one_gone(&cache).await;
     *cache.unreadable.lock().unwrap() = vec!["checkpoint:"];
     let error = match engine.start(fake.clone(), (), keyed(vec![])).await {
         Err(error) => error,
@@ -1855,7 +1859,7 @@ async fn a_kept_checkpoint_the_cache_could_not_read_ends_the_sync_unavailable() 
     let next = collect(&engine, &fake, keyed(vec![])).await;
     assert_eq!(
         changes(&next),
-        [format!("delete {}", urn("fake", EntityKind::Tag, "a/2"))]
+        [format!("delete {}", urn("fake", EntityKind::Tag, "a/3"))]
     );
 }
 
