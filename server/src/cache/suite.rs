@@ -311,14 +311,17 @@ async fn a_connection_left_half_open_by_a_failover_is_replaced_after_a_timeout()
     url.set_host(Some("127.0.0.1")).unwrap();
     let cache = super::RedisCache::new(url.as_str(), "failover:").unwrap();
     cache.set("k", Bytes::from_static(b"v"), None).await.unwrap();
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // One connection, or two when the machine is so loaded that the
+    // manager's first attempt timed out and it tried again.
+    let before = accepted.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&before), "{before}");
 
-    cut.store(accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    cut.store(before, Ordering::SeqCst);
     assert!(
         matches!(cache.get("k").await, Err(super::CacheError::Unavailable(_))),
         "no reply on the half-open connection"
     );
     // The next operation connects anew instead of waiting on the dead one.
     assert_eq!(cache.get("k").await.unwrap(), Some(Bytes::from_static(b"v")));
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(accepted.load(Ordering::SeqCst), before + 1);
 }
