@@ -28,6 +28,45 @@ impl UpsertMeta {
     }
 }
 
+/// Whether a resumed scope's listing starts again from its first page after
+/// its first request, which carried a provider page token from the
+/// checkpoint, was refused. Providers expire their page tokens (Google's
+/// live 1 h to 72 h, depending on the API), so a client that resumes late
+/// would otherwise have that scope fail for good. Entities the broken stream
+/// sent are not sent again (the scope's saved chunks mark them pushed), and
+/// the restarted listing sees every entity that is still there, so an
+/// INCREMENTAL sync deletes none of them.
+#[derive(Debug)]
+pub struct ResumedCursor {
+    /// The next request is the scope's first and carries the checkpoint's token.
+    pending: bool,
+}
+
+impl ResumedCursor {
+    /// `carries_token`: the scope resumes from a checkpoint whose cursor
+    /// holds a provider page token (not a listing's first page).
+    pub fn new(carries_token: bool) -> Self {
+        Self { pending: carries_token }
+    }
+
+    /// Called after every listing request of the scope, in order, with
+    /// whether the provider refused it as a bad request: true, once, when
+    /// that was the first request and it carried the checkpoint's token.
+    /// Then the caller lists again from the first page; a refusal after
+    /// that (or in a scope not resumed) fails the scope as any error does.
+    pub fn restart(&mut self, connector: &'static str, scope: &str, refused: bool) -> bool {
+        let first = std::mem::take(&mut self.pending);
+        if first && refused {
+            tracing::warn!(
+                connector,
+                scope,
+                "the page token of the checkpoint was refused (expired?); listing again from the first page"
+            );
+        }
+        first && refused
+    }
+}
+
 /// The engine's side of one scope: connectors push into it.
 pub struct ScopeContext<'a> {
     pub(super) run: &'a RunInfo,

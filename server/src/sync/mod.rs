@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use connectors_proto::v1::{EntityKind, SourceMode};
 
 pub use checkpoint::{CheckpointError, Token};
-pub use context::{ScopeContext, UpsertMeta};
+pub use context::{ResumedCursor, ScopeContext, UpsertMeta};
 pub use encoded::EncodedEvent;
 pub use engine::{Engine, EngineConfig, Shard, SyncOptions, SyncStream};
 pub use hash::{content_hash, urn};

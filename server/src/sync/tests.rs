@@ -1985,3 +1985,18 @@ async fn a_state_coalesced_syncs_share_outlives_one_client_moving_past_it() {
     assert_eq!(changes(&later), Vec::<String>::new());
     assert!(summary(&later).complete);
 }
+
+#[test]
+fn a_resumed_cursor_restarts_once_and_only_on_the_first_request() {
+    // The first request carried the checkpoint's token and was refused.
+    let mut resumed = ResumedCursor::new(true);
+    assert!(resumed.restart("fake", "s", true));
+    // The restarted listing's own refusals fail the scope.
+    assert!(!resumed.restart("fake", "s", true));
+    // A first request that was answered: later refusals are not the token's.
+    let mut resumed = ResumedCursor::new(true);
+    assert!(!resumed.restart("fake", "s", false));
+    assert!(!resumed.restart("fake", "s", true));
+    // Not resumed from a token.
+    assert!(!ResumedCursor::new(false).restart("fake", "s", true));
+}

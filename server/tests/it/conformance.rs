@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use connectors_proto::v1::{
     ConnectorAvailability, EntityKind, ScopeState, SourceMode, SyncEvent, SyncMode, SyncOptions, sync_event::Event,
 };
-use connectors_server::replay::{Fault, ReplayOptions};
+use connectors_server::replay::{Exchange, Fault, ReplayOptions};
 use futures::StreamExt;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -195,6 +195,196 @@ pub async fn resume<H: Harness>() {
         (resumed.scopes_ok, resumed.scopes_failed, resumed.complete),
         (whole.scopes_ok, whole.scopes_failed, whole.complete)
     );
+}
+
+/// How the replay refuses the provider page token a checkpoint holds (the
+/// provider expired it) when a client resumes from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Refused; the listing's first page hands out a fresh token, which is answered.
+    Fresh,
+    /// Refused; the first page hands out the refused token again.
+    SameToken,
+    /// Refused, and the first page is refused too.
+    FirstPageToo,
+}
+
+/// A page of the listing whose token a checkpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// Its first page, which hands out the token.
+    First,
+    /// The page the token asks for.
+    Next,
+}
+
+/// Rewrites the exchanges of `path` for `refusal`: `page` says which page
+/// an exchange answers (`None`: another listing); `refuse` turns an exchange
+/// into the provider's refusal; `fresh` makes the first page hand out a new
+/// token, or the next page answer it.
+pub fn refuse_page_token(
+    set: &mut connectors_server::replay::FixtureSet,
+    path: &str,
+    refusal: Refusal,
+    page: impl Fn(&Exchange) -> Option<Page>,
+    refuse: impl Fn(&mut Exchange),
+    fresh: impl Fn(&mut Exchange, Page),
+) {
+    let mut refused = Vec::new();
+    for exchange in set.exchanges_mut(path).unwrap().iter_mut() {
+        let Some(page) = page(exchange) else { continue };
+        let refuses = page == Page::Next || refusal == Refusal::FirstPageToo;
+        if refuses {
+            let mut old = exchange.clone();
+            refuse(&mut old);
+            refused.push(old);
+        }
+        if refusal == Refusal::Fresh {
+            fresh(exchange, page);
+        }
+    }
+    // Each replaces the exchange answering its request (the next page's
+    // stays, asked with the fresh token, under Refusal::Fresh).
+    for exchange in refused {
+        set.insert(exchange);
+    }
+}
+
+/// The streams of [`stale_page_token`].
+pub struct StaleTokenRun {
+    /// An unbroken FULL sync.
+    pub unbroken: Vec<SyncEvent>,
+    /// A FULL sync up to the checkpoint holding the page token.
+    pub before: Vec<SyncEvent>,
+    /// Its resume, the token refused ([`Refusal::Fresh`]).
+    pub resumed: Vec<SyncEvent>,
+    /// Its resumes under [`Refusal::SameToken`] and [`Refusal::FirstPageToo`].
+    pub bounded: [Vec<SyncEvent>; 2],
+    /// Upstream requests of `resumed` and of each of `bounded`.
+    pub requests: [u64; 3],
+}
+
+/// Reads a sync up to the first checkpoint whose token holds `cursor` (the
+/// page token's parameter, which the connector writes into its page cursor)
+/// and drops the stream: the events before it and its token.
+async fn break_at(stream: Result<tonic::Streaming<SyncEvent>, Status>, cursor: &str) -> (Vec<SyncEvent>, Vec<u8>) {
+    let mut stream = stream.expect("sync starts");
+    let mut before = Vec::new();
+    loop {
+        let event = stream
+            .next()
+            .await
+            .expect("a checkpoint holding the page token")
+            .unwrap();
+        if let Some(Event::Checkpoint(c)) = &event.event
+            && String::from_utf8_lossy(&c.token).contains(cursor)
+        {
+            return (before, c.token.clone());
+        }
+        before.push(event);
+    }
+}
+
+/// Waits until the replay server has had no request for 200 ms: a dropped
+/// stream's crawl stops promptly, but a request of it may still be under way.
+async fn settle(replay: &connectors_server::replay::ReplayServer) {
+    let mut settled = replay.stats().requests();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = replay.stats().requests();
+        if std::mem::replace(&mut settled, now) == now {
+            return;
+        }
+    }
+}
+
+/// Resumes from a checkpoint inside `scope` whose page token (`cursor` is in
+/// it) the provider refuses, over the fixtures `refusing` builds: the
+/// listing starts again from its first page, once. Checks what holds for
+/// every connector (the resumed FULL sync completes, before + after the
+/// break = an unbroken sync; an INCREMENTAL one resumed so sends nothing and
+/// deletes nothing; a refusal after the restart fails `scope` alone) and
+/// returns the streams for the connector's own exact checks.
+pub async fn stale_page_token<H: Harness>(
+    cursor: &str,
+    scope: &str,
+    refusing: impl Fn(Refusal) -> connectors_server::replay::FixtureSet,
+) -> StaleTokenRun {
+    let server = TestServer::start().await;
+    let replay = server.server.replay(H::ID).unwrap();
+    let recorded = connectors_server::replay::FixtureSet::load_provider(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures")),
+        H::ID,
+    )
+    .unwrap();
+    let unbroken = collect(H::open(&server, full()).await).await;
+    let (before, token) = break_at(H::open(&server, full()).await, cursor).await;
+    let resume = |token: &[u8], options: SyncOptions| SyncOptions {
+        checkpoint: token.to_vec(),
+        ..options
+    };
+
+    settle(replay).await;
+    let mut requests = Vec::new();
+    replay.set_fixtures(refusing(Refusal::Fresh));
+    let start = replay.stats().requests();
+    let resumed = collect(H::open(&server, resume(&token, full())).await).await;
+    requests.push(replay.stats().requests() - start);
+    let (whole, after) = (summary(&unbroken), summary(&resumed));
+    assert!(
+        after.complete,
+        "the resumed sync is complete; scope states: {:?}, errors: {:?}",
+        scope_statuses(&resumed),
+        crate::support::scope_errors(&resumed)
+    );
+    let mut combined = upserts(&before);
+    combined.extend(upserts(&resumed));
+    assert_eq!(
+        combined,
+        upserts(&unbroken),
+        "before + after the break = an unbroken sync, without duplicates"
+    );
+    assert_eq!((after.counts, after.deletions), (whole.counts, whole.deletions));
+    assert_eq!(server.unmatched(H::ID), Vec::<String>::new());
+
+    // INCREMENTAL: the restarted listing sees every entity of the scope
+    // again, so nothing is deleted (and, unchanged, nothing is sent).
+    replay.set_fixtures(recorded);
+    let base = summary(&unbroken).checkpoint;
+    let (quiet, token_incremental) = break_at(H::open(&server, incremental(base)).await, cursor).await;
+    settle(replay).await;
+    replay.set_fixtures(refusing(Refusal::Fresh));
+    let events = collect(H::open(&server, resume(&token_incremental, incremental(Vec::new()))).await).await;
+    assert!(summary(&events).complete, "{:?}", scope_statuses(&events));
+    assert_eq!(upserts(&quiet), Vec::new());
+    assert_eq!((upserts(&events), deletions(&events)), (Vec::new(), Vec::new()));
+
+    // A refusal after the restart fails the scope: one restart, not a loop.
+    let mut bounded = Vec::new();
+    for refusal in [Refusal::SameToken, Refusal::FirstPageToo] {
+        replay.set_fixtures(refusing(refusal));
+        let start = replay.stats().requests();
+        let events = collect(H::open(&server, resume(&token, full())).await).await;
+        requests.push(replay.stats().requests() - start);
+        for (other, state) in scope_statuses(&events) {
+            let want = if other == scope {
+                ScopeState::Failed
+            } else {
+                ScopeState::Ok
+            };
+            assert_eq!(state, want as i32, "{refusal:?}: scope {other}");
+        }
+        assert!(!summary(&events).complete, "{refusal:?}");
+        bounded.push(events);
+    }
+    assert_eq!(server.unmatched(H::ID), Vec::<String>::new());
+    StaleTokenRun {
+        unbroken,
+        before,
+        resumed,
+        bounded: bounded.try_into().unwrap(),
+        requests: requests.try_into().unwrap(),
+    }
 }
 
 pub async fn cancellation<H: Harness>() {

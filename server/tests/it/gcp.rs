@@ -13,8 +13,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tonic::{Code, Status};
 
-use crate::conformance::{Harness, collect, full, incremental};
-use crate::support::{TestServer, scope_statuses, summary, upserts};
+use crate::conformance::{Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
+use crate::support::{TestServer, scope_errors, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
@@ -407,4 +407,79 @@ async fn live_mode_with_a_service_account_key_syncs_the_configured_projects() {
     assert_eq!(upstream.stats().requests(), 6);
     assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The prod us-central1 Cloud Run listing: 2 pages, `pageToken` on the second.
+const SERVICES: &str = "/run.googleapis.com/v2/projects/acme-prod-4821/locations/us-central1/services";
+
+/// The fixtures with the page token of the prod us-central1 services
+/// expired: Google answers it 400 `INVALID_ARGUMENT` (its wording for an
+/// expired token is not documented; this is its generic message for the
+/// status).
+fn refusing(refusal: Refusal) -> FixtureSet {
+    let fresh = "CiBmcmVzaC10b2tlbi1hZnRlci1leHBpcnk";
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "gcp").unwrap();
+    refuse_page_token(
+        &mut set,
+        SERVICES,
+        refusal,
+        |exchange| {
+            let next = exchange.request.query.contains_key("pageToken");
+            Some(if next { Page::Next } else { Page::First })
+        },
+        |exchange| {
+            exchange.response.status = 400;
+            exchange.response.body = Some(serde_json::json!({"error": {
+                "code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"
+            }}));
+        },
+        |exchange, page| match page {
+            Page::First => exchange.response.body.as_mut().unwrap()["nextPageToken"] = fresh.into(),
+            Page::Next => {
+                exchange.request.query.insert("pageToken".into(), fresh.into());
+            }
+        },
+    );
+    set
+}
+
+/// Resuming from a checkpoint whose `pageToken` Google has expired (page
+/// tokens live 1 h to 72 h depending on the API) lists that listing again
+/// from its first page: the scope ends OK, and what the broken stream had
+/// sent is not sent again. A refusal after that restart fails the scope.
+#[tokio::test]
+async fn an_expired_page_token_on_resume_lists_again_from_the_first_page() {
+    let run = crate::conformance::stale_page_token::<Gcp>("pageToken=", "project:acme-prod-4821", refusing).await;
+    let prod = |events: &[SyncEvent]| -> Vec<String> {
+        upserts(events)
+            .into_iter()
+            .map(|(urn, _)| urn)
+            .filter(|urn| urn.contains(":projects/acme-prod-4821/"))
+            .collect()
+    };
+    let mut resent = prod(&run.before);
+    resent.extend(prod(&run.resumed));
+    assert_eq!(resent, prod(&run.unbroken));
+    // 3 repositories, 7 images, 4 services, 2 clusters (estate.json).
+    assert_eq!(resent.len(), 16);
+    assert_eq!(
+        prod(&run.resumed),
+        [
+            "us-central1/services/auth-gateway",
+            "europe-west1/services/frontend",
+            "us-central1/clusters/prod-us",
+            "europe-west1-b/clusters/prod-eu",
+        ]
+        .map(|name| format!("urn:connectors:gcp:asset:projects/acme-prod-4821/locations/{name}"))
+    );
+    // The refused page, page 1 again, page 2, the rest of prod (2), staging
+    // (6); the refused page, page 1 and the refused page again, or the
+    // refused page and page 1 refused too, then staging.
+    assert_eq!(run.requests, [3 + 2 + 6, 3 + 6, 2 + 6]);
+    for events in &run.bounded {
+        let errors = scope_errors(events);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].1, "UPSTREAM_ERROR");
+        assert!(errors[0].2.contains("400 INVALID_ARGUMENT"), "{}", errors[0].2);
+    }
 }

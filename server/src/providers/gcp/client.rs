@@ -66,6 +66,13 @@ impl GcpError {
         }
     }
 
+    /// Whether the API refused the request as invalid (400
+    /// `INVALID_ARGUMENT`): what Google answers a page token it no longer
+    /// accepts (expired, or from another listing).
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(self, GcpError::Status { status: 400, reason, .. } if reason == "INVALID_ARGUMENT")
+    }
+
     /// Whether the API is not enabled in the project (403 with an ErrorInfo
     /// of reason `SERVICE_DISABLED`): the project has nothing of it.
     pub fn is_service_disabled(&self) -> bool {

@@ -20,7 +20,9 @@ use self::client::{
     Cluster, DockerImage, GcpApi, GcpError, ListClusters, ListDockerImages, ListRepositories, ListServices, Repository,
     Service, TokenSource, page_route,
 };
-use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
+use crate::sync::{
+    Availability, Connector, Descriptor, ResumedCursor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn,
+};
 
 /// The connector id.
 pub const ID: &str = "gcp";
@@ -156,6 +158,8 @@ enum After {
     End,
     /// Nothing: the listing's API is not enabled in the project.
     ApiDisabled,
+    /// The page token of the checkpoint was refused: the listing's first page.
+    Restart,
 }
 
 impl After {
@@ -163,6 +167,13 @@ impl After {
     fn next(token: Option<String>) -> Self {
         token.filter(|t| !t.is_empty()).map_or(After::End, After::Page)
     }
+}
+
+/// Where a listing request goes: the scope, its project, the page's route.
+struct Page<'a> {
+    scope: &'a str,
+    project: &'a str,
+    route: &'a str,
 }
 
 /// The urn of a resource name.
@@ -434,26 +445,33 @@ impl GcpConnector {
         })
     }
 
-    /// A page of a listing; `None` when its API is not enabled in the
-    /// project (403 `SERVICE_DISABLED`: a project that uses GKE alone never
-    /// enabled Cloud Run), which has nothing of that API then.
+    /// A page of a listing, or what follows without one: nothing when its
+    /// API is not enabled in the project (403 `SERVICE_DISABLED`: a project
+    /// that uses GKE alone never enabled Cloud Run, and has nothing of that
+    /// API then); the first page when the page token a resumed scope
+    /// started from was refused (400 `INVALID_ARGUMENT`).
     async fn list<T: serde::de::DeserializeOwned>(
         &self,
-        project: &str,
+        page: &Page<'_>,
         listing: &Listing,
-        route: &str,
+        resumed: &mut ResumedCursor,
         what: &str,
-    ) -> Result<Option<T>, ScopeError> {
-        match self.api(listing).get(route).await {
-            Ok(page) => Ok(Some(page)),
+    ) -> Result<Result<T, After>, ScopeError> {
+        let answer = self.api(listing).get(page.route).await;
+        let refused = answer.as_ref().is_err_and(GcpError::is_invalid_argument);
+        if resumed.restart(ID, page.scope, refused) {
+            return Ok(Err(After::Restart));
+        }
+        match answer {
+            Ok(page) => Ok(Ok(page)),
             Err(error) if error.is_service_disabled() => {
                 tracing::warn!(
                     connector = ID,
-                    project,
+                    project = page.project,
                     api = listing.api(),
                     "the api is not enabled in the project: nothing of it to list"
                 );
-                Ok(None)
+                Ok(Err(After::ApiDisabled))
             }
             Err(error) => Err(scope_error(error, what)),
         }
@@ -462,16 +480,18 @@ impl GcpConnector {
     /// One page of a listing: upserts its entities; says what comes next.
     async fn page(
         &self,
-        project: &str,
+        at: &Page<'_>,
         listing: &Listing,
-        route: &str,
+        resumed: &mut ResumedCursor,
         ctx: &mut ScopeContext<'_>,
     ) -> Result<After, ScopeError> {
+        let project = at.project;
         let what = format!("{} {}", self.api(listing).api, listing.path(project));
         match listing {
             Listing::Repositories(_) => {
-                let Some(page) = self.list::<ListRepositories>(project, listing, route, &what).await? else {
-                    return Ok(After::ApiDisabled);
+                let page = match self.list::<ListRepositories>(at, listing, resumed, &what).await? {
+                    Ok(page) => page,
+                    Err(after) => return Ok(after),
                 };
                 for repo in &page.repositories {
                     let images = if repo.format == "DOCKER" {
@@ -497,8 +517,9 @@ impl GcpConnector {
                 Ok(After::next(page.next_page_token))
             }
             Listing::Services(_) => {
-                let Some(page) = self.list::<ListServices>(project, listing, route, &what).await? else {
-                    return Ok(After::ApiDisabled);
+                let page = match self.list::<ListServices>(at, listing, resumed, &what).await? {
+                    Ok(page) => page,
+                    Err(after) => return Ok(after),
                 };
                 for service in &page.services {
                     let version = service.etag.clone().unwrap_or_default();
@@ -508,8 +529,9 @@ impl GcpConnector {
                 Ok(After::next(page.next_page_token))
             }
             Listing::Clusters => {
-                let Some(page) = self.list::<ListClusters>(project, listing, route, &what).await? else {
-                    return Ok(After::ApiDisabled);
+                let page = match self.list::<ListClusters>(at, listing, resumed, &what).await? {
+                    Ok(page) => page,
+                    Err(after) => return Ok(after),
                 };
                 if !page.missing_zones.is_empty() {
                     // An incomplete listing must not turn into deletions.
@@ -531,7 +553,7 @@ impl GcpConnector {
         }
     }
 
-    async fn sync_project(&self, project: &str, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
+    async fn sync_project(&self, scope: &str, project: &str, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
         let listings = self.listings();
         // A resume cursor is "<api>|<route>" of a listing of this project this
         // server wrote; anything else (a crafted token) is refused.
@@ -556,6 +578,10 @@ impl GcpConnector {
                 }
             }
         };
+        let mut resumed = ResumedCursor::new(first_route.as_deref().is_some_and(|route| {
+            let query = route.split_once('?').map_or("", |(_, query)| query);
+            url::form_urlencoded::parse(query.as_bytes()).any(|(key, _)| key == "pageToken")
+        }));
         // APIs found not enabled in the project: their other listings (the
         // other locations) are not asked for.
         let mut disabled = Vec::new();
@@ -564,20 +590,26 @@ impl GcpConnector {
                 continue;
             }
             let path = listing.path(project);
-            let mut route = match first_route.take() {
-                Some(route) => route,
-                None if *listing == Listing::Clusters => path.clone(),
-                None => page_route(&path, self.settings.page_size, None),
+            let first_page = match listing {
+                Listing::Clusters => path.clone(),
+                _ => page_route(&path, self.settings.page_size, None),
             };
+            let mut route = first_route.take().unwrap_or_else(|| first_page.clone());
             loop {
                 if ctx.is_cancelled() {
                     return Err(ScopeError::Cancelled);
                 }
-                match self.page(project, listing, &route, ctx).await? {
+                let at = Page {
+                    scope,
+                    project,
+                    route: &route,
+                };
+                match self.page(&at, listing, &mut resumed, ctx).await? {
                     After::Page(token) => {
                         route = page_route(&path, self.settings.page_size, Some(&token));
                         ctx.checkpoint(format!("{}|{route}", listing.api())).await?;
                     }
+                    After::Restart => route = first_page.clone(),
                     After::End => break,
                     After::ApiDisabled => {
                         disabled.push(listing.api());
@@ -641,7 +673,7 @@ impl Connector for GcpConnector {
             return Ok(());
         }
         match scope.key.split_once(':') {
-            Some(("project", project)) => self.sync_project(project, ctx).await,
+            Some(("project", project)) => self.sync_project(&scope.key, project, ctx).await,
             _ => Err(ScopeError::Fatal(SyncError::Internal(format!(
                 "unknown scope {}",
                 scope.key
