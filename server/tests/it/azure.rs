@@ -12,7 +12,7 @@ use connectors_server::replay::{Exchange, FixtureSet};
 use serde::Deserialize;
 use tonic::{Code, Status};
 
-use crate::conformance::{Harness, collect, full, incremental};
+use crate::conformance::{Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
 use crate::support::{TestServer, scope_errors, scope_statuses, summary, upserts};
 
 const PROD: &str = "2f8a0e8c-5a7b-4f3e-9d1c-0a1b2c3d4e5f";
@@ -473,4 +473,75 @@ fn a_client_secret_credential_without_its_variables_stops_the_server() {
             "connectors-server: configuration error: AZURE_CREDENTIAL: client_secret needs AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".to_owned()
         )
     );
+}
+
+/// The fixtures with the `$skiptoken` of prod's AKS listing expired: ARM
+/// answers its `nextLink` 400 (ARM documents neither the status nor the
+/// code for an expired skip token; the body is ARM's error shape, its code
+/// and wording written for the fixture).
+fn refusing(refusal: Refusal) -> FixtureSet {
+    let fresh = "fresh-after-expiry";
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "azure").unwrap();
+    refuse_page_token(
+        &mut set,
+        &format!("/subscriptions/{PROD}/providers/Microsoft.ContainerService/managedClusters"),
+        refusal,
+        |exchange| {
+            let next = exchange.request.query.contains_key("$skiptoken");
+            Some(if next { Page::Next } else { Page::First })
+        },
+        |exchange| {
+            exchange.response.status = 400;
+            exchange.response.body_text = None;
+            exchange.response.body = Some(serde_json::json!({"error": {
+                "code": "BadRequest", "message": "The provided skip token is not valid or has expired."
+            }}));
+        },
+        |exchange, page| match page {
+            Page::First => {
+                let text = exchange.response.body_text.as_mut().unwrap();
+                *text = text.replace("$skiptoken=page2", &format!("$skiptoken={fresh}"));
+            }
+            Page::Next => {
+                exchange.request.query.insert("$skiptoken".into(), fresh.into());
+            }
+        },
+    );
+    set
+}
+
+/// Resuming from a checkpoint whose `nextLink` ARM refuses (an expired
+/// `$skiptoken`) lists that listing again from its first page: the scope
+/// ends OK, and what the broken stream had sent is not sent again. A
+/// refusal after that restart fails the scope.
+#[tokio::test]
+async fn an_expired_skip_token_on_resume_lists_again_from_the_first_page() {
+    let scope = format!("subscription:{PROD}");
+    let run = crate::conformance::stale_page_token::<Azure>("$skiptoken=", &scope, refusing).await;
+    let prod = |events: &[SyncEvent]| -> Vec<String> {
+        urns(events)
+            .into_iter()
+            .filter(|urn| urn.contains(&format!("/subscriptions/{PROD}/")))
+            .collect()
+    };
+    let listings = &estate()[PROD];
+    let mut resent = prod(&run.before);
+    resent.extend(prod(&run.resumed));
+    assert_eq!(resent, prod(&run.unbroken));
+    // 3 registries, 4 clusters, 5 sites.
+    assert_eq!(resent.len(), 12);
+    // After the break: the cluster of page 2, then the sites.
+    let mut expected = listings["managedClusters"][3..].to_vec();
+    expected.extend(listings["sites"].clone());
+    assert_eq!(prod(&run.resumed), expected);
+    // The refused page, page 1 again, page 2, the 2 sites pages, dev (4);
+    // the refused page, page 1 and the refused page again, or the refused
+    // page and page 1 refused too, then dev.
+    assert_eq!(run.requests, [3 + 2 + 4, 3 + 4, 2 + 4]);
+    for events in &run.bounded {
+        let errors = scope_errors(events);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].1, "UPSTREAM_ERROR");
+        assert!(errors[0].2.contains("answered 400: BadRequest"), "{}", errors[0].2);
+    }
 }

@@ -20,7 +20,9 @@ use serde_json::Value;
 
 use self::client::{ArmClient, ArmError};
 use crate::http::UpstreamClient;
-use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
+use crate::sync::{
+    Availability, Connector, Descriptor, ResumedCursor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn,
+};
 
 /// The connector id.
 pub const ID: &str = "azure";
@@ -428,6 +430,10 @@ impl Connector for AzureConnector {
                 }
             },
         };
+        // A resume cursor other than a listing's first page is a `nextLink`
+        // with a `$skiptoken`; ARM documents no lifetime for those, nor what
+        // it answers one it no longer accepts: any 400 restarts the listing.
+        let mut resumed = ResumedCursor::new(route != LISTINGS[index].first_page(subscription));
         loop {
             let listing = LISTINGS[index];
             let what = format!("{} of subscription {subscription}", listing.resource_type);
@@ -435,7 +441,13 @@ impl Connector for AzureConnector {
                 if ctx.is_cancelled() {
                     return Err(ScopeError::Cancelled);
                 }
-                let (items, next) = self.client.list(&route).await.map_err(|e| scope_error(e, &what))?;
+                let answer = self.client.list(&route).await;
+                let refused = matches!(answer, Err(ArmError::Status { status: 400, .. }));
+                if resumed.restart(ID, &scope.key, refused) {
+                    route = listing.first_page(subscription);
+                    continue;
+                }
+                let (items, next) = answer.map_err(|e| scope_error(e, &what))?;
                 for item in &items {
                     match asset_entity(subscription, item) {
                         Some((entity, version)) => {
