@@ -18,7 +18,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::conformance::{Harness, collect, full, incremental};
+use crate::conformance::{Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
 use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
@@ -529,4 +529,71 @@ async fn the_registry_lists_wiz_as_fixture_with_what_to_set() {
     assert_eq!(entry.kinds, vec![EntityKind::Asset as i32]);
     assert!(!entry.supports_incremental);
     assert_eq!(entry.auth_modes, vec!["client_credentials", "token"]);
+}
+
+/// The cursor the tenant's first page ends at.
+const PAGE_1_END: &str = "YXJyYXljb25uZWN0aW9uOjEx";
+
+/// The fixtures with the tenant's `endCursor` of page 1 expired: Wiz
+/// answers the query resuming after it with a GraphQL error coded as bad
+/// input and no data (Wiz does not publish how it words or codes a refused
+/// cursor; `BAD_USER_INPUT` is the GraphQL servers' code for an invalid
+/// argument, the message is written for the fixture).
+fn refusing(refusal: Refusal) -> FixtureSet {
+    let fresh = "YXJyYXljb25uZWN0aW9uOjExOmZyZXNo";
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "wiz").unwrap();
+    refuse_page_token(
+        &mut set,
+        "/graphql",
+        refusal,
+        |exchange| {
+            let variables = &exchange.request.body_json.as_ref()?["variables"];
+            let tenant = variables["filterBy"] == serde_json::json!({}) && variables["first"] == 12;
+            match variables.get("after").and_then(|a| a.as_str()) {
+                None if tenant => Some(Page::First),
+                Some(PAGE_1_END) => Some(Page::Next),
+                _ => None,
+            }
+        },
+        |exchange| {
+            exchange.response.body = Some(serde_json::json!({
+                "errors": [{
+                    "message": "invalid cursor: the cursor is malformed or has expired",
+                    "path": ["cloudResources"],
+                    "extensions": {"code": "BAD_USER_INPUT"}
+                }],
+                "data": null
+            }));
+        },
+        |exchange, page| match page {
+            Page::First => {
+                let body = exchange.response.body.as_mut().unwrap();
+                body["data"]["cloudResources"]["pageInfo"]["endCursor"] = fresh.into();
+            }
+            Page::Next => exchange.request.body_json.as_mut().unwrap()["variables"]["after"] = fresh.into(),
+        },
+    );
+    set
+}
+
+/// Resuming from a checkpoint whose cursor Wiz refuses (expired) queries
+/// the tenant again from its first page: the scope ends OK, and what the
+/// broken stream had sent is not sent again. A refusal after that restart
+/// fails the scope.
+#[tokio::test]
+async fn an_expired_cursor_on_resume_queries_again_from_the_first_page() {
+    let run = crate::conformance::stale_page_token::<Wiz>(PAGE_1_END, "tenant", refusing).await;
+    let urns = |events: &[SyncEvent]| -> Vec<String> { upserts(events).into_iter().map(|(u, _)| u).collect() };
+    let expected: Vec<String> = estate().iter().map(|r| urn(&r.id)).collect();
+    assert_eq!(urns(&run.before), expected[..12]);
+    assert_eq!(urns(&run.resumed), expected[12..]);
+    // The refused query, page 1 again, pages 2 to 4; the refused query,
+    // page 1 and the refused query again; the refused query and page 1.
+    assert_eq!(run.requests, [5, 3, 2]);
+    for events in &run.bounded {
+        let (state, reason, message) = scope_message(events, "tenant");
+        assert_eq!(state, ScopeState::Failed as i32);
+        assert_eq!(reason, "UPSTREAM_GRAPHQL_ERROR");
+        assert!(message.contains("invalid cursor"), "{message}");
+    }
 }

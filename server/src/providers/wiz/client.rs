@@ -176,6 +176,23 @@ impl GraphqlError {
     }
 }
 
+impl GraphqlResponse {
+    /// Whether the query was refused for an argument (the `after` cursor of
+    /// a resumed scope, Wiz having expired it): no data, and an error coded
+    /// as bad input. Wiz does not publish its codes; these are the GraphQL
+    /// servers' (`BAD_USER_INPUT`, Apollo's) and `INVALID_INPUT`.
+    pub fn refuses_input(&self) -> bool {
+        let data = self.data.as_ref().and_then(|d| d.cloud_resources.as_ref());
+        data.is_none()
+            && self.errors.iter().any(|e| {
+                matches!(
+                    e.extensions.as_ref().and_then(|x| x.code.as_deref()),
+                    Some("BAD_USER_INPUT" | "INVALID_INPUT")
+                )
+            })
+    }
+}
+
 /// `data` of the cloud resources query.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -453,6 +470,22 @@ mod tests {
         assert_eq!(of("https://auth.wiz.io/oauth/token"), "beyond-api");
         assert_eq!(of("https://auth0.gov.wiz.io/oauth/token"), "beyond-api");
         assert_eq!(of("http://127.0.0.1:4000/oauth/token"), "wiz-api");
+    }
+
+    #[test]
+    fn only_an_answer_without_data_and_coded_as_bad_input_refuses_the_input() {
+        let answer = |body: &str| serde_json::from_str::<GraphqlResponse>(body).unwrap();
+        let refused = r#"{"errors":[{"message":"invalid cursor","extensions":{"code":"BAD_USER_INPUT"}}],"data":null}"#;
+        assert!(answer(refused).refuses_input());
+        assert!(answer(&refused.replace("BAD_USER_INPUT", "INVALID_INPUT")).refuses_input());
+        // A failure of another kind, or one that still brought data.
+        assert!(!answer(&refused.replace("BAD_USER_INPUT", "INTERNAL")).refuses_input());
+        assert!(!answer(&refused.replace("BAD_USER_INPUT", "FORBIDDEN")).refuses_input());
+        let partial = refused.replace(
+            r#""data":null"#,
+            r#""data":{"cloudResources":{"nodes":[],"pageInfo":{"hasNextPage":false}}}"#,
+        );
+        assert!(!answer(&partial).refuses_input());
     }
 
     #[test]

@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 
 use self::client::{ClientError, CloudResource, WizAuth, WizClient};
 use crate::http::UpstreamClient;
-use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
+use crate::sync::{
+    Availability, Connector, Descriptor, ResumedCursor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn,
+};
 
 /// The connector id.
 pub const ID: &str = "wiz";
@@ -303,6 +305,7 @@ impl Connector for WizConnector {
             }
             cursor => cursor.map(str::to_owned),
         };
+        let mut resumed = ResumedCursor::new(after.is_some());
         loop {
             if ctx.is_cancelled() {
                 return Err(ScopeError::Cancelled);
@@ -310,8 +313,18 @@ impl Connector for WizConnector {
             let answer = self
                 .client
                 .cloud_resources(self.variables(&filter, after.as_deref()))
-                .await
-                .map_err(scope_error)?;
+                .await;
+            // A refused cursor: a GraphQL error coded as bad input, or HTTP
+            // 400 (how GraphQL over HTTP answers a request error).
+            let refused = match &answer {
+                Ok(answer) => answer.refuses_input(),
+                Err(error) => matches!(error, ClientError::Status { status: 400 }),
+            };
+            if resumed.restart(ID, &scope.key, refused) {
+                after = None;
+                continue;
+            }
+            let answer = answer.map_err(scope_error)?;
             let connection = answer.data.and_then(|data| data.cloud_resources);
             let (nodes, page_info) = match connection {
                 Some(connection) => (connection.nodes, connection.page_info),
