@@ -156,7 +156,7 @@ struct Shared {
     options: RwLock<ReplayOptions>,
     stats: ReplayStats,
     base_url: String,
-    /// How often each request key was seen (for deterministic faults).
+    /// How often each request was seen (by [`fault_key`], for deterministic faults).
     seen: std::sync::Mutex<HashMap<String, u64>>,
     /// Requests no fixture matched, for error messages in tests.
     unmatched_log: std::sync::Mutex<Vec<String>>,
@@ -275,6 +275,27 @@ fn json_error(status: StatusCode, message: String) -> Response {
         .unwrap_or_default()
 }
 
+/// What tells one request from another for the fault choice: "METHOD uri",
+/// the values of the headers its fixture matches on (awsJson APIs tell their
+/// operations apart by `X-Amz-Target` alone) and a digest of its body
+/// (GraphQL APIs post every query to one path). With the method and URI
+/// alone, concurrent requests to one path took each other's occurrences, so
+/// that which request a fault hit changed from run to run.
+fn fault_key(key: &str, exchange: Option<&Exchange>, headers: &http::HeaderMap, body: &[u8]) -> String {
+    let mut fault_key = key.to_owned();
+    for name in exchange.into_iter().flat_map(|e| e.request.headers.keys()) {
+        let value = headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        fault_key.push_str(&format!(" {}:{value}", name.to_ascii_lowercase()));
+    }
+    if !body.is_empty() {
+        fault_key.push_str(&format!(" #{}", hex::encode(&Sha256::digest(body)[..8])));
+    }
+    fault_key
+}
+
 fn fault_for(options: &ReplayOptions, key: &str, occurrence: u64) -> Option<Fault> {
     if options.fault_rate <= 0.0 {
         return None;
@@ -316,9 +337,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Err(_) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "fixtures lock poisoned".into()),
     };
     let key = format!("{} {}", parts.method, parts.uri);
-    let recorded = fixtures
-        .find(&parts.method, &parts.uri, &parts.headers, &body)
-        .map(|exchange| std::borrow::Cow::Borrowed(&exchange.response));
+    let exchange = fixtures.find(&parts.method, &parts.uri, &parts.headers, &body);
+    let fault_key = fault_key(&key, exchange, &parts.headers, &body);
+    let recorded = exchange.map(|exchange| std::borrow::Cow::Borrowed(&exchange.response));
     let synthesized = || {
         shared
             .synthesizer
@@ -337,13 +358,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
     let occurrence = match shared.seen.lock() {
         Ok(mut seen) => {
-            let count = seen.entry(key.clone()).or_insert(0);
+            let count = seen.entry(fault_key.clone()).or_insert(0);
             *count += 1;
             *count - 1
         }
         Err(_) => 0,
     };
-    if let Some(fault) = fault_for(&options, &key, occurrence) {
+    if let Some(fault) = fault_for(&options, &fault_key, occurrence) {
         shared.stats.faults.fetch_add(1, Ordering::Relaxed);
         return match fault {
             Fault::ServerError => Response::builder()

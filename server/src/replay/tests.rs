@@ -834,6 +834,65 @@ async fn faults_are_deterministic_for_a_seed() {
     assert_ne!(first, other_seed);
 }
 
+/// The statuses, by request, of one POST each of `requests` (name, header,
+/// body) to `/` in the order given, on a fresh server whose faults hit half.
+async fn posted_statuses(requests: &[(&str, &str, &str)]) -> BTreeMap<String, u16> {
+    let exchanges: Vec<Exchange> = requests
+        .iter()
+        .map(|(name, target, body)| {
+            exchange(json!({
+                "request": { "method": "POST", "path": "/", "headers": { "x-amz-target": target },
+                             "body_json": serde_json::from_str::<Value>(body).unwrap() },
+                "response": { "body": { "name": name } }
+            }))
+        })
+        .collect();
+    let options = ReplayOptions {
+        fault_rate: 0.5,
+        faults: vec![Fault::ServerError],
+        seed: 11,
+        ..ReplayOptions::default()
+    };
+    let server = start(exchanges, options).await;
+    let mut statuses = BTreeMap::new();
+    for (name, target, body) in requests {
+        let response = http()
+            .post(format!("{}/", server.base_url()))
+            .header("x-amz-target", *target)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        statuses.insert((*name).to_owned(), response.status().as_u16());
+    }
+    statuses
+}
+
+/// Requests to one path told apart only by a header their fixture matches
+/// on (awsJson's `X-Amz-Target`) or by their body (GraphQL) each get their
+/// own faults, whatever order they come in: the fault choice does not move
+/// with concurrent requests to the same path.
+#[tokio::test]
+async fn posts_to_one_path_get_the_faults_of_their_target_and_body() {
+    let requests = [
+        ("describe", "Service.Describe", "{}"),
+        ("list", "Service.List", "{}"),
+        ("list page 2", "Service.List", r#"{"nextToken":"2"}"#),
+    ];
+    let forward = posted_statuses(&requests).await;
+    let mut reversed = requests;
+    reversed.reverse();
+    assert_eq!(posted_statuses(&reversed).await, forward);
+    assert_eq!(
+        forward,
+        BTreeMap::from([
+            ("describe".to_owned(), 503),
+            ("list".to_owned(), 200),
+            ("list page 2".to_owned(), 503),
+        ])
+    );
+}
+
 #[tokio::test]
 async fn fault_rate_zero_injects_nothing() {
     let options = ReplayOptions {
