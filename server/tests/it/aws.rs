@@ -22,7 +22,7 @@ use connectors_server::replay::{FixtureSet, ReplayOptions};
 use connectors_server::testing::MotoServer;
 use tonic::{Code, Status};
 
-use crate::conformance::{Harness, collect, full, incremental};
+use crate::conformance::{FaultRun, Harness, collect, full, incremental};
 use crate::support::{TestServer, deletions, scope_errors, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
@@ -77,6 +77,36 @@ impl Harness for Aws {
         let text = std::fs::read_to_string(fixtures_root().join("aws/scenarios/changed/expected.json")).unwrap();
         let expected: Expected = serde_json::from_str(&text).unwrap();
         (expected.upserts, expected.deletions)
+    }
+
+    fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
+        let failed = |service: &str, error: &str| {
+            (
+                format!("account:default/region:us-east-1/service:{service}"),
+                ScopeState::Failed,
+                "UPSTREAM_ERROR".to_owned(),
+                error.to_owned(),
+            )
+        };
+        match run {
+            // The SDK retries throttling by the AWS error code of the answer
+            // (AWS always sends one); the replay's bare 429 has none, so the
+            // SDK takes it for an unmodeled error and does not retry it.
+            FaultRun::Retryable => vec![failed(
+                "lambda",
+                "lambda:ListFunctions: service error: unhandled error: Error { message: \"rate limited (injected)\" }",
+            )],
+            FaultRun::MalformedBodies => vec![
+                failed(
+                    "ecr",
+                    "ecr:DescribeImages: service error: unhandled error: Error at offset 20: unexpected end of stream",
+                ),
+                failed(
+                    "ecs",
+                    "ecs:DescribeTaskDefinition: service error: unhandled error: Error at offset 20: unexpected end of stream",
+                ),
+            ],
+        }
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

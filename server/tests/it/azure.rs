@@ -12,7 +12,7 @@ use connectors_server::replay::{Exchange, FixtureSet};
 use serde::Deserialize;
 use tonic::{Code, Status};
 
-use crate::conformance::{Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
+use crate::conformance::{FaultRun, Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
 use crate::support::{TestServer, scope_errors, scope_statuses, summary, upserts};
 
 const PROD: &str = "2f8a0e8c-5a7b-4f3e-9d1c-0a1b2c3d4e5f";
@@ -87,6 +87,20 @@ impl Harness for Azure {
         let text = std::fs::read_to_string(fixtures_root().join("azure/scenarios/changed/expected.json")).unwrap();
         let expected: Expected = serde_json::from_str(&text).unwrap();
         (expected.upserts, expected.deletions)
+    }
+
+    fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
+        match run {
+            FaultRun::Retryable => vec![],
+            FaultRun::MalformedBodies => vec![(
+                format!("subscription:{DEV}"),
+                ScopeState::Failed,
+                "UPSTREAM_MALFORMED".to_owned(),
+                format!(
+                    "Microsoft.ContainerService/managedClusters of subscription {DEV}: EOF while parsing a value at line 1 column 20"
+                ),
+            )],
+        }
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

@@ -29,6 +29,10 @@ pub trait Harness: Send + Sync + Sized + 'static {
     fn apply_change(server: &TestServer);
     /// Urns an INCREMENTAL sync across the change must upsert and delete.
     fn expected_change() -> (Vec<String>, Vec<String>);
+    /// The scopes a FULL sync under `run`'s faults fails, as (scope, state,
+    /// reason, error), in stream order: faults the connector cannot recover
+    /// from by design. Every other scope must lose nothing.
+    fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)>;
     /// Bad requests and the field each must be rejected for.
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)>;
 }
@@ -432,43 +436,111 @@ fn sourced(events: &[SyncEvent]) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
+/// The faults of a [`faults`] run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultRun {
+    /// 503s, 429s with `Retry-After: 0`, truncated bodies and connection
+    /// resets on a fifth of the requests: all retryable. Seed 28 faults no
+    /// request four times in a row (the retry budget) in any connector's
+    /// fixture sync, and some requests of each.
+    Retryable,
+    /// 200s whose body is not JSON on a twentieth of the requests: the
+    /// upstream answered, so nothing retries them; the scope fails.
+    MalformedBodies,
+}
+
+impl FaultRun {
+    fn options(self) -> ReplayOptions {
+        let (faults, fault_rate, seed) = match self {
+            FaultRun::Retryable => (
+                vec![
+                    Fault::ServerError,
+                    Fault::RateLimited,
+                    Fault::TruncatedBody,
+                    Fault::ConnectionReset,
+                ],
+                0.2,
+                28,
+            ),
+            FaultRun::MalformedBodies => (vec![Fault::MalformedBody], 0.05, 50),
+        };
+        ReplayOptions {
+            fault_rate,
+            faults,
+            seed,
+            ..Default::default()
+        }
+    }
+}
+
+/// (scope, state, reason, error) of every scope that did not end OK.
+fn not_ok(events: &[SyncEvent]) -> Vec<(String, ScopeState, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) if s.state != ScopeState::Ok as i32 => Some((
+                s.scope.clone(),
+                ScopeState::try_from(s.state).unwrap(),
+                s.reason.clone(),
+                s.error.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A fault-injected FULL sync loses nothing: retryable faults are retried
+/// until every scope holds exactly what a clean sync sent (the few a harness
+/// names aside); a malformed body fails exactly the scopes the harness names,
+/// and every other scope is whole.
 pub async fn faults<H: Harness>() {
     let server = TestServer::start().await;
-    let reference = sourced(&collect(H::open(&server, full()).await).await);
     let replay = server.server.replay(H::ID).unwrap();
-    replay.set_options(ReplayOptions {
-        fault_rate: 0.2,
-        faults: vec![
-            Fault::ServerError,
-            Fault::RateLimited,
-            Fault::TruncatedBody,
-            Fault::ConnectionReset,
-            Fault::MalformedBody,
-        ],
-        seed: 7,
-        ..Default::default()
-    });
-    let events = collect(H::open(&server, full()).await).await;
-    assert!(replay.stats().faults() > 0, "faults were injected");
-    let got = sourced(&events);
-    let failed: BTreeSet<String> = scope_statuses(&events)
-        .into_iter()
-        .filter(|(_, state)| *state != ScopeState::Ok as i32)
-        .map(|(scope, _)| scope)
-        .collect();
-    assert!(got.is_subset(&reference), "nothing invented under faults");
-    // Every scope not reported as failed is complete; whatever is missing
-    // belongs to a scope with a non-OK scope_status.
-    let missing: Vec<_> = reference
-        .difference(&got)
-        .filter(|(source, _, _)| !failed.contains(source))
-        .collect();
-    assert_eq!(
-        missing,
-        Vec::<&(String, String, String)>::new(),
-        "silently lost under faults"
-    );
-    assert_eq!(summary(&events).complete, failed.is_empty());
+    let clean = collect(H::open(&server, full()).await).await;
+    let clean_requests = replay.stats().requests();
+    let reference = sourced(&clean);
+    for run in [FaultRun::Retryable, FaultRun::MalformedBodies] {
+        replay.set_options(run.options());
+        let (requests_before, faults_before) = (replay.stats().requests(), replay.stats().faults());
+        let events = collect(H::open(&server, full()).await).await;
+        let requests = replay.stats().requests() - requests_before;
+        let faults = replay.stats().faults() - faults_before;
+        assert!(faults > 0, "{run:?}: no fault was injected");
+        let failed = not_ok(&events);
+        let expected = H::failed_under(run);
+        assert_eq!(failed, expected, "{run:?}: the scopes that failed");
+        let failed_scopes: BTreeSet<&str> = failed.iter().map(|(scope, ..)| scope.as_str()).collect();
+        let whole = |set: &BTreeSet<(String, String, String)>| -> BTreeSet<(String, String, String)> {
+            set.iter()
+                .filter(|(source, ..)| !failed_scopes.contains(source.as_str()))
+                .cloned()
+                .collect()
+        };
+        let got = sourced(&events);
+        assert_eq!(
+            whole(&got),
+            whole(&reference),
+            "{run:?}: a scope that ended OK lost or changed entities"
+        );
+        assert!(got.is_subset(&reference), "{run:?}: entities invented under faults");
+        let s = summary(&events);
+        assert_eq!(
+            (s.complete, s.scopes_failed as usize, s.upstream_requests),
+            (expected.is_empty(), expected.len(), requests),
+            "{run:?}: complete, scopes failed, upstream requests"
+        );
+        if expected.is_empty() {
+            assert_eq!(got, reference, "{run:?}");
+        }
+        if run == FaultRun::Retryable && expected.is_empty() {
+            // Each fault was followed by another request (its retry, or a
+            // fallback that asks for the same data another way).
+            assert!(
+                requests >= clean_requests + faults,
+                "{requests} requests under {faults} faults; a clean sync sends {clean_requests}"
+            );
+        }
+    }
 }
 
 pub async fn bad_input<H: Harness>() {

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tonic::{Code, Status};
 
-use crate::conformance::{Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
+use crate::conformance::{FaultRun, Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
 use crate::support::{TestServer, scope_errors, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
@@ -83,6 +83,18 @@ impl Harness for Gcp {
         let text = std::fs::read_to_string(fixtures_root().join("gcp/scenarios/changed/expected.json")).unwrap();
         let expected: Expected = serde_json::from_str(&text).unwrap();
         (expected.upserts, expected.deletions)
+    }
+
+    fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
+        match run {
+            FaultRun::Retryable => vec![],
+            FaultRun::MalformedBodies => vec![(
+                "project:acme-staging-3310".to_owned(),
+                ScopeState::Failed,
+                "UPSTREAM_MALFORMED".to_owned(),
+                "container.googleapis.com /v1/projects/acme-staging-3310/locations/-/clusters: container.googleapis.com returned a body that does not parse: EOF while parsing a value at line 1 column 20".to_owned(),
+            )],
+        }
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

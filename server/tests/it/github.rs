@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connectors_proto::github::v1::SyncRequest;
-use connectors_proto::v1::{EntityKind, SyncEvent, SyncOptions, sync_event::Event};
+use connectors_proto::v1::{EntityKind, ScopeState, SyncEvent, SyncOptions, sync_event::Event};
 use connectors_server::config::{Config, ConnectorsMode};
 use connectors_server::replay::github_graphql::FixtureGraphql;
 use connectors_server::replay::{Exchange, FixtureSet, RecordedResponse, ReplayOptions, ReplayServer, Synthesizer};
@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tonic::{Code, Status};
 
-use crate::conformance::{Harness, collect, full, incremental};
+use crate::conformance::{FaultRun, Harness, collect, full, incremental};
 use crate::support::{TestServer, deletions, scope_errors, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
@@ -96,6 +96,18 @@ impl Harness for Github {
         let text = std::fs::read_to_string(fixtures_root().join("github/scenarios/changed/expected.json")).unwrap();
         let expected: Expected = serde_json::from_str(&text).unwrap();
         (expected.upserts, expected.deletions)
+    }
+
+    fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
+        match run {
+            FaultRun::Retryable => vec![],
+            FaultRun::MalformedBodies => vec![(
+                "org:acme-corp".to_owned(),
+                ScopeState::Failed,
+                "UPSTREAM_MALFORMED".to_owned(),
+                "repositories of acme-corp: github returned a body that does not parse".to_owned(),
+            )],
+        }
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

@@ -12,7 +12,7 @@ use connectors_server::replay::{Exchange, FixtureSet, ReplayOptions, ReplayServe
 use serde::Deserialize;
 use tonic::{Code, Status};
 
-use crate::conformance::{Harness, collect, full, incremental};
+use crate::conformance::{FaultRun, Harness, collect, full, incremental};
 use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
@@ -112,6 +112,18 @@ impl Harness for Gitlab {
     fn expected_change() -> (Vec<String>, Vec<String>) {
         let expected = expected_of("changed");
         (expected.upserts, expected.deletions)
+    }
+
+    fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
+        match run {
+            FaultRun::Retryable => vec![],
+            FaultRun::MalformedBodies => vec![(
+                "group:globex".to_owned(),
+                ScopeState::Failed,
+                "UPSTREAM_MALFORMED".to_owned(),
+                "pipeline 310775 of globex/storefront: gitlab returned a body that does not parse: EOF while parsing a value at line 1 column 20".to_owned(),
+            )],
+        }
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

@@ -16,7 +16,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::conformance::{Harness, collect, full, incremental};
+use crate::conformance::{FaultRun, Harness, collect, full, incremental};
 use crate::support::{TestServer, scope_errors, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
@@ -82,6 +82,18 @@ impl Harness for Kubernetes {
         let text = std::fs::read_to_string(fixtures_root().join("kubernetes/scenarios/changed/expected.json")).unwrap();
         let expected: Expected = serde_json::from_str(&text).unwrap();
         (expected.upserts, expected.deletions)
+    }
+
+    fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
+        match run {
+            FaultRun::Retryable => vec![],
+            FaultRun::MalformedBodies => vec![(
+                "context:staging-us".to_owned(),
+                ScopeState::Failed,
+                "UPSTREAM_MALFORMED".to_owned(),
+                "pods of staging-us: kubernetes returned a body that does not parse".to_owned(),
+            )],
+        }
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

@@ -18,7 +18,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::conformance::{Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
+use crate::conformance::{FaultRun, Harness, Page, Refusal, collect, full, incremental, refuse_page_token};
 use crate::support::{TestServer, deletions, scope_statuses, summary, upserts};
 
 fn fixtures_root() -> PathBuf {
@@ -95,6 +95,18 @@ impl Harness for Wiz {
         let text = std::fs::read_to_string(fixtures_root().join("wiz/scenarios/changed/expected.json")).unwrap();
         let expected: Expected = serde_json::from_str(&text).unwrap();
         (expected.upserts, expected.deletions)
+    }
+
+    fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
+        match run {
+            FaultRun::Retryable => vec![],
+            FaultRun::MalformedBodies => vec![(
+                "tenant".to_owned(),
+                ScopeState::Failed,
+                "UPSTREAM_MALFORMED".to_owned(),
+                "wiz returned a body that does not parse as a graphql answer".to_owned(),
+            )],
+        }
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
