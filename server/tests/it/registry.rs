@@ -1,6 +1,6 @@
 //! Registry, health and reflection.
 
-use connectors_proto::v1::ConnectorAvailability;
+use connectors_proto::v1::{ConnectorAvailability, EntityKind};
 use futures::StreamExt;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -11,49 +11,87 @@ use crate::support::TestServer;
 
 #[tokio::test]
 async fn list_and_get_connectors() {
+    use EntityKind::{Asset, Manifest, Pipeline, Repository, Sbom, Tag, Workload};
+
     let server = TestServer::start().await;
     let listed = server.client.list_connectors().await.unwrap();
-    let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        vec!["aws", "azure", "gcp", "github", "gitlab", "kubernetes", "wiz"]
-    );
-    let by_id = |id: &str| listed.iter().find(|c| c.id == id).unwrap();
-    let gcp = by_id("gcp");
-    assert!(!gcp.supports_incremental);
-    assert_eq!(
-        gcp.auth_modes,
-        vec!["application_default", "service_account", "external_account"]
-    );
+    // (id, display name, kinds, supports_incremental, auth modes): the
+    // descriptors in server/src/providers/*/mod.rs.
+    let want = vec![
+        (
+            "aws",
+            "AWS",
+            vec![Asset, Tag],
+            false,
+            vec!["default_chain", "assume_role"],
+        ),
+        (
+            "azure",
+            "Azure",
+            vec![Asset],
+            false,
+            vec!["client_secret", "workload_identity", "managed_identity", "azure_cli"],
+        ),
+        (
+            "gcp",
+            "Google Cloud",
+            vec![Asset],
+            false,
+            vec!["application_default", "service_account", "external_account"],
+        ),
+        (
+            "github",
+            "GitHub",
+            vec![Repository, Manifest, Sbom],
+            true,
+            vec!["pat", "github_app"],
+        ),
+        ("gitlab", "GitLab", vec![Repository, Pipeline], true, vec!["token"]),
+        (
+            "kubernetes",
+            "Kubernetes",
+            vec![Workload],
+            false,
+            vec!["kubeconfig", "in_cluster"],
+        ),
+        ("wiz", "Wiz", vec![Asset], false, vec!["client_credentials", "token"]),
+    ];
+    let got: Vec<_> = listed
+        .iter()
+        .map(|c| {
+            (
+                c.id.as_str(),
+                c.display_name.as_str(),
+                c.kinds
+                    .iter()
+                    .map(|k| EntityKind::try_from(*k).unwrap())
+                    .collect::<Vec<_>>(),
+                c.supports_incremental,
+                c.auth_modes.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
     for connector in &listed {
+        let id = connector.id.as_str();
+        let mut name = id.to_owned();
+        name[..1].make_ascii_uppercase();
         assert_eq!(
-            connector.availability,
-            ConnectorAvailability::Fixture as i32,
-            "{}",
-            connector.id
+            (
+                connector.service.clone(),
+                ConnectorAvailability::try_from(connector.availability).unwrap(),
+                connector.version.as_str(),
+                connector.auth_mode.as_str()
+            ),
+            (
+                format!("connectors.{id}.v1.{name}ConnectorService"),
+                ConnectorAvailability::Fixture,
+                env!("CARGO_PKG_VERSION"),
+                ""
+            ),
         );
-        assert!(
-            connector
-                .service
-                .starts_with(&format!("connectors.{}.v1.", connector.id))
-                && connector.service.ends_with("ConnectorService"),
-            "{}",
-            connector.service
-        );
+        assert_eq!(&server.client.get_connector(id).await.unwrap(), connector);
     }
-    let azure = by_id("azure");
-    assert!(!azure.supports_incremental);
-    assert_eq!(
-        azure.auth_modes,
-        vec!["client_secret", "workload_identity", "managed_identity", "azure_cli"]
-    );
-    assert_eq!(by_id("aws").auth_modes, vec!["default_chain", "assume_role"]);
-    let github = by_id("github");
-    assert!(github.supports_incremental);
-    assert_eq!(github.auth_modes, vec!["pat", "github_app"]);
-    let gitlab = by_id("gitlab");
-    assert!(gitlab.supports_incremental);
-    assert_eq!(gitlab.auth_modes, vec!["token"]);
     let status = server.client.get_connector("nope").await.expect_err("unknown id");
     assert_eq!(status.code(), Code::NotFound);
 }
