@@ -116,9 +116,18 @@ pub async fn full_sync<H: Harness>() {
             assert_eq!(p.content_hash, hex::encode(Sha256::digest(entity.encode_to_vec())));
         }
     }
-    // Every scope ended OK, each followed by a checkpoint.
+    // Every scope ended OK, each status followed at once by the checkpoint
+    // after that scope (the engine sends the two back to back).
     let statuses = scope_statuses(&events);
     assert!(!statuses.is_empty());
+    for (at, event) in events.iter().enumerate() {
+        if let Some(Event::ScopeStatus(status)) = &event.event {
+            match events.get(at + 1).and_then(|next| next.event.as_ref()) {
+                Some(Event::Checkpoint(checkpoint)) => assert_eq!(checkpoint.scope, status.scope),
+                other => panic!("scope {} is followed by {other:?}, not its checkpoint", status.scope),
+            }
+        }
+    }
     assert!(statuses.iter().all(|(_, state)| *state == ScopeState::Ok as i32));
     assert_eq!(s.scopes_ok as usize, statuses.len());
     assert_eq!(s.upstream_requests, server.upstream_requests(H::ID));
@@ -185,6 +194,7 @@ pub async fn resume<H: Harness>() {
         before.push(event);
     };
     drop(stream);
+    assert!(!upserts(&before).is_empty(), "entities came before the checkpoint");
     let mut options = full();
     options.checkpoint = token;
     let after = collect(H::open(&server, options).await).await;
