@@ -310,3 +310,70 @@ pub async fn github_full_sync(client: &ConnectorsClient) -> Vec<SyncEvent> {
     };
     crate::conformance::collect(client.github().sync(request).await.map(|r| r.into_inner())).await
 }
+
+/// A TCP proxy to a server whose open connections can be cut, to break a
+/// stream in the middle (as a load balancer or a network failure does).
+pub struct CuttingProxy {
+    pub addr: std::net::SocketAddr,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttingProxy {
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let open = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                open.lock().unwrap().push(relay.abort_handle());
+            }
+        });
+        Self { addr, connections }
+    }
+
+    /// Drops every connection open now, both sides; later ones are relayed.
+    pub fn cut(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+/// Reads a resuming client stream to its end (20 s at most), cutting
+/// `proxy`'s connections once, right after the checkpoint that follows the
+/// first scope's status. Returns the events and the scopes whose status came
+/// before the cut.
+pub async fn read_cutting_after_the_first_scope(
+    mut stream: connectors_client::SyncStream,
+    proxy: &CuttingProxy,
+) -> (Vec<SyncEvent>, Vec<String>) {
+    use futures::StreamExt;
+
+    let mut events = Vec::new();
+    let mut finished = Vec::new();
+    let mut cut = false;
+    while let Some(event) = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
+        .await
+        .expect("the sync stalled")
+    {
+        let event = event.expect("the stream resumes instead of failing");
+        match &event.event {
+            Some(Event::ScopeStatus(status)) if !cut => finished.push(status.scope.clone()),
+            Some(Event::Checkpoint(_)) if !cut && !finished.is_empty() => {
+                proxy.cut();
+                cut = true;
+            }
+            _ => {}
+        }
+        events.push(event);
+    }
+    assert!(cut, "the stream had no checkpoint after a scope");
+    assert_eq!(stream.resumes(), 1, "resumed once, after the cut");
+    (events, finished)
+}
