@@ -393,26 +393,26 @@ async fn secrets_never_reach_logs_or_errors() {
     }
 }
 
+/// A figure of `/proc/<pid>/status` in KiB (`VmRSS:`, `VmHWM:`).
 fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     status
         .lines()
         .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {field} figure in {path}"))
 }
 
-/// 50 clients that read slowly do not grow the server's memory without bound:
-/// the bounded per-stream channels hold the producers back. Prints the figures.
+/// 50 clients that read slowly, 20 ms per event, each get their whole
+/// stream: the bounded per-stream channels hold the producers back without
+/// dropping or reordering anything. (What that does to memory is measured by
+/// the benchmark; the figures are printed here only.)
 #[tokio::test]
-async fn fifty_slow_readers_keep_server_memory_bounded() {
+async fn fifty_slow_readers_each_receive_their_whole_sync() {
     use connectors_proto::v1::EntityKind;
     use futures::StreamExt;
 
-    if !std::path::Path::new("/proc/self/status").exists() {
-        eprintln!("skipping: no /proc");
-        return;
-    }
     let port = free_port();
     let mut child = fixture_server(port)
         .env("CONNECTORS_CACHE_MAX_BYTES", "33554432")
@@ -426,17 +426,18 @@ async fn fifty_slow_readers_keep_server_memory_bounded() {
     let pid = child.id();
     let client = connect_when_listening(port).await;
     let baseline = status_kib(pid, "VmRSS:");
+    // Upserts of each kinds filter (as in two_hundred_concurrent_streams_complete).
     let kinds = [
-        vec![],
-        vec![EntityKind::Repository as i32],
-        vec![EntityKind::Manifest as i32],
-        vec![EntityKind::Sbom as i32],
+        (vec![], 102),
+        (vec![EntityKind::Repository as i32], 34),
+        (vec![EntityKind::Manifest as i32], 37),
+        (vec![EntityKind::Sbom as i32], 31),
     ];
     let mut readers = Vec::new();
     for i in 0..50usize {
         let mut github = client.github();
         let mut options = full();
-        options.kinds = kinds[i % 4].clone();
+        options.kinds = kinds[i % 4].0.clone();
         readers.push(tokio::spawn(async move {
             let mut stream = github
                 .sync(SyncRequest {
@@ -446,29 +447,27 @@ async fn fifty_slow_readers_keep_server_memory_bounded() {
                 .await
                 .unwrap()
                 .into_inner();
-            let mut read = 0;
+            let mut events = Vec::new();
             while let Some(event) = stream.next().await {
-                event.unwrap();
-                read += 1;
+                events.push(event.unwrap());
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            read
+            events
         }));
     }
-    let mut total = 0;
-    for reader in readers {
-        total += reader.await.unwrap();
+    for (i, reader) in readers.into_iter().enumerate() {
+        let events = reader.await.unwrap();
+        assert_eq!(crate::support::upserts(&events).len(), kinds[i % 4].1, "reader {i}");
+        assert!(summary(&events).complete, "reader {i}");
     }
     let peak = status_kib(pid, "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
     println!(
-        "50 slow readers: {total} events read; server RSS at start {} MiB, peak {} MiB",
+        "50 slow readers: server RSS at start {} MiB, peak {} MiB",
         baseline / 1024,
         peak / 1024
     );
-    assert!(total > 50 * 30, "every reader read its stream ({total} events)");
-    assert!(peak < 150 * 1024, "peak RSS {} MiB", peak / 1024);
 }
 
 /// A malformed `GITHUB_ORGS` stops the server at start-up with an error that
