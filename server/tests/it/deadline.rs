@@ -43,37 +43,45 @@ async fn a_sync_past_the_callers_deadline_ends_deadline_exceeded_stops_upstream_
     let after_full = server.upstream_requests("github");
     let full_requests = after_full - at_start;
 
-    // 50 ms per upstream request: the fixture sync takes seconds; the caller
-    // waits 800 ms.
+    // The caller waits 3 s. The sync runs at full speed up to its first
+    // checkpoint (the end of acme-corp's first listing page); once that has
+    // arrived, every upstream answer takes 30 s, so the sync cannot finish
+    // before the deadline, whatever the machine's speed.
     let replay = server.server.replay("github").unwrap();
-    replay.set_options(ReplayOptions {
-        latency: Duration::from_millis(50),
-        ..Default::default()
-    });
     let started = std::time::Instant::now();
     let mut stream = server
         .client
         .github()
-        .sync(request(Vec::new(), Duration::from_millis(800)))
+        .sync(request(Vec::new(), Duration::from_millis(3000)))
         .await
         .unwrap()
         .into_inner();
     let mut events: Vec<SyncEvent> = Vec::new();
     let status = loop {
         match stream.next().await {
-            Some(Ok(event)) => events.push(event),
+            Some(Ok(event)) => {
+                if !events.iter().any(|e| matches!(e.event, Some(Event::Checkpoint(_))))
+                    && matches!(event.event, Some(Event::Checkpoint(_)))
+                {
+                    replay.set_options(ReplayOptions {
+                        latency: Duration::from_secs(30),
+                        ..Default::default()
+                    });
+                }
+                events.push(event);
+            }
             Some(Err(status)) => break status,
             None => panic!("the stream ended without a status after {} events", events.len()),
         }
     };
     assert!(
-        started.elapsed() >= Duration::from_millis(800),
+        started.elapsed() >= Duration::from_millis(3000),
         "ended before the deadline"
     );
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert_eq!(
         status.message(),
-        "the call's deadline (800 ms) passed before the sync finished; resume from the last checkpoint"
+        "the call's deadline (3000 ms) passed before the sync finished; resume from the last checkpoint"
     );
     assert_eq!(
         status.get_error_details().error_info().map(|info| info.reason.clone()),
@@ -97,22 +105,29 @@ async fn a_sync_past_the_callers_deadline_ends_deadline_exceeded_stops_upstream_
         "{cut_requests} of {full_requests} requests"
     );
 
-    // The last checkpoint received resumes it: what came up to that checkpoint
-    // and the resumed stream are the unbroken sync, and its summary is the
-    // whole sync's. (On a machine so loaded that no checkpoint came within
-    // the deadline, the sync starts over, and the same holds.)
-    let last = events
+    // The first checkpoint resumes it: what came up to that checkpoint and the
+    // resumed stream are the unbroken sync, and its summary is the whole
+    // sync's, under the same sync id.
+    replay.set_options(ReplayOptions::default());
+    let (first, checkpoint) = events
         .iter()
-        .rposition(|e| matches!(e.event, Some(Event::Checkpoint(_))));
-    let (sent, token) = match last.map(|i| (i, &events[i].event)) {
-        Some((i, Some(Event::Checkpoint(checkpoint)))) => (&events[..=i], checkpoint.token.clone()),
-        _ => (&events[..0], Vec::new()),
-    };
+        .enumerate()
+        .find_map(|(at, e)| match &e.event {
+            Some(Event::Checkpoint(checkpoint)) => Some((at, checkpoint)),
+            _ => None,
+        })
+        .expect("a checkpoint before the deadline");
+    let sent = &events[..=first];
+    assert_eq!(
+        upserts(sent).len(),
+        32,
+        "acme-corp's first page of repositories, their manifests and SBOMs"
+    );
     let resumed = collect(
         server
             .client
             .github()
-            .sync(request(token, Duration::from_secs(60)))
+            .sync(request(checkpoint.token.clone(), Duration::from_secs(60)))
             .await
             .map(|r| r.into_inner()),
     )
@@ -121,9 +136,7 @@ async fn a_sync_past_the_callers_deadline_ends_deadline_exceeded_stops_upstream_
     combined.extend(upserts(&resumed));
     assert_eq!(combined, upserts(&unbroken));
     let after = summary(&resumed);
-    if last.is_some() {
-        assert_eq!(after.sync_id, events_sync_id(&events), "the resumed sync keeps its id");
-    }
+    assert_eq!(after.sync_id, events_sync_id(&events), "the resumed sync keeps its id");
     assert_eq!(
         (after.counts, after.complete, after.scopes_ok),
         (whole.counts, true, whole.scopes_ok)
