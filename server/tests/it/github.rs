@@ -756,14 +756,30 @@ async fn the_credential_check_fails_a_rejected_token_and_passes_one_that_may_not
         let mut set = FixtureSet::default();
         set.insert(get_exchange("/user".into(), serde_json::json!({}), status, body));
         let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
-        let server = live_with_token(upstream.base_url()).await;
+        // GitLab, live too, is checked after GitHub, once GitHub's health is
+        // set (the start-up checks run one connector after the other): its
+        // `GET /api/v4/user` is the sign that GitHub's outcome is in. A
+        // SERVING connector looks the same before its check and after.
+        let mut set = FixtureSet::default();
+        set.insert(get_exchange(
+            "/api/v4/user".into(),
+            serde_json::json!({}),
+            200,
+            serde_json::json!({"id": 7}),
+        ));
+        let gitlab = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+        let mut config = Config::for_tests();
+        config.mode = ConnectorsMode::Live;
+        config.github.token = Some("ghp_testtoken".into());
+        config.github.api_url = Some(url::Url::parse(upstream.base_url()).unwrap());
+        config.gitlab.token = Some("glpat-testtoken".into());
+        config.gitlab.base_url = Some(url::Url::parse(gitlab.base_url()).unwrap());
+        let server = TestServer::with_config(config).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while upstream.stats().requests() == 0 {
-            assert!(std::time::Instant::now() < deadline, "the check was never sent");
+        while gitlab.stats().requests() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the checks did not reach GitLab");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // The check's outcome is set right after its answer: give it time.
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let health = HealthClient::new(server.client.channel().clone())
             .check(HealthCheckRequest {
                 service: "connectors.github.v1.GithubConnectorService".into(),
@@ -773,7 +789,10 @@ async fn the_credential_check_fails_a_rejected_token_and_passes_one_that_may_not
             .into_inner();
         assert_eq!(health.status, expected as i32, "GET /user answered {status}");
         assert_eq!(upstream.stats().requests(), 1, "one check, not retried");
-        assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
+        assert_eq!(
+            (upstream.unmatched_requests(), gitlab.unmatched_requests()),
+            (Vec::<String>::new(), Vec::<String>::new())
+        );
     }
 }
 
