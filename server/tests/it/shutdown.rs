@@ -41,10 +41,21 @@ async fn a_sync_that_finishes_within_the_drain_timeout_completes() {
     while let Some(event) = stream.next().await {
         events.push(event.expect("no error during a drain that has time"));
     }
+    assert_eq!(crate::support::upserts(&events).len(), 102);
     assert!(summary(&events).complete);
-    // New syncs are refused while draining or after.
-    let refused = server.client.github().sync(request()).await;
-    assert!(refused.is_err());
+    // After it, new syncs are refused: the listener closed at the shutdown,
+    // so the client cannot connect again (UNAVAILABLE from its transport).
+    let refused = server
+        .client
+        .github()
+        .sync(request())
+        .await
+        .expect_err("a sync after the shutdown");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::Unavailable, "tcp connect error"),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
