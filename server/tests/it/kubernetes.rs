@@ -301,10 +301,16 @@ async fn workloads_carry_images_digests_owners_replicas_and_phase() {
         keys,
         vec!["app.kubernetes.io/name", "app.kubernetes.io/part-of", "tier"]
     );
+    // The first item of prod-eu's first deployments page
+    // (fixtures/kubernetes/exchanges/prod-eu/deployments.json).
+    assert_eq!(
+        first.entity.as_ref().unwrap().urn,
+        "urn:connectors:kubernetes:workload:prod-eu/monitoring/deployment/prometheus"
+    );
     let p = first.provenance.unwrap();
     assert_eq!(p.source, "context:prod-eu");
     assert_eq!(p.operation, "apps/v1/deployments.list");
-    assert!(p.upstream_version.parse::<u64>().is_ok(), "{}", p.upstream_version);
+    assert_eq!(p.upstream_version, "4100010");
 }
 
 #[tokio::test]
