@@ -231,11 +231,23 @@ async fn only_the_changed_project_has_its_pipelines_refetched() {
             _ => None,
         })
         .unwrap();
+    assert_eq!(new.urn, "urn:connectors:gitlab:pipeline:52004:311103");
     assert_eq!(new.parent_urn, "urn:connectors:gitlab:repository:52004");
     let Some(Body::Pipeline(p)) = new.body else { panic!() };
     assert_eq!(p.project, "acme-corp/platform/gateway");
     assert_eq!((p.status.as_str(), p.r#ref.as_str()), ("success", "main"));
-    assert!(p.duration_seconds > 0 && p.finish_time.is_some());
+    // scenarios/changed/.../pipelines/311103.json: "duration": 138,
+    // "finished_at": "2026-10-10T16:07:17.630Z".
+    assert_eq!(
+        (p.duration_seconds, p.finish_time),
+        (
+            138,
+            Some(pbjson_types::Timestamp {
+                seconds: 1_791_648_437,
+                nanos: 630_000_000
+            })
+        )
+    );
 }
 
 /// GitLab moves `last_activity_at` at most once an hour, and not at all when a
@@ -500,7 +512,17 @@ async fn child_pipelines_are_synced_when_asked_for_with_one_more_listing_per_pro
         (p.project.as_str(), p.status.as_str(), p.source.as_str()),
         ("acme-corp/platform/gateway", "failed", "parent_pipeline")
     );
-    assert!(p.duration_seconds > 0 && p.finish_time.is_some());
+    // pipelines/310190.json: "duration": 398, "finished_at": "2026-10-07T03:11:13.647Z".
+    assert_eq!(
+        (p.duration_seconds, p.finish_time),
+        (
+            398,
+            Some(pbjson_types::Timestamp {
+                seconds: 1_791_342_673,
+                nanos: 647_000_000
+            })
+        )
+    );
 
     // Nothing changed: nothing sent, both listings of each project answered 304.
     let again = collect(open(&server, with_children(incremental(s.checkpoint.clone()))).await).await;
