@@ -290,24 +290,28 @@ async fn an_api_never_enabled_in_a_project_has_nothing_there_and_the_rest_is_syn
     assert_eq!(server.unmatched("gcp"), Vec::<String>::new());
 }
 
+/// Checkpoints come back from clients: a page cursor pointing at another
+/// project's listing (sent with the server's credential) is refused, and not
+/// requested.
 #[tokio::test]
 async fn a_crafted_cursor_is_refused() {
     let server = TestServer::start().await;
-    // A checkpoint taken inside a scope, then the same token with its cursor
-    // pointing at another project's listing.
-    let mut stream = open(&server, request(full())).await.unwrap();
-    let token = loop {
-        match stream.next().await.unwrap().unwrap().event {
-            Some(Event::Checkpoint(c)) => break c.token,
-            _ => continue,
-        }
-    };
-    drop(stream);
+    // A checkpoint taken inside a scope (its cursor names the next listing
+    // page), from a sync read to its end: no upstream request is left in flight.
+    let events = collect(open(&server, request(full())).await).await;
+    let token = events
+        .iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Checkpoint(c)) => Some(c.token.clone()),
+            _ => None,
+        })
+        .expect("a checkpoint");
     let text = String::from_utf8(token).unwrap();
     let crafted = text.replace("acme-prod-4821/locations", "victim-project/locations");
     assert_ne!(crafted, text, "the cursor names the listing");
     let mut options = full();
     options.checkpoint = crafted.into_bytes();
+    let requests = server.upstream_requests("gcp");
     let result = open(&server, request(options)).await;
     let status = match result {
         Err(status) => status,
@@ -316,12 +320,18 @@ async fn a_crafted_cursor_is_refused() {
             events.into_iter().find_map(Result::err).expect("the stream fails")
         }
     };
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().starts_with("options.checkpoint"),
-        "{}",
-        status.message()
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::InvalidArgument,
+            "options.checkpoint: the page cursor it holds is not valid"
+        ),
+        "{status:?}"
     );
+    // Nothing was asked of the upstream (a request for the victim's listing
+    // would also be listed as unmatched).
+    assert_eq!(server.upstream_requests("gcp"), requests);
+    assert_eq!(server.unmatched("gcp"), Vec::<String>::new());
 }
 
 #[tokio::test]
