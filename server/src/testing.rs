@@ -55,6 +55,13 @@ impl RedisServer {
         if let Ok(url) = std::env::var("REDIS_URL") {
             return Some(Self { child: None, url });
         }
+        Self::private_or_skip()
+    }
+
+    /// Starts a private redis-server even when `REDIS_URL` is set, for a test
+    /// that reconfigures its server (`CONFIG SET`) and must not do that to a
+    /// shared one; `None` (a skip) as [`RedisServer::start_or_skip`].
+    pub fn private_or_skip() -> Option<Self> {
         match Self::start() {
             Ok(server) => Some(server),
             Err(error) => {

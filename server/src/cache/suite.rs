@@ -204,7 +204,9 @@ async fn shared_cache_degrades_to_misses_when_redis_is_down() {
 
 #[tokio::test]
 async fn a_redis_that_refuses_a_write_still_serves_reads() {
-    let Some(redis) = crate::testing::RedisServer::start_or_skip() else {
+    // A server of its own: `maxmemory 1` would fill a shared one (REDIS_URL)
+    // for every other test.
+    let Some(redis) = crate::testing::RedisServer::private_or_skip() else {
         return;
     };
     // Full: Redis's own default policy refuses writes with OOM rather than
