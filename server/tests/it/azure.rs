@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use connectors_proto::azure::v1::SyncRequest;
 use connectors_proto::v1::{EntityKind, ScopeState, SyncEvent, SyncOptions, entity::Body, sync_event::Event};
 use connectors_server::config::{Config, ConnectorsMode};
-use connectors_server::replay::{Exchange, FixtureSet, ReplayOptions};
+use connectors_server::replay::{Exchange, FixtureSet};
 use serde::Deserialize;
 use tonic::{Code, Status};
 
@@ -90,17 +90,13 @@ impl Harness for Azure {
     }
 
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
-        match run {
-            FaultRun::Retryable => vec![],
-            FaultRun::MalformedBodies => vec![(
-                format!("subscription:{DEV}"),
-                ScopeState::Failed,
-                "UPSTREAM_MALFORMED".to_owned(),
-                format!(
-                    "Microsoft.ContainerService/managedClusters of subscription {DEV}: EOF while parsing a value at line 1 column 20"
-                ),
-            )],
-        }
+        crate::conformance::malformed_fails(
+            run,
+            format!("subscription:{DEV}"),
+            format!(
+                "Microsoft.ContainerService/managedClusters of subscription {DEV}: EOF while parsing a value at line 1 column 20"
+            ),
+        )
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
@@ -347,34 +343,13 @@ async fn without_credentials_live_mode_is_unavailable_and_names_the_variables() 
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
 
-/// The resuming client stream of the `connectors-client` crate: the
-/// connection is cut after the first scope's checkpoint (its second scope
-/// waits on a slow upstream then); the stream resumes from that checkpoint
-/// once and yields exactly the unbroken sync's upserts, none of the first
-/// scope again.
+/// The resuming client stream of the `connectors-client` crate, its
+/// connection cut after the first scope (see `support::resume_over_a_cut`).
 #[tokio::test]
 async fn the_client_crate_resumes_an_azure_sync_whose_connection_was_cut() {
-    use crate::support::{CuttingProxy, read_cutting_after_the_first_scope};
-    use connectors_client::{ConnectorsClient, ResumePolicy};
-
     let server = TestServer::start().await;
     let unbroken = collect(open(&server, request(full())).await).await;
-    server.server.replay("azure").unwrap().set_options(ReplayOptions {
-        latency: std::time::Duration::from_millis(100),
-        ..Default::default()
-    });
-    let proxy = CuttingProxy::start(server.server.addr).await;
-    let client = ConnectorsClient::connect(format!("http://{}", proxy.addr))
-        .await
-        .unwrap()
-        .with_resume_policy(ResumePolicy::default().with_initial_backoff(std::time::Duration::from_millis(10)));
-    let stream = client.sync_azure(request(full()));
-    let (events, finished) = read_cutting_after_the_first_scope(stream, &proxy).await;
-    assert_eq!(finished, vec![scope_statuses(&unbroken)[0].0.clone()]);
-    assert_eq!(upserts(&events), upserts(&unbroken));
-    assert_eq!(scope_statuses(&events), scope_statuses(&unbroken));
-    let (resumed, whole) = (summary(&events), summary(&unbroken));
-    assert_eq!((resumed.counts, resumed.complete), (whole.counts, true));
+    crate::support::resume_over_a_cut(&server, "azure", &unbroken, |client| client.sync_azure(request(full()))).await;
 }
 
 /// The registry entry of `id` and the health of its service, from a server

@@ -488,6 +488,24 @@ impl FaultRun {
     }
 }
 
+/// What [`Harness::failed_under`] returns for a connector whose only
+/// unrecoverable fault is a malformed body failing `scope` with `error`.
+pub fn malformed_fails(
+    run: FaultRun,
+    scope: impl Into<String>,
+    error: impl Into<String>,
+) -> Vec<(String, ScopeState, String, String)> {
+    match run {
+        FaultRun::Retryable => Vec::new(),
+        FaultRun::MalformedBodies => vec![(
+            scope.into(),
+            ScopeState::Failed,
+            "UPSTREAM_MALFORMED".to_owned(),
+            error.into(),
+        )],
+    }
+}
+
 /// (scope, state, reason, error) of every scope that did not end OK.
 fn not_ok(events: &[SyncEvent]) -> Vec<(String, ScopeState, String, String)> {
     events

@@ -86,15 +86,11 @@ impl Harness for Gcp {
     }
 
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
-        match run {
-            FaultRun::Retryable => vec![],
-            FaultRun::MalformedBodies => vec![(
-                "project:acme-staging-3310".to_owned(),
-                ScopeState::Failed,
-                "UPSTREAM_MALFORMED".to_owned(),
-                "container.googleapis.com /v1/projects/acme-staging-3310/locations/-/clusters: container.googleapis.com returned a body that does not parse: EOF while parsing a value at line 1 column 20".to_owned(),
-            )],
-        }
+        crate::conformance::malformed_fails(
+            run,
+            "project:acme-staging-3310",
+            "container.googleapis.com /v1/projects/acme-staging-3310/locations/-/clusters: container.googleapis.com returned a body that does not parse: EOF while parsing a value at line 1 column 20",
+        )
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

@@ -99,15 +99,11 @@ impl Harness for Github {
     }
 
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
-        match run {
-            FaultRun::Retryable => vec![],
-            FaultRun::MalformedBodies => vec![(
-                "org:acme-corp".to_owned(),
-                ScopeState::Failed,
-                "UPSTREAM_MALFORMED".to_owned(),
-                "repositories of acme-corp: github returned a body that does not parse".to_owned(),
-            )],
-        }
+        crate::conformance::malformed_fails(
+            run,
+            "org:acme-corp",
+            "repositories of acme-corp: github returned a body that does not parse",
+        )
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

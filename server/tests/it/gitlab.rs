@@ -115,15 +115,11 @@ impl Harness for Gitlab {
     }
 
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
-        match run {
-            FaultRun::Retryable => vec![],
-            FaultRun::MalformedBodies => vec![(
-                "group:globex".to_owned(),
-                ScopeState::Failed,
-                "UPSTREAM_MALFORMED".to_owned(),
-                "pipeline 310775 of globex/storefront: gitlab returned a body that does not parse: EOF while parsing a value at line 1 column 20".to_owned(),
-            )],
-        }
+        crate::conformance::malformed_fails(
+            run,
+            "group:globex",
+            "pipeline 310775 of globex/storefront: gitlab returned a body that does not parse: EOF while parsing a value at line 1 column 20",
+        )
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
@@ -659,32 +655,14 @@ async fn without_a_token_auto_mode_runs_on_fixtures_and_says_what_to_set() {
     );
 }
 
-/// The resuming client stream of the `connectors-client` crate: the
-/// connection is cut after the first scope's checkpoint (its second scope
-/// waits on a slow upstream then); the stream resumes from that checkpoint
-/// once and yields exactly the unbroken sync's upserts, none of the first
-/// scope again.
+/// The resuming client stream of the `connectors-client` crate, its
+/// connection cut after the first scope (see `support::resume_over_a_cut`).
 #[tokio::test]
 async fn the_client_crate_resumes_a_gitlab_sync_whose_connection_was_cut() {
-    use crate::support::{CuttingProxy, read_cutting_after_the_first_scope};
-    use connectors_client::{ConnectorsClient, ResumePolicy};
-
     let server = TestServer::start().await;
     let unbroken = collect(open(&server, request(full())).await).await;
-    server.server.replay("gitlab").unwrap().set_options(ReplayOptions {
-        latency: std::time::Duration::from_millis(100),
-        ..Default::default()
-    });
-    let proxy = CuttingProxy::start(server.server.addr).await;
-    let client = ConnectorsClient::connect(format!("http://{}", proxy.addr))
-        .await
-        .unwrap()
-        .with_resume_policy(ResumePolicy::default().with_initial_backoff(std::time::Duration::from_millis(10)));
-    let stream = client.sync_gitlab(request(full()));
-    let (events, finished) = read_cutting_after_the_first_scope(stream, &proxy).await;
-    assert_eq!(finished, vec![scope_statuses(&unbroken)[0].0.clone()]);
-    assert_eq!(upserts(&events), upserts(&unbroken));
-    assert_eq!(scope_statuses(&events), scope_statuses(&unbroken));
-    let (resumed, whole) = (summary(&events), summary(&unbroken));
-    assert_eq!((resumed.counts, resumed.complete), (whole.counts, true));
+    crate::support::resume_over_a_cut(&server, "gitlab", &unbroken, |client| {
+        client.sync_gitlab(request(full()))
+    })
+    .await;
 }

@@ -85,15 +85,11 @@ impl Harness for Kubernetes {
     }
 
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
-        match run {
-            FaultRun::Retryable => vec![],
-            FaultRun::MalformedBodies => vec![(
-                "context:staging-us".to_owned(),
-                ScopeState::Failed,
-                "UPSTREAM_MALFORMED".to_owned(),
-                "pods of staging-us: kubernetes returned a body that does not parse".to_owned(),
-            )],
-        }
+        crate::conformance::malformed_fails(
+            run,
+            "context:staging-us",
+            "pods of staging-us: kubernetes returned a body that does not parse",
+        )
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {

@@ -345,16 +345,37 @@ impl CuttingProxy {
     }
 }
 
-/// Reads a resuming client stream to its end (20 s at most), cutting
-/// `proxy`'s connections once, right after the checkpoint that follows the
-/// first scope's status. Returns the events and the scopes whose status came
-/// before the cut.
-pub async fn read_cutting_after_the_first_scope(
-    mut stream: connectors_client::SyncStream,
-    proxy: &CuttingProxy,
-) -> (Vec<SyncEvent>, Vec<String>) {
+/// Syncs `connector` through the client crate's resuming stream (`sync`
+/// opens it) over a [`CuttingProxy`] that drops its connections right after
+/// the checkpoint following the first scope's status, while the next scope
+/// waits on a 100 ms upstream; `unbroken` is a FULL sync of the same request.
+/// The stream must resume once from that checkpoint and yield exactly the
+/// unbroken sync's upserts and scope statuses (none of the first scope
+/// again), ending with a complete summary of the whole sync's counts.
+pub async fn resume_over_a_cut(
+    server: &TestServer,
+    connector: &str,
+    unbroken: &[SyncEvent],
+    sync: impl FnOnce(&ConnectorsClient) -> connectors_client::SyncStream,
+) {
     use futures::StreamExt;
 
+    server
+        .server
+        .replay(connector)
+        .unwrap()
+        .set_options(connectors_server::replay::ReplayOptions {
+            latency: std::time::Duration::from_millis(100),
+            ..Default::default()
+        });
+    let proxy = CuttingProxy::start(server.server.addr).await;
+    let client = ConnectorsClient::connect(format!("http://{}", proxy.addr))
+        .await
+        .unwrap()
+        .with_resume_policy(
+            connectors_client::ResumePolicy::default().with_initial_backoff(std::time::Duration::from_millis(10)),
+        );
+    let mut stream = sync(&client);
     let mut events = Vec::new();
     let mut finished = Vec::new();
     let mut cut = false;
@@ -375,5 +396,9 @@ pub async fn read_cutting_after_the_first_scope(
     }
     assert!(cut, "the stream had no checkpoint after a scope");
     assert_eq!(stream.resumes(), 1, "resumed once, after the cut");
-    (events, finished)
+    assert_eq!(finished, vec![scope_statuses(unbroken)[0].0.clone()]);
+    assert_eq!(upserts(&events), upserts(unbroken));
+    assert_eq!(scope_statuses(&events), scope_statuses(unbroken));
+    let (resumed, whole) = (summary(&events), summary(unbroken));
+    assert_eq!((resumed.counts, resumed.complete), (whole.counts, true));
 }

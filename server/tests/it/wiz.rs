@@ -98,15 +98,11 @@ impl Harness for Wiz {
     }
 
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
-        match run {
-            FaultRun::Retryable => vec![],
-            FaultRun::MalformedBodies => vec![(
-                "tenant".to_owned(),
-                ScopeState::Failed,
-                "UPSTREAM_MALFORMED".to_owned(),
-                "wiz returned a body that does not parse as a graphql answer".to_owned(),
-            )],
-        }
+        crate::conformance::malformed_fails(
+            run,
+            "tenant",
+            "wiz returned a body that does not parse as a graphql answer",
+        )
     }
 
     async fn bad_requests(server: &TestServer) -> Vec<(Result<tonic::Streaming<SyncEvent>, Status>, &'static str)> {
