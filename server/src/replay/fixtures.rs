@@ -52,6 +52,11 @@ pub struct RecordedRequest {
     /// When set, the request body must equal this JSON value.
     #[serde(default)]
     pub body_json: Option<serde_json::Value>,
+    /// When set, the request body, decoded as a form
+    /// (`application/x-www-form-urlencoded`, the AWS query protocol of STS),
+    /// must carry exactly these parameters, as `query` must.
+    #[serde(default)]
+    pub body_form: Option<BTreeMap<String, String>>,
 }
 
 fn default_method() -> String {
@@ -144,9 +149,18 @@ impl Exchange {
             .as_ref()
             .map(|b| b.to_string())
             .unwrap_or_default();
+        let form = self
+            .request
+            .body_form
+            .as_ref()
+            .map(|form| {
+                let pairs: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(" form:{}", pairs.join("&"))
+            })
+            .unwrap_or_default();
         let times = self.times.map(|n| format!(" times={n}")).unwrap_or_default();
         format!(
-            "{} {}?{} [{}] {}{times}",
+            "{} {}?{} [{}] {}{form}{times}",
             self.request.method.to_ascii_uppercase(),
             self.request.path,
             query.join("&"),
@@ -161,7 +175,7 @@ impl Exchange {
         path: &str,
         query: &BTreeMap<String, String>,
         headers: &HeaderMap,
-        body: &BodyJson<'_>,
+        body: &RequestBody<'_>,
     ) -> bool {
         if !self.request.method.eq_ignore_ascii_case(method.as_str())
             || self.request.path != path
@@ -178,32 +192,43 @@ impl Exchange {
         if !headers_match {
             return false;
         }
+        if let Some(expected) = &self.request.body_form
+            && body.form() != expected
+        {
+            return false;
+        }
         match &self.request.body_json {
             None => true,
-            Some(expected) => body.get().is_some_and(|actual| actual == expected),
+            Some(expected) => body.json().is_some_and(|actual| actual == expected),
         }
     }
 }
 
-/// A request body parsed as JSON at most once, however many exchanges with a
-/// `body_json` matcher share the path (awsJson APIs all post to `/`).
-struct BodyJson<'a> {
+/// A request body parsed (as JSON, as a form) at most once, however many
+/// exchanges with a body matcher share the path (awsJson and query-protocol
+/// APIs all post to `/`).
+struct RequestBody<'a> {
     raw: &'a [u8],
-    parsed: std::cell::OnceCell<Option<serde_json::Value>>,
+    json: std::cell::OnceCell<Option<serde_json::Value>>,
+    form: std::cell::OnceCell<BTreeMap<String, String>>,
 }
 
-impl<'a> BodyJson<'a> {
+impl<'a> RequestBody<'a> {
     fn new(raw: &'a [u8]) -> Self {
         Self {
             raw,
-            parsed: std::cell::OnceCell::new(),
+            json: std::cell::OnceCell::new(),
+            form: std::cell::OnceCell::new(),
         }
     }
 
-    fn get(&self) -> Option<&serde_json::Value> {
-        self.parsed
-            .get_or_init(|| serde_json::from_slice(self.raw).ok())
-            .as_ref()
+    fn json(&self) -> Option<&serde_json::Value> {
+        self.json.get_or_init(|| serde_json::from_slice(self.raw).ok()).as_ref()
+    }
+
+    fn form(&self) -> &BTreeMap<String, String> {
+        self.form
+            .get_or_init(|| url::form_urlencoded::parse(self.raw).into_owned().collect())
     }
 }
 
@@ -329,7 +354,7 @@ impl FixtureSet {
     pub fn find(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<&Exchange> {
         let path = uri.path();
         let query = decode_query(uri);
-        let body = BodyJson::new(body);
+        let body = RequestBody::new(body);
         let body = &body;
         let candidates = self.by_path.get(path)?;
         let limited = candidates.iter().find(|exchange| {

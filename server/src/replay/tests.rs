@@ -415,6 +415,44 @@ async fn body_json_matchers_compare_json_values() {
     assert_eq!(server.stats().unmatched(), 5);
 }
 
+/// STS's query protocol posts forms to `/`: `body_form` matches the decoded
+/// parameters as a set (order and percent-encoding do not matter), exactly.
+#[tokio::test]
+async fn body_form_matchers_compare_the_decoded_parameters() {
+    let server = start(
+        [exchange(json!({
+            "request": { "method": "POST", "path": "/",
+                "body_form": { "Action": "AssumeRole", "ExternalId": "ext-id/1=a", "RoleArn": "arn:aws:iam::123456789012:role/r" } },
+            "response": { "body_text": "<AssumeRoleResponse/>" }
+        }))],
+        ReplayOptions::default(),
+    )
+    .await;
+    let url = format!("{}/", server.base_url());
+    let post = |body: &'static str| {
+        http()
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let response =
+        post("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fr&Action=AssumeRole&ExternalId=ext-id%2F1%3Da")
+            .await
+            .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), "<AssumeRoleResponse/>");
+    // Without the external id, with another one, with an extra parameter.
+    for body in [
+        "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fr",
+        "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fr&ExternalId=other",
+        "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fr&ExternalId=ext-id%2F1%3Da&X=1",
+    ] {
+        assert_eq!(post(body).await.unwrap().status().as_u16(), 404, "body {body:?}");
+    }
+    assert_eq!(server.stats().unmatched(), 3);
+}
+
 #[tokio::test]
 async fn if_none_match_with_the_recorded_etag_gets_304_without_body() {
     let etag = "W/\"c9d587110dcf\"";
