@@ -325,14 +325,104 @@ impl AzureEnv {
     }
 }
 
+/// The role of an `AWS_ACCOUNTS` entry: its ARN, and the external id
+/// (`sts:ExternalId`) its trust policy may require of whoever assumes it,
+/// which `Debug` never shows.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsRole {
+    /// The role's ARN.
+    pub arn: String,
+    /// `;externalId=<id>` of the entry: AssumeRole's `ExternalId`.
+    pub external_id: Option<String>,
+}
+
+impl From<String> for AwsRole {
+    /// A role assumed without an external id.
+    fn from(arn: String) -> Self {
+        Self { arn, external_id: None }
+    }
+}
+
+impl std::fmt::Debug for AwsRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsRole")
+            .field("arn", &self.arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The characters AWS allows in an external id (`[\w+=,.@:/-]`), but the
+/// comma, which separates `AWS_ACCOUNTS` entries.
+fn external_id_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_+=.@:/-".contains(&b)
+}
+
+/// Parses `AWS_ACCOUNTS`: comma-separated `<12-digit id>=<role arn>` pairs,
+/// each optionally followed by `;externalId=<id>` (2 to 1224 characters, as
+/// STS allows). An error names the entry and quotes at most its pair, never
+/// what follows the `;`.
+pub fn aws_accounts(value: Option<String>) -> Result<Vec<(String, AwsRole)>, ConfigError> {
+    let error = |entry: usize, message: String| ConfigError {
+        var: "AWS_ACCOUNTS",
+        message: format!("entry {}: {message}", entry + 1),
+    };
+    let mut accounts = Vec::new();
+    for (i, entry) in list(value).iter().enumerate() {
+        let (pair, option) = match entry.split_once(';') {
+            Some((pair, option)) => (pair.trim(), Some(option.trim())),
+            None => (entry.as_str(), None),
+        };
+        let Some((id, role)) = pair.split_once('=') else {
+            return Err(error(i, format!("{pair:?} is not <account id>=<role arn>")));
+        };
+        let (id, role) = (id.trim(), role.trim());
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) || !role.starts_with("arn:aws") {
+            return Err(error(
+                i,
+                format!("{pair:?} is not <12-digit account id>=arn:aws...:iam::<id>:role/<name>"),
+            ));
+        }
+        let external_id = match option {
+            None => None,
+            Some(option) => {
+                let Some(external_id) = option.strip_prefix("externalId=") else {
+                    return Err(error(
+                        i,
+                        "what follows ';' must be externalId=<external id> (not shown)".into(),
+                    ));
+                };
+                if !(2..=1224).contains(&external_id.len()) || !external_id.bytes().all(external_id_char) {
+                    return Err(error(
+                        i,
+                        "the externalId must be 2 to 1224 characters of A-Z, a-z, 0-9 and _+=.@:/- \
+                         (a comma separates entries; the value is not shown)"
+                            .into(),
+                    ));
+                }
+                Some(external_id.to_owned())
+            }
+        };
+        accounts.push((
+            id.to_owned(),
+            AwsRole {
+                arn: role.to_owned(),
+                external_id,
+            },
+        ));
+    }
+    Ok(accounts)
+}
+
 /// AWS settings from the environment. Credentials are the SDK's default
 /// chain (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, web identity, container or
 /// instance roles); nothing secret is kept here.
 #[derive(Clone, Default)]
 pub struct AwsEnv {
-    /// `AWS_ACCOUNTS`: `<12-digit id>=<role arn>` pairs, comma separated; each
-    /// account is synced through its role (assumed from the default chain).
-    pub accounts: Vec<(String, String)>,
+    /// `AWS_ACCOUNTS`: `<12-digit id>=<role arn>[;externalId=<id>]` entries,
+    /// comma separated; each account is synced through its role (assumed from
+    /// the default chain, with the external id when one is given).
+    pub accounts: Vec<(String, AwsRole)>,
     /// `AWS_REGIONS`: regions synced when a request names none (default
     /// `AWS_REGION`, then `us-east-1`).
     pub regions: Vec<String>,
@@ -374,23 +464,7 @@ impl std::fmt::Debug for AwsEnv {
 
 impl AwsEnv {
     fn from_env() -> Result<Self, ConfigError> {
-        let mut accounts = Vec::new();
-        for pair in list(var("AWS_ACCOUNTS")) {
-            let Some((id, role)) = pair.split_once('=') else {
-                return Err(ConfigError {
-                    var: "AWS_ACCOUNTS",
-                    message: format!("{pair:?} is not <account id>=<role arn>"),
-                });
-            };
-            let (id, role) = (id.trim(), role.trim());
-            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) || !role.starts_with("arn:aws") {
-                return Err(ConfigError {
-                    var: "AWS_ACCOUNTS",
-                    message: format!("{pair:?} is not <12-digit account id>=arn:aws...:iam::<id>:role/<name>"),
-                });
-            }
-            accounts.push((id.to_owned(), role.to_owned()));
-        }
+        let accounts = aws_accounts(var("AWS_ACCOUNTS"))?;
         let mut regions = default_scope_list!("aws", "AWS_REGIONS", aws::AwsRequest, regions);
         if regions.is_empty() {
             regions = var("AWS_REGION")
@@ -1146,6 +1220,66 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `AWS_ACCOUNTS` entries with and without `;externalId=`, and what
+    /// `Debug` shows of them: never the external id.
+    #[test]
+    fn aws_accounts_take_an_optional_external_id_that_debug_never_shows() {
+        let accounts = aws_accounts(Some(
+            "111111111111=arn:aws:iam::111111111111:role/inventory ; externalId=Ext+id=1.a@b:c/d-e_f, \
+             222222222222=arn:aws:iam::222222222222:role/inventory"
+                .into(),
+        ))
+        .unwrap();
+        assert_eq!(
+            accounts,
+            [
+                (
+                    "111111111111".to_owned(),
+                    AwsRole {
+                        arn: "arn:aws:iam::111111111111:role/inventory".into(),
+                        external_id: Some("Ext+id=1.a@b:c/d-e_f".into()),
+                    }
+                ),
+                (
+                    "222222222222".to_owned(),
+                    "arn:aws:iam::222222222222:role/inventory".to_owned().into()
+                ),
+            ]
+        );
+        let env = AwsEnv {
+            accounts,
+            ..AwsEnv::default()
+        };
+        let debug = format!("{env:?}");
+        assert!(!debug.contains("Ext+id"), "{debug}");
+        assert!(
+            debug.contains(
+                r#"("111111111111", AwsRole { arn: "arn:aws:iam::111111111111:role/inventory", external_id: Some("<redacted>") })"#
+            ),
+            "{debug}"
+        );
+        let refused = |value: &str| aws_accounts(Some(value.into())).unwrap_err().to_string();
+        let role = "111111111111=arn:aws:iam::111111111111:role/inventory";
+        for value in [
+            format!("{role};externalId="),
+            format!("{role};externalId=s3cret-{}", "x".repeat(1224)),
+            format!("{role};externalId=s3cret\u{e9}"),
+            format!("{role};externalId=s3cret;again"),
+        ] {
+            let error = refused(&value);
+            assert_eq!(
+                error,
+                "AWS_ACCOUNTS: entry 1: the externalId must be 2 to 1224 characters of A-Z, a-z, 0-9 and _+=.@:/- \
+                 (a comma separates entries; the value is not shown)",
+                "{value}"
+            );
+        }
+        assert_eq!(
+            refused(&format!("{role};s3cret")),
+            "AWS_ACCOUNTS: entry 1: what follows ';' must be externalId=<external id> (not shown)"
+        );
+    }
 
     /// The password of a Redis URL (user info, or `?pass=` of a socket URL)
     /// never appears in the formatted configuration.

@@ -1038,7 +1038,7 @@ async fn assumed(endpoint: &str, region: &str, role: &str) -> SdkConfig {
         .credentials_provider(plain.credentials_provider().unwrap())
         .load()
         .await;
-    connectors_server::providers::aws::assume_role(base, role, region, "seed").await
+    connectors_server::providers::aws::assume_role(base, &role.to_owned().into(), region, "seed").await
 }
 
 #[tokio::test]
@@ -1079,7 +1079,10 @@ async fn every_account_and_region_is_its_own_scope_against_moto() {
     let mut config = Config::for_tests();
     config.mode = ConnectorsMode::Live;
     config.aws.credentials = true;
-    config.aws.accounts = vec![(ACCOUNT.into(), role(ACCOUNT)), (OTHER.into(), role(OTHER))];
+    config.aws.accounts = vec![
+        (ACCOUNT.into(), role(ACCOUNT).into()),
+        (OTHER.into(), role(OTHER).into()),
+    ];
     config.aws.regions = vec!["us-east-1".into(), "eu-west-1".into()];
     config.aws.concurrency = Some(4);
     config.aws.endpoint_url = Some(url::Url::parse(&endpoint).unwrap());
@@ -1117,6 +1120,39 @@ async fn every_account_and_region_is_its_own_scope_against_moto() {
     assert!(summary(&events).complete);
 }
 
+/// A replay server answering fixtures/aws and `exchanges`, and the server
+/// binary live against it (`AWS_ENDPOINT_URL`, `AWS_REGIONS` us-east-1)
+/// with `vars`, in whose values `{base}` stands for the replay server's URL.
+async fn live_on_replay(
+    exchanges: Vec<serde_json::Value>,
+    vars: &[(&str, &str)],
+) -> (
+    connectors_server::replay::ReplayServer,
+    crate::support::ServerProcess,
+    connectors_client::ConnectorsClient,
+) {
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    for exchange in exchanges {
+        set.insert(serde_json::from_value(exchange).unwrap());
+    }
+    let upstream = connectors_server::replay::ReplayServer::start(set, ReplayOptions::default())
+        .await
+        .unwrap();
+    let base = upstream.base_url().trim_end_matches('/').to_owned();
+    let vars: Vec<(&str, String)> = [
+        ("CONNECTORS_MODE", "live"),
+        ("AWS_ENDPOINT_URL", "{base}"),
+        ("AWS_REGIONS", REGION),
+    ]
+    .iter()
+    .chain(vars)
+    .map(|(name, value)| (*name, value.replace("{base}", &base)))
+    .collect();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let (process, client) = crate::support::serve_with_env(&vars).await;
+    (upstream, process, client)
+}
+
 /// EC2 instance profiles, ECS-on-EC2 host roles and EKS node roles set no
 /// variable: with `AWS_USE_DEFAULT_CHAIN=true` the connector runs live on
 /// what the SDK's default chain finds, here the instance role from IMDS (the
@@ -1129,8 +1165,7 @@ async fn aws_use_default_chain_syncs_live_with_an_instance_role() {
     assert_eq!(expected.len(), 26);
 
     let token = "imds-session-token-0123456789";
-    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
-    for exchange in [
+    let exchanges = vec![
         serde_json::json!({
             "request": {
                 "method": "PUT",
@@ -1176,21 +1211,15 @@ async fn aws_use_default_chain_syncs_live_with_an_instance_role() {
                 "body_text": format!(r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:sts::{ACCOUNT}:assumed-role/inventory-node-role/i-0123456789abcdef0</Arn><UserId>AROACKCEVSQ6C2EXAMPLE:i-0123456789abcdef0</UserId><Account>{ACCOUNT}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#)
             }
         }),
-    ] {
-        set.insert(serde_json::from_value(exchange).unwrap());
-    }
-    let upstream = connectors_server::replay::ReplayServer::start(set, ReplayOptions::default())
-        .await
-        .unwrap();
-    let base = upstream.base_url().trim_end_matches('/').to_owned();
-    let (_server, client) = crate::support::serve_with_env(&[
-        ("CONNECTORS_MODE", "live"),
-        ("AWS_USE_DEFAULT_CHAIN", "true"),
-        ("AWS_ENDPOINT_URL", &base),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &base),
-        ("AWS_REGIONS", "us-east-1"),
-        ("AWS_ECR_PAGE_SIZE", "2"),
-    ])
+    ];
+    let (upstream, _server, client) = live_on_replay(
+        exchanges,
+        &[
+            ("AWS_USE_DEFAULT_CHAIN", "true"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "{base}"),
+            ("AWS_ECR_PAGE_SIZE", "2"),
+        ],
+    )
     .await;
     assert_eq!(
         crate::support::availability_of(&client, "aws").await,
@@ -1206,6 +1235,92 @@ async fn aws_use_default_chain_syncs_live_with_an_instance_role() {
     // keeps its SDK config per region, credentials cache included, so its 5
     // scopes (and the check) fetch the credentials once.
     assert_eq!(upstream.stats().requests(), 1 + 3 + 26);
+}
+
+/// An account of `AWS_ACCOUNTS` whose entry ends with `;externalId=<id>`:
+/// every AssumeRole into its role, the credential check's and the syncs',
+/// carries that `ExternalId` (the replay server matches the form bodies of
+/// STS's query protocol exactly, so one without it, or with the id left in
+/// the role ARN, finds no answer).
+#[tokio::test]
+async fn the_external_id_of_an_account_goes_with_each_assume_role() {
+    let external_id = "Inventory+Ext=1.a@b:c/d-e_f";
+    let role = role(ACCOUNT);
+    let sts_version = ("Version", "2011-06-15");
+    let sts = |form: &[(&str, &str)], body: String| -> serde_json::Value {
+        let form: serde_json::Map<String, serde_json::Value> = form
+            .iter()
+            .chain([&sts_version])
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
+        serde_json::json!({
+            "request": {"method": "POST", "path": "/", "body_form": form},
+            "response": {"headers": {"content-type": "text/xml"}, "body_text": body}
+        })
+    };
+    let identity = format!(
+        r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::{ACCOUNT}:user/inventory</Arn><UserId>AIDACKCEVSQ6C2EXAMPLE</UserId><Account>{ACCOUNT}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#
+    );
+    // STS's AssumeRole answer (its API reference), credentials that outlive the test.
+    let assumed = |session: &str| {
+        format!(
+            r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><AssumedRoleUser><Arn>arn:aws:sts::{ACCOUNT}:assumed-role/inventory/{session}</Arn><AssumedRoleId>AROA3XFRBF535PLBIFPI4:{session}</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>ASIAIOSFODNN7EXAMPLE</AccessKeyId><SecretAccessKey>assumed-secret-not-real</SecretAccessKey><SessionToken>assumed-session-token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials><PackedPolicySize>6</PackedPolicySize></AssumeRoleResult><ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata></AssumeRoleResponse>"#
+        )
+    };
+    let exchanges = vec![
+        sts(&[("Action", "GetCallerIdentity")], identity),
+        sts(
+            &[
+                ("Action", "AssumeRole"),
+                ("RoleArn", &role),
+                ("RoleSessionName", "connectors-credential-check"),
+                ("DurationSeconds", "900"),
+                ("ExternalId", external_id),
+            ],
+            assumed("connectors-credential-check"),
+        ),
+        sts(
+            &[
+                ("Action", "AssumeRole"),
+                ("RoleArn", &role),
+                ("RoleSessionName", "connectors-inventory"),
+                ("ExternalId", external_id),
+            ],
+            assumed("connectors-inventory"),
+        ),
+    ];
+    let (upstream, _server, client) = live_on_replay(
+        exchanges,
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "not-a-secret"),
+            ("AWS_ACCOUNTS", &format!("{ACCOUNT}={role};externalId={external_id}")),
+        ],
+    )
+    .await;
+    let events = collect(client.aws().sync(full_of(&["eks"])).await.map(|r| r.into_inner())).await;
+    assert_eq!(
+        scope_statuses(&events),
+        [(
+            format!("account:{ACCOUNT}/region:{REGION}/service:eks"),
+            ScopeState::Ok as i32
+        )],
+        "{:?}",
+        scope_errors(&events)
+    );
+    assert_eq!(
+        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        ["prod-eks", "staging-eks"]
+            .map(|name| format!("urn:connectors:aws:asset:arn:aws:eks:{REGION}:{ACCOUNT}:cluster/{name}"))
+    );
+    // The start-up check (GetCallerIdentity, AssumeRole) runs beside the
+    // sync (AssumeRole, 2 ListClusters pages, 2 DescribeCluster).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while upstream.stats().requests() < 2 + 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
+    assert_eq!(upstream.stats().requests(), 2 + 5);
 }
 
 /// The text of the first `<name>` element of an XML answer.
@@ -1231,7 +1346,7 @@ async fn credential_check(moto: &MotoServer, keys: (&str, &str), accounts: &[(&s
     config.aws.static_keys = Some((keys.0.into(), keys.1.into(), None));
     config.aws.accounts = accounts
         .iter()
-        .map(|(id, role)| ((*id).to_owned(), role.clone()))
+        .map(|(id, role)| ((*id).to_owned(), role.clone().into()))
         .collect();
     let server = TestServer::with_config(config).await;
     let connector = server.server.registry.aws.clone().expect("aws compiled in");
@@ -1392,7 +1507,7 @@ async fn the_credential_check_reads_the_error_codes_sts_answers() {
                 availability: Availability::Live {
                     auth_mode: "assume_role".into(),
                 },
-                accounts: [(OTHER.to_owned(), role.clone())].into(),
+                accounts: [(OTHER.to_owned(), role.clone().into())].into(),
                 regions: vec![REGION.into()],
                 endpoint_url: Some(upstream.base_url().trim_end_matches('/').to_owned()),
                 static_keys: Some(("AKIDEXAMPLE".into(), "not-a-secret".into(), None)),

@@ -51,6 +51,38 @@ fn default_scopes_from_the_environment_follow_the_request_rules() {
     );
 }
 
+/// An `AWS_ACCOUNTS` entry may end with `;externalId=<id>`, the
+/// `sts:ExternalId` its role's trust policy asks for. A malformed one stops
+/// the server naming the entry; nothing after the `;` is ever echoed.
+#[test]
+fn an_aws_accounts_external_id_is_checked_at_start_up_and_never_shown() {
+    let first = "123456789012=arn:aws:iam::123456789012:role/inventory";
+    let second = "111111111111=arn:aws:iam::111111111111:role/inventory";
+    stops(
+        &[("AWS_ACCOUNTS", &format!("{first};externalId=s"))],
+        "AWS_ACCOUNTS: entry 1: the externalId must be 2 to 1224 characters of A-Z, a-z, 0-9 and _+=.@:/- \
+         (a comma separates entries; the value is not shown)",
+    );
+    stops(
+        &[("AWS_ACCOUNTS", &format!("{first},{second};externalID=s3cret-Ext"))],
+        "AWS_ACCOUNTS: entry 2: what follows ';' must be externalId=<external id> (not shown)",
+    );
+    stops(
+        &[("AWS_ACCOUNTS", &format!("{first};externalId=s3cret Ext;x"))],
+        "AWS_ACCOUNTS: entry 1: the externalId must be 2 to 1224 characters of A-Z, a-z, 0-9 and _+=.@:/- \
+         (a comma separates entries; the value is not shown)",
+    );
+    // The pair itself is quoted as before, without what follows the ';'.
+    stops(
+        &[(
+            "AWS_ACCOUNTS",
+            "1234=arn:aws:iam::1234:role/inventory;externalId=s3cret-Ext",
+        )],
+        "AWS_ACCOUNTS: entry 1: \"1234=arn:aws:iam::1234:role/inventory\" is not \
+         <12-digit account id>=arn:aws...:iam::<id>:role/<name>",
+    );
+}
+
 /// Static AWS keys need both halves, like the GitHub App and Wiz pairs; the
 /// secret is never echoed.
 #[test]

@@ -57,8 +57,8 @@ pub struct AwsRequest {
 pub struct AwsSettings {
     /// Live, fixture or unavailable.
     pub availability: Availability,
-    /// Account id → role ARN.
-    pub accounts: BTreeMap<String, String>,
+    /// Account id → its role (ARN, external id).
+    pub accounts: BTreeMap<String, crate::config::AwsRole>,
     /// Default regions.
     pub regions: Vec<String>,
     /// One endpoint for every service (`AWS_ENDPOINT_URL`).
@@ -440,15 +440,17 @@ async fn function_details(
 }
 
 /// `base` with the credentials of `role` in `region`, assumed through STS
-/// (session `session`) with `base`'s own credentials. `base` must come from
-/// the loader (`aws_config::defaults`): STS needs its time source and sleep.
-pub async fn assume_role(base: SdkConfig, role: &str, region: &str, session: &str) -> SdkConfig {
-    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+/// (session `session`, with the role's external id if it has one) with
+/// `base`'s own credentials. `base` must come from the loader
+/// (`aws_config::defaults`): STS needs its time source and sleep.
+pub async fn assume_role(base: SdkConfig, role: &crate::config::AwsRole, region: &str, session: &str) -> SdkConfig {
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(&role.arn)
         .session_name(session)
-        .region(Region::new(region.to_owned()))
-        .configure(&base)
-        .build()
-        .await;
+        .region(Region::new(region.to_owned()));
+    if let Some(external_id) = &role.external_id {
+        provider = provider.external_id(external_id);
+    }
+    let provider = provider.configure(&base).build().await;
     base.into_builder()
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
         .build()
@@ -1030,12 +1032,13 @@ impl Connector for AwsConnector {
             .map_err(|error| check_error("sts:GetCallerIdentity", error))?;
         for (account, role) in &self.settings.accounts {
             sts.assume_role()
-                .role_arn(role)
+                .role_arn(&role.arn)
                 .role_session_name(CHECK_SESSION)
                 .duration_seconds(900)
+                .set_external_id(role.external_id.clone())
                 .send()
                 .await
-                .map_err(|error| check_error(&format!("account {account}: sts:AssumeRole {role}"), error))?;
+                .map_err(|error| check_error(&format!("account {account}: sts:AssumeRole {}", role.arn), error))?;
         }
         Ok(())
     }
