@@ -216,6 +216,79 @@ async fn fixtures_paginate_every_service_and_map_exact_values() {
     );
 }
 
+/// An ECR image's status is its `imageStatus` (DescribeImages asks for
+/// every status: without the filter ECR answers ACTIVE images only), and its
+/// attributes are its tags, its manifest and artifact media types and, for a
+/// referrer (here a Notation signature), its subject's digest.
+#[tokio::test]
+async fn ecr_images_carry_their_status_media_types_and_subject() {
+    let server = TestServer::start().await;
+    let events = collect(open(&server, full_of(&["ecr"])).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    let digest = |n: u32| format!("sha256:{n:064x}");
+    let image = |n: u32| {
+        asset_of(
+            &events,
+            &format!(
+                "urn:connectors:aws:asset:arn:aws:ecr:us-east-1:123456789012:repository/api@{}",
+                digest(0xabc000 + n)
+            ),
+        )
+    };
+    let labels = |asset: &connectors_proto::v1::CloudAsset| -> Vec<(String, String)> {
+        asset
+            .attributes
+            .iter()
+            .map(|l| (l.key.clone(), l.value.clone()))
+            .collect()
+    };
+    let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let docker = [
+        (
+            "aws.ecr.artifact_media_type",
+            "application/vnd.docker.container.image.v1+json",
+        ),
+        (
+            "aws.ecr.image_manifest_media_type",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    ];
+    let archived = image(1);
+    assert_eq!(archived.status, "ARCHIVED");
+    assert_eq!(
+        labels(&archived),
+        pairs(&[docker[0], docker[1], ("aws.ecr.image_tag", "v1")])
+    );
+    let signature = image(2);
+    assert_eq!(signature.status, "ACTIVE");
+    let subject = digest(0xabc003);
+    assert_eq!(
+        labels(&signature),
+        pairs(&[
+            ("aws.ecr.artifact_media_type", "application/vnd.cncf.notary.signature"),
+            (
+                "aws.ecr.image_manifest_media_type",
+                "application/vnd.oci.image.manifest.v1+json"
+            ),
+            ("aws.ecr.subject_manifest_digest", &subject),
+        ])
+    );
+    let latest = image(3);
+    assert_eq!(latest.status, "ACTIVE");
+    assert_eq!(
+        labels(&latest),
+        pairs(&[
+            docker[0],
+            docker[1],
+            ("aws.ecr.image_tag", "latest"),
+            ("aws.ecr.image_tag", "v3")
+        ])
+    );
+}
+
 #[tokio::test]
 async fn services_are_crawled_at_once_under_aws_concurrency_and_sent_in_scope_order() {
     let mut streams = Vec::new();
@@ -268,6 +341,12 @@ fn aws_json_error(
     .unwrap()
 }
 
+/// The body of the first DescribeImages request for `repository` in fixture
+/// mode (every status: without the filter ECR answers ACTIVE images only).
+fn describe_images(repository: &str) -> serde_json::Value {
+    serde_json::json!({"repositoryName": repository, "maxResults": 2, "filter": {"imageStatus": "ANY"}})
+}
+
 #[tokio::test]
 async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     let server = TestServer::start().await;
@@ -310,7 +389,7 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     set.insert(aws_json_error(
         100,
         "AmazonEC2ContainerRegistry_V20150921.DescribeImages",
-        serde_json::json!({"repositoryName": "worker", "maxResults": 2}),
+        describe_images("worker"),
         "AccessDeniedException",
         "User: arn:aws:iam::123456789012:user/inventory is not authorized to perform: ecr:DescribeImages on resource: \
          arn:aws:ecr:us-east-1:123456789012:repository/worker with an explicit deny in a resource-based policy",
@@ -477,7 +556,7 @@ async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_
     set.insert(aws_json_error(
         100,
         "AmazonEC2ContainerRegistry_V20150921.DescribeImages",
-        serde_json::json!({"repositoryName": "worker", "maxResults": 2}),
+        describe_images("worker"),
         "RepositoryNotFoundException",
         "The repository with name 'worker' does not exist in the registry with id '123456789012'",
     ));

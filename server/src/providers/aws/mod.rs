@@ -272,6 +272,13 @@ fn label(key: &str, value: impl Into<String>) -> Label {
     }
 }
 
+/// A label per (key, value) whose value the upstream sent.
+fn present<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> impl Iterator<Item = Label> {
+    pairs
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|value| label(key, value)))
+}
+
 /// The default `maxResults` of ECR's DescribeRepositories and DescribeImages:
 /// the largest page ECR serves (its own default is 100). Each page is one
 /// signed request through the SDK's orchestrator, which cost about as much
@@ -301,10 +308,17 @@ async fn fetch_image_pages(
     pages: tokio::sync::mpsc::Sender<ImagePage>,
 ) {
     'repositories: for name in repositories {
+        // Without `imageStatus`, DescribeImages answers ACTIVE images only:
+        // archived ones (and those being restored) would not be inventoried.
         let mut paginator = client
             .describe_images()
             .repository_name(&name)
             .max_results(page_size)
+            .filter(
+                aws_sdk_ecr::types::DescribeImagesFilter::builder()
+                    .image_status(aws_sdk_ecr::types::ImageStatusFilter::Any)
+                    .build(),
+            )
             .into_paginator()
             .send();
         while let Some(page) = paginator.next().await {
@@ -366,6 +380,50 @@ fn task_definition_asset(
         Vec::new(),
     );
     (images, entity)
+}
+
+/// The asset of an ECR image of the repository `arn` (`name`, `uri`, urn
+/// `repository_urn`); none for an image without a digest. Its status is
+/// `imageStatus` (ACTIVE, ARCHIVED, ACTIVATING), and its attributes the tags,
+/// the manifest and artifact media types and, for a referrer (a signature,
+/// an SBOM), the digest of the image it refers to.
+fn image_asset(
+    place: &Place,
+    arn: &str,
+    name: &str,
+    uri: &str,
+    repository_urn: &str,
+    image: &aws_sdk_ecr::types::ImageDetail,
+) -> Option<Entity> {
+    let digest = image.image_digest()?;
+    let mut attributes: Vec<Label> = image
+        .image_tags()
+        .iter()
+        .map(|tag| label("aws.ecr.image_tag", tag.as_str()))
+        .collect();
+    attributes.extend(present([
+        ("aws.ecr.image_manifest_media_type", image.image_manifest_media_type()),
+        ("aws.ecr.artifact_media_type", image.artifact_media_type()),
+        ("aws.ecr.subject_manifest_digest", image.subject_manifest_digest()),
+    ]));
+    Some(asset(
+        place,
+        "aws.ecr.image",
+        "AWS::ECR::Image",
+        &[arn, "@", digest].concat(),
+        &[name, "@", digest].concat(),
+        image.image_status().map(|s| s.as_str()).unwrap_or_default(),
+        repository_urn.to_owned(),
+        vec![ContainerImage {
+            container: String::new(),
+            image: [uri, "@", digest].concat(),
+            digest: digest.to_owned(),
+        }],
+        attributes,
+        timestamp(image.image_pushed_at()),
+        None,
+        Vec::new(),
+    ))
 }
 
 /// Lambda functions whose details are asked for at once.
@@ -694,27 +752,9 @@ impl AwsConnector {
                 // each out of the page was 2% of the server's CPU (README,
                 // "Performance").
                 for image in &images {
-                    let Some(digest) = image.image_digest() else { continue };
-                    let mut tags: Vec<&str> = image.image_tags().iter().map(String::as_str).collect();
-                    tags.sort_unstable();
-                    let entity = asset(
-                        place,
-                        "aws.ecr.image",
-                        "AWS::ECR::Image",
-                        &[arn.as_str(), "@", digest].concat(),
-                        &[name.as_str(), "@", digest].concat(),
-                        "",
-                        repository_urn.clone(),
-                        vec![ContainerImage {
-                            container: String::new(),
-                            image: [uri, "@", digest].concat(),
-                            digest: digest.to_owned(),
-                        }],
-                        tags.into_iter().map(|t| label("aws.ecr.image_tag", t)).collect(),
-                        timestamp(image.image_pushed_at()),
-                        None,
-                        Vec::new(),
-                    );
+                    let Some(entity) = image_asset(place, &arn, &name, uri, &repository_urn, image) else {
+                        continue;
+                    };
                     self.emit(ctx, "ecr:DescribeImages", entity).await?;
                 }
             }
@@ -887,16 +927,12 @@ impl AwsConnector {
             };
             let Some(cluster) = answer.cluster() else { continue };
             let arn = cluster.arn().unwrap_or_default().to_owned();
-            let mut attributes = Vec::new();
-            for (key, value) in [
+            let attributes: Vec<Label> = present([
                 ("aws.eks.version", cluster.version()),
                 ("aws.eks.endpoint", cluster.endpoint()),
                 ("aws.eks.platform_version", cluster.platform_version()),
-            ] {
-                if let Some(value) = value {
-                    attributes.push(label(key, value));
-                }
-            }
+            ])
+            .collect();
             let labels = cluster
                 .tags()
                 .map(|tags| tags.iter().map(|(k, v)| label(k, v.as_str())).collect())
