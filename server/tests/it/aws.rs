@@ -633,6 +633,107 @@ async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_
     assert_eq!(replay.stats().requests() - before, 26 - 2);
 }
 
+/// The fixtures with the answer to ECS's `operation` (DescribeClusters or
+/// DescribeServices) changed by `change`: its `failures[]` entries stand for
+/// resources ECS did not describe.
+fn with_ecs_answer(operation: &str, change: impl Fn(&mut serde_json::Value)) -> FixtureSet {
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    let target = format!("AmazonEC2ContainerServiceV20141113.{operation}");
+    let exchange = set
+        .exchanges_mut("/")
+        .unwrap()
+        .iter_mut()
+        .find(|e| e.request.headers.get("x-amz-target") == Some(&target))
+        .unwrap();
+    change(exchange.response.body.as_mut().unwrap());
+    set
+}
+
+/// DescribeClusters and DescribeServices answer what they could not describe
+/// in `failures[]` (ARN, reason, detail) beside what they did. `MISSING`
+/// (the ECS API reference's one documented reason) is a resource deleted
+/// since it was listed: left out, its scope OK (a missing cluster's services
+/// are not listed). Any other reason fails the scope, naming the ARN and the
+/// reason, after the rest of it was sent: otherwise the next INCREMENTAL sync
+/// would delete a service that may well still exist.
+#[tokio::test]
+async fn ecs_failures_leave_missing_resources_out_and_fail_the_scope_for_any_other_reason() {
+    let prefix = "arn:aws:ecs:us-east-1:123456789012";
+    let worker = format!("{prefix}:service/prod/worker");
+    let server = TestServer::start().await;
+    let baseline = collect(open(&server, full_of(&["ecs"])).await).await;
+    assert_eq!(upserts(&baseline).len(), 5);
+    let without = |events: &[SyncEvent], gone: &[String]| -> Vec<(String, String)> {
+        upserts(events)
+            .into_iter()
+            .filter(|(urn, _)| !gone.iter().any(|g| urn == &format!("urn:connectors:aws:asset:{g}")))
+            .collect()
+    };
+    let scope = "account:default/region:us-east-1/service:ecs".to_owned();
+    let replay = server.server.replay("aws").unwrap();
+    let failure = |arn: &str, reason: &str| serde_json::json!({"arn": arn, "reason": reason});
+
+    // The worker service deleted between ListServices and DescribeServices.
+    replay.set_fixtures(with_ecs_answer("DescribeServices", |body| {
+        body["services"].as_array_mut().unwrap().pop();
+        body["failures"] = serde_json::json!([failure(&worker, "MISSING")]);
+    }));
+    let events = collect(open(&server, full_of(&["ecs"])).await).await;
+    assert_eq!(scope_statuses(&events), [(scope.clone(), ScopeState::Ok as i32)]);
+    assert_eq!(upserts(&events), without(&baseline, std::slice::from_ref(&worker)));
+
+    // Another reason (a stand-in: the API reference documents only MISSING):
+    // the scope fails once the rest is sent.
+    replay.set_fixtures(with_ecs_answer("DescribeServices", |body| {
+        body["services"].as_array_mut().unwrap().pop();
+        let mut entry = failure(&worker, "INTERNAL_ERROR");
+        entry["detail"] = "the service could not be described".into();
+        body["failures"] = serde_json::json!([entry]);
+    }));
+    let events = collect(open(&server, full_of(&["ecs"])).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    let failed: Vec<(String, String, String)> = events
+        .iter()
+        .filter_map(|event| match &event.event {
+            Some(connectors_proto::v1::sync_event::Event::ScopeStatus(status)) => {
+                Some((status.scope.clone(), status.reason.clone(), status.error.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(
+            scope.clone(),
+            "UPSTREAM_ERROR".to_owned(),
+            format!("ecs:DescribeServices: {worker}: INTERNAL_ERROR (the service could not be described)")
+        )]
+    );
+    assert_eq!(upserts(&events), without(&baseline, std::slice::from_ref(&worker)));
+    assert!(!summary(&events).complete);
+
+    // The cluster deleted between ListClusters and DescribeClusters: neither
+    // it nor its services are sent, and they are not listed.
+    let cluster = format!("{prefix}:cluster/prod");
+    replay.set_fixtures(with_ecs_answer("DescribeClusters", |body| {
+        body["clusters"] = serde_json::json!([]);
+        body["failures"] = serde_json::json!([failure(&cluster, "MISSING")]);
+    }));
+    let before = replay.stats().requests();
+    let events = collect(open(&server, full_of(&["ecs"])).await).await;
+    assert_eq!(scope_statuses(&events), [(scope, ScopeState::Ok as i32)]);
+    assert_eq!(
+        upserts(&events),
+        without(
+            &baseline,
+            &[cluster, format!("{prefix}:service/prod/api"), worker.clone()]
+        )
+    );
+    // ListClusters, 2 ListTaskDefinitions pages, 2 DescribeTaskDefinition,
+    // DescribeClusters; no ListServices nor DescribeServices.
+    assert_eq!(replay.stats().requests() - before, 6);
+}
+
 /// (image, digest) of the container images of the asset `urn` upserted in `events`.
 fn images_of(events: &[SyncEvent], urn: &str) -> Vec<(String, String)> {
     asset_of(events, urn)

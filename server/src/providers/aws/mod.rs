@@ -426,6 +426,73 @@ fn image_asset(
     ))
 }
 
+/// ECS's `failures[]` of the describe calls of one scope: what ECS did not
+/// describe. `MISSING` is a resource deleted since it was listed (left out,
+/// as a later listing would not have it); any other reason fails the scope
+/// once the rest is sent: the resource may exist, and a scope that ended OK
+/// without it would delete it at the next INCREMENTAL sync.
+#[derive(Default)]
+struct EcsFailures {
+    /// `operation: arn: reason (detail)` of each failure other than MISSING.
+    failed: Vec<String>,
+}
+
+impl EcsFailures {
+    /// At most this many failures are named in the scope's error.
+    const NAMED: usize = 5;
+
+    /// Logs each failure of `operation`'s answer and keeps those other than
+    /// MISSING; returns the ARNs of the missing resources.
+    fn note(&mut self, operation: &str, failures: &[aws_sdk_ecs::types::Failure]) -> Vec<String> {
+        let mut missing = Vec::new();
+        for failure in failures {
+            let arn = failure.arn().unwrap_or_default();
+            let reason = failure.reason().unwrap_or_default();
+            let detail = failure.detail().unwrap_or_default();
+            if reason == "MISSING" {
+                tracing::info!(
+                    connector = ID,
+                    operation,
+                    arn,
+                    "ecs resource deleted since it was listed; left out"
+                );
+                missing.push(arn.to_owned());
+                continue;
+            }
+            tracing::warn!(
+                connector = ID,
+                operation,
+                arn,
+                reason,
+                detail,
+                "ecs did not describe a resource"
+            );
+            self.failed.push(if detail.is_empty() {
+                format!("{operation}: {arn}: {reason}")
+            } else {
+                format!("{operation}: {arn}: {reason} ({detail})")
+            });
+        }
+        missing
+    }
+
+    /// The scope's outcome: FAILED (`UPSTREAM_ERROR`: these reasons are not
+    /// error codes) naming the failures, if there were any.
+    fn into_result(self) -> Result<(), ScopeError> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        let mut message = self.failed[..self.failed.len().min(Self::NAMED)].join("; ");
+        if self.failed.len() > Self::NAMED {
+            message.push_str(&format!("; and {} more", self.failed.len() - Self::NAMED));
+        }
+        Err(ScopeError::Failed {
+            reason: "UPSTREAM_ERROR",
+            message,
+        })
+    }
+}
+
 /// Lambda functions whose details are asked for at once.
 const LAMBDA_DETAILS_AT_ONCE: usize = 4;
 
@@ -791,6 +858,8 @@ impl AwsConnector {
             images_of.insert(arn, images);
             self.emit(ctx, "ecs:DescribeTaskDefinition", entity).await?;
         }
+        let mut failures = EcsFailures::default();
+        let mut missing_clusters = Vec::new();
         for chunk in cluster_arns.chunks(100) {
             let answer = client
                 .describe_clusters()
@@ -798,6 +867,7 @@ impl AwsConnector {
                 .send()
                 .await
                 .map_err(|e| sdk_error("ecs:DescribeClusters", e))?;
+            missing_clusters.extend(failures.note("ecs:DescribeClusters", answer.failures()));
             for cluster in answer.clusters() {
                 let arn = cluster.cluster_arn().unwrap_or_default().to_owned();
                 let entity = asset(
@@ -817,7 +887,8 @@ impl AwsConnector {
                 self.emit(ctx, "ecs:DescribeClusters", entity).await?;
             }
         }
-        for cluster_arn in &cluster_arns {
+        // A cluster deleted since it was listed has no services to list.
+        for cluster_arn in cluster_arns.iter().filter(|arn| !missing_clusters.contains(arn)) {
             let cluster_urn = urn(ID, EntityKind::Asset, cluster_arn);
             let mut service_arns = Vec::new();
             let mut pages = client.list_services().cluster(cluster_arn).into_paginator().send();
@@ -846,6 +917,7 @@ impl AwsConnector {
                     .send()
                     .await
                     .map_err(|e| sdk_error("ecs:DescribeServices", e))?;
+                failures.note("ecs:DescribeServices", answer.failures());
                 for service in answer.services() {
                     let arn = service.service_arn().unwrap_or_default().to_owned();
                     let definition = service.task_definition().unwrap_or_default();
@@ -874,7 +946,7 @@ impl AwsConnector {
                 }
             }
         }
-        Ok(())
+        failures.into_result()
     }
 
     /// The images of the task definition `arn` a service runs that
