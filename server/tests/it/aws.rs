@@ -734,6 +734,57 @@ async fn ecs_failures_leave_missing_resources_out_and_fail_the_scope_for_any_oth
     assert_eq!(replay.stats().requests() - before, 6);
 }
 
+/// ListClusters lists EKS Connector (connected) clusters only with
+/// `include=all`: a connected cluster is an asset like the others, its
+/// connector's provider an attribute (its activation code is not read).
+#[tokio::test]
+async fn eks_connected_clusters_are_listed_with_their_provider() {
+    let server = TestServer::start().await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    let arn = "arn:aws:eks:us-east-1:123456789012:cluster/onprem";
+    for exchange in [
+        serde_json::json!({
+            "request": {"path": "/clusters", "query": {"include": "all", "nextToken": "eks-clusters-2"}},
+            "response": {"headers": {"content-type": "application/json"}, "body": {"clusters": ["staging-eks", "onprem"]}}
+        }),
+        // DescribeCluster of a connected cluster (the API reference's
+        // Cluster shape: connectorConfig, no endpoint nor version).
+        serde_json::json!({
+            "request": {"path": "/clusters/onprem"},
+            "response": {"headers": {"content-type": "application/json"}, "body": {"cluster": {
+                "name": "onprem", "arn": arn, "createdAt": 1714809600, "status": "ACTIVE", "tags": {},
+                "connectorConfig": {
+                    "activationId": "d8bc2a9f-0000-4000-8000-000000000001",
+                    "activationExpiry": 1715068800,
+                    "provider": "EKS_ANYWHERE",
+                    "roleArn": "arn:aws:iam::123456789012:role/AmazonEKSConnectorAgentRole"
+                }
+            }}}
+        }),
+    ] {
+        set.insert(serde_json::from_value(exchange).unwrap());
+    }
+    server.server.replay("aws").unwrap().set_fixtures(set);
+    let events = collect(open(&server, full_of(&["eks"])).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(
+        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        ["prod-eks", "staging-eks", "onprem"]
+            .map(|name| format!("urn:connectors:aws:asset:arn:aws:eks:us-east-1:123456789012:cluster/{name}"))
+    );
+    let connected = asset_of(&events, &format!("urn:connectors:aws:asset:{arn}"));
+    assert_eq!(connected.status, "ACTIVE");
+    assert_eq!(
+        connected
+            .attributes
+            .iter()
+            .map(|l| (l.key.as_str(), l.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("aws.eks.connector_provider", "EKS_ANYWHERE")]
+    );
+}
+
 /// (image, digest) of the container images of the asset `urn` upserted in `events`.
 fn images_of(events: &[SyncEvent], urn: &str) -> Vec<(String, String)> {
     asset_of(events, urn)

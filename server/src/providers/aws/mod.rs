@@ -979,7 +979,9 @@ impl AwsConnector {
     async fn sync_eks(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
         let client = aws_sdk_eks::Client::new(config);
         let mut names = Vec::new();
-        let mut pages = client.list_clusters().into_paginator().send();
+        // `include=all`: EKS Connector (connected) clusters too, which
+        // ListClusters leaves out without it.
+        let mut pages = client.list_clusters().include("all").into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("eks:ListClusters", e))?;
             names.extend(page.clusters().iter().cloned());
@@ -1003,6 +1005,10 @@ impl AwsConnector {
                 ("aws.eks.version", cluster.version()),
                 ("aws.eks.endpoint", cluster.endpoint()),
                 ("aws.eks.platform_version", cluster.platform_version()),
+                (
+                    "aws.eks.connector_provider",
+                    cluster.connector_config().and_then(|c| c.provider()),
+                ),
             ])
             .collect();
             let labels = cluster
