@@ -785,6 +785,35 @@ async fn eks_connected_clusters_are_listed_with_their_provider() {
     );
 }
 
+/// An asset's `account` is the account of its ARN, also for the server's own
+/// credentials (no AWS_ACCOUNTS), whose scopes stay `account:default/...`:
+/// scope keys are what saved states and checkpoints are keyed by, and
+/// provenance `source` is the scope key.
+#[tokio::test]
+async fn assets_of_the_default_credentials_name_their_account() {
+    use connectors_proto::v1::entity::Body;
+    use connectors_proto::v1::sync_event::Event;
+    let server = TestServer::start().await;
+    let events = collect(<Aws as Harness>::open(&server, full()).await).await;
+    let assets: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|event| match &event.event {
+            Some(Event::Upsert(upsert)) => match &upsert.entity.as_ref()?.body {
+                Some(Body::Asset(asset)) => Some((
+                    asset.account.clone(),
+                    upsert.provenance.as_ref()?.source.split("/region:").next()?.to_owned(),
+                )),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        assets,
+        vec![("123456789012".to_owned(), "account:default".to_owned()); 18]
+    );
+}
+
 /// (image, digest) of the container images of the asset `urn` upserted in `events`.
 fn images_of(events: &[SyncEvent], urn: &str) -> Vec<(String, String)> {
     asset_of(events, urn)

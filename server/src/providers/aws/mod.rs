@@ -584,13 +584,23 @@ pub async fn assume_role(base: SdkConfig, role: &crate::config::AwsRole, region:
 /// Where an asset lives.
 #[derive(Debug, Clone, Default)]
 pub struct Place {
-    /// Account id (or "default").
+    /// The scope's account: its id, or "default" for the server's own
+    /// credentials.
     pub account: String,
     /// Region.
     pub region: String,
 }
 
-/// An asset entity.
+/// The account id (12 digits) of the ARN `arn`
+/// (`arn:<partition>:<service>:<region>:<account>:<resource>`).
+fn arn_account(arn: &str) -> Option<&str> {
+    let account = arn.strip_prefix("arn:")?.split(':').nth(3)?;
+    valid_account(account).then_some(account)
+}
+
+/// An asset entity. Its `account` is the account of its ARN `id` (the owner:
+/// the server's own account too, whose scope says "default"), else the
+/// scope's.
 #[allow(clippy::too_many_arguments)]
 pub fn asset(
     place: &Place,
@@ -617,7 +627,7 @@ pub fn asset(
             asset_type: asset_type.to_owned(),
             native_type: native_type.to_owned(),
             cloud_platform: "aws".into(),
-            account: place.account.clone(),
+            account: arn_account(id).unwrap_or(&place.account).to_owned(),
             region: place.region.clone(),
             status: status.to_owned(),
             external_id: id.split('@').next().unwrap_or(id).to_owned(),
@@ -1317,7 +1327,7 @@ mod tests {
             "urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:f"
         );
         let place = Place {
-            account: "123456789012".into(),
+            account: DEFAULT_ACCOUNT.into(),
             region: "us-east-1".into(),
         };
         let image = asset(
@@ -1343,6 +1353,14 @@ mod tests {
         };
         assert_eq!(body.external_id, "arn:aws:ecr:us-east-1:123456789012:repository/api");
         assert_eq!(body.attributes[0].key, "a");
+        // The server's own account: its scope says "default", its ARNs the id.
+        assert_eq!(body.account, "123456789012");
+        assert_eq!(
+            arn_account("arn:aws-us-gov:eks:us-gov-west-1:111122223333:cluster/c"),
+            Some("111122223333")
+        );
+        assert_eq!(arn_account("arn:aws:ecs:us-east-1:default:cluster/c"), None);
+        assert_eq!(arn_account(""), None);
         assert_eq!(
             rfc3339(Some("2024-05-01T10:00:00.000+0000")).map(|t| t.seconds),
             Some(1_714_557_600)
