@@ -755,18 +755,16 @@ impl Registry {
                 let (clusters, current, auth_mode) = match &env.kubeconfig {
                     Some(paths) => {
                         let kubeconfig = kclient::read_kubeconfig(paths).map_err(|e| error(e.to_string()))?;
-                        let clusters = kclient::from_kubeconfig(&kubeconfig, cache.clone(), tuning)
-                            .await
-                            .map_err(|e| error(e.to_string()))?;
+                        let clusters = kclient::from_kubeconfig(&kubeconfig, cache.clone(), tuning).await;
                         (clusters, kubeconfig.current_context.clone(), "kubeconfig")
                     }
                     None => (
-                        vec![kclient::in_cluster(cache.clone()).map_err(|e| error(e.to_string()))?],
+                        vec![(kclient::IN_CLUSTER.to_owned(), kclient::in_cluster(cache.clone()))],
                         Some(kclient::IN_CLUSTER.to_owned()),
                         "in_cluster",
                     ),
                 };
-                let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+                let names: Vec<&str> = clusters.iter().map(|(name, _)| name.as_str()).collect();
                 let mut defaults: Vec<String> = if env.contexts.is_empty() {
                     current.into_iter().collect()
                 } else {
@@ -779,14 +777,26 @@ impl Registry {
                         "KUBERNETES_CONTEXTS names {unknown:?}, which is not a context of the kubeconfig"
                     )));
                 }
-                (
-                    Availability::Live {
+                // A context that cannot be built fails the syncs that name
+                // it; only a default context's failure leaves the connector
+                // unavailable (never the server down).
+                let mut unavailable = None;
+                for (name, built) in &clusters {
+                    let Err(cause) = built else { continue };
+                    if defaults.contains(name) {
+                        tracing::error!(connector = "kubernetes", context = %name, %cause, "default context cannot be used; connector unavailable");
+                        unavailable.get_or_insert_with(|| cause.to_string());
+                    } else {
+                        tracing::warn!(connector = "kubernetes", context = %name, %cause, "context cannot be used; syncs that name it fail");
+                    }
+                }
+                let availability = match unavailable {
+                    Some(reason) => Availability::Unavailable { reason },
+                    None => Availability::Live {
                         auth_mode: auth_mode.to_owned(),
                     },
-                    clusters,
-                    defaults,
-                    env.page_size.unwrap_or(500),
-                )
+                };
+                (availability, clusters, defaults, env.page_size.unwrap_or(500))
             }
             (ConnectorsMode::Live, false) => (
                 Availability::Unavailable {
@@ -812,9 +822,14 @@ impl Registry {
                         message: format!("{}: {e}", path.display()),
                     })?;
                 self.replay.insert("kubernetes", server);
-                let clusters = kclient::from_kubeconfig(&kubeconfig, cache.clone(), UpstreamTuning { fixture: true })
-                    .await
-                    .map_err(|e| error(e.to_string()))?;
+                let clusters =
+                    kclient::from_kubeconfig(&kubeconfig, cache.clone(), UpstreamTuning { fixture: true }).await;
+                if let Some((_, Err(cause))) = clusters.iter().find(|(_, built)| built.is_err()) {
+                    return Err(RegistryError::Fixtures {
+                        provider: "kubernetes",
+                        message: cause.to_string(),
+                    });
+                }
                 (
                     Availability::Fixture {
                         reason: fixture_reason(mode, "Kubernetes", needs),

@@ -469,6 +469,16 @@ async fn live_mode_uses_the_kubeconfig_context_server_and_token() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A FULL sync of `contexts`, read to its end.
+async fn full_sync_of(server: &TestServer, contexts: &[&str]) -> Vec<SyncEvent> {
+    let request = SyncRequest {
+        contexts: contexts.iter().map(|c| (*c).to_owned()).collect(),
+        options: Some(full()),
+        ..Default::default()
+    };
+    collect(open(server, request).await).await
+}
+
 /// The fixtures' exchanges of the `staging-us` context only.
 fn staging_us_only() -> FixtureSet {
     let mut set = FixtureSet::default();
@@ -496,6 +506,17 @@ fn fixture_kubeconfig(name: &str, upstream: &ReplayServer, edit: impl FnOnce(Str
     (dir, path)
 }
 
+/// Live mode on the kubeconfig at `path`, `contexts` the default ones, the
+/// fixtures' page size.
+fn live_config(path: &std::path::Path, contexts: &[&str]) -> Config {
+    let mut config = Config::for_tests();
+    config.mode = ConnectorsMode::Live;
+    config.kubernetes.kubeconfig = Some(path.display().to_string());
+    config.kubernetes.contexts = contexts.iter().map(|c| (*c).to_owned()).collect();
+    config.kubernetes.page_size = Some(3);
+    config
+}
+
 /// A 403 `Status` from the API server (RBAC) fails that context's scope with
 /// UPSTREAM_PERMISSION_DENIED; the other context is synced and the summary is
 /// incomplete.
@@ -513,11 +534,7 @@ async fn a_forbidden_cluster_is_a_failed_scope_and_the_others_are_synced() {
     set.insert(forbidden);
     let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
     let (dir, path) = fixture_kubeconfig("forbidden", &upstream, |text| text);
-    let mut config = Config::for_tests();
-    config.mode = ConnectorsMode::Live;
-    config.kubernetes.kubeconfig = Some(path.display().to_string());
-    config.kubernetes.contexts = vec!["prod-eu".into(), "staging-us".into()];
-    config.kubernetes.page_size = Some(3);
+    let config = live_config(&path, &["prod-eu", "staging-us"]);
     let server = TestServer::with_config(config).await;
     let events = collect(open(&server, request(full())).await).await;
     let statuses: Vec<(String, String, String)> = events
@@ -583,11 +600,7 @@ async fn a_context_whose_credentials_are_rejected_or_whose_server_is_gone_fails_
             "- name: decommissioned\n  cluster:\n    server: \"https://127.0.0.1:9\"\nusers:\n",
         )
     });
-    let mut config = Config::for_tests();
-    config.mode = ConnectorsMode::Live;
-    config.kubernetes.kubeconfig = Some(path.display().to_string());
-    config.kubernetes.contexts = vec!["prod-eu".into()];
-    config.kubernetes.page_size = Some(3);
+    let config = live_config(&path, &["prod-eu"]);
     let server = TestServer::with_config(config).await;
     // The start-up check: prod-eu's /version, once; the connector serves.
     for _ in 0..500 {
@@ -607,19 +620,7 @@ async fn a_context_whose_credentials_are_rejected_or_whose_server_is_gone_fails_
         .into_inner();
     assert_eq!(check.status, ServingStatus::Serving as i32);
 
-    let contexts = ["prod-eu", "decommissioned", "staging-us"].map(String::from).to_vec();
-    let events = collect(
-        open(
-            &server,
-            SyncRequest {
-                contexts,
-                options: Some(full()),
-                ..Default::default()
-            },
-        )
-        .await,
-    )
-    .await;
+    let events = full_sync_of(&server, &["prod-eu", "decommissioned", "staging-us"]).await;
     let errors = scope_errors(&events);
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(
@@ -708,4 +709,114 @@ async fn an_expired_continue_token_on_resume_relists_without_duplicates() {
         "before + after = an unbroken sync, without duplicates"
     );
     assert_eq!(server.unmatched("kubernetes"), Vec::<String>::new());
+}
+
+/// The fixtures' kubeconfig with two stale contexts added: `retired`, whose
+/// cluster's CA file was deleted, and `orphaned`, whose cluster entry was
+/// removed from the kubeconfig (kubectl leaves both behind).
+fn kubeconfig_with_stale_contexts(name: &str, upstream: &ReplayServer) -> (PathBuf, PathBuf) {
+    fixture_kubeconfig(name, upstream, |text| {
+        text.replace(
+            "contexts:\n",
+            "contexts:\n- name: retired\n  context:\n    cluster: retired\n    user: prod-eu-inventory-reader\n- name: orphaned\n  context:\n    cluster: gone\n    user: prod-eu-inventory-reader\n",
+        )
+        .replace(
+            "users:\n",
+            "- name: retired\n  cluster:\n    server: \"https://127.0.0.1:9\"\n    certificate-authority: /nonexistent/retired-ca.crt\nusers:\n",
+        )
+    })
+}
+
+/// A merged KUBECONFIG keeps contexts nobody syncs any more. One that cannot
+/// be built (its CA file deleted, its cluster entry removed) no longer stops
+/// the server: it fails only the scopes of syncs that name it, with the
+/// cause; the default context syncs.
+#[tokio::test]
+async fn a_context_that_cannot_be_built_fails_only_the_syncs_that_name_it() {
+    let upstream = ReplayServer::start(staging_us_only(), ReplayOptions::default())
+        .await
+        .unwrap();
+    let (dir, path) = kubeconfig_with_stale_contexts("stale", &upstream);
+    let config = live_config(&path, &["staging-us"]);
+    let server = TestServer::with_config(config).await;
+    server
+        .wait_for_health(
+            "connectors.kubernetes.v1.KubernetesConnectorService",
+            ServingStatus::Serving,
+        )
+        .await;
+
+    let events = collect(open(&server, request(full())).await).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(upserts(&events).len(), 14);
+
+    let events = full_sync_of(&server, &["staging-us", "retired", "orphaned"]).await;
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            ("context:staging-us".to_owned(), ScopeState::Ok as i32),
+            ("context:retired".to_owned(), ScopeState::Failed as i32),
+            ("context:orphaned".to_owned(), ScopeState::Failed as i32),
+        ]
+    );
+    let errors = scope_errors(&events);
+    assert_eq!(
+        (errors[0].1.as_str(), errors[1].1.as_str()),
+        ("KUBECONFIG_CONTEXT_UNUSABLE", "KUBECONFIG_CONTEXT_UNUSABLE")
+    );
+    assert!(
+        errors[0]
+            .2
+            .starts_with("kubeconfig context \"retired\" cannot be used: ")
+            && errors[0].2.contains("/nonexistent/retired-ca.crt"),
+        "{}",
+        errors[0].2
+    );
+    assert!(
+        errors[1]
+            .2
+            .starts_with("kubeconfig context \"orphaned\" cannot be used: "),
+        "{}",
+        errors[1].2
+    );
+    assert_eq!(upserts(&events).len(), 14);
+    assert!(!summary(&events).complete);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// When the context a default sync syncs is the one that cannot be built, the
+/// Kubernetes connector is unavailable (the cause as its reason, syncs
+/// FAILED_PRECONDITION); the server and the other connectors serve.
+#[tokio::test]
+async fn a_default_context_that_cannot_be_built_leaves_only_this_connector_unavailable() {
+    use connectors_proto::v1::ConnectorAvailability;
+
+    let upstream = ReplayServer::start(staging_us_only(), ReplayOptions::default())
+        .await
+        .unwrap();
+    let (dir, path) = kubeconfig_with_stale_contexts("stale-default", &upstream);
+    let mut config = live_config(&path, &["staging-us", "retired"]);
+    // Auto: live where credentials are configured, the others on fixtures.
+    config.mode = ConnectorsMode::Auto;
+    let server = TestServer::with_config(config).await;
+    let (availability, reason) = crate::support::availability_of(&server.client, "kubernetes").await;
+    assert_eq!(availability, ConnectorAvailability::Unavailable);
+    assert!(
+        reason.starts_with("kubeconfig context \"retired\" cannot be used: "),
+        "{reason}"
+    );
+    let status = open(&server, request(full())).await.expect_err("unavailable");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    server
+        .wait_for_health(
+            "connectors.kubernetes.v1.KubernetesConnectorService",
+            ServingStatus::NotServing,
+        )
+        .await;
+    // Another connector (fixture mode) serves.
+    let registry = server.client.list_connectors().await.unwrap();
+    assert_eq!(registry.len(), 7);
+    assert!(summary(&crate::support::github_full_sync(&server.client).await).complete);
+    assert_eq!(upstream.stats().requests(), 0);
+    std::fs::remove_dir_all(&dir).ok();
 }

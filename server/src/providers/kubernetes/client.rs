@@ -52,8 +52,9 @@ pub enum ClusterError {
     /// The kubeconfig could not be read or parsed.
     #[error("KUBECONFIG: {0}")]
     Kubeconfig(String),
-    /// A context could not be turned into a client.
-    #[error("kubeconfig context {context:?}: {message}")]
+    /// A context could not be turned into a client (its CA file deleted, its
+    /// cluster entry removed, ...).
+    #[error("kubeconfig context {context:?} cannot be used: {message}")]
     Context {
         /// Context name.
         context: String,
@@ -210,13 +211,31 @@ pub fn read_kubeconfig(paths: &str) -> Result<Kubeconfig, ClusterError> {
     merged.ok_or_else(|| ClusterError::Kubeconfig("no file named".into()))
 }
 
-/// Every context of a kubeconfig as a cluster, in the kubeconfig's order.
-pub async fn from_kubeconfig(
-    kubeconfig: &Kubeconfig,
-    cache: SharedCache,
-    tuning: UpstreamTuning,
-) -> Result<Vec<Cluster>, ClusterError> {
-    let mut clusters = Vec::new();
+/// An error and its sources, as one line ("failed to load certificate
+/// authority: failed to read file ..."); a source the line already holds is
+/// not repeated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        source = cause.source();
+    }
+    line
+}
+
+/// A context of the kubeconfig: its name, and its cluster or why it cannot
+/// be used.
+pub type Context = (String, Result<Cluster, ClusterError>);
+
+/// Every context of a kubeconfig, in the kubeconfig's order. A context that
+/// cannot be built is kept with its error: a merged KUBECONFIG often holds
+/// stale contexts, and one of them must not stop the others.
+pub async fn from_kubeconfig(kubeconfig: &Kubeconfig, cache: SharedCache, tuning: UpstreamTuning) -> Vec<Context> {
+    let mut contexts = Vec::new();
     for named in &kubeconfig.contexts {
         let options = KubeConfigOptions {
             context: Some(named.name.clone()),
@@ -226,12 +245,13 @@ pub async fn from_kubeconfig(
             context: named.name.clone(),
             message,
         };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
-            .await
-            .map_err(|e| context_error(e.to_string()))?;
-        clusters.push(cluster(&named.name, config, cache.clone(), tuning).map_err(context_error)?);
+        let built = match kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options).await {
+            Ok(config) => cluster(&named.name, config, cache.clone(), tuning).map_err(context_error),
+            Err(error) => Err(context_error(error_chain(&error))),
+        };
+        contexts.push((named.name.clone(), built));
     }
-    Ok(clusters)
+    contexts
 }
 
 /// The in-cluster service account as the cluster named [`IN_CLUSTER`].

@@ -68,20 +68,42 @@ pub struct KubernetesSettings {
 pub struct KubernetesConnector {
     settings: KubernetesSettings,
     clusters: BTreeMap<String, Cluster>,
+    /// Contexts that could not be built, with the cause: a scope of one
+    /// fails with it.
+    unusable: BTreeMap<String, String>,
 }
 
+/// The reason of a scope whose kubeconfig context could not be built.
+pub const CONTEXT_UNUSABLE: &str = "KUBECONFIG_CONTEXT_UNUSABLE";
+
 impl KubernetesConnector {
-    /// A connector over configured clusters.
-    pub fn new(settings: KubernetesSettings, clusters: Vec<Cluster>) -> Self {
+    /// A connector over the configured contexts: each one's cluster, or the
+    /// error that kept it from being built.
+    pub fn new(settings: KubernetesSettings, contexts: Vec<client::Context>) -> Self {
+        let mut clusters = BTreeMap::new();
+        let mut unusable = BTreeMap::new();
+        for (name, built) in contexts {
+            match built {
+                Ok(cluster) => {
+                    clusters.insert(name, cluster);
+                }
+                Err(error) => {
+                    unusable.insert(name, error.to_string());
+                }
+            }
+        }
         Self {
             settings,
-            clusters: clusters.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            clusters,
+            unusable,
         }
     }
 
-    /// The configured context names, sorted.
+    /// The configured context names (usable or not), sorted.
     pub fn context_names(&self) -> Vec<String> {
-        self.clusters.keys().cloned().collect()
+        let mut names: Vec<String> = self.clusters.keys().chain(self.unusable.keys()).cloned().collect();
+        names.sort();
+        names
     }
 }
 
@@ -505,7 +527,7 @@ impl Connector for KubernetesConnector {
             self.settings.default_contexts.clone()
         } else {
             for (i, context) in request.contexts.iter().enumerate() {
-                if !self.clusters.contains_key(context) {
+                if !self.clusters.contains_key(context) && !self.unusable.contains_key(context) {
                     return Err(SyncError::invalid(
                         format!("contexts[{i}]"),
                         format!(
@@ -560,6 +582,12 @@ impl Connector for KubernetesConnector {
                 ))));
             }
         };
+        if let Some(cause) = self.unusable.get(context) {
+            return Err(ScopeError::Failed {
+                reason: CONTEXT_UNUSABLE,
+                message: cause.clone(),
+            });
+        }
         let cluster = self
             .clusters
             .get(context)
