@@ -70,6 +70,10 @@ pub struct UpstreamConfig {
     /// Extra trust anchors (DER) beside the public and system roots, for an
     /// upstream with a private CA (a Kubernetes cluster's CA).
     pub extra_root_certificates: Vec<Vec<u8>>,
+    /// Whether the built-in roots (webpki's and the system's) are trusted.
+    /// Off, only `extra_root_certificates` are: a Kubernetes context that
+    /// names its cluster's CA trusts that CA alone, as client-go does.
+    pub built_in_roots: bool,
     /// A TLS client identity (PEM certificate chain and private key), for
     /// upstreams that authenticate clients by certificate (kubeconfig users).
     pub client_identity: Option<ClientIdentity>,
@@ -151,6 +155,7 @@ impl UpstreamConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             credential_id: None,
             extra_root_certificates: Vec::new(),
+            built_in_roots: true,
             client_identity: None,
             accept_invalid_certs: false,
             rerooted_paths: Vec::new(),
@@ -355,6 +360,9 @@ impl UpstreamClient {
             let certificate = reqwest::Certificate::from_der(der)
                 .map_err(|error| UpstreamError::InvalidRequest(format!("ca certificate: {error}")))?;
             builder = builder.add_root_certificate(certificate);
+        }
+        if !config.built_in_roots {
+            builder = builder.tls_built_in_root_certs(false);
         }
         if let Some(identity) = &config.client_identity {
             let identity = reqwest::Identity::from_pem(&identity.0)

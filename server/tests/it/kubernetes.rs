@@ -517,6 +517,19 @@ fn live_config(path: &std::path::Path, contexts: &[&str]) -> Config {
     config
 }
 
+/// `GET <prefix>/version` answered as a v1.31 API server answers it (the
+/// start-up credential check).
+fn version_exchange(prefix: &str) -> connectors_server::replay::Exchange {
+    serde_json::from_value(serde_json::json!({
+        "request": {"method": "GET", "path": format!("{prefix}/version")},
+        "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": {
+            "major": "1", "minor": "31", "gitVersion": "v1.31.2", "gitCommit": "5864a4677267e6adeae276ad85882a8714d69d9d",
+            "gitTreeState": "clean", "buildDate": "2024-10-22T20:28:14Z", "goVersion": "go1.22.8",
+            "compiler": "gc", "platform": "linux/amd64"}}
+    }))
+    .unwrap()
+}
+
 /// A 403 `Status` from the API server (RBAC) fails that context's scope with
 /// UPSTREAM_PERMISSION_DENIED; the other context is synced and the summary is
 /// incomplete.
@@ -575,13 +588,7 @@ async fn a_context_whose_credentials_are_rejected_or_whose_server_is_gone_fails_
         |value: serde_json::Value| -> connectors_server::replay::Exchange { serde_json::from_value(value).unwrap() };
     // prod-eu's API server answers /version (the start-up check), then 401s
     // the lists: its token was revoked after start-up.
-    set.insert(exchange(serde_json::json!({
-        "request": {"method": "GET", "path": "/clusters/prod-eu/version"},
-        "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": {
-            "major": "1", "minor": "31", "gitVersion": "v1.31.2", "gitCommit": "5864a4677267e6adeae276ad85882a8714d69d9d",
-            "gitTreeState": "clean", "buildDate": "2024-10-22T20:28:14Z", "goVersion": "go1.22.8",
-            "compiler": "gc", "platform": "linux/amd64"}}
-    })));
+    set.insert(version_exchange("/clusters/prod-eu"));
     set.insert(exchange(serde_json::json!({
         "request": {"method": "GET", "path": "/clusters/prod-eu/apis/apps/v1/deployments", "query": {"limit": "3"}},
         "response": {"status": 401, "headers": {"content-type": "application/json"}, "body": {
@@ -818,5 +825,134 @@ async fn a_default_context_that_cannot_be_built_leaves_only_this_connector_unava
     assert_eq!(registry.len(), 7);
     assert!(summary(&crate::support::github_full_sync(&server.client).await).complete);
     assert_eq!(upstream.stats().requests(), 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A CA of the test's own, and a certificate for 127.0.0.1 it signed.
+struct TestCa {
+    pem: String,
+    leaf: rustls::pki_types::CertificateDer<'static>,
+    leaf_key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+fn test_ca(name: &str) -> TestCa {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let ca = params.self_signed(&key).unwrap();
+    let issuer = Issuer::from_params(&params, &key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let leaf = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    TestCa {
+        pem: ca.pem(),
+        leaf: leaf.der().clone(),
+        leaf_key: rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+    }
+}
+
+/// An `https://127.0.0.1:<port>` front for `backend` (plain HTTP) whose
+/// certificate `ca` signed, as an API server's is.
+async fn tls_front(backend: &ReplayServer, ca: &TestCa) -> String {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ca.leaf.clone()], ca.leaf_key.clone_key())
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let backend = backend.base_url().trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut upstream = tokio::net::TcpStream::connect(backend).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    format!("https://127.0.0.1:{port}")
+}
+
+/// client-go trusts only the kubeconfig's `certificate-authority(-data)` for
+/// that cluster. The server added the CA to the built-in roots instead, so an
+/// API server (or a man in the middle) presenting a certificate of any CA the
+/// system trusts was accepted too. Here the "system" trusts CA B
+/// (`SSL_CERT_FILE`, read by rustls-native-certs), the kubeconfig names CA A:
+/// a B-signed API server must be refused for the context that names A, and
+/// still accepted for a context that names no CA.
+#[tokio::test]
+async fn a_context_with_a_ca_trusts_that_ca_only_not_the_system_roots() {
+    let (ours, system) = (test_ca("cluster CA A"), test_ca("system-trusted CA B"));
+    let mut set = staging_us_only();
+    set.insert(version_exchange("/clusters/staging-us"));
+    let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
+    let (signed_by_ours, signed_by_system) = (tls_front(&upstream, &ours).await, tls_front(&upstream, &system).await);
+    let dir = std::env::temp_dir().join(format!("kubeconfig-ca-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let system_roots = dir.join("system-roots.pem");
+    std::fs::write(&system_roots, &system.pem).unwrap();
+    let ca_data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ours.pem);
+    let cluster = |name: &str, server: &str, ca: bool| {
+        let ca = if ca {
+            format!("    certificate-authority-data: {ca_data}\n")
+        } else {
+            String::new()
+        };
+        format!("- name: {name}\n  cluster:\n    server: {server}/clusters/staging-us\n{ca}")
+    };
+    let context = |name: &str| format!("- name: {name}\n  context:\n    cluster: {name}\n    user: reader\n");
+    let kubeconfig = dir.join("config");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n{}{}{}users:\n- name: reader\n  user:\n    token: fixture-token-staging-us\ncontexts:\n{}{}{}current-context: trusted\n",
+            cluster("trusted", &signed_by_ours, true),
+            cluster("impostor", &signed_by_system, true),
+            cluster("public", &signed_by_system, false),
+            context("trusted"),
+            context("impostor"),
+            context("public"),
+        ),
+    )
+    .unwrap();
+    let (_process, client) = crate::support::serve_with_env(&[
+        ("CONNECTORS_MODE", "live"),
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("KUBERNETES_PAGE_SIZE", "3"),
+        ("SSL_CERT_FILE", system_roots.to_str().unwrap()),
+    ])
+    .await;
+    let request = SyncRequest {
+        contexts: ["trusted", "impostor", "public"].map(String::from).to_vec(),
+        options: Some(full()),
+        ..Default::default()
+    };
+    let events = collect(client.kubernetes().sync(request).await.map(|r| r.into_inner())).await;
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            ("context:trusted".to_owned(), ScopeState::Ok as i32),
+            ("context:impostor".to_owned(), ScopeState::Failed as i32),
+            ("context:public".to_owned(), ScopeState::Ok as i32),
+        ]
+    );
+    let errors = scope_errors(&events);
+    assert_eq!(
+        (errors[0].0.as_str(), errors[0].1.as_str()),
+        ("context:impostor", "UPSTREAM_UNAVAILABLE")
+    );
+    assert_eq!(upserts(&events).len(), 2 * 14);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -141,6 +141,15 @@ pub fn cluster(
         let pem = std::fs::read(path).map_err(|e| format!("reading the cluster ca file: {e}"))?;
         upstream.extra_root_certificates = pem_to_der(&pem);
     }
+    // client-go trusts the cluster's CA alone when the kubeconfig names one
+    // (a certificate another CA signed, publicly trusted or not, is refused);
+    // without one, the system's roots.
+    if config.root_cert.is_some() || config.root_cert_file.is_some() {
+        if upstream.extra_root_certificates.is_empty() {
+            return Err("the cluster ca holds no certificate".into());
+        }
+        upstream.built_in_roots = false;
+    }
     upstream.client_identity = identity(&config)?;
     upstream.accept_invalid_certs = config.accept_invalid_certs;
     if config.accept_invalid_certs {
