@@ -10,6 +10,7 @@
 //! configuration: absolute URLs (pagination links from the upstream) must stay
 //! on the configured origin.
 
+mod server_name;
 mod stats;
 mod tower_adapter;
 
@@ -74,6 +75,13 @@ pub struct UpstreamConfig {
     /// Off, only `extra_root_certificates` are: a Kubernetes context that
     /// names its cluster's CA trusts that CA alone, as client-go does.
     pub built_in_roots: bool,
+    /// The name the server's certificate is verified for, instead of the
+    /// base URL's host (a kubeconfig's `tls-server-name`). Needs
+    /// `extra_root_certificates` and `built_in_roots` off.
+    pub tls_server_name: Option<String>,
+    /// A proxy every request goes through (a kubeconfig's `proxy-url`),
+    /// instead of the environment's `HTTP(S)_PROXY` / `NO_PROXY`.
+    pub proxy: Option<ProxyUrl>,
     /// A TLS client identity (PEM certificate chain and private key), for
     /// upstreams that authenticate clients by certificate (kubeconfig users).
     pub client_identity: Option<ClientIdentity>,
@@ -127,6 +135,22 @@ pub struct BudgetScope(pub String);
 /// How long a rate limit the upstream gave no time for is waited out.
 pub const BARE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
+/// An http or https proxy URL; printed without its user information (a
+/// proxy password).
+#[derive(Clone)]
+pub struct ProxyUrl(pub Url);
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = &self.0;
+        write!(f, "ProxyUrl({}://{}", url.scheme(), url.host_str().unwrap_or(""))?;
+        match url.port() {
+            Some(port) => write!(f, ":{port})"),
+            None => f.write_str(")"),
+        }
+    }
+}
+
 /// A PEM client certificate chain and key; never printed.
 #[derive(Clone)]
 pub struct ClientIdentity(pub Vec<u8>);
@@ -156,6 +180,8 @@ impl UpstreamConfig {
             credential_id: None,
             extra_root_certificates: Vec::new(),
             built_in_roots: true,
+            tls_server_name: None,
+            proxy: None,
             client_identity: None,
             accept_invalid_certs: false,
             rerooted_paths: Vec::new(),
@@ -371,6 +397,20 @@ impl UpstreamClient {
         }
         if config.accept_invalid_certs {
             builder = builder.danger_accept_invalid_certs(true);
+        } else if let Some(name) = &config.tls_server_name {
+            if config.built_in_roots {
+                return Err(UpstreamError::InvalidRequest(
+                    "a tls server name needs the server's ca certificate".into(),
+                ));
+            }
+            let tls =
+                server_name::client_config(name, &config.extra_root_certificates, config.client_identity.as_ref())?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        if let Some(proxy) = &config.proxy {
+            let proxy = reqwest::Proxy::all(proxy.0.as_str())
+                .map_err(|_| UpstreamError::InvalidRequest("the proxy url is not valid".into()))?;
+            builder = builder.proxy(proxy);
         }
         let http = builder
             .build()

@@ -2075,3 +2075,9 @@ async fn a_body_over_the_limit_is_an_error_sent_once_and_not_kept() {
     let whole = limited(2048).execute(get("/big")).await.expect("within the limit");
     assert_eq!(whole.body().len(), 2048);
 }
+
+#[test]
+fn a_proxy_url_is_printed_without_its_password() {
+    let proxy = super::ProxyUrl(Url::parse("http://inventory:s3cret@proxy.corp.example:3128/").unwrap());
+    assert_eq!(format!("{proxy:?}"), "ProxyUrl(http://proxy.corp.example:3128)");
+}

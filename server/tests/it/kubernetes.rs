@@ -828,14 +828,15 @@ async fn a_default_context_that_cannot_be_built_leaves_only_this_connector_unava
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A CA of the test's own, and a certificate for 127.0.0.1 it signed.
+/// A CA of the test's own, and a certificate for `server` (an IP address or
+/// a DNS name) it signed.
 struct TestCa {
     pem: String,
     leaf: rustls::pki_types::CertificateDer<'static>,
     leaf_key: rustls::pki_types::PrivateKeyDer<'static>,
 }
 
-fn test_ca(name: &str) -> TestCa {
+fn test_ca(name: &str, server: &str) -> TestCa {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -844,7 +845,7 @@ fn test_ca(name: &str) -> TestCa {
     let ca = params.self_signed(&key).unwrap();
     let issuer = Issuer::from_params(&params, &key);
     let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let mut leaf = CertificateParams::new(vec![server.to_owned()]).unwrap();
     leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
     let leaf = leaf.signed_by(&leaf_key, &issuer).unwrap();
     TestCa {
@@ -894,7 +895,10 @@ async fn tls_front(backend: &ReplayServer, ca: &TestCa) -> String {
 /// still accepted for a context that names no CA.
 #[tokio::test]
 async fn a_context_with_a_ca_trusts_that_ca_only_not_the_system_roots() {
-    let (ours, system) = (test_ca("cluster CA A"), test_ca("system-trusted CA B"));
+    let (ours, system) = (
+        test_ca("cluster CA A", "127.0.0.1"),
+        test_ca("system-trusted CA B", "127.0.0.1"),
+    );
     let mut set = staging_us_only();
     set.insert(version_exchange("/clusters/staging-us"));
     let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
@@ -954,5 +958,62 @@ async fn a_context_with_a_ca_trusts_that_ca_only_not_the_system_roots() {
         ("context:impostor", "UPSTREAM_UNAVAILABLE")
     );
     assert_eq!(upserts(&events).len(), 2 * 14);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A cluster's `tls-server-name` (the API server reached by IP, its
+/// certificate for another name) and `proxy-url` (the API server reachable
+/// only through a proxy) are honoured; both were ignored, so such contexts
+/// failed. Only the verification name changes (the SNI stays the URL's
+/// host, none for an IP): a name the certificate does not hold still fails.
+#[tokio::test]
+async fn a_cluster_s_tls_server_name_and_proxy_url_are_honoured() {
+    let ca = test_ca("cluster CA", "kubernetes.internal");
+    let upstream = ReplayServer::start(staging_us_only(), ReplayOptions::default())
+        .await
+        .unwrap();
+    let front = tls_front(&upstream, &ca).await;
+    let ca_data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ca.pem);
+    let named = |name: &str, server_name: &str| {
+        format!(
+            "- name: {name}\n  cluster:\n    server: {front}/clusters/staging-us\n    certificate-authority-data: {ca_data}\n    tls-server-name: {server_name}\n"
+        )
+    };
+    // Nothing listens on port 9: only the proxy (the replay server, which
+    // answers the absolute-form request by its path) reaches the API.
+    let proxied = format!(
+        "- name: proxied\n  cluster:\n    server: http://127.0.0.1:9/clusters/staging-us\n    proxy-url: {}\n",
+        upstream.base_url()
+    );
+    let context = |name: &str| format!("- name: {name}\n  context:\n    cluster: {name}\n    user: reader\n");
+    let (dir, path) = fixture_kubeconfig("names-and-proxies", &upstream, |_| {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n{}{}{proxied}users:\n- name: reader\n  user:\n    token: fixture-token-staging-us\ncontexts:\n{}{}{}",
+            named("named", "kubernetes.internal"),
+            named("misnamed", "other.internal"),
+            context("named"),
+            context("misnamed"),
+            context("proxied"),
+        )
+    });
+    let server = TestServer::with_config(live_config(&path, &["named"])).await;
+    let events = full_sync_of(&server, &["named", "misnamed", "proxied"]).await;
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            ("context:named".to_owned(), ScopeState::Ok as i32),
+            ("context:misnamed".to_owned(), ScopeState::Failed as i32),
+            ("context:proxied".to_owned(), ScopeState::Ok as i32),
+        ]
+    );
+    assert_eq!(scope_errors(&events)[0].1, "UPSTREAM_UNAVAILABLE");
+    assert_eq!(upserts(&events).len(), 2 * 14);
+    // The start-up check of `named` has no fixture; nothing else is unmatched.
+    let unmatched: Vec<String> = upstream
+        .unmatched_requests()
+        .into_iter()
+        .filter(|r| r != "GET /clusters/staging-us/version")
+        .collect();
+    assert_eq!(unmatched, Vec::<String>::new());
     std::fs::remove_dir_all(&dir).ok();
 }

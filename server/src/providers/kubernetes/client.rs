@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 use tower::ServiceBuilder;
 
 use crate::cache::SharedCache;
-use crate::http::{ClientIdentity, TowerAdapter, UpstreamClient, UpstreamConfig};
+use crate::http::{ClientIdentity, ProxyUrl, TowerAdapter, UpstreamClient, UpstreamConfig};
 
 /// The name of the in-cluster "context".
 pub const IN_CLUSTER: &str = "in-cluster";
@@ -151,6 +151,17 @@ pub fn cluster(
         upstream.built_in_roots = false;
     }
     upstream.client_identity = identity(&config)?;
+    upstream.tls_server_name = config.tls_server_name.clone().filter(|n| !n.is_empty());
+    if let Some(proxy) = &config.proxy_url {
+        let url = url::Url::parse(&proxy.to_string()).map_err(|_| "proxy-url is not a valid url".to_owned())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "proxy-url: {} proxies are not supported (http and https are)",
+                url.scheme()
+            ));
+        }
+        upstream.proxy = Some(ProxyUrl(url));
+    }
     upstream.accept_invalid_certs = config.accept_invalid_certs;
     if config.accept_invalid_certs {
         tracing::warn!(
@@ -236,6 +247,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     line
 }
 
+/// The `proxy-url` of a context's cluster entry, if it names one.
+fn cluster_proxy_url<'a>(kubeconfig: &'a Kubeconfig, context: &str) -> Option<&'a str> {
+    let named = kubeconfig.contexts.iter().find(|c| c.name == context)?;
+    let cluster = &named.context.as_ref()?.cluster;
+    let entry = kubeconfig.clusters.iter().find(|c| &c.name == cluster)?;
+    entry.cluster.as_ref()?.proxy_url.as_deref().filter(|p| !p.is_empty())
+}
+
 /// A context of the kubeconfig: its name, and its cluster or why it cannot
 /// be used.
 pub type Context = (String, Result<Cluster, ClusterError>);
@@ -255,7 +274,14 @@ pub async fn from_kubeconfig(kubeconfig: &Kubeconfig, cache: SharedCache, tuning
             message,
         };
         let built = match kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options).await {
-            Ok(config) => cluster(&named.name, config, cache.clone(), tuning).map_err(context_error),
+            Ok(mut config) => {
+                // kube falls back to HTTPS_PROXY, which the HTTP client
+                // already honours, with NO_PROXY: keep only the cluster's own.
+                if cluster_proxy_url(kubeconfig, &named.name).is_none() {
+                    config.proxy_url = None;
+                }
+                cluster(&named.name, config, cache.clone(), tuning).map_err(context_error)
+            }
             Err(error) => Err(context_error(error_chain(&error))),
         };
         contexts.push((named.name.clone(), built));
