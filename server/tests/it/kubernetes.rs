@@ -312,18 +312,7 @@ async fn workloads_carry_images_digests_owners_replicas_and_phase() {
 #[tokio::test]
 async fn namespaces_and_label_selectors_narrow_the_lists() {
     let server = TestServer::start().await;
-    let events = collect(
-        open(
-            &server,
-            SyncRequest {
-                contexts: vec!["prod-eu".into()],
-                namespaces: vec!["payments".into()],
-                ..Default::default()
-            },
-        )
-        .await,
-    )
-    .await;
+    let events = sync_namespaces(&server, "prod-eu", &["payments"]).await;
     let estate = estate();
     let prod = &estate["prod-eu"];
     let mut expected: Vec<String> = prod
@@ -347,6 +336,8 @@ async fn namespaces_and_label_selectors_narrow_the_lists() {
         scope_statuses(&events).into_iter().map(|(s, _)| s).collect::<Vec<_>>(),
         vec!["namespace:prod-eu/payments"]
     );
+    // GET the namespace, then 1 page of deployments and 2 of pods.
+    assert_eq!(summary(&events).upstream_requests, 1 + 1 + 2);
 
     let events = collect(
         open(
@@ -467,6 +458,16 @@ async fn live_mode_uses_the_kubeconfig_context_server_and_token() {
         .collect();
     assert_eq!(unmatched, Vec::<String>::new());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A sync of `namespaces` of `context`, read to its end.
+async fn sync_namespaces(server: &TestServer, context: &str, namespaces: &[&str]) -> Vec<SyncEvent> {
+    let request = SyncRequest {
+        contexts: vec![context.to_owned()],
+        namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+        ..Default::default()
+    };
+    collect(open(server, request).await).await
 }
 
 /// A FULL sync of `contexts`, read to its end.
@@ -1016,4 +1017,58 @@ async fn a_cluster_s_tls_server_name_and_proxy_url_are_honoured() {
         .collect();
     assert_eq!(unmatched, Vec::<String>::new());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The API answers the lists of a namespace that does not exist with empty
+/// lists, so a misspelt namespace was a scope OK with no entities. A
+/// namespace the request names is read first: 404 fails its scope with
+/// UPSTREAM_NOT_FOUND naming it, and nothing is listed.
+#[tokio::test]
+async fn a_namespace_that_does_not_exist_fails_its_scope_naming_it() {
+    let server = TestServer::start().await;
+    let events = sync_namespaces(&server, "prod-eu", &["payments", "paymnets"]).await;
+    assert_eq!(
+        scope_statuses(&events),
+        vec![
+            ("namespace:prod-eu/payments".to_owned(), ScopeState::Ok as i32),
+            ("namespace:prod-eu/paymnets".to_owned(), ScopeState::Failed as i32),
+        ]
+    );
+    assert_eq!(
+        scope_errors(&events),
+        vec![(
+            "namespace:prod-eu/paymnets".to_owned(),
+            "UPSTREAM_NOT_FOUND".to_owned(),
+            "namespace prod-eu/paymnets: kubernetes answered 404 NotFound: namespaces \"paymnets\" not found"
+                .to_owned()
+        )]
+    );
+    assert_eq!(upserts(&events).len(), 2 + 6);
+    // payments: the namespace, 1 + 2 list pages; paymnets: the namespace.
+    assert_eq!(summary(&events).upstream_requests, 4 + 1);
+    assert_eq!(server.unmatched("kubernetes"), Vec::<String>::new());
+}
+
+/// A credential that may list workloads in a namespace but not read the
+/// namespace itself (403 on `GET /api/v1/namespaces/{ns}`) lists as before.
+#[tokio::test]
+async fn a_namespace_the_credential_may_not_read_is_listed_all_the_same() {
+    let root = fixtures_root();
+    let mut set = FixtureSet::load_provider(&root, "kubernetes").unwrap();
+    assert_eq!(set.remove_path("/clusters/prod-eu/api/v1/namespaces/payments"), 1);
+    set.insert(serde_json::from_value(serde_json::json!({
+        "request": {"method": "GET", "path": "/clusters/prod-eu/api/v1/namespaces/payments"},
+        "response": {"status": 403, "headers": {"content-type": "application/json"}, "body": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "namespaces \"payments\" is forbidden: User \"system:serviceaccount:connectors:connectors-server\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"payments\"",
+            "reason": "Forbidden", "details": {"name": "payments", "kind": "namespaces"}, "code": 403}}
+    }))
+    .unwrap());
+    let server = TestServer::start().await;
+    server.server.replay("kubernetes").unwrap().set_fixtures(set);
+    let events = sync_namespaces(&server, "prod-eu", &["payments"]).await;
+    assert!(summary(&events).complete, "{:?}", scope_errors(&events));
+    assert_eq!(upserts(&events).len(), 2 + 6);
+    assert_eq!(summary(&events).upstream_requests, 1 + 1 + 2);
+    assert_eq!(server.unmatched("kubernetes"), Vec::<String>::new());
 }

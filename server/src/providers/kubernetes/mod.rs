@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use connectors_proto::v1::{ContainerImage, Entity, EntityKind, Label, Workload, entity::Body};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, ObjectList};
 
@@ -377,6 +377,20 @@ fn short(error: &kube::Error) -> String {
     }
 }
 
+/// Checks that a namespace a request names exists: the API answers the lists
+/// of a namespace that does not exist with empty lists (200), so a misspelt
+/// namespace would be a scope OK with nothing in it. A credential that may not
+/// read namespaces (403; a RoleBinding in the namespace grants the lists
+/// only) goes on to the lists.
+async fn check_namespace(cluster: &Cluster, namespace: &str) -> Result<(), ScopeError> {
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    match namespaces.get(namespace).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 403 => Ok(()),
+        Err(error) => Err(scope_error(error, &format!("namespace {}/{namespace}", cluster.name))),
+    }
+}
+
 impl KubernetesConnector {
     fn list_params(&self, request: &KubernetesRequest, token: Option<String>, pods: bool) -> ListParams {
         let mut params = ListParams::default().limit(self.settings.page_size);
@@ -406,7 +420,12 @@ impl KubernetesConnector {
                     "the page cursor it holds is not valid",
                 ))
             })?,
-            None => Phase::Deployments(None),
+            None => {
+                if let Some(namespace) = namespace {
+                    check_namespace(cluster, namespace).await?;
+                }
+                Phase::Deployments(None)
+            }
         };
         let where_ = match namespace {
             Some(ns) => format!("{}/{ns}", cluster.name),
