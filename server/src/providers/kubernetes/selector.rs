@@ -196,6 +196,12 @@ mod tests {
             "app=web,!canary,tier in (a,b)",
             "replicas>2",
             "app=",
+            // apimachinery's `labels.Parse` reads `()` as the set {""} (its
+            // doc's own example of valid syntax is this selector), so the
+            // API server accepts an empty list: `app in ()` selects the
+            // objects whose `app` label is empty. Not refused here either.
+            "x in (foo,,baz),y,z notin ()",
+            "app in ()",
         ] {
             assert_eq!(label_selector(ok), Ok(()), "{ok}");
         }
