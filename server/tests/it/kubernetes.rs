@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use connectors_proto::kubernetes::v1::SyncRequest;
-use connectors_proto::v1::{EntityKind, ScopeState, SyncEvent, SyncOptions, Workload, entity::Body, sync_event::Event};
+use connectors_proto::v1::{
+    EntityKind, Label, ScopeState, SyncEvent, SyncOptions, Workload, entity::Body, sync_event::Event,
+};
 use connectors_server::config::{Config, ConnectorsMode};
 use connectors_server::replay::{FixtureSet, ReplayOptions, ReplayServer};
 use serde::Deserialize;
@@ -230,6 +232,13 @@ async fn workloads_carry_images_digests_owners_replicas_and_phase() {
     assert_eq!(api.namespace, "payments");
     assert_eq!((api.desired_replicas, api.ready_replicas), (3, 3));
     assert_eq!(api.status, "Available");
+    assert_eq!(
+        api.attributes,
+        vec![Label {
+            key: "uid".into(),
+            value: "ec83c904-bf21-48b1-8426-925827aff5ea".into()
+        }]
+    );
     let images: Vec<(&str, &str, &str)> = api
         .images
         .iter()

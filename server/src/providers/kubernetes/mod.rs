@@ -164,6 +164,20 @@ fn labels(meta: &ObjectMeta) -> Vec<Label> {
         .collect()
 }
 
+/// The object's attributes: its `uid`, when it has one. A Deployment
+/// deleted and created again with the same name keeps its urn; the new uid
+/// makes it an upsert.
+fn attributes(meta: &ObjectMeta) -> Vec<Label> {
+    meta.uid
+        .iter()
+        .filter(|uid| !uid.is_empty())
+        .map(|uid| Label {
+            key: "uid".into(),
+            value: uid.clone(),
+        })
+        .collect()
+}
+
 /// The digest of an image reference (`repo@sha256:...`), if pinned.
 fn digest_of(reference: &str) -> String {
     reference
@@ -244,6 +258,7 @@ pub fn deployment_entity(context: &str, deployment: &Deployment) -> Entity {
             desired_replicas: clamp(deployment.spec.as_ref().and_then(|s| s.replicas).or(Some(1))),
             ready_replicas: clamp(status.and_then(|s| s.ready_replicas)),
             status: state.into(),
+            attributes: attributes(meta),
         })),
     }
 }
@@ -313,6 +328,7 @@ pub fn pod_entity(context: &str, pod: &Pod) -> Entity {
             desired_replicas: 1,
             ready_replicas: u32::from(ready),
             status: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
+            attributes: attributes(meta),
         })),
     }
 }

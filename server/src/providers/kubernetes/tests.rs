@@ -22,6 +22,7 @@ fn pod(value: serde_json::Value) -> Pod {
 fn a_deployment_maps_to_a_workload_with_its_template_images() {
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "api", "namespace": "payments", "resourceVersion": "41",
+                     "uid": "5d4b1a2e-8f3c-4e6a-9b7d-0c1e2f3a4b5c",
                      "labels": {"tier": "backend", "app": "api"}},
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "api"}},
                  "template": {"spec": {
@@ -73,6 +74,10 @@ fn a_deployment_maps_to_a_workload_with_its_template_images() {
             desired_replicas: 3,
             ready_replicas: 2,
             status: "Progressing".into(),
+            attributes: vec![Label {
+                key: "uid".into(),
+                value: "5d4b1a2e-8f3c-4e6a-9b7d-0c1e2f3a4b5c".into()
+            }],
         }
     );
 }
@@ -183,4 +188,19 @@ fn page_cursors_round_trip_and_refuse_garbage() {
     for bad in ["", "pods", "secrets:", "pods:a b", "pods:https://evil.example.com/x?y"] {
         assert_eq!(Phase::parse(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn a_deployment_created_again_under_its_name_keeps_its_urn_and_changes_its_hash() {
+    let deployment = |uid: &str| -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "api", "namespace": "payments", "uid": uid},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "api", "image": "api:1"}]}}}
+        }))
+        .unwrap()
+    };
+    let before = deployment_entity("prod-eu", &deployment("8b0c5a1e-0000-4000-8000-000000000001"));
+    let after = deployment_entity("prod-eu", &deployment("8b0c5a1e-0000-4000-8000-000000000002"));
+    assert_eq!(before.urn, after.urn);
+    assert_ne!(crate::sync::content_hash(&before), crate::sync::content_hash(&after));
 }
