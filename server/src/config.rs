@@ -588,6 +588,40 @@ pub struct KubernetesEnv {
     pub contexts: Vec<String>,
     /// `KUBERNETES_PAGE_SIZE`: objects per list page (1 to 5000).
     pub page_size: Option<u32>,
+    /// `KUBERNETES_CLUSTER_NAME`: the name of the in-cluster service
+    /// account's cluster in urns, provenance and requests, instead of
+    /// `in-cluster` (replicas in two clusters would emit the same urns).
+    pub cluster_name: Option<String>,
+}
+
+/// `KUBERNETES_CLUSTER_NAME`, checked: it stands in urns
+/// (`<cluster>/<namespace>/<kind>/<name>`), so 1 to 253 of A-Z, a-z, 0-9,
+/// '.', '_' and '-', alphanumeric at both ends. Set but empty is an error,
+/// not the default.
+fn kubernetes_cluster_name(value: Option<std::ffi::OsString>) -> Result<Option<String>, ConfigError> {
+    let Some(value) = value else { return Ok(None) };
+    let error = |message: String| ConfigError {
+        var: "KUBERNETES_CLUSTER_NAME",
+        message,
+    };
+    let value = value.into_string().map_err(|_| error("is not UTF-8".into()))?;
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(error("is empty (unset it for the default name `in-cluster`)".into()));
+    }
+    let safe = value.len() <= 253
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && value.as_bytes()[0].is_ascii_alphanumeric()
+        && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric();
+    if !safe {
+        return Err(error(format!(
+            "{:?} is not a cluster name for urns (1 to 253 characters of A-Z, a-z, 0-9, '.', '_' and '-', alphanumeric at both ends)",
+            value.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(Some(value.to_owned()))
 }
 
 /// Wiz settings from the environment.
@@ -1209,6 +1243,7 @@ impl Config {
                     && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists(),
                 contexts: list(var("KUBERNETES_CONTEXTS")),
                 page_size: kube_page_size,
+                cluster_name: kubernetes_cluster_name(std::env::var_os("KUBERNETES_CLUSTER_NAME"))?,
             },
             wiz: WizEnv::from_env()?,
             gcp: GcpEnv::from_env()?,
@@ -1279,6 +1314,21 @@ mod tests {
             refused(&format!("{role};s3cret")),
             "AWS_ACCOUNTS: entry 1: what follows ';' must be externalId=<external id> (not shown)"
         );
+    }
+
+    #[test]
+    fn a_kubernetes_cluster_name_must_be_safe_in_urns() {
+        let name = |v: &str| kubernetes_cluster_name(Some(v.into())).map_err(|e| e.message);
+        assert_eq!(kubernetes_cluster_name(None).map_err(|e| e.message), Ok(None));
+        assert_eq!(name(" prod-eu-1 "), Ok(Some("prod-eu-1".into())));
+        assert_eq!(name("gke_acme.europe-west1"), Ok(Some("gke_acme.europe-west1".into())));
+        assert_eq!(
+            name("  "),
+            Err("is empty (unset it for the default name `in-cluster`)".into())
+        );
+        for bad in ["prod/eu", "prod:eu", "-prod", "prod.", "prod eu", &"a".repeat(254)] {
+            assert!(name(bad).is_err(), "{bad}");
+        }
     }
 
     /// The password of a Redis URL (user info, or `?pass=` of a socket URL)

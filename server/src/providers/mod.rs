@@ -754,15 +754,20 @@ impl Registry {
                 let tuning = UpstreamTuning { fixture: false };
                 let (clusters, current, auth_mode) = match &env.kubeconfig {
                     Some(paths) => {
+                        if env.cluster_name.is_some() {
+                            tracing::warn!(
+                                connector = "kubernetes",
+                                "KUBERNETES_CLUSTER_NAME names the in-cluster service account's cluster; KUBECONFIG is set, so contexts keep their names"
+                            );
+                        }
                         let kubeconfig = kclient::read_kubeconfig(paths).map_err(|e| error(e.to_string()))?;
                         let clusters = kclient::from_kubeconfig(&kubeconfig, cache.clone(), tuning).await;
                         (clusters, kubeconfig.current_context.clone(), "kubeconfig")
                     }
-                    None => (
-                        vec![(kclient::IN_CLUSTER.to_owned(), kclient::in_cluster(cache.clone()))],
-                        Some(kclient::IN_CLUSTER.to_owned()),
-                        "in_cluster",
-                    ),
+                    None => {
+                        let (name, built) = kclient::in_cluster(env.cluster_name.as_deref(), cache.clone());
+                        (vec![(name.clone(), built)], Some(name), "in_cluster")
+                    }
                 };
                 let names: Vec<&str> = clusters.iter().map(|(name, _)| name.as_str()).collect();
                 let mut defaults: Vec<String> = if env.contexts.is_empty() {

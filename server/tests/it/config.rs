@@ -83,6 +83,21 @@ fn an_aws_accounts_external_id_is_checked_at_start_up_and_never_shown() {
     );
 }
 
+/// `KUBERNETES_CLUSTER_NAME` stands in urns in place of `in-cluster`: a
+/// value that would break them (a '/' splits the native id) or is set but
+/// empty stops the server.
+#[test]
+fn a_kubernetes_cluster_name_that_does_not_fit_in_urns_stops_the_server() {
+    stops(
+        &[("KUBERNETES_CLUSTER_NAME", "prod/eu")],
+        "KUBERNETES_CLUSTER_NAME: \"prod/eu\" is not a cluster name for urns (1 to 253 characters of A-Z, a-z, 0-9, '.', '_' and '-', alphanumeric at both ends)",
+    );
+    stops(
+        &[("KUBERNETES_CLUSTER_NAME", " ")],
+        "KUBERNETES_CLUSTER_NAME: is empty (unset it for the default name `in-cluster`)",
+    );
+}
+
 /// Static AWS keys need both halves, like the GitHub App and Wiz pairs; the
 /// secret is never echoed.
 #[test]

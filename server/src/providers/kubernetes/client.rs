@@ -20,7 +20,8 @@ use tower::ServiceBuilder;
 use crate::cache::SharedCache;
 use crate::http::{ClientIdentity, ProxyUrl, TowerAdapter, UpstreamClient, UpstreamConfig};
 
-/// The name of the in-cluster "context".
+/// The name of the in-cluster "context" unless `KUBERNETES_CLUSTER_NAME`
+/// gives one.
 pub const IN_CLUSTER: &str = "in-cluster";
 
 /// One cluster the connector can sync.
@@ -289,8 +290,53 @@ pub async fn from_kubeconfig(kubeconfig: &Kubeconfig, cache: SharedCache, tuning
     contexts
 }
 
-/// The in-cluster service account as the cluster named [`IN_CLUSTER`].
-pub fn in_cluster(cache: SharedCache) -> Result<Cluster, ClusterError> {
-    let config = kube::Config::incluster().map_err(|e| ClusterError::InCluster(e.to_string()))?;
-    cluster(IN_CLUSTER, config, cache, UpstreamTuning { fixture: false }).map_err(ClusterError::InCluster)
+/// The in-cluster service account as the cluster `name`
+/// (`KUBERNETES_CLUSTER_NAME`, else [`IN_CLUSTER`]): its name and the cluster.
+pub fn in_cluster(name: Option<&str>, cache: SharedCache) -> Context {
+    let built = kube::Config::incluster()
+        .map_err(|e| ClusterError::InCluster(e.to_string()))
+        .and_then(|config| in_cluster_from(config, name, cache));
+    (name.unwrap_or(IN_CLUSTER).to_owned(), built)
+}
+
+/// The cluster of an in-cluster configuration, named `name` or [`IN_CLUSTER`].
+fn in_cluster_from(config: kube::Config, name: Option<&str>, cache: SharedCache) -> Result<Cluster, ClusterError> {
+    let name = name.unwrap_or(IN_CLUSTER);
+    cluster(name, config, cache, UpstreamTuning { fixture: false }).map_err(ClusterError::InCluster)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_in_cluster_cluster_takes_the_configured_name_in_urns_and_provenance() {
+        // What kube's `Config::incluster` gives: the API server's service
+        // address, the mounted CA, the projected token file.
+        let dir = std::env::temp_dir().join(format!("in-cluster-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), "service-account-token").unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let mut config = kube::Config::new("https://10.96.0.1:443".parse().unwrap());
+        config.root_cert = Some(vec![ca.self_signed(&key).unwrap().der().to_vec()]);
+        config.auth_info.token_file = Some(dir.join("token").display().to_string());
+        let cache = SharedCache::memory(1 << 20);
+
+        let named = in_cluster_from(config.clone(), Some("prod-eu-1"), cache.clone()).unwrap();
+        assert_eq!((named.name.as_str(), named.auth_mode), ("prod-eu-1", "token_file"));
+        // The cluster's name is the `cluster` of urns, workloads and (as the
+        // scope `context:<name>`) provenance.
+        let deployment: k8s_openapi::api::apps::v1::Deployment =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "api", "namespace": "payments"}})).unwrap();
+        let entity = super::super::deployment_entity(&named.name, &deployment);
+        assert_eq!(
+            entity.urn,
+            "urn:connectors:kubernetes:workload:prod-eu-1/payments/deployment/api"
+        );
+        // Unset: `in-cluster`, as before, so the urns clients hold stay.
+        assert_eq!(in_cluster_from(config, None, cache).unwrap().name, "in-cluster");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
