@@ -190,7 +190,7 @@ class ContainerImage(_message.Message):
     def __init__(self, container: _Optional[str] = ..., image: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("workload_type", "cluster", "namespace", "images", "owner_urns", "desired_replicas", "ready_replicas", "status")
+    __slots__ = ("workload_type", "cluster", "namespace", "images", "owner_urns", "desired_replicas", "ready_replicas", "status", "attributes")
     WORKLOAD_TYPE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +199,7 @@ class Workload(_message.Message):
     DESIRED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     READY_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     workload_type: str
     cluster: str
     namespace: str
@@ -207,7 +208,8 @@ class Workload(_message.Message):
     desired_replicas: int
     ready_replicas: int
     status: str
-    def __init__(self, workload_type: _Optional[str] = ..., cluster: _Optional[str] = ..., namespace: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ContainerImage, _Mapping]]] = ..., owner_urns: _Optional[_Iterable[str]] = ..., desired_replicas: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[Label]
+    def __init__(self, workload_type: _Optional[str] = ..., cluster: _Optional[str] = ..., namespace: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ContainerImage, _Mapping]]] = ..., owner_urns: _Optional[_Iterable[str]] = ..., desired_replicas: _Optional[int] = ..., ready_replicas: _Optional[int] = ..., status: _Optional[str] = ..., attributes: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
 
 class Tag(_message.Message):
     __slots__ = ("resource_id", "key", "value")
