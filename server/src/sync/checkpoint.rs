@@ -59,6 +59,60 @@ pub struct ResumePoint {
     /// it was added read as nothing counted).
     #[serde(default)]
     pub tally: Tally,
+    /// A failure the scope in progress met in one of its items and went on
+    /// past (`ScopeContext::fail_when_done`): the resumed scope still ends
+    /// FAILED with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<DeferredFailure>,
+}
+
+/// A failure a scope met in one of its items (one repository's SBOM whose
+/// body does not parse) and went on past: the scope sends the rest, then
+/// ends FAILED with it, so it keeps its baseline and deletes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferredFailure {
+    /// The reason, one of [`DeferredFailure::REASONS`].
+    pub reason: String,
+    /// The first such failure's message.
+    pub message: String,
+    /// How many more the scope met after it.
+    #[serde(default)]
+    pub more: u64,
+}
+
+impl DeferredFailure {
+    /// The reasons a failure may be deferred with (a reason read back from a
+    /// token is one of these, whatever the token says).
+    pub const REASONS: &'static [&'static str] = &[
+        "UPSTREAM_MALFORMED",
+        "UPSTREAM_ERROR",
+        "UPSTREAM_PERMISSION_DENIED",
+        "UPSTREAM_NOT_FOUND",
+        "UPSTREAM_UNAVAILABLE",
+    ];
+
+    /// The longest message kept (a token comes back from a client).
+    const MAX_MESSAGE: usize = 1024;
+
+    /// The scope error it ends its scope with.
+    pub fn into_error(self) -> super::ScopeError {
+        let reason = Self::REASONS
+            .iter()
+            .copied()
+            .find(|r| *r == self.reason)
+            .unwrap_or("UPSTREAM_ERROR");
+        // Read back from a client's token: printable and bounded, as logged.
+        let mut message: String = self
+            .message
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(Self::MAX_MESSAGE)
+            .collect();
+        if self.more > 0 {
+            message.push_str(&format!(" (and {} more such failures in this scope)", self.more));
+        }
+        super::ScopeError::Failed { reason, message }
+    }
 }
 
 /// The running totals of a sync, as its summary reports them.

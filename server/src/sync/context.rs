@@ -4,6 +4,7 @@ use connectors_proto::v1::{Deletion, Entity, EntityKind, Provenance, SyncEvent, 
 use tokio::sync::mpsc;
 
 use super::ScopeError;
+use super::checkpoint::DeferredFailure;
 use super::encoded::EncodedEvent;
 use super::engine::{RunInfo, ScopeItem};
 use super::hash::content_hash_of;
@@ -95,6 +96,8 @@ pub struct ScopeContext<'a> {
     pub(super) encoded: Vec<u8>,
     /// The provenance template of this scope's upserts (see `provenance_of`).
     pub(super) provenance: Option<Provenance>,
+    /// A failure met in one item and gone past (`fail_when_done`).
+    pub(super) failure: Option<DeferredFailure>,
 }
 
 /// Unchanged entities reported in one item at most.
@@ -122,6 +125,41 @@ impl ScopeContext<'_> {
     /// Whether the request wants entities of `kind` (fetch nothing for kinds it does not).
     pub fn wants(&self, kind: EntityKind) -> bool {
         self.run.wants_kind(kind as i32)
+    }
+
+    /// Notes a failure confined to one item of the scope (one repository's
+    /// SBOM whose body does not parse) and lets the crawl go on: the rest of
+    /// the scope is sent, then the scope ends FAILED with the first such
+    /// failure (its message says how many more there were), so it keeps its
+    /// baseline and sends no deletion. Checkpoints carry it, so a resumed
+    /// scope ends so too. Only `ScopeError::Failed` with a reason of
+    /// [`DeferredFailure::REASONS`] is deferred; any other error comes back
+    /// as `Err`, to end the scope at once (`ctx.fail_when_done(e)?`). The
+    /// connector keeps what the baseline has of the item (`retain`) and
+    /// saves the item without its upstream version, so that the next sync
+    /// fetches it again.
+    pub fn fail_when_done(&mut self, error: ScopeError) -> Result<(), ScopeError> {
+        let (reason, message) = match error {
+            ScopeError::Failed { reason, message } if DeferredFailure::REASONS.contains(&reason) => (reason, message),
+            other => return Err(other),
+        };
+        tracing::warn!(connector = self.run.connector_id, scope = %self.scope_key, reason, %message, "an item of the scope failed; the scope goes on and will end failed");
+        match &mut self.failure {
+            Some(first) => first.more += 1,
+            None => {
+                self.failure = Some(DeferredFailure {
+                    reason: reason.to_owned(),
+                    message,
+                    more: 0,
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The failure the scope ends with once the rest is sent, if any.
+    pub(super) fn deferred_failure(&mut self) -> Option<ScopeError> {
+        self.failure.take().map(DeferredFailure::into_error)
     }
 
     /// The page cursor to resume this scope from, when resuming.
@@ -377,7 +415,13 @@ impl ScopeContext<'_> {
             return Ok(());
         }
         let chunks = self.chunks;
-        self.send(ScopeItem::Checkpoint { cursor, chunks }).await
+        let failure = self.failure.clone();
+        self.send(ScopeItem::Checkpoint {
+            cursor,
+            chunks,
+            failure,
+        })
+        .await
     }
 
     /// Emits deletions for baseline entities not seen in this scope, except

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument as _;
 
-use super::checkpoint::{ResumePoint, Tally, Token};
+use super::checkpoint::{DeferredFailure, ResumePoint, Tally, Token};
 use super::context::ScopeContext;
 use super::encoded::EncodedEvent;
 use super::state::{SeenUrns, StateStore, SyncUrns};
@@ -262,8 +262,22 @@ pub(super) enum ScopeItem {
     Deletion(EncodedEvent),
     /// Entities of this kind found unchanged since the baseline (not sent).
     Unchanged(i32, u64),
-    /// A page boundary: the scope resumes at `cursor` with `chunks` state chunks saved.
-    Checkpoint { cursor: String, chunks: u32 },
+    /// A page boundary: the scope resumes at `cursor` with `chunks` state
+    /// chunks saved, and with the failure it went past, if any.
+    Checkpoint {
+        cursor: String,
+        chunks: u32,
+        failure: Option<DeferredFailure>,
+    },
+}
+
+/// Where a resumed sync takes up the scope it was in: the connector's page
+/// cursor, the state chunks saved, and the failure the scope went past.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ScopeResume {
+    cursor: Option<String>,
+    chunks: u32,
+    failure: Option<DeferredFailure>,
 }
 
 /// How one scope task ended.
@@ -479,7 +493,14 @@ impl Engine {
             }) => {
                 let mode = SyncMode::try_from(resume.mode).unwrap_or(SyncMode::Full);
                 resumed_from = Some(resume.generation.unwrap_or_else(|| resume.sync_id.clone()));
-                let current = resume.current.map(|scope| (scope, resume.cursor, resume.chunks));
+                let current = resume.current.map(|scope| {
+                    let at = ScopeResume {
+                        cursor: resume.cursor,
+                        chunks: resume.chunks,
+                        failure: resume.failure,
+                    };
+                    (scope, at)
+                });
                 (resume.sync_id, mode, baseline, resume.done, current, resume.tally)
             }
             Some(Token { baseline, .. }) => (
@@ -802,10 +823,17 @@ impl Run {
     }
 
     /// A mid-stream token: done scopes, and the scope in progress with its cursor.
-    fn resume_token(&self, current: Option<(&str, String, u32)>) -> Token {
-        let (current, cursor, chunks) = match current {
-            Some((scope, cursor, chunks)) => (Some(scope.to_owned()), Some(cursor), chunks),
-            None => (None, None, 0),
+    fn resume_token(&self, current: Option<(&str, ScopeResume)>) -> Token {
+        let (
+            current,
+            ScopeResume {
+                cursor,
+                chunks,
+                failure,
+            },
+        ) = match current {
+            Some((scope, at)) => (Some(scope.to_owned()), at),
+            None => (None, ScopeResume::default()),
         };
         Token {
             connector: self.info.connector_id.to_owned(),
@@ -820,6 +848,7 @@ impl Run {
                 chunks,
                 generation: (self.info.generation != self.info.sync_id).then(|| self.info.generation.clone()),
                 tally: self.tally(),
+                failure,
             }),
         }
     }
@@ -887,8 +916,17 @@ impl Run {
                 self.count_unchanged(kind, count);
                 self.maybe_progress().await
             }
-            ScopeItem::Checkpoint { cursor, chunks } => {
-                let token = self.resume_token(Some((scope, cursor, chunks)));
+            ScopeItem::Checkpoint {
+                cursor,
+                chunks,
+                failure,
+            } => {
+                let at = ScopeResume {
+                    cursor: Some(cursor),
+                    chunks,
+                    failure,
+                };
+                let token = self.resume_token(Some((scope, at)));
                 self.send_checkpoint(token, scope).await
             }
         }
@@ -901,7 +939,7 @@ impl Run {
         connector: &Arc<C>,
         request: &Arc<C::Request>,
         scope: Scope,
-        resume: Option<(Option<String>, u32)>,
+        resume: Option<ScopeResume>,
     ) -> InFlight {
         let generation = self.baseline.get(&scope.key).cloned();
         let (items, receiver) = mpsc::channel(self.info.scope_buffer.max(1));
@@ -968,7 +1006,7 @@ impl Run {
         connector: Arc<C>,
         request: Arc<C::Request>,
         scopes: Vec<Scope>,
-        resume_current: Option<(String, Option<String>, u32)>,
+        resume_current: Option<(String, ScopeResume)>,
         concurrency: usize,
     ) -> Result<bool, RunEnd> {
         self.note_pushed_before_the_resume().await.map_err(RunEnd::Failed)?;
@@ -979,7 +1017,7 @@ impl Run {
             while in_flight.len() < concurrency.max(1) {
                 let Some(scope) = pending.next() else { break };
                 let resume = match &resume_current {
-                    Some((current, cursor, chunks)) if *current == scope.key => Some((cursor.clone(), *chunks)),
+                    Some((current, at)) if *current == scope.key => Some(at.clone()),
                     _ => None,
                 };
                 in_flight.push_back(self.start_scope(&connector, &request, scope, resume));
@@ -1107,7 +1145,7 @@ async fn crawl_scope<C: Connector>(
     info: Arc<RunInfo>,
     scope: Scope,
     generation: Option<String>,
-    resume: Option<(Option<String>, u32)>,
+    resume: Option<ScopeResume>,
     items: mpsc::Sender<ScopeItem>,
 ) -> ScopeOutcome {
     let failed = |error: ScopeError| ScopeOutcome {
@@ -1156,8 +1194,14 @@ async fn crawl_scope<C: Connector>(
         }
         None => None,
     };
+    let mut failure = None;
     let (resume_cursor, entries, chunks) = match resume {
-        Some((cursor, chunks)) => {
+        Some(ScopeResume {
+            cursor,
+            chunks,
+            failure: went_past,
+        }) => {
+            failure = went_past;
             let from = info.resumed_from.as_deref().unwrap_or(&info.sync_id);
             match info
                 .store
@@ -1214,8 +1258,14 @@ async fn crawl_scope<C: Connector>(
         unchanged: std::collections::BTreeMap::new(),
         encoded: Vec::new(),
         provenance: None,
+        failure,
     };
     let mut result = connector.sync_scope(&request, &scope, &mut ctx).await;
+    if result.is_ok()
+        && let Some(failure) = ctx.deferred_failure()
+    {
+        result = Err(failure);
+    }
     if result.is_ok() {
         result = ctx.emit_deletions().await;
     }

@@ -14,6 +14,7 @@ use connectors_proto::v1::{
 use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+use super::checkpoint::DeferredFailure;
 use super::*;
 use crate::cache::SharedCache;
 use crate::replay::PeakGauge;
@@ -34,6 +35,8 @@ static FAKE: Descriptor = Descriptor {
 struct Fake {
     data: Mutex<BTreeMap<String, Vec<(String, String)>>>,
     failing: Mutex<Option<String>>,
+    /// (scope, item index): items that fail alone (`fail_when_done`), not pushed.
+    deferring: Mutex<Vec<(String, usize)>>,
     endless: bool,
     pushed: AtomicU64,
     /// Delay before each entity (to keep a sync in flight).
@@ -150,11 +153,19 @@ impl Connector for Fake {
                     message: "boom".into(),
                 });
             }
-            let mut entity = tag(&scope.key, id, value);
-            if self.unscoped {
-                entity.urn = urn("fake", EntityKind::Tag, id);
+            let deferred = self.deferring.lock().unwrap().contains(&(scope.key.clone(), i));
+            if deferred {
+                ctx.fail_when_done(ScopeError::Failed {
+                    reason: "UPSTREAM_MALFORMED",
+                    message: format!("item {id}: its body does not parse"),
+                })?;
+            } else {
+                let mut entity = tag(&scope.key, id, value);
+                if self.unscoped {
+                    entity.urn = urn("fake", EntityKind::Tag, id);
+                }
+                ctx.upsert(entity, UpsertMeta::new("list", value.clone())).await?;
             }
-            ctx.upsert(entity, UpsertMeta::new("list", value.clone())).await?;
             if (i + 1) % PAGE == 0 && i + 1 < items.len() {
                 ctx.checkpoint((i + 1).to_string()).await?;
             }
@@ -2000,4 +2011,97 @@ fn a_resumed_cursor_restarts_once_and_only_on_the_first_request() {
     assert!(!resumed.restart("fake", "s", true));
     // Not resumed from a token.
     assert!(!ResumedCursor::new(false).restart("fake", "s", true));
+}
+
+fn scope_statuses(events: &[SyncEvent]) -> Vec<(String, i32, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::ScopeStatus(s)) => Some((s.scope.clone(), s.state, s.reason.clone(), s.error.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One item's failure (`fail_when_done`) does not stop its scope: the rest
+/// is sent, then the scope ends FAILED with it and keeps its baseline; a
+/// sync resumed from a checkpoint after the failure still ends it FAILED.
+#[tokio::test]
+async fn an_item_that_fails_alone_fails_its_scope_after_the_rest_is_sent_also_when_resumed() {
+    let engine = engine();
+    let fake = Fake::with(&[
+        ("a", &[("1", "x"), ("2", "y"), ("3", "z"), ("4", "w"), ("5", "v")]),
+        ("b", &[("1", "q")]),
+    ]);
+    fake.deferring
+        .lock()
+        .unwrap()
+        .extend([("a".to_owned(), 1), ("a".to_owned(), 3)]);
+    let events = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    let failed = ProtoScopeState::Failed as i32;
+    assert_eq!(
+        render(&events),
+        vec![
+            format!("upsert {T}a/1"),
+            "checkpoint a".into(),
+            format!("upsert {T}a/3"),
+            "checkpoint a".into(),
+            format!("upsert {T}a/5"),
+            format!("scope a {failed}"),
+            "checkpoint a".into(),
+            format!("upsert {T}b/1"),
+            "scope b 1".into(),
+            "checkpoint b".into(),
+            "summary complete=false deletions=0".into(),
+        ]
+    );
+    let status = (
+        "a".to_owned(),
+        failed,
+        "UPSTREAM_MALFORMED".to_owned(),
+        "item 2: its body does not parse (and 1 more such failures in this scope)".to_owned(),
+    );
+    assert_eq!(scope_statuses(&events)[0], status);
+    let s = summary(&events);
+    assert_eq!((s.scopes_ok, s.scopes_failed), (1, 1));
+
+    // Resumed from the first checkpoint (after item 2 failed): the rest of
+    // the scope, which still ends FAILED with both failures.
+    let resumed = collect(&engine, &fake, opts(SyncMode::Full, checkpoints(&events)[0].clone())).await;
+    assert_eq!(render(&resumed), render(&events)[2..]);
+    assert_eq!(scope_statuses(&resumed)[0], status);
+
+    // The failed scope kept no state: an INCREMENTAL from the first sync's
+    // summary syncs it in full, deleting nothing; once the items are read,
+    // it ends OK.
+    fake.deferring.lock().unwrap().clear();
+    let next = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&events).checkpoint)).await;
+    assert_eq!(
+        changes(&next),
+        vec![
+            format!("upsert {T}a/1"),
+            format!("upsert {T}a/2"),
+            format!("upsert {T}a/3"),
+            format!("upsert {T}a/4"),
+            format!("upsert {T}a/5"),
+        ]
+    );
+    assert_eq!(summary(&next).scopes_failed, 0);
+}
+
+#[test]
+fn a_deferred_failure_read_back_from_a_token_is_bounded_and_names_a_known_reason() {
+    let read_back = DeferredFailure {
+        reason: "SOMETHING_A_CLIENT_WROTE".into(),
+        message: format!("line one\nline two{}", "x".repeat(5000)),
+        more: 0,
+    };
+    match read_back.into_error() {
+        ScopeError::Failed { reason, message } => {
+            assert_eq!(reason, "UPSTREAM_ERROR");
+            assert_eq!(message.chars().count(), 1024);
+            assert!(message.starts_with("line oneline twoxxx"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
