@@ -1512,24 +1512,25 @@ async fn enterprise_server_manifests_are_read_at_api_graphql() {
     assert_eq!(upstream.unmatched_requests(), vec!["GET /api/v3/user".to_owned()]);
 }
 
-/// A git tree or an SBOM whose body does not parse fails its organization's
-/// scope as UPSTREAM_MALFORMED, naming what and whose, and sends nothing of
-/// that repository; the other organization's scope is not affected.
+/// A git tree or an SBOM whose body does not parse is that repository's
+/// failure: the organization's other repositories are sent (and the broken
+/// one, without what did not parse), then its scope ends FAILED as
+/// UPSTREAM_MALFORMED, naming what and whose (so it keeps its baseline and
+/// deletes nothing); the other organization's scope is not affected.
 #[tokio::test]
-async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
-    let (tree_repo, _) = first_fixture_repo();
-    let mut sbom_repo = tree_repo.clone();
-    sbom_repo["id"] = serde_json::json!(4_200_001);
-    sbom_repo["name"] = serde_json::json!("sbom-broken");
-    sbom_repo["full_name"] = serde_json::json!("globex/sbom-broken");
-    sbom_repo["owner"]["login"] = serde_json::json!("globex");
+async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it_after_the_rest() {
+    let (tree_repo, tree_id) = first_fixture_repo();
+    let sbom_repo = repo_as(&tree_repo, "globex", "sbom-broken", 4_200_001);
+    let fine = [
+        repo_as(&tree_repo, "octo-org", "fine", 4_200_002),
+        repo_as(&tree_repo, "globex", "fine", 4_200_003),
+    ];
     let tree_full = tree_repo["full_name"].as_str().unwrap().to_owned();
     let branch = tree_repo["default_branch"].as_str().unwrap().to_owned();
     let exchange = get_exchange;
-    let tree = serde_json::json!({"sha": "9c1e", "truncated": false, "tree": []});
     let mut set = FixtureSet::default();
     for exchange in [
-        listing_exchange("", "octo-org", serde_json::json!([tree_repo])),
+        listing_exchange("", "octo-org", serde_json::json!([tree_repo, fine[0]])),
         exchange(
             format!("/repos/{tree_full}/git/trees/{branch}"),
             serde_json::json!({"recursive": "1"}),
@@ -1537,13 +1538,12 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
             serde_json::json!("{\"sha\": \"9c1e\", \"tree\": [{\"path\": \"package.js"),
         ),
         sbom_not_found("", &tree_full),
-        listing_exchange("", "globex", serde_json::json!([sbom_repo])),
-        exchange(
-            format!("/repos/globex/sbom-broken/git/trees/{branch}"),
-            serde_json::json!({"recursive": "1"}),
-            200,
-            tree,
-        ),
+        listing_exchange("", "globex", serde_json::json!([sbom_repo, fine[1]])),
+        package_tree("globex/sbom-broken", &branch, "9c1e", &[]),
+        package_tree("octo-org/fine", &branch, "9c1f", &[]),
+        sbom_not_found("", "octo-org/fine"),
+        package_tree("globex/fine", &branch, "9c20", &[]),
+        sbom_not_found("", "globex/fine"),
     ] {
         set.insert(exchange);
     }
@@ -1558,7 +1558,15 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
     let upstream = ReplayServer::start(set, ReplayOptions::default()).await.unwrap();
     let server = live_with_token(upstream.base_url()).await;
     let events = sync_full(&server, &["octo-org", "globex"]).await;
-    assert_eq!(upserts(&events), Vec::<(String, String)>::new());
+    assert_eq!(
+        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        vec![
+            format!("urn:connectors:github:repository:{tree_id}"),
+            "urn:connectors:github:repository:4200002".to_owned(),
+            "urn:connectors:github:repository:4200001".to_owned(),
+            "urn:connectors:github:repository:4200003".to_owned(),
+        ]
+    );
     assert_eq!(
         scope_errors(&events),
         vec![
@@ -1573,6 +1581,11 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it() {
                 "sbom of globex/sbom-broken: github returned a body that does not parse".to_owned()
             ),
         ]
+    );
+    let summary = crate::support::summary(&events);
+    assert_eq!(
+        (summary.scopes_ok, summary.scopes_failed, summary.complete),
+        (0, 2, false)
     );
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
 }

@@ -397,6 +397,10 @@ struct Children {
     /// GitHub blocks access to the repository's contents (the status it
     /// answered): its children are kept from the baseline.
     blocked: Option<u16>,
+    /// What of the repository failed alone (a tree or SBOM whose body does
+    /// not parse): the baseline's of it is in `kept`, and the scope ends
+    /// FAILED with it after the rest is sent (`ScopeContext::fail_when_done`).
+    failed: Vec<ScopeError>,
 }
 
 /// A repository's children before its manifests' blobs are read.
@@ -406,6 +410,54 @@ struct Pending {
     kept: Vec<String>,
     sbom: Option<Entity>,
     blocked: Option<u16>,
+    failed: Vec<ScopeError>,
+}
+
+/// The parts of one repository (its tree, its SBOM) that failed alone.
+#[derive(Default)]
+struct FailedAlone {
+    failed: Vec<ScopeError>,
+    /// What the baseline has of those parts: kept.
+    kept: Vec<String>,
+}
+
+impl FailedAlone {
+    /// `part`, or, when it failed alone, `instead`, with the failure noted
+    /// and the baseline's children of `kind` kept.
+    fn absorb<T>(
+        &mut self,
+        part: Result<T, ScopeError>,
+        instead: T,
+        kind: EntityKind,
+        known: &KnownVersions,
+    ) -> Result<T, ScopeError> {
+        match part {
+            Err(error) if fails_alone(&error) => {
+                self.failed.push(error);
+                let prefix = urn(ID, kind, "");
+                self.kept
+                    .extend(known.keys().filter(|u| u.starts_with(&prefix)).cloned());
+                Ok(instead)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether a failure of one repository's tree or SBOM is its own, so the
+/// organization's other repositories go on: a body that does not parse (an
+/// SBOM GitHub generated with a field our model refuses, a truncated tree)
+/// says nothing about the next repository. Server errors after the shared
+/// layer's retries, rate limits and credential failures are the upstream's
+/// or the credential's, and end the scope at once.
+fn fails_alone(error: &ScopeError) -> bool {
+    matches!(
+        error,
+        ScopeError::Failed {
+            reason: "UPSTREAM_MALFORMED",
+            ..
+        }
+    )
 }
 
 /// What a request for a repository's contents found: what it asked for,
@@ -676,13 +728,25 @@ impl GithubConnector {
                 }
             }
         );
+        let mut alone = FailedAlone::default();
+        let tree = alone.absorb(
+            tree,
+            Access::Open((Vec::new(), Vec::new())),
+            EntityKind::Manifest,
+            known,
+        );
+        let sbom = alone.absorb(sbom, Access::Open(None), EntityKind::Sbom, known);
         match (tree?, sbom?) {
-            (Access::Open((blobs, kept)), Access::Open(sbom)) => Ok(Pending {
-                blobs,
-                kept,
-                sbom,
-                blocked: None,
-            }),
+            (Access::Open((blobs, mut kept)), Access::Open(sbom)) => {
+                kept.append(&mut alone.kept);
+                Ok(Pending {
+                    blobs,
+                    kept,
+                    sbom,
+                    blocked: None,
+                    failed: alone.failed,
+                })
+            }
             (Access::Blocked(status), _) | (_, Access::Blocked(status)) => {
                 tracing::warn!(
                     connector = ID,
@@ -695,6 +759,7 @@ impl GithubConnector {
                     kept: Vec::new(),
                     sbom: None,
                     blocked: Some(status),
+                    failed: Vec::new(),
                 })
             }
         }
@@ -1004,6 +1069,7 @@ impl GithubConnector {
                         kept: p.kept,
                         sbom: p.sbom,
                         blocked: p.blocked,
+                        failed: p.failed,
                     }
                 });
                 (repo, children)
@@ -1058,10 +1124,12 @@ impl GithubConnector {
         if ctx.is_cancelled() {
             return Err(ScopeError::Cancelled);
         }
-        // A blocked repository is saved without its push version: the next
-        // sync asks again, and sees its contents once GitHub serves them.
+        // A blocked repository, or one whose tree or SBOM failed alone, is
+        // saved without its push version: the next sync asks again, and sees
+        // its contents once GitHub serves them.
         let version = match &fetched {
             Some(Children { blocked: Some(_), .. }) => String::new(),
+            Some(Children { failed, .. }) if !failed.is_empty() => String::new(),
             _ => push_version(repo),
         };
         ctx.upsert(repo_entity(repo), UpsertMeta::new(operation, version))
@@ -1080,6 +1148,9 @@ impl GithubConnector {
                 if let Some(sbom) = children.sbom {
                     ctx.upsert(sbom, UpsertMeta::new("dependency-graph/export-sbom", String::new()))
                         .await?;
+                }
+                for error in children.failed {
+                    ctx.fail_when_done(error)?;
                 }
             }
         }
