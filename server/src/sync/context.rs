@@ -8,7 +8,7 @@ use super::checkpoint::DeferredFailure;
 use super::encoded::EncodedEvent;
 use super::engine::{RunInfo, ScopeItem};
 use super::hash::content_hash_of;
-use super::state::{Baseline, CHUNK_ENTRIES, PendingChunk, Prior, SeenUrns};
+use super::state::{Baseline, CHUNK_ENTRIES, PendingChunk, Prior, PushedUrns, SeenUrns};
 
 /// Provenance details of one upsert that only the connector knows.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +82,11 @@ pub struct ScopeContext<'a> {
     pub(super) pending: PendingChunk,
     /// The urns pushed in this scope (saved or not).
     pub(super) seen: SeenUrns,
+    /// The urns pushed in this scope, exactly: `None` until a match in
+    /// `seen` first needs the saved chunks (see `pushed_before`).
+    pub(super) pushed: Option<PushedUrns>,
+    /// Reads of the saved chunks for `pushed` that failed.
+    pub(super) failed_reads: u8,
     /// State chunks saved.
     pub(super) chunks: u32,
     /// False once a chunk could not be saved: the scope's state is then not
@@ -102,6 +107,11 @@ pub struct ScopeContext<'a> {
 
 /// Unchanged entities reported in one item at most.
 const UNCHANGED_BATCH: u64 = 64;
+
+/// Reads of a scope's saved chunks, to confirm that an entity was pushed,
+/// that may fail before the scope stops trying: with the cache down each
+/// would wait for it again, for every entity listed again.
+const CHUNK_READS: u8 = 3;
 
 impl std::fmt::Debug for ScopeContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -219,6 +229,9 @@ impl ScopeContext<'_> {
         {
             let urn = baseline.urn_of(prior);
             self.seen.insert(self.seen.fingerprint(&urn));
+            if let Some(pushed) = &mut self.pushed {
+                pushed.insert(&urn);
+            }
             self.run.note_pushed(&urn);
             baseline.save_to(prior, &mut self.pending);
         }
@@ -282,35 +295,70 @@ impl ScopeContext<'_> {
         self.items.send(item).await.map_err(|_| ScopeError::Cancelled)
     }
 
-    /// Whether `urn` was pushed (or retained) in this scope already. Exact:
-    /// a fingerprint match is confirmed against the baseline's flags, the
-    /// unsaved entries or the saved chunks.
+    /// Whether `urn` was pushed (or retained) in this scope already, and
+    /// records it as pushed. Exact: a fingerprint match is confirmed against
+    /// the baseline's flags, the unsaved entries or the saved chunks.
+    ///
+    /// The saved chunks are read once, the first time a match needs them,
+    /// into `pushed`, which every urn pushed after joins: a listing that
+    /// restarts from its first page lists again every entity already sent,
+    /// and reading the chunks for each was quadratic in the scope's size.
+    /// A scope that never needs them builds nothing.
     async fn pushed_before(&mut self, urn: &str) -> bool {
         let fingerprint = self.seen.fingerprint(urn);
-        if self.seen.insert(fingerprint) {
-            return false;
+        let new = self.seen.insert(fingerprint);
+        let before = !new && self.confirm_pushed(urn).await;
+        if !before && let Some(pushed) = &mut self.pushed {
+            pushed.insert(urn);
         }
+        before
+    }
+
+    /// Whether `urn`, whose fingerprint matched, was pushed in this scope.
+    async fn confirm_pushed(&mut self, urn: &str) -> bool {
         if let Some(prior) = self.baseline.as_ref().and_then(|b| b.get(urn)) {
             return prior.seen;
+        }
+        if let Some(pushed) = &self.pushed {
+            return pushed.contains(urn);
         }
         if self.pending.contains_urn(urn) {
             return true;
         }
-        let saved = self
+        match self.read_pushed().await {
+            Some(pushed) => self.pushed.insert(pushed).contains(urn),
+            // Without the chunks, sending an entity twice beats losing one.
+            None => false,
+        }
+    }
+
+    /// The urns of the saved chunks and the unsaved entries; `None` when the
+    /// chunks could not be read (a failure counts towards [`CHUNK_READS`]).
+    async fn read_pushed(&mut self) -> Option<PushedUrns> {
+        if self.failed_reads >= CHUNK_READS {
+            return None;
+        }
+        let mut pushed = PushedUrns::with_capacity(usize::try_from(self.total).unwrap_or_default());
+        let read = self
             .run
             .store
-            .load_chunks(
+            .visit_chunk_urns(
                 self.run.connector_id,
                 &self.run.generation,
                 &self.scope_key,
                 self.chunks,
+                |urn| pushed.insert(urn),
             )
             .await;
-        // Without the chunks, sending an entity twice beats losing one.
-        saved
-            .ok()
-            .flatten()
-            .is_some_and(|entries| entries.iter().any(|e| e.urn == urn))
+        if !matches!(read, Ok(true)) {
+            self.failed_reads += 1;
+            tracing::warn!(connector = self.run.connector_id, scope = %self.scope_key, "the saved state chunks of the scope could not be read; entities listed again are sent again");
+            return None;
+        }
+        for entry in self.pending.entries() {
+            pushed.insert(&entry.urn);
+        }
+        Some(pushed)
     }
 
     /// Saves the unsaved entries as the next chunk of the scope's state.

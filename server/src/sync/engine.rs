@@ -1251,6 +1251,8 @@ async fn crawl_scope<C: Connector>(
         resume_cursor,
         pending: super::state::PendingChunk::default(),
         seen,
+        pushed: None,
+        failed_reads: 0,
         chunks,
         state_intact: true,
         total,

@@ -55,6 +55,9 @@ struct Fake {
     /// Urns without the scope (`urn:connectors:fake:tag:<id>`), as an entity
     /// that moves between scopes keeps its urn.
     unscoped: bool,
+    /// A resumed scope is listed again from its first page, as after
+    /// Kubernetes' 410 Gone or a stale page token.
+    restarts: bool,
 }
 
 const PAGE: usize = 2;
@@ -142,7 +145,10 @@ impl Connector for Fake {
             }
         }
         let items = self.data.lock().unwrap().get(&scope.key).cloned().unwrap_or_default();
-        let start: usize = ctx.resume_cursor().map(|c| c.parse().unwrap()).unwrap_or(0);
+        let start: usize = match ctx.resume_cursor() {
+            Some(cursor) if !self.restarts => cursor.parse().unwrap(),
+            _ => 0,
+        };
         for (i, (id, value)) in items.iter().enumerate().skip(start) {
             if let Some(delay) = self.slow {
                 tokio::time::sleep(delay).await;
@@ -1543,9 +1549,10 @@ async fn an_entity_another_scopes_baseline_holds_is_not_deleted_by_a_scope_that_
 /// Reads of keys starting with one of `unreadable` fail as a backend that
 /// did not answer; while `hanging` is set, writes of kept checkpoints never
 /// end; writes of keys `unwritable` picks are refused as a full backend
-/// refuses them.
+/// refuses them. Every key read is logged in `reads`.
 struct RefusingCache {
     inner: crate::cache::MemoryCache,
+    reads: Mutex<Vec<String>>,
     refusing: std::sync::atomic::AtomicBool,
     unreadable: Mutex<Vec<&'static str>>,
     hanging: std::sync::atomic::AtomicBool,
@@ -1559,6 +1566,7 @@ impl RefusingCache {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             inner: crate::cache::MemoryCache::new(16 << 20),
+            reads: Mutex::new(Vec::new()),
             refusing: false.into(),
             unreadable: Mutex::new(Vec::new()),
             hanging: false.into(),
@@ -1570,6 +1578,7 @@ impl RefusingCache {
 #[async_trait]
 impl crate::cache::Cache for RefusingCache {
     async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, crate::cache::CacheError> {
+        self.reads.lock().unwrap().push(key.to_owned());
         if self
             .unreadable
             .lock()
@@ -2104,4 +2113,100 @@ fn a_deferred_failure_read_back_from_a_token_is_bounded_and_names_a_known_reason
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// How many times each state chunk of a scope in progress was read (of any
+/// generation), by chunk number, since the last call.
+fn chunk_reads(cache: &RefusingCache) -> BTreeMap<u32, usize> {
+    let mut counts = BTreeMap::new();
+    for key in std::mem::take(&mut *cache.reads.lock().unwrap()) {
+        if key.starts_with("pending:") {
+            let chunk = key.rsplit(':').next().unwrap().parse().unwrap();
+            *counts.entry(chunk).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Tags `ids`, each with the value "v".
+fn numbered(ids: impl Iterator<Item = usize>) -> Vec<(String, String)> {
+    ids.map(|i| (i.to_string(), "v".to_owned())).collect()
+}
+
+/// The upserts of tags `ids` of scope a, rendered.
+fn upserts_of(ids: impl Iterator<Item = usize>) -> Vec<String> {
+    ids.map(|i| format!("upsert {T}a/{i}")).collect()
+}
+
+#[tokio::test]
+async fn a_resumed_scope_listed_again_from_its_first_page_sends_the_rest_once_reading_its_chunks_once() {
+    let cache = RefusingCache::new();
+    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
+    let fake = Arc::new(Fake {
+        restarts: true,
+        ..Fake::default()
+    });
+    fake.data.lock().unwrap().insert("a".into(), numbered(0..40));
+    // The stream breaks after 20 entities, 10 checkpoints (a chunk each).
+    let mut stream = decoded(
+        engine
+            .start(fake.clone(), (), opts(SyncMode::Full, vec![]))
+            .await
+            .unwrap(),
+    );
+    let mut before = Vec::new();
+    let mut token = Vec::new();
+    for _ in 0..10 {
+        let (events, next) = until_checkpoint(&mut stream).await;
+        before.extend(changes(&events));
+        token = next;
+    }
+    drop(stream);
+    assert_eq!(before, upserts_of(0..20));
+    chunk_reads(&cache);
+    // The resumed scope lists all 40 again: the first 20 are not sent again.
+    let resumed = collect(&engine, &fake, opts(SyncMode::Full, token)).await;
+    assert_eq!(changes(&resumed), upserts_of(20..40));
+    // Each of the 10 chunks is read three times: the resume loads it and
+    // copies it to its own generation, and the first entity listed again
+    // reads it (not each of the 20).
+    assert_eq!(chunk_reads(&cache), (0..10).map(|chunk| (chunk, 3)).collect());
+}
+
+/// A FULL sync of scope a listing tags 1 to 4 twice (chunks of 2 saved at
+/// its checkpoints), its state chunks unreadable if `unreadable`: the
+/// upserts sent and the chunks read.
+async fn listed_twice(unreadable: bool) -> (Vec<String>, BTreeMap<u32, usize>) {
+    let cache = RefusingCache::new();
+    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
+    let fake = Fake::with(&[]);
+    fake.data
+        .lock()
+        .unwrap()
+        .insert("a".into(), numbered((1..=4).chain(1..=4)));
+    if unreadable {
+        *cache.unreadable.lock().unwrap() = vec!["pending:"];
+    }
+    let events = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    (changes(&events), chunk_reads(&cache))
+}
+
+#[tokio::test]
+async fn an_entity_listed_again_in_a_scope_is_sent_once_and_its_chunks_read_once() {
+    // Chunks 0 (1, 2) and 1 (3, 4) are read when 1 comes again; 2, 3 and 4
+    // are found without reading them again.
+    assert_eq!(
+        listed_twice(false).await,
+        (upserts_of(1..=4), BTreeMap::from([(0, 1), (1, 1)]))
+    );
+}
+
+#[tokio::test]
+async fn without_its_chunks_an_entity_listed_again_is_sent_again_not_lost() {
+    // 1, 2 and 3 each try to read chunk 0 (1, 2), in vain; then the scope
+    // stops trying, and 4 is sent again without a read.
+    assert_eq!(
+        listed_twice(true).await,
+        (upserts_of((1..=4).chain(1..=4)), BTreeMap::from([(0, 3)]))
+    );
 }
