@@ -209,6 +209,19 @@ impl RunInfo {
         }
     }
 
+    /// The fingerprint `note_pushed_fingerprints` records `urn` by
+    /// (INCREMENTAL syncs only).
+    pub(super) fn pushed_fingerprint(&self, urn: &str) -> Option<u64> {
+        self.pushed.as_ref().map(|pushed| pushed.fingerprint(urn))
+    }
+
+    /// Records urns by their `pushed_fingerprint`s.
+    pub(super) fn note_pushed_fingerprints(&self, fingerprints: &[u64]) {
+        if let Some(pushed) = &self.pushed {
+            pushed.insert_fingerprints(fingerprints);
+        }
+    }
+
     /// Whether a scope of this sync pushed (or retained) `urn` so far.
     pub(super) fn pushed_in_sync(&self, urn: &str) -> bool {
         self.pushed.as_ref().is_some_and(|pushed| pushed.contains(urn))
@@ -1195,7 +1208,14 @@ async fn crawl_scope<C: Connector>(
         None => None,
     };
     let mut failure = None;
-    let (resume_cursor, entries, chunks) = match resume {
+    // What the broken stream sent of a resumed scope, from its saved chunks,
+    // read a chunk at a time (a scope of 500k entities was held decoded at
+    // once): the scope's urns (not to send them again), the baseline's
+    // entities among them (seen) and the sync's (moved, not deleted).
+    // Applied once every chunk was read: a missing one restarts the scope.
+    let mut seen = SeenUrns::default();
+    let mut total = 0u64;
+    let (resume_cursor, chunks) = match resume {
         Some(ScopeResume {
             cursor,
             chunks,
@@ -1203,24 +1223,41 @@ async fn crawl_scope<C: Connector>(
         }) => {
             failure = went_past;
             let from = info.resumed_from.as_deref().unwrap_or(&info.sync_id);
-            match info
+            let mut in_baseline = Vec::new();
+            let mut in_sync = Vec::new();
+            let read = info
                 .store
-                .load_chunks(info.connector_id, from, &scope.key, chunks)
-                .await
-            {
+                .visit_chunk_urns(info.connector_id, from, &scope.key, chunks, |urn| {
+                    seen.insert(seen.fingerprint(urn));
+                    in_baseline.extend(baseline.as_ref().and_then(|b| b.position(urn)));
+                    in_sync.extend(info.pushed_fingerprint(urn));
+                    total += 1;
+                })
+                .await;
+            match read {
                 // The chunks go on under this stream's own generation.
-                Ok(Some(entries)) => match info
+                Ok(true) => match info
                     .store
                     .copy_chunks(info.connector_id, from, &info.generation, &scope.key, chunks)
                     .await
                 {
-                    Ok(()) => (cursor, entries, chunks),
+                    Ok(()) => {
+                        if let Some(baseline) = baseline.as_mut() {
+                            baseline.mark_seen(&in_baseline);
+                        }
+                        info.note_pushed_fingerprints(&in_sync);
+                        (cursor, chunks)
+                    }
                     Err(error) => return unreadable("the partial state", error),
                 },
                 Err(error) => return unreadable("the partial state", error),
                 // Restart the scope from its first page.
-                Ok(None) if info.lenient => (None, Vec::new(), 0),
-                Ok(None) => {
+                Ok(false) if info.lenient => {
+                    seen = SeenUrns::default();
+                    total = 0;
+                    (None, 0)
+                }
+                Ok(false) => {
                     return expired(
                         "options.checkpoint: the partial state it refers to is no longer in the cache; sync again without it"
                             .into(),
@@ -1228,20 +1265,8 @@ async fn crawl_scope<C: Connector>(
                 }
             }
         }
-        None => (None, Vec::new(), 0),
+        None => (None, 0),
     };
-    // The entries of a resumed scope stay in their chunks; only their urns
-    // are needed (not to send them again).
-    let mut seen = SeenUrns::default();
-    for entry in &entries {
-        seen.insert(seen.fingerprint(&entry.urn));
-        info.note_pushed(&entry.urn);
-        if let Some(prior) = baseline.as_mut().and_then(|b| b.get_mut(&entry.urn)) {
-            prior.seen = true;
-        }
-    }
-    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-    drop(entries);
     let mut ctx = ScopeContext {
         run: &info,
         items,

@@ -253,6 +253,15 @@ impl Baseline {
         self.at(self.position(urn)?)
     }
 
+    /// Marks the entities at `positions` (from [`Self::position`]) seen.
+    pub fn mark_seen(&mut self, positions: &[u32]) {
+        for &i in positions {
+            if let Some(prior) = self.entries.get_mut(i as usize) {
+                prior.seen = true;
+            }
+        }
+    }
+
     /// The entity `urn`, if the baseline has it, to mark it seen.
     pub fn get_mut(&mut self, urn: &str) -> Option<&mut Prior> {
         let i = self.position(urn)?;
@@ -402,6 +411,19 @@ impl SyncUrns {
         let mut seen = self.seen();
         let fingerprint = seen.fingerprint(urn);
         seen.insert(fingerprint);
+    }
+
+    /// The fingerprint of `urn`, for [`Self::insert_fingerprints`].
+    pub fn fingerprint(&self, urn: &str) -> u64 {
+        self.seen().fingerprint(urn)
+    }
+
+    /// Records urns by their fingerprints.
+    pub fn insert_fingerprints(&self, fingerprints: &[u64]) {
+        let mut seen = self.seen();
+        for &fingerprint in fingerprints {
+            seen.insert(fingerprint);
+        }
     }
 
     /// Whether `urn` was pushed (or retained) in a scope of the sync.
@@ -968,6 +990,7 @@ impl StateStore {
     /// The entries of chunks `0..count` of a scope in progress; `None` when
     /// one is missing (expired or evicted), an error when the cache could
     /// not be read.
+    #[cfg(test)]
     pub async fn load_chunks(
         &self,
         connector: &str,

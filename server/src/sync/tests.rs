@@ -1557,10 +1557,15 @@ struct RefusingCache {
     unreadable: Mutex<Vec<&'static str>>,
     hanging: std::sync::atomic::AtomicBool,
     unwritable: Mutex<Option<KeyFilter>>,
+    /// Keys read as missing (expired or evicted).
+    missing: Mutex<Option<KeyPredicate>>,
 }
 
 /// Picks cache keys.
 type KeyFilter = fn(&str) -> bool;
+
+/// Picks cache keys, with what it needs to.
+type KeyPredicate = Box<dyn Fn(&str) -> bool + Send>;
 
 impl RefusingCache {
     fn new() -> Arc<Self> {
@@ -1571,6 +1576,7 @@ impl RefusingCache {
             unreadable: Mutex::new(Vec::new()),
             hanging: false.into(),
             unwritable: Mutex::new(None),
+            missing: Mutex::new(None),
         })
     }
 }
@@ -1587,6 +1593,15 @@ impl crate::cache::Cache for RefusingCache {
             .any(|prefix| key.starts_with(prefix))
         {
             return Err(crate::cache::CacheError::Unavailable("timed out".into()));
+        }
+        if self
+            .missing
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|missing| missing(key))
+        {
+            return Ok(None);
         }
         self.inner.get(key).await
     }
@@ -2209,4 +2224,55 @@ async fn without_its_chunks_an_entity_listed_again_is_sent_again_not_lost() {
         listed_twice(true).await,
         (upserts_of((1..=4).chain(1..=4)), BTreeMap::from([(0, 3)]))
     );
+}
+
+/// A sync resumed from the checkpoint kept under its state key, whose scope's
+/// saved chunks are only partly there (chunk 0 read, chunk 1 evicted),
+/// starts that scope again from its first page as if nothing had been sent:
+/// what chunk 0 holds is not taken as sent nor as seen in the baseline, so
+/// every entity that changed is sent, one gone since is deleted, and the
+/// scope's new state holds the rest.
+#[tokio::test]
+async fn a_resume_whose_chunks_are_partly_gone_starts_the_scope_again_taking_none_as_sent() {
+    let cache = RefusingCache::new();
+    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
+    let fake = Arc::new(Fake {
+        slow: Some(Duration::from_millis(100)),
+        ..Fake::default()
+    });
+    fake.data.lock().unwrap().insert("a".into(), numbered(1..=6));
+    collect(&engine, &fake, keyed(Vec::new())).await;
+    let changed: Vec<(String, String)> = (1..=6).map(|i| (i.to_string(), "w".to_owned())).collect();
+    fake.data.lock().unwrap().insert("a".into(), changed);
+    // The stream breaks after its second page (chunks 0 and 1 saved, the
+    // checkpoint kept under the key points after them).
+    let mut stream = decoded(engine.start(fake.clone(), (), keyed(Vec::new())).await.unwrap());
+    let (mut pages, mut sync_id) = (0, String::new());
+    while pages < 3 {
+        // The stream's first checkpoint is the one it starts from.
+        match stream.next().await.unwrap().unwrap().event {
+            Some(Event::Checkpoint(_)) => pages += 1,
+            Some(Event::Upsert(u)) => sync_id = u.provenance.unwrap().sync_id,
+            _ => {}
+        }
+    }
+    drop(stream);
+    while engine.active_syncs() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // a/1 (in chunk 0) is gone since.
+    fake.data.lock().unwrap().get_mut("a").unwrap().remove(0);
+    // The broken sync's chunks but its first (the baseline's are there).
+    let broken = format!("pending:v1:fake:{sync_id}:");
+    *cache.missing.lock().unwrap() = Some(Box::new(move |key| key.starts_with(&broken) && !key.ends_with(":0")));
+    let resumed = collect(&engine, &fake, keyed(Vec::new())).await;
+    *cache.missing.lock().unwrap() = None;
+    assert_eq!(summary(&resumed).sync_id, sync_id, "the broken sync, resumed");
+    let mut expected: Vec<String> = (2..=6).map(|i| format!("upsert {T}a/{i}")).collect();
+    expected.push(format!("delete {T}a/1"));
+    assert_eq!(changes(&resumed), expected);
+    // The new state holds the five: nothing changed, nothing sent.
+    let next = collect(&engine, &fake, keyed(Vec::new())).await;
+    assert_eq!(changes(&next), Vec::<String>::new());
+    assert_eq!(summary(&next).counts[0].unchanged, 5);
 }
