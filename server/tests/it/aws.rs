@@ -89,13 +89,9 @@ impl Harness for Aws {
             )
         };
         match run {
-            // The SDK retries throttling by the AWS error code of the answer
-            // (AWS always sends one); the replay's bare 429 has none, so the
-            // SDK takes it for an unmodeled error and does not retry it.
-            FaultRun::Retryable => vec![failed(
-                "lambda",
-                "lambda:ListFunctions: service error: unhandled error: Error { message: \"rate limited (injected)\" }",
-            )],
+            // Every fault retried, the replay's bare 429s and 503s (no AWS
+            // error code) too.
+            FaultRun::Retryable => Vec::new(),
             FaultRun::MalformedBodies => vec![
                 failed(
                     "ecr",
@@ -539,6 +535,80 @@ async fn throttling_and_server_errors_are_retried_once_by_the_sdk_and_reported_i
     // SDK's max attempts); Lambda: ListFunctions 4 times.
     assert_eq!(replay.stats().requests() - before, 2 + 4 + 4);
     assert_eq!(summary(&events).upstream_requests, 2 + 4 + 4);
+}
+
+/// A 429 is throttling whether or not its answer names an AWS error code (a
+/// proxy or an AWS-compatible endpoint in front of AWS may send none): the
+/// SDK retries it, and a call still answered 429 after its 4 attempts ends
+/// the scope RATE_LIMITED, until the answer's `Retry-After`.
+#[tokio::test]
+async fn a_429_without_an_error_code_is_retried_and_reported_rate_limited() {
+    let server = TestServer::start().await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    let too_many = |times: u64, path: &str, retry_after: Option<&str>| -> connectors_server::replay::Exchange {
+        let mut headers = serde_json::json!({"content-type": "application/json"});
+        if let Some(seconds) = retry_after {
+            headers["retry-after"] = seconds.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "times": times,
+            "request": {"method": "GET", "path": path},
+            "response": {"status": 429, "headers": headers, "body": {"message": "Too many requests"}}
+        }))
+        .unwrap()
+    };
+    // Lambda's first ListFunctions is refused once; EKS's DescribeCluster of
+    // prod-eks every time, saying to come back in a second.
+    set.insert(too_many(1, "/2015-03-31/functions", None));
+    set.insert(too_many(100, "/clusters/prod-eks", Some("1")));
+    let replay = server.server.replay("aws").unwrap();
+    replay.set_fixtures(set);
+    let before = replay.stats().requests();
+    let start = chrono::Utc::now().timestamp();
+    let events = collect(open(&server, full_of(&["eks", "lambda"])).await).await;
+    let end = chrono::Utc::now().timestamp();
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    let statuses: Vec<_> = events
+        .iter()
+        .filter_map(|event| match &event.event {
+            Some(connectors_proto::v1::sync_event::Event::ScopeStatus(status)) => Some(status.clone()),
+            _ => None,
+        })
+        .collect();
+    let scope = |service: &str| format!("account:default/region:us-east-1/service:{service}");
+    assert_eq!(
+        statuses
+            .iter()
+            .map(|s| (s.scope.clone(), s.state, s.reason.clone(), s.error.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                scope("eks"),
+                ScopeState::RateLimited as i32,
+                "UPSTREAM_RATE_LIMITED".to_owned(),
+                "eks:DescribeCluster: HTTP 429: Too many requests".to_owned()
+            ),
+            (scope("lambda"), ScopeState::Ok as i32, String::new(), String::new()),
+        ]
+    );
+    // Retry-After: 1 from the last answer.
+    let retry = statuses[0].retry_time.as_ref().expect("a retry time").seconds;
+    assert!(
+        (start + 1..=end + 1).contains(&retry),
+        "{retry} not in {}..={}",
+        start + 1,
+        end + 1
+    );
+    // Every function, as a clean sync sends them.
+    let functions = upserts(&events)
+        .into_iter()
+        .filter(|(urn, _)| urn.starts_with("urn:connectors:aws:asset:arn:aws:lambda:"))
+        .count();
+    assert_eq!(functions, 3);
+    // EKS: 2 ListClusters pages, DescribeCluster prod-eks 4 times (the SDK's
+    // attempts); Lambda: its 5 requests and the one retried.
+    assert_eq!(replay.stats().requests() - before, 2 + 4 + 5 + 1);
+    assert_eq!(summary(&events).upstream_requests, 2 + 4 + 5 + 1);
 }
 
 /// Resources deleted between the listing that named them and the request

@@ -92,10 +92,8 @@ impl Harness for Azure {
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
         crate::conformance::malformed_fails(
             run,
-            format!("subscription:{DEV}"),
-            format!(
-                "Microsoft.ContainerService/managedClusters of subscription {DEV}: EOF while parsing a value at line 1 column 20"
-            ),
+            format!("subscription:{PROD}"),
+            format!("Microsoft.Web/sites of subscription {PROD}: EOF while parsing a value at line 1 column 20"),
         )
     }
 

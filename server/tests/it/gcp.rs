@@ -88,8 +88,8 @@ impl Harness for Gcp {
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
         crate::conformance::malformed_fails(
             run,
-            "project:acme-staging-3310",
-            "container.googleapis.com /v1/projects/acme-staging-3310/locations/-/clusters: container.googleapis.com returned a body that does not parse: EOF while parsing a value at line 1 column 20",
+            "project:acme-prod-4821",
+            "artifactregistry.googleapis.com /v1/projects/acme-prod-4821/locations/europe-west1/repositories: artifactregistry.googleapis.com returned a body that does not parse: EOF while parsing a value at line 1 column 20",
         )
     }
 

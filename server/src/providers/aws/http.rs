@@ -6,8 +6,10 @@
 //!
 //! The SDK does the retrying: the AWS template turns the shared layer's
 //! retries off (`status_retries`, `max_attempts`), so 429 and 5xx answers
-//! come back as responses, whose error codes the SDK's classifiers read, and
-//! a transport failure as an I/O error, which they retry as transient. What
+//! come back as responses, whose error codes and statuses the SDK's
+//! classifiers read (the status through the connector's own classifier,
+//! `RetryableStatus`), and a transport failure as an I/O error, which they
+//! retry as transient. What
 //! the shared layer itself refuses (a URL off the origin, a rate limit it
 //! already waited out) is not retried again.
 

@@ -16,6 +16,12 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use connectors_proto::v1::{CloudAsset, ContainerImage, Entity, EntityKind, Label, Tag, entity::Body};
 
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction, RetryClassifierPriority};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
 use self::http::SharedUpstreamHttp;
 use crate::sync::{Availability, Connector, Descriptor, Scope, ScopeContext, ScopeError, SyncError, UpsertMeta, urn};
 
@@ -128,10 +134,50 @@ const THROTTLING_ERRORS: &[&str] = &[
     "EC2ThrottledException",
 ];
 
+/// Retries an HTTP 429 as throttling and a 500, 502, 503 or 504 as a
+/// transient error (as the SDK's own `HttpStatusCodeClassifier` does),
+/// whether or not the answer names an AWS error code: the SDK retries by the
+/// code ([`THROTTLING_ERRORS`], `RequestTimeout`), which AWS sends, but a
+/// proxy or an AWS-compatible endpoint in front of it may not. Waiting out a
+/// `Retry-After` is the shared layer's: it holds the next request until then.
+#[derive(Debug)]
+struct RetryableStatus;
+
+impl ClassifyRetry for RetryableStatus {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response().map(|response| response.status().as_u16()) {
+            Some(429) => RetryAction::throttling_error(),
+            Some(500 | 502 | 503 | 504) => RetryAction::transient_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "HTTP status"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::http_status_code_classifier()
+    }
+}
+
+/// A client of the service `$sdk` on `config` that retries by status too
+/// ([`RetryableStatus`]).
+macro_rules! client {
+    ($sdk:ident, $config:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::from($config)
+                .retry_classifier(RetryableStatus)
+                .build(),
+        )
+    };
+}
+
 /// The scope error of a failed call: the service's error `code` when it
 /// answered one, else what the text of a call without an answer says
 /// (credentials that could not be loaded: STS's own codes are in the text).
-fn failed(operation: &str, code: Option<&str>, message: String) -> ScopeError {
+/// An HTTP 429 (`status`) is a rate limit whatever its code.
+fn failed(operation: &str, code: Option<&str>, status: Option<u16>, message: String) -> ScopeError {
     let denied = |text: &str| text.contains("AccessDenied") || text.contains("UnauthorizedOperation");
     let (denied, throttled) = match code {
         Some(code) => (denied(code), THROTTLING_ERRORS.contains(&code)),
@@ -140,6 +186,7 @@ fn failed(operation: &str, code: Option<&str>, message: String) -> ScopeError {
             message.contains("Throttl") || message.contains("TooManyRequests"),
         ),
     };
+    let throttled = throttled || status == Some(429);
     let message = format!("{operation}: {message}");
     if denied {
         ScopeError::Failed {
@@ -164,10 +211,12 @@ fn failed(operation: &str, code: Option<&str>, message: String) -> ScopeError {
 /// connection, credentials), the chain of its causes. Not the SDK's `Debug`
 /// form (what `DisplayErrorContext` ends with), which carried the whole raw
 /// response, headers and body, into the message clients are sent. Throttling
-/// (by the service's error code) is RATE_LIMITED.
-fn sdk_error<E>(operation: &str, error: E) -> ScopeError
+/// (by the service's error code, or an HTTP 429 still answered after the
+/// SDK's attempts) is RATE_LIMITED, until the answer's `Retry-After` if it
+/// had one.
+fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> ScopeError
 where
-    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
+    E: std::error::Error + ProvideErrorMetadata + 'static,
 {
     let message = sdk_message(&error);
     // A rate limit the shared layer knew to last beyond its wait budget.
@@ -177,29 +226,73 @@ where
             message: format!("{operation}: {message}"),
         };
     }
-    failed(operation, error.code(), message)
+    let status = error.raw_response().map(|response| response.status().as_u16());
+    match failed(operation, error.code(), status, message) {
+        ScopeError::RateLimited {
+            reset_time: None,
+            message,
+        } => ScopeError::RateLimited {
+            reset_time: error.raw_response().and_then(retry_after),
+            message,
+        },
+        other => other,
+    }
 }
 
-/// A failed SDK call in the service's own words (`code: message`), or, for a
-/// call that got no answer, the chain of its causes.
-fn sdk_message<E>(error: &E) -> String
+/// When the answer `response` says to come back (its `Retry-After`).
+fn retry_after(response: &HttpResponse) -> Option<chrono::DateTime<chrono::Utc>> {
+    let value = response.headers().get("retry-after")?;
+    let mut headers = ::http::HeaderMap::new();
+    headers.insert(::http::header::RETRY_AFTER, value.parse().ok()?);
+    crate::http::RateLimit::from_headers(&headers).reset_time(chrono::Utc::now())
+}
+
+/// A failed SDK call in the service's own words (`code: message`; an answer
+/// without a code by its HTTP status), or, for a call that got no answer,
+/// the chain of its causes.
+fn sdk_message<E>(error: &SdkError<E, HttpResponse>) -> String
 where
-    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata,
+    E: std::error::Error + ProvideErrorMetadata + 'static,
 {
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => {
-            let mut text = error.to_string();
-            let mut source = error.source();
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
+    match (error.code(), error.message(), error) {
+        (Some(code), Some(message), _) => format!("{code}: {message}"),
+        (Some(code), None, _) => code.to_owned(),
+        // An error answer without a code: its status, and the message of
+        // its body if it had one.
+        (None, _, SdkError::ServiceError(context)) if !context.raw().status().is_success() => {
+            let status = context.raw().status().as_u16();
+            match uncoded_message(context.err()) {
+                Some(message) => format!("HTTP {status}: {message}"),
+                None => format!("HTTP {status} without an error code"),
             }
-            text
         }
+        _ => causes(error),
     }
+}
+
+/// `error` and its causes, `: ` between them.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The message of an error answer that named no error code (the SDK keeps
+/// what it read of the body as the unhandled error's source).
+fn uncoded_message<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a str> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(metadata) = error.downcast_ref::<aws_smithy_types::error::ErrorMetadata>() {
+            return metadata.message();
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// Error codes of credentials AWS does not accept at all (unknown key,
@@ -223,9 +316,8 @@ pub const CHECK_SESSION: &str = "connectors-credential-check";
 /// not be asked. Every one leaves the connector NOT_SERVING.
 fn check_error<E>(what: &str, error: aws_sdk_sts::error::SdkError<E>) -> SyncError
 where
-    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
+    E: std::error::Error + ProvideErrorMetadata + 'static,
 {
-    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
     let status = error.raw_response().map(|response| response.status().as_u16());
     match (error.code(), status) {
         (Some(code), _) if REJECTED_CREDENTIALS.contains(&code) => {
@@ -754,7 +846,7 @@ impl AwsConnector {
     }
 
     async fn sync_ecr(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
-        let client = aws_sdk_ecr::Client::new(config);
+        let client = client!(aws_sdk_ecr, config);
         let mut pages = client
             .describe_repositories()
             .max_results(self.settings.ecr_page_size)
@@ -840,7 +932,7 @@ impl AwsConnector {
     }
 
     async fn sync_ecs(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
-        let client = aws_sdk_ecs::Client::new(config);
+        let client = client!(aws_sdk_ecs, config);
         let mut cluster_arns = Vec::new();
         let mut pages = client.list_clusters().into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -987,7 +1079,7 @@ impl AwsConnector {
     }
 
     async fn sync_eks(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
-        let client = aws_sdk_eks::Client::new(config);
+        let client = client!(aws_sdk_eks, config);
         let mut names = Vec::new();
         // `include=all`: EKS Connector (connected) clusters too, which
         // ListClusters leaves out without it.
@@ -1052,7 +1144,7 @@ impl AwsConnector {
     ) -> Result<(), ScopeError> {
         use futures::StreamExt as _;
 
-        let client = aws_sdk_lambda::Client::new(config);
+        let client = client!(aws_sdk_lambda, config);
         let mut pages = client.list_functions().into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("lambda:ListFunctions", e))?;
@@ -1112,7 +1204,7 @@ impl AwsConnector {
     }
 
     async fn sync_tagging(&self, config: &SdkConfig, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
-        let client = aws_sdk_resourcegroupstagging::Client::new(config);
+        let client = client!(aws_sdk_resourcegroupstagging, config);
         let mut pages = client.get_resources().into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("tag:GetResources", e))?;
@@ -1264,14 +1356,15 @@ mod tests {
 
     #[test]
     fn errors_are_classified_by_the_service_code() {
-        let outcome = |code: Option<&str>, message: &str| match failed("lambda:ListFunctions", code, message.into()) {
-            ScopeError::Failed { reason, message } => (reason, message),
-            ScopeError::RateLimited {
-                reset_time: None,
-                message,
-            } => ("RATE_LIMITED", message),
-            other => panic!("{other:?}"),
-        };
+        let outcome =
+            |code: Option<&str>, message: &str| match failed("lambda:ListFunctions", code, None, message.into()) {
+                ScopeError::Failed { reason, message } => (reason, message),
+                ScopeError::RateLimited {
+                    reset_time: None,
+                    message,
+                } => ("RATE_LIMITED", message),
+                other => panic!("{other:?}"),
+            };
         assert_eq!(
             outcome(
                 Some("TooManyRequestsException"),
@@ -1304,6 +1397,14 @@ mod tests {
             outcome(None, "dispatch failure: io error: connection reset").0,
             "UPSTREAM_ERROR"
         );
+        // A 429 is a rate limit, with or without a code.
+        let limited = |code: Option<&str>| match failed("eks:DescribeCluster", code, Some(429), "HTTP 429: slow".into())
+        {
+            ScopeError::RateLimited { message, .. } => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(limited(None), "eks:DescribeCluster: HTTP 429: slow");
+        assert_eq!(limited(Some("SlowDownPlease")), "eks:DescribeCluster: HTTP 429: slow");
     }
 
     #[test]
