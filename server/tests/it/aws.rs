@@ -80,12 +80,14 @@ impl Harness for Aws {
     }
 
     fn failed_under(run: FaultRun) -> Vec<(String, ScopeState, String, String)> {
-        let failed = |service: &str, error: &str| {
+        let malformed = |service: &str, operation: &str| {
             (
                 format!("account:default/region:us-east-1/service:{service}"),
                 ScopeState::Failed,
-                "UPSTREAM_ERROR".to_owned(),
-                error.to_owned(),
+                "UPSTREAM_MALFORMED".to_owned(),
+                format!(
+                    "{operation}: aws returned a body that does not parse: Error at offset 20: unexpected end of stream"
+                ),
             )
         };
         match run {
@@ -93,14 +95,8 @@ impl Harness for Aws {
             // error code) too.
             FaultRun::Retryable => Vec::new(),
             FaultRun::MalformedBodies => vec![
-                failed(
-                    "ecr",
-                    "ecr:DescribeImages: service error: unhandled error: Error at offset 20: unexpected end of stream",
-                ),
-                failed(
-                    "ecs",
-                    "ecs:DescribeTaskDefinition: service error: unhandled error: Error at offset 20: unexpected end of stream",
-                ),
+                malformed("ecr", "ecr:DescribeImages"),
+                malformed("ecs", "ecs:DescribeTaskDefinition"),
             ],
         }
     }

@@ -213,7 +213,7 @@ fn failed(operation: &str, code: Option<&str>, status: Option<u16>, message: Str
 /// response, headers and body, into the message clients are sent. Throttling
 /// (by the service's error code, or an HTTP 429 still answered after the
 /// SDK's attempts) is RATE_LIMITED, until the answer's `Retry-After` if it
-/// had one.
+/// had one; an answer the SDK could not parse UPSTREAM_MALFORMED.
 fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> ScopeError
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
@@ -224,6 +224,12 @@ where
         return ScopeError::RateLimited {
             reset_time: *reset_time,
             message: format!("{operation}: {message}"),
+        };
+    }
+    if let Some(cause) = malformed(&error) {
+        return ScopeError::Failed {
+            reason: "UPSTREAM_MALFORMED",
+            message: format!("{operation}: aws returned a body that does not parse: {cause}"),
         };
     }
     let status = error.raw_response().map(|response| response.status().as_u16());
@@ -280,6 +286,25 @@ fn causes(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Why the SDK could not parse an answer, if that is why `error` failed: a
+/// response it could not read (`ResponseError`), or a success whose body did
+/// not deserialize (a 2xx answer is an error only so). The parser's words
+/// ("Error at offset 20: unexpected end of stream"), never the body.
+fn malformed<E>(error: &SdkError<E, HttpResponse>) -> Option<String>
+where
+    E: std::error::Error + 'static,
+{
+    let cause: &(dyn std::error::Error + 'static) = match error {
+        SdkError::ResponseError(_) => std::error::Error::source(error)?,
+        SdkError::ServiceError(context) if context.raw().status().is_success() => {
+            let unhandled: &(dyn std::error::Error + 'static) = context.err();
+            unhandled.source().unwrap_or(unhandled)
+        }
+        _ => return None,
+    };
+    Some(causes(cause))
 }
 
 /// The message of an error answer that named no error code (the SDK keeps
