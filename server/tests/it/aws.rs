@@ -95,7 +95,7 @@ impl Harness for Aws {
             // error code) too.
             FaultRun::Retryable => Vec::new(),
             FaultRun::MalformedBodies => vec![
-                malformed("ecr", "ecr:DescribeImages"),
+                malformed("ecr", "ecr:DescribeImages worker"),
                 malformed("ecs", "ecs:DescribeTaskDefinition"),
             ],
         }
@@ -333,6 +333,20 @@ fn aws_json_error(
     .unwrap()
 }
 
+/// The fixtures' one ECS cluster.
+const PROD_CLUSTER: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/prod";
+
+/// ListServices of [`PROD_CLUSTER`] answered with the error `error_type`.
+fn list_services_of_prod(error_type: &str, message: &str) -> connectors_server::replay::Exchange {
+    aws_json_error(
+        100,
+        "AmazonEC2ContainerServiceV20141113.ListServices",
+        serde_json::json!({"cluster": PROD_CLUSTER}),
+        error_type,
+        message,
+    )
+}
+
 /// The body of the first DescribeImages request for `repository` in fixture
 /// mode (every status: without the filter ECR answers ACTIVE images only).
 fn describe_images(repository: &str) -> serde_json::Value {
@@ -377,7 +391,8 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
         .unwrap(),
     );
     // ECR: a repository policy denies reading the second repository's images
-    // (a modeled awsJson error, not retried): the scope fails after what it sent.
+    // (a modeled awsJson error, not retried): the other repositories are
+    // read and sent, then the scope fails naming the denied one.
     set.insert(aws_json_error(
         100,
         "AmazonEC2ContainerRegistry_V20150921.DescribeImages",
@@ -419,9 +434,9 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
         (failures[0].reason.as_str(), failures[0].error.as_str()),
         (
             "UPSTREAM_PERMISSION_DENIED",
-            "ecr:DescribeImages: AccessDeniedException: User: arn:aws:iam::123456789012:user/inventory is not \
-             authorized to perform: ecr:DescribeImages on resource: arn:aws:ecr:us-east-1:123456789012:repository/worker \
-             with an explicit deny in a resource-based policy"
+            "ecr:DescribeImages worker: AccessDeniedException: User: arn:aws:iam::123456789012:user/inventory is \
+             not authorized to perform: ecr:DescribeImages on resource: \
+             arn:aws:ecr:us-east-1:123456789012:repository/worker with an explicit deny in a resource-based policy"
         )
     );
     assert_eq!(
@@ -434,24 +449,19 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     );
     assert!(!summary(&events).complete);
     // The full sync's upserts, in its order, without the three functions and
-    // without what follows the worker repository in ECR (its images, web).
-    let worker = "urn:connectors:aws:asset:arn:aws:ecr:us-east-1:123456789012:repository/worker";
-    let mut after_worker = false;
+    // worker's images (worker itself, listed, is sent; so are web and its
+    // images).
+    let worker_images = "urn:connectors:aws:asset:arn:aws:ecr:us-east-1:123456789012:repository/worker@";
     let expected: Vec<(String, String)> = upserts(&baseline)
         .into_iter()
         .filter(|(urn, _)| !urn.starts_with("urn:connectors:aws:asset:arn:aws:lambda:"))
-        .filter(|(urn, _)| {
-            let ecr = urn.starts_with("urn:connectors:aws:asset:arn:aws:ecr:");
-            let keep = !(ecr && after_worker);
-            after_worker |= urn == worker;
-            keep
-        })
+        .filter(|(urn, _)| !urn.starts_with(worker_images))
         .collect();
-    assert_eq!(expected.len(), 26 - 3 - 3);
+    assert_eq!(expected.len(), 26 - 3 - 1);
     assert_eq!(upserts(&events), expected);
-    // The two throttled answers were retried; neither failure was, and web's
-    // images were never asked for.
-    let requests = 26 + 2 - lambda_requests + 1 - 1;
+    assert!(expected.iter().any(|(urn, _)| urn.ends_with("repository/web")));
+    // The two throttled answers were retried; neither failure was.
+    let requests = 26 + 2 - lambda_requests + 1;
     assert_eq!(replay.stats().requests() - before, requests);
     assert_eq!(summary(&events).upstream_requests, requests);
 }
@@ -517,7 +527,7 @@ async fn throttling_and_server_errors_are_retried_once_by_the_sdk_and_reported_i
                 scope("eks"),
                 ScopeState::Failed as i32,
                 "UPSTREAM_ERROR".to_owned(),
-                "eks:DescribeCluster: ServiceUnavailableException: Service Unavailable".to_owned()
+                "eks:DescribeCluster prod-eks: ServiceUnavailableException: Service Unavailable".to_owned()
             ),
             (
                 scope("lambda"),
@@ -531,6 +541,95 @@ async fn throttling_and_server_errors_are_retried_once_by_the_sdk_and_reported_i
     // SDK's max attempts); Lambda: ListFunctions 4 times.
     assert_eq!(replay.stats().requests() - before, 2 + 4 + 4);
     assert_eq!(summary(&events).upstream_requests, 2 + 4 + 4);
+}
+
+/// An item whose own call AWS denies while the listing that named it was
+/// allowed (an IAM condition on the resource) is left out and its scope goes
+/// on: the EKS cluster prod-eks, the Lambda function orders, the services of
+/// the ECS cluster prod. The rest is sent, then each scope ends FAILED
+/// `UPSTREAM_PERMISSION_DENIED` naming the item (keeping its baseline).
+#[tokio::test]
+async fn an_item_aws_denies_is_left_out_and_fails_its_scope_after_the_rest() {
+    let server = TestServer::start().await;
+    let baseline = collect(<Aws as Harness>::open(&server, full()).await).await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    let denied = |path: &str, action: &str| -> connectors_server::replay::Exchange {
+        serde_json::from_value(serde_json::json!({
+            "times": 100,
+            "request": {"method": "GET", "path": path},
+            "response": {
+                "status": 403,
+                "headers": {"content-type": "application/json", "x-amzn-errortype": "AccessDeniedException"},
+                "body": {"message": format!("User: arn:aws:iam::123456789012:user/inventory is not authorized to perform: {action}")}
+            }
+        }))
+        .unwrap()
+    };
+    set.insert(denied("/clusters/prod-eks", "eks:DescribeCluster"));
+    set.insert(denied(
+        "/2015-03-31/functions/orders/configuration",
+        "lambda:GetFunctionConfiguration",
+    ));
+    let prod = PROD_CLUSTER;
+    set.insert(list_services_of_prod(
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/inventory is not authorized to perform: ecs:ListServices",
+    ));
+    let replay = server.server.replay("aws").unwrap();
+    replay.set_fixtures(set);
+    let before = replay.stats().requests();
+    let events = collect(open(&server, full_of(&["ecs", "eks", "lambda"])).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    let asset = |arn: &str| format!("urn:connectors:aws:asset:arn:aws:{arn}");
+    let left_out = [
+        asset("eks:us-east-1:123456789012:cluster/prod-eks"),
+        asset("lambda:us-east-1:123456789012:function:orders"),
+        asset("ecs:us-east-1:123456789012:service/prod/api"),
+        asset("ecs:us-east-1:123456789012:service/prod/worker"),
+    ];
+    let expected: Vec<(String, String)> = upserts(&baseline)
+        .into_iter()
+        .filter(|(urn, _)| ["ecs:", "eks:", "lambda:"].iter().any(|s| urn.starts_with(&asset(s))))
+        .filter(|(urn, _)| !left_out.contains(urn))
+        .collect();
+    // ECS: the cluster and the 2 task definitions; EKS: staging-eks;
+    // Lambda: billing and thumbnails.
+    assert_eq!(expected.len(), 3 + 1 + 2);
+    assert_eq!(upserts(&events), expected);
+    let scope = |service: &str| format!("account:default/region:us-east-1/service:{service}");
+    let not = "User: arn:aws:iam::123456789012:user/inventory is not authorized to perform";
+    assert_eq!(
+        scope_errors(&events),
+        [
+            (
+                scope("ecs"),
+                "UPSTREAM_PERMISSION_DENIED".to_owned(),
+                format!("ecs:ListServices {prod}: AccessDeniedException: {not}: ecs:ListServices")
+            ),
+            (
+                scope("eks"),
+                "UPSTREAM_PERMISSION_DENIED".to_owned(),
+                format!("eks:DescribeCluster prod-eks: AccessDeniedException: {not}: eks:DescribeCluster")
+            ),
+            (
+                scope("lambda"),
+                "UPSTREAM_PERMISSION_DENIED".to_owned(),
+                format!(
+                    "lambda:GetFunctionConfiguration orders: AccessDeniedException: {not}: \
+                     lambda:GetFunctionConfiguration"
+                )
+            ),
+        ]
+    );
+    assert_eq!(
+        scope_statuses(&events),
+        ["ecs", "eks", "lambda"].map(|s| (scope(s), ScopeState::Failed as i32))
+    );
+    // Nothing deleted: a failed scope keeps its baseline.
+    assert_eq!(deletions(&events), Vec::<String>::new());
+    // ECS 9 less the second ListServices page and DescribeServices, EKS 4,
+    // Lambda 5: each denial answered once, not retried.
+    assert_eq!(replay.stats().requests() - before, 9 - 2 + 4 + 5);
 }
 
 /// A 429 is throttling whether or not its answer names an AWS error code (a
@@ -582,7 +681,7 @@ async fn a_429_without_an_error_code_is_retried_and_reported_rate_limited() {
                 scope("eks"),
                 ScopeState::RateLimited as i32,
                 "UPSTREAM_RATE_LIMITED".to_owned(),
-                "eks:DescribeCluster: HTTP 429: Too many requests".to_owned()
+                "eks:DescribeCluster prod-eks: HTTP 429: Too many requests".to_owned()
             ),
             (scope("lambda"), ScopeState::Ok as i32, String::new(), String::new()),
         ]
@@ -626,14 +725,7 @@ async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_
         "RepositoryNotFoundException",
         "The repository with name 'worker' does not exist in the registry with id '123456789012'",
     ));
-    let prod = "arn:aws:ecs:us-east-1:123456789012:cluster/prod";
-    set.insert(aws_json_error(
-        100,
-        "AmazonEC2ContainerServiceV20141113.ListServices",
-        serde_json::json!({"cluster": prod}),
-        "ClusterNotFoundException",
-        "Cluster not found.",
-    ));
+    set.insert(list_services_of_prod("ClusterNotFoundException", "Cluster not found."));
     let not_found = |path: &str, body: serde_json::Value| -> connectors_server::replay::Exchange {
         serde_json::from_value(serde_json::json!({
             "times": 100,

@@ -190,7 +190,7 @@ fn failed(operation: &str, code: Option<&str>, status: Option<u16>, message: Str
     let message = format!("{operation}: {message}");
     if denied {
         ScopeError::Failed {
-            reason: "UPSTREAM_PERMISSION_DENIED",
+            reason: DENIED,
             message,
         }
     } else if throttled {
@@ -414,10 +414,15 @@ enum ImagePage {
     /// The current repository was deleted since it was listed (ECR answered
     /// `RepositoryNotFoundException`): no more pages of it.
     RepositoryGone,
+    /// Reading the current repository's images was denied (its repository
+    /// policy, say, while the listing was allowed): no more pages of it; the
+    /// other repositories are read.
+    RepositoryDenied(ScopeError),
 }
 
 /// Fetches every DescribeImages page of `repositories`, in order, into `pages`;
-/// stops at the first error (after handing it over) or when the receiver is gone.
+/// stops at the first error other than a denied repository (after handing it
+/// over) or when the receiver is gone.
 async fn fetch_image_pages(
     client: aws_sdk_ecr::Client,
     page_size: i32,
@@ -451,7 +456,16 @@ async fn fetch_image_pages(
                     }
                     continue 'repositories;
                 }
-                Err(error) => Err(sdk_error("ecr:DescribeImages", error)),
+                Err(error) => {
+                    let error = sdk_error(&format!("ecr:DescribeImages {name}"), error);
+                    if is_denied(&error) {
+                        if pages.send(ImagePage::RepositoryDenied(error)).await.is_err() {
+                            return;
+                        }
+                        continue 'repositories;
+                    }
+                    Err(error)
+                }
             };
             let failed = page.is_err();
             if pages.send(ImagePage::Images(page)).await.is_err() || failed {
@@ -543,23 +557,34 @@ fn image_asset(
     ))
 }
 
-/// ECS's `failures[]` of the describe calls of one scope: what ECS did not
-/// describe. `MISSING` is a resource deleted since it was listed (left out,
-/// as a later listing would not have it); any other reason fails the scope
-/// once the rest is sent: the resource may exist, and a scope that ended OK
-/// without it would delete it at the next INCREMENTAL sync.
-#[derive(Default)]
-struct EcsFailures {
-    /// `operation: arn: reason (detail)` of each failure other than MISSING.
-    failed: Vec<String>,
+/// The reason of a call AWS denied.
+const DENIED: &str = "UPSTREAM_PERMISSION_DENIED";
+
+/// Whether `error` is a denied call.
+fn is_denied(error: &ScopeError) -> bool {
+    matches!(error, ScopeError::Failed { reason: DENIED, .. })
 }
 
-impl EcsFailures {
+/// The items of one scope that were not read while the rest was: ECS's
+/// `failures[]` of its describe calls, and items whose own call AWS denied
+/// though the listing that named them was allowed (a repository policy, an
+/// IAM condition on the resource). `MISSING` (ECS) is a resource deleted
+/// since it was listed (left out, as a later listing would not have it);
+/// anything else fails the scope once the rest is sent: the item may exist,
+/// and a scope that ended OK without it would delete it at the next
+/// INCREMENTAL sync (a FAILED scope keeps its older baseline).
+#[derive(Default)]
+struct ItemFailures {
+    /// The reason and `operation item: why` of each failure but MISSING.
+    failed: Vec<(&'static str, String)>,
+}
+
+impl ItemFailures {
     /// At most this many failures are named in the scope's error.
     const NAMED: usize = 5;
 
-    /// Logs each failure of `operation`'s answer and keeps those other than
-    /// MISSING; returns the ARNs of the missing resources.
+    /// Logs each of ECS's failures of `operation`'s answer and keeps those
+    /// other than MISSING; returns the ARNs of the missing resources.
     fn note(&mut self, operation: &str, failures: &[aws_sdk_ecs::types::Failure]) -> Vec<String> {
         let mut missing = Vec::new();
         for failure in failures {
@@ -584,29 +609,52 @@ impl EcsFailures {
                 detail,
                 "ecs did not describe a resource"
             );
-            self.failed.push(if detail.is_empty() {
-                format!("{operation}: {arn}: {reason}")
-            } else {
-                format!("{operation}: {arn}: {reason} ({detail})")
-            });
+            // These reasons are not error codes.
+            self.failed.push((
+                "UPSTREAM_ERROR",
+                if detail.is_empty() {
+                    format!("{operation}: {arn}: {reason}")
+                } else {
+                    format!("{operation}: {arn}: {reason} ({detail})")
+                },
+            ));
         }
         missing
     }
 
-    /// The scope's outcome: FAILED (`UPSTREAM_ERROR`: these reasons are not
-    /// error codes) naming the failures, if there were any.
-    fn into_result(self) -> Result<(), ScopeError> {
-        if self.failed.is_empty() {
-            return Ok(());
+    /// Keeps `error`, of the call of one item, if AWS denied it: the scope
+    /// goes on without the item. Returns any other error.
+    fn denied(&mut self, error: ScopeError) -> Result<(), ScopeError> {
+        match error {
+            ScopeError::Failed {
+                reason: DENIED,
+                message,
+            } => {
+                tracing::warn!(connector = ID, error = %message, "item denied; the scope goes on without it");
+                self.failed.push((DENIED, message));
+                Ok(())
+            }
+            other => Err(other),
         }
-        let mut message = self.failed[..self.failed.len().min(Self::NAMED)].join("; ");
+    }
+
+    /// The scope's outcome: FAILED naming the failures, if there were any,
+    /// with their reason if they share one (`UPSTREAM_ERROR` otherwise).
+    fn into_result(self) -> Result<(), ScopeError> {
+        let Some((first, _)) = self.failed.first() else {
+            return Ok(());
+        };
+        let reason = if self.failed.iter().all(|(reason, _)| reason == first) {
+            *first
+        } else {
+            "UPSTREAM_ERROR"
+        };
+        let named: Vec<&str> = self.failed.iter().take(Self::NAMED).map(|(_, m)| m.as_str()).collect();
+        let mut message = named.join("; ");
         if self.failed.len() > Self::NAMED {
             message.push_str(&format!("; and {} more", self.failed.len() - Self::NAMED));
         }
-        Err(ScopeError::Failed {
-            reason: "UPSTREAM_ERROR",
-            message,
-        })
+        Err(ScopeError::Failed { reason, message })
     }
 }
 
@@ -646,7 +694,7 @@ async fn function_details(
             {
                 return gone();
             }
-            Err(error) => return Err(sdk_error("lambda:GetFunction", error)),
+            Err(error) => return Err(sdk_error(&format!("lambda:GetFunction {name}"), error)),
         };
         let mut images = Vec::new();
         if let Some(code) = answer.code()
@@ -677,7 +725,7 @@ async fn function_details(
         {
             gone()
         }
-        Err(error) => Err(sdk_error("lambda:GetFunctionConfiguration", error)),
+        Err(error) => Err(sdk_error(&format!("lambda:GetFunctionConfiguration {name}"), error)),
     }
 }
 
@@ -892,6 +940,7 @@ impl AwsConnector {
         let (pages_tx, mut image_pages) = tokio::sync::mpsc::channel(ECR_PAGES_AHEAD);
         let _fetcher =
             crate::http::spawn_in_sync(fetch_image_pages(client, self.settings.ecr_page_size, names, pages_tx));
+        let mut failures = ItemFailures::default();
         for repository in repositories {
             let arn = repository.repository_arn().unwrap_or_default().to_owned();
             let name = repository.repository_name().unwrap_or_default().to_owned();
@@ -931,6 +980,12 @@ impl AwsConnector {
                 };
                 let images = match page {
                     Some(ImagePage::Images(images)) => images?,
+                    // Sent without its images; the scope fails once the
+                    // other repositories are sent.
+                    Some(ImagePage::RepositoryDenied(error)) => {
+                        failures.denied(error)?;
+                        break;
+                    }
                     // Deleted while its images were listed: what was sent of
                     // it is deleted by the next sync.
                     Some(ImagePage::RepositoryDone | ImagePage::RepositoryGone) => break,
@@ -953,7 +1008,7 @@ impl AwsConnector {
                 }
             }
         }
-        Ok(())
+        failures.into_result()
     }
 
     async fn sync_ecs(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
@@ -985,7 +1040,7 @@ impl AwsConnector {
             images_of.insert(arn, images);
             self.emit(ctx, "ecs:DescribeTaskDefinition", entity).await?;
         }
-        let mut failures = EcsFailures::default();
+        let mut failures = ItemFailures::default();
         let mut missing_clusters = Vec::new();
         for chunk in cluster_arns.chunks(100) {
             let answer = client
@@ -1032,18 +1087,29 @@ impl AwsConnector {
                         service_arns.clear();
                         break;
                     }
-                    Err(error) => return Err(sdk_error("ecs:ListServices", error)),
+                    // Denied for this cluster: the others' services are read.
+                    Err(error) => {
+                        failures.denied(sdk_error(&format!("ecs:ListServices {cluster_arn}"), error))?;
+                        service_arns.clear();
+                        break;
+                    }
                 };
                 service_arns.extend(page.service_arns().iter().cloned());
             }
             for chunk in service_arns.chunks(10) {
-                let answer = client
+                let answer = match client
                     .describe_services()
                     .cluster(cluster_arn)
                     .set_services(Some(chunk.to_vec()))
                     .send()
                     .await
-                    .map_err(|e| sdk_error("ecs:DescribeServices", e))?;
+                {
+                    Ok(answer) => answer,
+                    Err(error) => {
+                        failures.denied(sdk_error(&format!("ecs:DescribeServices {cluster_arn}"), error))?;
+                        continue;
+                    }
+                };
                 failures.note("ecs:DescribeServices", answer.failures());
                 for service in answer.services() {
                     let arn = service.service_arn().unwrap_or_default().to_owned();
@@ -1113,6 +1179,7 @@ impl AwsConnector {
             let page = page.map_err(|e| sdk_error("eks:ListClusters", e))?;
             names.extend(page.clusters().iter().cloned());
         }
+        let mut failures = ItemFailures::default();
         for name in names {
             let answer = match client.describe_cluster().name(&name).send().await {
                 Ok(answer) => answer,
@@ -1124,7 +1191,10 @@ impl AwsConnector {
                     tracing::info!(connector = ID, cluster = %name, "eks cluster deleted since it was listed; left out");
                     continue;
                 }
-                Err(error) => return Err(sdk_error("eks:DescribeCluster", error)),
+                Err(error) => {
+                    failures.denied(sdk_error(&format!("eks:DescribeCluster {name}"), error))?;
+                    continue;
+                }
             };
             let Some(cluster) = answer.cluster() else { continue };
             let arn = cluster.arn().unwrap_or_default().to_owned();
@@ -1158,7 +1228,7 @@ impl AwsConnector {
             );
             self.emit(ctx, "eks:DescribeCluster", entity).await?;
         }
-        Ok(())
+        failures.into_result()
     }
 
     async fn sync_lambda(
@@ -1170,6 +1240,7 @@ impl AwsConnector {
         use futures::StreamExt as _;
 
         let client = client!(aws_sdk_lambda, config);
+        let mut failures = ItemFailures::default();
         let mut pages = client.list_functions().into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("lambda:ListFunctions", e))?;
@@ -1185,15 +1256,23 @@ impl AwsConnector {
                 .collect();
             let mut details = futures::stream::iter(requests).buffered(LAMBDA_DETAILS_AT_ONCE);
             for function in page.functions() {
-                let Some(details) = details.next().await.transpose()? else {
-                    return Err(ScopeError::Failed {
-                        reason: "UPSTREAM_ERROR",
-                        message: "lambda:GetFunctionConfiguration: the details ended early".into(),
-                    });
+                let details = match details.next().await {
+                    Some(Ok(Some(details))) => details,
+                    // Deleted since it was listed.
+                    Some(Ok(None)) => continue,
+                    // Denied for this function: the others are sent.
+                    Some(Err(error)) => {
+                        failures.denied(error)?;
+                        continue;
+                    }
+                    None => {
+                        return Err(ScopeError::Failed {
+                            reason: "UPSTREAM_ERROR",
+                            message: "lambda:GetFunctionConfiguration: the details ended early".into(),
+                        });
+                    }
                 };
-                let Some(FunctionDetails { state, images }) = details else {
-                    continue;
-                };
+                let FunctionDetails { state, images } = details;
                 let arn = function.function_arn().unwrap_or_default();
                 let mut attributes = Vec::new();
                 if let Some(runtime) = function.runtime() {
@@ -1225,7 +1304,7 @@ impl AwsConnector {
                 self.emit(ctx, "lambda:ListFunctions", entity).await?;
             }
         }
-        Ok(())
+        failures.into_result()
     }
 
     async fn sync_tagging(&self, config: &SdkConfig, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
