@@ -143,8 +143,10 @@ impl ScopeContext<'_> {
     /// failure (its message says how many more there were), so it keeps its
     /// baseline and sends no deletion. Checkpoints carry it, so a resumed
     /// scope ends so too. Only `ScopeError::Failed` with a reason of
-    /// [`DeferredFailure::REASONS`] is deferred; any other error comes back
-    /// as `Err`, to end the scope at once (`ctx.fail_when_done(e)?`). The
+    /// `DeferredFailure::REASONS` (`UPSTREAM_MALFORMED`, `_ERROR`,
+    /// `_PERMISSION_DENIED`, `_NOT_FOUND`, `_UNAVAILABLE`) is deferred; any
+    /// other error comes back as `Err`, to end the scope at once
+    /// (`ctx.fail_when_done(e)?`). The
     /// connector keeps what the baseline has of the item (`retain`) and
     /// saves the item without its upstream version, so that the next sync
     /// fetches it again.
