@@ -191,9 +191,12 @@ async fn a_client_that_stops_reading_gives_its_stream_slot_back_at_its_deadline(
         .await
         .unwrap();
     let reader = connectors_client::ConnectorsClient::from_channel(channel);
+    // Long enough for the first event on a loaded machine (500 ms once was not).
+    let deadline = Duration::from_secs(2);
+    let started = tokio::time::Instant::now();
     let mut stalled = reader
         .github()
-        .sync(request(Vec::new(), Duration::from_millis(500)))
+        .sync(request(Vec::new(), deadline))
         .await
         .unwrap()
         .into_inner();
@@ -206,7 +209,7 @@ async fn a_client_that_stops_reading_gives_its_stream_slot_back_at_its_deadline(
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     // Past the deadline the slot is free again, though the stalled stream is
     // still open on the connection.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep_until(started + deadline + Duration::from_millis(500)).await;
     let next = collect(
         reader
             .github()
