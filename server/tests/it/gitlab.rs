@@ -118,7 +118,9 @@ impl Harness for Gitlab {
         crate::conformance::malformed_fails(
             run,
             "group:globex",
-            "pipeline 310775 of globex/storefront: gitlab returned a body that does not parse: EOF while parsing a value at line 1 column 20",
+            // The group goes on past a project's pipelines that do not
+            // parse: two more such projects are counted.
+            "pipeline 310775 of globex/storefront: gitlab returned a body that does not parse: EOF while parsing a value at line 1 column 20 (and 2 more such failures in this scope)",
         )
     }
 
@@ -447,6 +449,52 @@ async fn an_unknown_group_fails_its_scope_only() {
         ]
     );
     assert_eq!(urns(&events).len(), 9);
+}
+
+/// A project whose pipelines listing does not parse is that project's
+/// failure: it is sent without its pipelines, the group's other projects
+/// and their pipelines are sent, then the group's scope ends FAILED
+/// `UPSTREAM_MALFORMED` naming the project (keeping its baseline: nothing
+/// deleted).
+#[tokio::test]
+async fn pipelines_that_do_not_parse_fail_their_group_after_its_other_projects() {
+    let server = TestServer::start().await;
+    let globex = || SyncRequest {
+        groups: vec!["globex".into()],
+        options: Some(full()),
+        ..Default::default()
+    };
+    let clean = collect(open(&server, globex()).await).await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "gitlab").unwrap();
+    set.insert(
+        serde_json::from_value::<Exchange>(serde_json::json!({
+            "request": {"method": "GET", "path": "/api/v4/projects/52052/pipelines",
+                "query": {"order_by": "id", "per_page": "20", "sort": "desc"}},
+            "response": {"status": 200, "headers": {"content-type": "application/json"},
+                "body_text": "[{\"id\": 310795, \"iid\": 2, \"proj"}
+        }))
+        .unwrap(),
+    );
+    server.server.replay("gitlab").unwrap().set_fixtures(set);
+    let events = collect(open(&server, globex()).await).await;
+    let inventory_pipeline = "urn:connectors:gitlab:pipeline:52052:";
+    let expected: Vec<(String, String)> = upserts(&clean)
+        .into_iter()
+        .filter(|(urn, _)| !urn.starts_with(inventory_pipeline))
+        .collect();
+    // 9 projects and 13 pipelines, less inventory's 2.
+    assert_eq!((upserts(&clean).len(), expected.len()), (9 + 13, 9 + 11));
+    assert_eq!(upserts(&events), expected);
+    assert_eq!(
+        crate::support::scope_errors(&events),
+        vec![(
+            "group:globex".to_owned(),
+            "UPSTREAM_MALFORMED".to_owned(),
+            "pipelines of globex/inventory: gitlab returned a body that does not parse: EOF while parsing a string at line 1 column 31".to_owned()
+        )]
+    );
+    assert_eq!(deletions(&events), Vec::<String>::new());
+    assert!(!summary(&events).complete);
 }
 
 /// Child pipelines (source `parent_pipeline`) are not in GitLab's pipelines

@@ -389,15 +389,33 @@ impl GitlabConnector {
             .collect();
         let mut pipelines = futures::stream::iter(jobs).buffered(self.settings.project_concurrency.max(1));
         for project in &projects {
-            let listed = pipelines.next().await.unwrap_or(Ok(Vec::new()))?;
+            // Pipelines whose answer does not parse are this project's
+            // failure: it is sent without them (the baseline's kept, saved
+            // without its activity version so the next sync reads them
+            // again), the others go on, and the scope ends FAILED after them.
+            let (listed, failed) = match pipelines.next().await.unwrap_or(Ok(Vec::new())) {
+                Ok(listed) => (listed, None),
+                Err(
+                    error @ ScopeError::Failed {
+                        reason: "UPSTREAM_MALFORMED",
+                        ..
+                    },
+                ) => (Vec::new(), Some(error)),
+                Err(error) => return Err(error),
+            };
             if ctx.is_cancelled() {
                 return Err(ScopeError::Cancelled);
             }
-            ctx.upsert(
-                project_entity(project),
-                UpsertMeta::new(operation, activity_version(project)),
-            )
-            .await?;
+            let version = match failed {
+                None => activity_version(project),
+                Some(_) => String::new(),
+            };
+            ctx.upsert(project_entity(project), UpsertMeta::new(operation, version))
+                .await?;
+            if let Some(error) = failed {
+                ctx.retain_children(&project_urn(project));
+                ctx.fail_when_done(error)?;
+            }
             for pipeline in listed {
                 match pipeline {
                     Listed::Unchanged(urn) => {
