@@ -173,6 +173,19 @@ pub enum ScopeError {
 }
 
 impl ScopeError {
+    /// Whether this is an answer that did not parse (`UPSTREAM_MALFORMED`):
+    /// a failure of that one page or item, which says nothing of the next,
+    /// so a connector may note it (`ScopeContext::fail_when_done`) and go on.
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            ScopeError::Failed {
+                reason: "UPSTREAM_MALFORMED",
+                ..
+            }
+        )
+    }
+
     /// A failure of the shared upstream layer: an exhausted rate limit
     /// (`rate_limited` says whose, e.g. "github rate limit exhausted") or the
     /// upstream unavailable (server errors, transport failures, a refused URL).

@@ -402,3 +402,13 @@ pub async fn resume_over_a_cut(
     let (resumed, whole) = (summary(&events), summary(unbroken));
     assert_eq!((resumed.counts, resumed.complete), (whole.counts, true));
 }
+
+/// A recorded `GET path?query` answered 200 with `body_text` as it is (a body
+/// cut short: one that does not parse).
+pub fn cut_short(path: &str, query: serde_json::Value, body_text: &str) -> connectors_server::replay::Exchange {
+    serde_json::from_value(serde_json::json!({
+        "request": {"method": "GET", "path": path, "query": query},
+        "response": {"status": 200, "headers": {"content-type": "application/json"}, "body_text": body_text}
+    }))
+    .unwrap()
+}

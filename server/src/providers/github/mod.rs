@@ -451,13 +451,7 @@ impl FailedAlone {
 /// layer's retries, rate limits and credential failures are the upstream's
 /// or the credential's, and end the scope at once.
 fn fails_alone(error: &ScopeError) -> bool {
-    matches!(
-        error,
-        ScopeError::Failed {
-            reason: "UPSTREAM_MALFORMED",
-            ..
-        }
-    )
+    error.is_malformed()
 }
 
 /// What a request for a repository's contents found: what it asked for,

@@ -395,12 +395,7 @@ impl GitlabConnector {
             // again), the others go on, and the scope ends FAILED after them.
             let (listed, failed) = match pipelines.next().await.unwrap_or(Ok(Vec::new())) {
                 Ok(listed) => (listed, None),
-                Err(
-                    error @ ScopeError::Failed {
-                        reason: "UPSTREAM_MALFORMED",
-                        ..
-                    },
-                ) => (Vec::new(), Some(error)),
+                Err(error) if error.is_malformed() => (Vec::new(), Some(error)),
                 Err(error) => return Err(error),
             };
             if ctx.is_cancelled() {
