@@ -485,6 +485,45 @@ fn a_client_secret_credential_without_its_variables_stops_the_server() {
 /// answers its `nextLink` 400 (ARM documents neither the status nor the
 /// code for an expired skip token; the body is ARM's error shape, its code
 /// and wording written for the fixture).
+/// A listing page that does not parse is that resource type's failure: the
+/// subscription's other resource types are listed and sent, then its scope
+/// ends FAILED `UPSTREAM_MALFORMED` naming the listing (nothing deleted).
+#[tokio::test]
+async fn a_listing_that_does_not_parse_fails_its_subscription_after_the_other_types() {
+    let server = TestServer::start().await;
+    let prod = || subscriptions(&[PROD], full());
+    let clean = collect(open(&server, prod()).await).await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "azure").unwrap();
+    set.insert(crate::support::cut_short(
+        &format!("/subscriptions/{PROD}/providers/Microsoft.ContainerRegistry/registries"),
+        serde_json::json!({"api-version": "2023-07-01"}),
+        r#"{"value": [{"id": "/subscriptions/"#,
+    ));
+    server.server.replay("azure").unwrap().set_fixtures(set);
+    let events = collect(open(&server, prod()).await).await;
+    let expected: Vec<String> = urns(&clean)
+        .into_iter()
+        .filter(|urn| {
+            !urn.to_ascii_lowercase()
+                .contains("/microsoft.containerregistry/registries/")
+        })
+        .collect();
+    // The 3 registries left out; the clusters and sites sent.
+    assert_eq!((urns(&clean).len(), expected.len()), (12, 9));
+    assert_eq!(urns(&events), expected);
+    assert_eq!(
+        crate::support::scope_errors(&events),
+        vec![(
+            format!("subscription:{PROD}"),
+            "UPSTREAM_MALFORMED".to_owned(),
+            format!(
+                "Microsoft.ContainerRegistry/registries of subscription {PROD}: EOF while parsing a string at line 1 column 34"
+            )
+        )]
+    );
+    assert_eq!(crate::support::deletions(&events), Vec::<String>::new());
+}
+
 fn refusing(refusal: Refusal) -> FixtureSet {
     let fresh = "fresh-after-expiry";
     let mut set = FixtureSet::load_provider(&fixtures_root(), "azure").unwrap();

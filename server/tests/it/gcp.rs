@@ -54,6 +54,44 @@ fn request(options: SyncOptions) -> SyncRequest {
     }
 }
 
+/// A listing page that does not parse is that listing's failure: the
+/// project's other listings (the other location's repositories, Cloud Run,
+/// GKE) are sent, then its scope ends FAILED `UPSTREAM_MALFORMED` naming it.
+#[tokio::test]
+async fn a_listing_that_does_not_parse_fails_its_project_after_the_other_listings() {
+    let server = TestServer::start().await;
+    let prod = || SyncRequest {
+        project_ids: vec!["acme-prod-4821".into()],
+        options: Some(full()),
+    };
+    let clean = collect(open(&server, prod()).await).await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "gcp").unwrap();
+    set.insert(crate::support::cut_short(
+        "/artifactregistry.googleapis.com/v1/projects/acme-prod-4821/locations/us-central1/repositories",
+        serde_json::json!({"pageSize": "2"}),
+        r#"{"repositories": [{"name": "projects/"#,
+    ));
+    server.server.replay("gcp").unwrap().set_fixtures(set);
+    let events = collect(open(&server, prod()).await).await;
+    let expected: Vec<(String, String)> = upserts(&clean)
+        .into_iter()
+        .filter(|(urn, _)| !urn.contains("/locations/us-central1/repositories/"))
+        .collect();
+    // Left out: us-central1's repositories and their images (7); sent:
+    // europe-west1's, the Cloud Run services and the GKE cluster (9).
+    assert_eq!((upserts(&clean).len(), expected.len()), (16, 9));
+    assert_eq!(upserts(&events), expected);
+    assert_eq!(
+        scope_errors(&events),
+        vec![(
+            "project:acme-prod-4821".to_owned(),
+            "UPSTREAM_MALFORMED".to_owned(),
+            "artifactregistry.googleapis.com /v1/projects/acme-prod-4821/locations/us-central1/repositories: artifactregistry.googleapis.com returned a body that does not parse: EOF while parsing a string at line 1 column 37".to_owned()
+        )]
+    );
+    assert_eq!(crate::support::deletions(&events), Vec::<String>::new());
+}
+
 #[async_trait]
 impl Harness for Gcp {
     const ID: &'static str = "gcp";

@@ -447,7 +447,17 @@ impl Connector for AzureConnector {
                     route = listing.first_page(subscription);
                     continue;
                 }
-                let (items, next) = answer.map_err(|e| scope_error(e, &what))?;
+                let (items, next) = match answer.map_err(|e| scope_error(e, &what)) {
+                    Ok(page) => page,
+                    // A page that does not parse is this resource type's
+                    // failure: the other types are listed, and the scope
+                    // ends FAILED after them.
+                    Err(error) if error.is_malformed() => {
+                        ctx.fail_when_done(error)?;
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                };
                 for item in &items {
                     match asset_entity(subscription, item) {
                         Some((entity, version)) => {
@@ -462,10 +472,11 @@ impl Connector for AzureConnector {
                 }
                 let Some(next) = next else { break };
                 if !listing.owns(subscription, &next) || next == route {
-                    return Err(ScopeError::Failed {
+                    ctx.fail_when_done(ScopeError::Failed {
                         reason: "UPSTREAM_MALFORMED",
                         message: format!("{what}: nextLink outside the listing refused"),
-                    });
+                    })?;
+                    break;
                 }
                 ctx.checkpoint(next.clone()).await?;
                 route = next;

@@ -604,7 +604,18 @@ impl GcpConnector {
                     project,
                     route: &route,
                 };
-                match self.page(&at, listing, &mut resumed, ctx).await? {
+                let after = match self.page(&at, listing, &mut resumed, ctx).await {
+                    Ok(after) => after,
+                    // A page that does not parse is this listing's failure:
+                    // the project's other listings go on, and the scope
+                    // ends FAILED after them.
+                    Err(error) if error.is_malformed() => {
+                        ctx.fail_when_done(error)?;
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                };
+                match after {
                     After::Page(token) => {
                         route = page_route(&path, self.settings.page_size, Some(&token));
                         ctx.checkpoint(format!("{}|{route}", listing.api())).await?;
