@@ -480,6 +480,61 @@ async fn sync_namespaces(server: &TestServer, context: &str, namespaces: &[&str]
 }
 
 /// A FULL sync of `contexts`, read to its end.
+/// A deployments page that does not parse ends the deployments only: the
+/// context's pods are listed and sent, then its scope ends FAILED
+/// `UPSTREAM_MALFORMED` naming the listing (nothing deleted); a pods page
+/// that does not parse after it is counted with it.
+#[tokio::test]
+async fn a_deployments_page_that_does_not_parse_fails_its_scope_after_the_pods() {
+    let server = TestServer::start().await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "kubernetes").unwrap();
+    let cut_short = |path: &str, query: serde_json::Value| -> connectors_server::replay::Exchange {
+        serde_json::from_value(serde_json::json!({
+            "request": {"method": "GET", "path": path, "query": query,
+                "headers": {"authorization": "Bearer fixture-token-prod-eu"}},
+            "response": {"status": 200, "headers": {"content-type": "application/json"},
+                "body_text": "{\"kind\": \"DeploymentList\", \"items\": [{\"meta"}
+        }))
+        .unwrap()
+    };
+    set.insert(cut_short(
+        "/clusters/prod-eu/apis/apps/v1/deployments",
+        serde_json::json!({"limit": "3"}),
+    ));
+    server.server.replay("kubernetes").unwrap().set_fixtures(set.clone());
+    let events = full_sync_of(&server, &["prod-eu"]).await;
+    let pods: Vec<String> = estate()["prod-eu"]
+        .pods
+        .iter()
+        .map(|p| urn("prod-eu", p, "pod"))
+        .collect();
+    assert_eq!(pods.len(), 14);
+    let got: Vec<String> = upserts(&events).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, pods);
+    let deployments_error = "deployments of prod-eu: kubernetes returned a body that does not parse";
+    assert_eq!(
+        crate::support::scope_errors(&events),
+        vec![(
+            "context:prod-eu".to_owned(),
+            "UPSTREAM_MALFORMED".to_owned(),
+            deployments_error.to_owned()
+        )]
+    );
+    assert_eq!(crate::support::deletions(&events), Vec::<String>::new());
+    // The pods' first page cut short too: nothing sent, both counted.
+    set.insert(cut_short(
+        "/clusters/prod-eu/api/v1/pods",
+        serde_json::json!({"limit": "3"}),
+    ));
+    server.server.replay("kubernetes").unwrap().set_fixtures(set);
+    let events = full_sync_of(&server, &["prod-eu"]).await;
+    assert_eq!(upserts(&events), Vec::<(String, String)>::new());
+    assert_eq!(
+        crate::support::scope_errors(&events)[0].2,
+        format!("{deployments_error} (and 1 more such failures in this scope)")
+    );
+}
+
 async fn full_sync_of(server: &TestServer, contexts: &[&str]) -> Vec<SyncEvent> {
     let request = SyncRequest {
         contexts: contexts.iter().map(|c| (*c).to_owned()).collect(),

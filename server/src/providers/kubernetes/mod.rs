@@ -476,7 +476,19 @@ impl KubernetesConnector {
                             phase = Phase::Deployments(None);
                             continue;
                         }
-                        Err(error) => return Err(scope_error(error, &format!("deployments of {where_}"))),
+                        Err(error) => {
+                            let error = scope_error(error, &format!("deployments of {where_}"));
+                            // A page that does not parse ends the deployments
+                            // only: the pods are listed, and the scope ends
+                            // FAILED after them.
+                            if !error.is_malformed() {
+                                return Err(error);
+                            }
+                            ctx.fail_when_done(error)?;
+                            phase = Phase::Pods(None);
+                            ctx.checkpoint(phase.cursor()).await?;
+                            continue;
+                        }
                     };
                     for deployment in &page.items {
                         let version = deployment.metadata.resource_version.clone().unwrap_or_default();
@@ -500,7 +512,15 @@ impl KubernetesConnector {
                             phase = Phase::Pods(None);
                             continue;
                         }
-                        Err(error) => return Err(scope_error(error, &format!("pods of {where_}"))),
+                        Err(error) => {
+                            let error = scope_error(error, &format!("pods of {where_}"));
+                            if !error.is_malformed() {
+                                return Err(error);
+                            }
+                            // After a deployments failure, counted with it.
+                            ctx.fail_when_done(error)?;
+                            return Ok(());
+                        }
                     };
                     for pod in &page.items {
                         let version = pod.metadata.resource_version.clone().unwrap_or_default();
