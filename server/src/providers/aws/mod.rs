@@ -565,97 +565,55 @@ fn is_denied(error: &ScopeError) -> bool {
     matches!(error, ScopeError::Failed { reason: DENIED, .. })
 }
 
-/// The items of one scope that were not read while the rest was: ECS's
-/// `failures[]` of its describe calls, and items whose own call AWS denied
-/// though the listing that named them was allowed (a repository policy, an
-/// IAM condition on the resource). `MISSING` (ECS) is a resource deleted
-/// since it was listed (left out, as a later listing would not have it);
-/// anything else fails the scope once the rest is sent: the item may exist,
-/// and a scope that ended OK without it would delete it at the next
-/// INCREMENTAL sync (a FAILED scope keeps its older baseline).
-#[derive(Default)]
-struct ItemFailures {
-    /// The reason and `operation item: why` of each failure but MISSING.
-    failed: Vec<(&'static str, String)>,
+/// An item's own call that AWS denied though the listing that named it was
+/// allowed (a repository policy, an IAM condition on the resource): the
+/// scope goes on without the item and ends FAILED once the rest is sent
+/// (`ScopeContext::fail_when_done`): the item may exist, and a scope that
+/// ended OK without it would delete it at the next INCREMENTAL sync. Any
+/// other error is returned, to end the scope at once.
+fn denied_alone(ctx: &mut ScopeContext<'_>, error: ScopeError) -> Result<(), ScopeError> {
+    if is_denied(&error) {
+        ctx.fail_when_done(error)
+    } else {
+        Err(error)
+    }
 }
 
-impl ItemFailures {
-    /// At most this many failures are named in the scope's error.
-    const NAMED: usize = 5;
-
-    /// Logs each of ECS's failures of `operation`'s answer and keeps those
-    /// other than MISSING; returns the ARNs of the missing resources.
-    fn note(&mut self, operation: &str, failures: &[aws_sdk_ecs::types::Failure]) -> Vec<String> {
-        let mut missing = Vec::new();
-        for failure in failures {
-            let arn = failure.arn().unwrap_or_default();
-            let reason = failure.reason().unwrap_or_default();
-            let detail = failure.detail().unwrap_or_default();
-            if reason == "MISSING" {
-                tracing::info!(
-                    connector = ID,
-                    operation,
-                    arn,
-                    "ecs resource deleted since it was listed; left out"
-                );
-                missing.push(arn.to_owned());
-                continue;
-            }
-            tracing::warn!(
+/// ECS's `failures[]` of `operation`'s answer, logged: `MISSING` is a
+/// resource deleted since it was listed (left out, as a later listing would
+/// not have it; its ARN is returned); any other reason fails the scope once
+/// the rest is sent, as a denied item does.
+fn ecs_failures(
+    ctx: &mut ScopeContext<'_>,
+    operation: &str,
+    failures: &[aws_sdk_ecs::types::Failure],
+) -> Result<Vec<String>, ScopeError> {
+    let mut missing = Vec::new();
+    for failure in failures {
+        let arn = failure.arn().unwrap_or_default();
+        let reason = failure.reason().unwrap_or_default();
+        let detail = failure.detail().unwrap_or_default();
+        if reason == "MISSING" {
+            tracing::info!(
                 connector = ID,
                 operation,
                 arn,
-                reason,
-                detail,
-                "ecs did not describe a resource"
+                "ecs resource deleted since it was listed; left out"
             );
-            // These reasons are not error codes.
-            self.failed.push((
-                "UPSTREAM_ERROR",
-                if detail.is_empty() {
-                    format!("{operation}: {arn}: {reason}")
-                } else {
-                    format!("{operation}: {arn}: {reason} ({detail})")
-                },
-            ));
+            missing.push(arn.to_owned());
+            continue;
         }
-        missing
+        // These reasons are not error codes.
+        ctx.fail_when_done(ScopeError::Failed {
+            reason: "UPSTREAM_ERROR",
+            message: if detail.is_empty() {
+                format!("{operation}: {arn}: {reason}")
+            } else {
+                format!("{operation}: {arn}: {reason} ({detail})")
+            },
+        })?;
     }
-
-    /// Keeps `error`, of the call of one item, if AWS denied it: the scope
-    /// goes on without the item. Returns any other error.
-    fn denied(&mut self, error: ScopeError) -> Result<(), ScopeError> {
-        match error {
-            ScopeError::Failed {
-                reason: DENIED,
-                message,
-            } => {
-                tracing::warn!(connector = ID, error = %message, "item denied; the scope goes on without it");
-                self.failed.push((DENIED, message));
-                Ok(())
-            }
-            other => Err(other),
-        }
-    }
-
-    /// The scope's outcome: FAILED naming the failures, if there were any,
-    /// with their reason if they share one (`UPSTREAM_ERROR` otherwise).
-    fn into_result(self) -> Result<(), ScopeError> {
-        let Some((first, _)) = self.failed.first() else {
-            return Ok(());
-        };
-        let reason = if self.failed.iter().all(|(reason, _)| reason == first) {
-            *first
-        } else {
-            "UPSTREAM_ERROR"
-        };
-        let named: Vec<&str> = self.failed.iter().take(Self::NAMED).map(|(_, m)| m.as_str()).collect();
-        let mut message = named.join("; ");
-        if self.failed.len() > Self::NAMED {
-            message.push_str(&format!("; and {} more", self.failed.len() - Self::NAMED));
-        }
-        Err(ScopeError::Failed { reason, message })
-    }
+    Ok(missing)
 }
 
 /// Lambda functions whose details are asked for at once.
@@ -940,7 +898,6 @@ impl AwsConnector {
         let (pages_tx, mut image_pages) = tokio::sync::mpsc::channel(ECR_PAGES_AHEAD);
         let _fetcher =
             crate::http::spawn_in_sync(fetch_image_pages(client, self.settings.ecr_page_size, names, pages_tx));
-        let mut failures = ItemFailures::default();
         for repository in repositories {
             let arn = repository.repository_arn().unwrap_or_default().to_owned();
             let name = repository.repository_name().unwrap_or_default().to_owned();
@@ -983,7 +940,7 @@ impl AwsConnector {
                     // Sent without its images; the scope fails once the
                     // other repositories are sent.
                     Some(ImagePage::RepositoryDenied(error)) => {
-                        failures.denied(error)?;
+                        denied_alone(ctx, error)?;
                         break;
                     }
                     // Deleted while its images were listed: what was sent of
@@ -1008,7 +965,7 @@ impl AwsConnector {
                 }
             }
         }
-        failures.into_result()
+        Ok(())
     }
 
     async fn sync_ecs(&self, config: &SdkConfig, place: &Place, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
@@ -1040,7 +997,6 @@ impl AwsConnector {
             images_of.insert(arn, images);
             self.emit(ctx, "ecs:DescribeTaskDefinition", entity).await?;
         }
-        let mut failures = ItemFailures::default();
         let mut missing_clusters = Vec::new();
         for chunk in cluster_arns.chunks(100) {
             let answer = client
@@ -1049,7 +1005,7 @@ impl AwsConnector {
                 .send()
                 .await
                 .map_err(|e| sdk_error("ecs:DescribeClusters", e))?;
-            missing_clusters.extend(failures.note("ecs:DescribeClusters", answer.failures()));
+            missing_clusters.extend(ecs_failures(ctx, "ecs:DescribeClusters", answer.failures())?);
             for cluster in answer.clusters() {
                 let arn = cluster.cluster_arn().unwrap_or_default().to_owned();
                 let entity = asset(
@@ -1089,7 +1045,7 @@ impl AwsConnector {
                     }
                     // Denied for this cluster: the others' services are read.
                     Err(error) => {
-                        failures.denied(sdk_error(&format!("ecs:ListServices {cluster_arn}"), error))?;
+                        denied_alone(ctx, sdk_error(&format!("ecs:ListServices {cluster_arn}"), error))?;
                         service_arns.clear();
                         break;
                     }
@@ -1106,11 +1062,11 @@ impl AwsConnector {
                 {
                     Ok(answer) => answer,
                     Err(error) => {
-                        failures.denied(sdk_error(&format!("ecs:DescribeServices {cluster_arn}"), error))?;
+                        denied_alone(ctx, sdk_error(&format!("ecs:DescribeServices {cluster_arn}"), error))?;
                         continue;
                     }
                 };
-                failures.note("ecs:DescribeServices", answer.failures());
+                ecs_failures(ctx, "ecs:DescribeServices", answer.failures())?;
                 for service in answer.services() {
                     let arn = service.service_arn().unwrap_or_default().to_owned();
                     let definition = service.task_definition().unwrap_or_default();
@@ -1139,7 +1095,7 @@ impl AwsConnector {
                 }
             }
         }
-        failures.into_result()
+        Ok(())
     }
 
     /// The images of the task definition `arn` a service runs that
@@ -1179,7 +1135,6 @@ impl AwsConnector {
             let page = page.map_err(|e| sdk_error("eks:ListClusters", e))?;
             names.extend(page.clusters().iter().cloned());
         }
-        let mut failures = ItemFailures::default();
         for name in names {
             let answer = match client.describe_cluster().name(&name).send().await {
                 Ok(answer) => answer,
@@ -1192,7 +1147,7 @@ impl AwsConnector {
                     continue;
                 }
                 Err(error) => {
-                    failures.denied(sdk_error(&format!("eks:DescribeCluster {name}"), error))?;
+                    denied_alone(ctx, sdk_error(&format!("eks:DescribeCluster {name}"), error))?;
                     continue;
                 }
             };
@@ -1228,7 +1183,7 @@ impl AwsConnector {
             );
             self.emit(ctx, "eks:DescribeCluster", entity).await?;
         }
-        failures.into_result()
+        Ok(())
     }
 
     async fn sync_lambda(
@@ -1240,7 +1195,6 @@ impl AwsConnector {
         use futures::StreamExt as _;
 
         let client = client!(aws_sdk_lambda, config);
-        let mut failures = ItemFailures::default();
         let mut pages = client.list_functions().into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| sdk_error("lambda:ListFunctions", e))?;
@@ -1262,7 +1216,7 @@ impl AwsConnector {
                     Some(Ok(None)) => continue,
                     // Denied for this function: the others are sent.
                     Some(Err(error)) => {
-                        failures.denied(error)?;
+                        denied_alone(ctx, error)?;
                         continue;
                     }
                     None => {
@@ -1304,7 +1258,7 @@ impl AwsConnector {
                 self.emit(ctx, "lambda:ListFunctions", entity).await?;
             }
         }
-        failures.into_result()
+        Ok(())
     }
 
     async fn sync_tagging(&self, config: &SdkConfig, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
