@@ -183,11 +183,8 @@ impl ScopeContext<'_> {
     /// (INCREMENTAL only): a connector whose upstream version of a parent is
     /// unchanged may skip refetching its children and call [`Self::retain_children`].
     pub fn prior_version(&self, urn: &str) -> Option<&str> {
-        self.baseline
-            .as_ref()?
-            .get(urn)
-            .map(|prior| &*prior.version)
-            .filter(|v| !v.is_empty())
+        let baseline = self.baseline.as_ref()?;
+        baseline.version_at(baseline.position(urn)?).filter(|v| !v.is_empty())
     }
 
     /// Declares that the children of `parent_urn` are unchanged since the
@@ -217,6 +214,13 @@ impl ScopeContext<'_> {
 
     /// [`Self::retain`] of the baseline's entity at `position`.
     fn retain_at(&mut self, position: u32) -> bool {
+        debug_assert!(
+            self.baseline.as_ref().is_none_or(Baseline::has_details),
+            "retain needs a connector that reads its baseline (Connector::reads_baseline)"
+        );
+        if !self.baseline.as_ref().is_some_and(Baseline::has_details) {
+            return false;
+        }
         let Some(prior) = self.baseline.as_mut().and_then(|b| b.at_mut(position)) else {
             return false;
         };
@@ -227,15 +231,14 @@ impl ScopeContext<'_> {
         prior.seen = true;
         let kind = prior.kind;
         if let Some(baseline) = &self.baseline
-            && let Some(prior) = baseline.at(position)
+            && let Some(urn) = baseline.urn_at(position)
         {
-            let urn = baseline.urn_of(prior);
             self.seen.insert(self.seen.fingerprint(&urn));
             if let Some(pushed) = &mut self.pushed {
                 pushed.insert(&urn);
             }
             self.run.note_pushed(&urn);
-            baseline.save_to(prior, &mut self.pending);
+            baseline.save_at(position, &mut self.pending);
         }
         self.note_unchanged(kind);
         self.total += 1;
@@ -248,8 +251,7 @@ impl ScopeContext<'_> {
         children.into_iter().flat_map(|(b, positions)| {
             positions
                 .iter()
-                .filter_map(move |&i| b.at(i))
-                .map(move |prior| (b.urn_of(prior).into_owned(), prior.version.to_string()))
+                .filter_map(move |&i| Some((b.urn_at(i)?.into_owned(), b.version_at(i)?.to_owned())))
         })
     }
 
@@ -263,16 +265,13 @@ impl ScopeContext<'_> {
         let Some(baseline) = self.baseline.as_ref().filter(|_| self.wants(kind)) else {
             return Vec::new();
         };
-        baseline
-            .entries()
-            .iter()
-            .filter(|prior| !prior.seen && prior.kind == kind as i32)
-            .map(|prior| {
-                (
-                    baseline.urn_of(prior).into_owned(),
-                    baseline.parent_of(prior).to_owned(),
-                )
+        (0..u32::try_from(baseline.entries().len()).unwrap_or(u32::MAX))
+            .filter(|&i| {
+                baseline
+                    .at(i)
+                    .is_some_and(|prior| !prior.seen && prior.kind == kind as i32)
             })
+            .filter_map(|i| Some((baseline.urn_at(i)?.into_owned(), baseline.parent_at(i)?.to_owned())))
             .collect()
     }
 
@@ -484,13 +483,8 @@ impl ScopeContext<'_> {
         let Some(baseline) = self.baseline.take() else {
             return Ok(());
         };
-        let mut gone: Vec<(std::borrow::Cow<'_, str>, &Prior)> = baseline
-            .entries()
-            .iter()
-            .filter(|prior| !prior.seen && self.run.wants_kind(prior.kind))
-            .map(|prior| (baseline.urn_of(prior), prior))
-            .filter(|(urn, _)| !self.run.pushed_in_sync(urn))
-            .collect();
+        let mut gone = self.unseen(baseline).await?;
+        gone.retain(|(urn, _)| !self.run.pushed_in_sync(urn));
         let held = if gone.is_empty() {
             None
         } else {
@@ -510,14 +504,14 @@ impl ScopeContext<'_> {
                     .any(|(other, urns)| other != scope && urns.may_contain(urns.fingerprint(urn)))
             });
         }
-        gone.sort_by(|a, b| a.0.cmp(&b.0));
-        for (urn, entry) in gone {
+        gone.sort_unstable();
+        for (urn, kind) in gone {
             let provenance = self
                 .run
                 .provenance(&self.scope_key, &self.region, "", String::new(), String::new());
             let event = Event::Deletion(Deletion {
-                urn: urn.into_owned(),
-                kind: entry.kind,
+                urn,
+                kind,
                 provenance: Some(provenance),
             });
             self.send(ScopeItem::Deletion(EncodedEvent::from(SyncEvent {
@@ -526,6 +520,56 @@ impl ScopeContext<'_> {
             .await?;
         }
         Ok(())
+    }
+
+    /// The baseline's entities of wanted kinds this scope did not push or
+    /// retain, as (urn, kind). A baseline without details holds no urns:
+    /// they are read again from the saved state, only when some entity was
+    /// left unseen; when it cannot be read (gone from the cache since the
+    /// scope began) the scope fails, keeping its baseline, rather than send
+    /// no deletion.
+    async fn unseen(&self, mut baseline: Baseline) -> Result<Vec<(String, i32)>, ScopeError> {
+        let wanted = |prior: &Prior| !prior.seen && self.run.wants_kind(prior.kind);
+        if baseline.has_details() {
+            return Ok((0..u32::try_from(baseline.entries().len()).unwrap_or(u32::MAX))
+                .filter(|&i| baseline.at(i).is_some_and(wanted))
+                .filter_map(|i| Some((baseline.urn_at(i)?.into_owned(), baseline.at(i)?.kind)))
+                .collect());
+        }
+        if !baseline.entries().iter().any(wanted) {
+            return Ok(Vec::new());
+        }
+        let mut gone = Vec::new();
+        let generation = baseline.generation().to_owned();
+        let read = self
+            .run
+            .store
+            .visit_urns(
+                self.run.connector_id,
+                &self.run.fingerprint,
+                &self.scope_key,
+                &generation,
+                |urn| {
+                    // Marked seen once taken: a urn saved twice is one deletion.
+                    if let Some(prior) = baseline.get_mut(urn).filter(|prior| wanted(prior)) {
+                        prior.seen = true;
+                        gone.push((urn.to_owned(), prior.kind));
+                    }
+                },
+            )
+            .await;
+        let why = match read {
+            Ok(true) => return Ok(gone),
+            Ok(false) => "it is no longer in the cache".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        Err(ScopeError::Failed {
+            reason: "STATE_UNAVAILABLE",
+            message: format!(
+                "the baseline state of scope {} could not be read again to find its deletions ({why}); sync again",
+                self.scope_key
+            ),
+        })
     }
 }
 

@@ -139,7 +139,7 @@ pub(super) struct RunInfo {
     resumed_from: Option<String>,
     source_mode: SourceMode,
     pub(super) kinds: Vec<EntityKind>,
-    fingerprint: String,
+    pub(super) fingerprint: String,
     pub(super) store: StateStore,
     /// The token came from `state_key` (not from the client): state that has
     /// expired since is replaced by a FULL sync of the scope instead of an error.
@@ -1187,7 +1187,13 @@ async fn crawl_scope<C: Connector>(
         Some(generation) => {
             match info
                 .store
-                .load_baseline(info.connector_id, &info.fingerprint, &scope.key, generation)
+                .load_baseline(
+                    info.connector_id,
+                    &info.fingerprint,
+                    &scope.key,
+                    generation,
+                    connector.reads_baseline(),
+                )
                 .await
             {
                 Ok(found @ Some(_)) => found,

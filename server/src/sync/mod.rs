@@ -253,6 +253,16 @@ pub trait Connector: Send + Sync + 'static {
         1
     }
 
+    /// Whether the connector reads its baseline back during a scope
+    /// (`ScopeContext::prior_version`, `prior_children`, `prior_unseen`,
+    /// `retain`, `retain_children`): an INCREMENTAL sync then holds each
+    /// baseline entity's urn, version and parent in memory. Without, it
+    /// holds 128 bits of its urn and half its content hash, and those
+    /// methods find nothing (a debug build panics on `retain`).
+    fn reads_baseline(&self) -> bool {
+        false
+    }
+
     /// Crawls one scope, pushing its entities into `ctx`.
     async fn sync_scope(
         &self,

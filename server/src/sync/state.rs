@@ -53,25 +53,40 @@ struct Manifest {
 
 /// One entity of a baseline, and whether this sync has pushed (or retained)
 /// it. Kept compactly: a baseline holds every entity of its scope while an
-/// INCREMENTAL sync of it runs.
+/// INCREMENTAL sync of it runs. Its urn is not kept here, only 128 bits
+/// identifying it ([`Baseline::urn_at`] gives it whole when the baseline
+/// keeps details).
 #[derive(Debug)]
 pub struct Prior {
-    /// The urn past its first `shared` bytes ([`Baseline::urn_of`] gives it whole).
+    /// Two seeded 64-bit hashes of the urn: two urns of a scope share them
+    /// with a chance of about n² / 2^129 (4e-28 at 500k).
+    id: [u64; 2],
+    /// The first 16 bytes of the content hash (saved as 64 hex digits): an
+    /// entity is unchanged when they are the same.
+    hash: [u8; 16],
+    /// Entity kind (proto enum value).
+    pub kind: i32,
+    /// Seen again in this sync.
+    pub seen: bool,
+}
+
+/// What a baseline that keeps details holds of one entity besides its
+/// [`Prior`]: enough to save it again as it was, for connectors that read
+/// their baseline back ([`crate::sync::Connector::reads_baseline`]).
+#[derive(Debug)]
+struct Detail {
+    /// The urn past its first `shared` bytes.
     urn_rest: Box<str>,
     /// How many first bytes of the urn are those of its parent's urn (an ECR
     /// image's urn is its repository's and `@sha256:...`): they are not
     /// stored again.
     shared: u16,
-    /// Entity kind (proto enum value).
-    pub kind: i32,
-    /// The content hash, as bytes (saved as 64 hex digits).
-    hash: [u8; 32],
-    /// Index of its parent in `Baseline::parents`; `NO_PARENT` when none.
+    /// Index of its parent in `Details::parents`; `NO_PARENT` when none.
     parent: u32,
+    /// The last 16 bytes of the content hash.
+    hash_rest: [u8; 16],
     /// Upstream version marker ("" when none).
-    pub version: Box<str>,
-    /// Seen again in this sync.
-    pub seen: bool,
+    version: Box<str>,
 }
 
 const NO_PARENT: u32 = u32::MAX;
@@ -91,28 +106,6 @@ fn shared_prefix(parent: &str, urn: &str) -> usize {
     n
 }
 
-/// The part of `prior`'s urn it shares with its parent's.
-fn urn_head<'a>(parents: &'a [(Box<str>, Vec<u32>)], prior: &Prior) -> &'a str {
-    match parents.get(prior.parent as usize) {
-        Some((parent, _)) => parent.get(..usize::from(prior.shared)).unwrap_or_default(),
-        None => "",
-    }
-}
-
-/// `prior`'s urn, whole.
-fn whole_urn<'a>(parents: &'a [(Box<str>, Vec<u32>)], prior: &'a Prior) -> std::borrow::Cow<'a, str> {
-    match urn_head(parents, prior) {
-        "" => std::borrow::Cow::Borrowed(&prior.urn_rest),
-        head => std::borrow::Cow::Owned([head, &prior.urn_rest].concat()),
-    }
-}
-
-/// Whether `urn` is `prior`'s, without putting `prior`'s together.
-fn urn_is(parents: &[(Box<str>, Vec<u32>)], prior: &Prior, urn: &str) -> bool {
-    let head = urn_head(parents, prior);
-    urn.len() == head.len() + prior.urn_rest.len() && urn.starts_with(head) && urn.ends_with(&*prior.urn_rest)
-}
-
 /// The bytes of a hex content hash; `None` when it is not 64 hex digits.
 fn hash_bytes(hex_hash: &str) -> Option<[u8; 32]> {
     let mut bytes = [0u8; 32];
@@ -120,25 +113,27 @@ fn hash_bytes(hex_hash: &str) -> Option<[u8; 32]> {
     Some(bytes)
 }
 
+/// The halves of a 32-byte hash.
+fn halves(bytes: [u8; 32]) -> ([u8; 16], [u8; 16]) {
+    let mut head = [0u8; 16];
+    let mut rest = [0u8; 16];
+    head.copy_from_slice(&bytes[..16]);
+    rest.copy_from_slice(&bytes[16..]);
+    (head, rest)
+}
+
 impl Prior {
     /// Whether the content hash `hex_hash` (64 hex digits) is this entity's.
     pub fn same_hash(&self, hex_hash: &str) -> bool {
-        hash_bytes(hex_hash).is_some_and(|bytes| bytes == self.hash)
+        hash_bytes(hex_hash).is_some_and(|bytes| halves(bytes).0 == self.hash)
     }
 }
 
-/// The baseline of one scope, indexed for diffs: each entity once (its urn is
-/// stored once, less what it shares with its parent's urn, each parent's urn
-/// once, its hash as bytes), found
-/// by urn through an index of positions. It used to be a map from urn to a
-/// copy of the saved entry, and a map from parent to copies of the child
-/// urns: each urn three times over, in about three times the memory (README,
-/// "Performance").
+/// The details of a baseline's entities, in the same order, and their
+/// parents.
 #[derive(Default)]
-pub struct Baseline {
-    entries: Vec<Prior>,
-    /// Positions in `entries`, by urn.
-    by_urn: hashbrown::HashTable<u32>,
+struct Details {
+    entries: Vec<Detail>,
     /// Distinct parent urns, with the positions of their children.
     parents: Vec<(Box<str>, Vec<u32>)>,
     /// Positions in `parents`, by urn.
@@ -146,56 +141,135 @@ pub struct Baseline {
     hasher: foldhash::quality::RandomState,
 }
 
+impl Details {
+    fn parent_position(&mut self, parent: String) -> u32 {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(&*parent);
+        let parents = &self.parents;
+        if let Some(&i) = self.by_parent.find(hash, |&i| *parents[i as usize].0 == *parent) {
+            return i;
+        }
+        let i = u32::try_from(self.parents.len()).unwrap_or(u32::MAX);
+        self.parents.push((parent.into_boxed_str(), Vec::new()));
+        let (parents, hasher) = (&self.parents, &self.hasher);
+        self.by_parent
+            .insert_unique(hash, i, |&j| hasher.hash_one(&*parents[j as usize].0));
+        i
+    }
+
+    /// The detail of `entry`, its parent noted.
+    fn detail(&mut self, entry: StateEntry, hash_rest: [u8; 16]) -> Detail {
+        let parent = if entry.parent.is_empty() {
+            NO_PARENT
+        } else {
+            self.parent_position(entry.parent)
+        };
+        let shared = self
+            .parents
+            .get(parent as usize)
+            .map_or(0, |(parent, _)| shared_prefix(parent, &entry.urn));
+        Detail {
+            urn_rest: Box::from(&entry.urn[shared..]),
+            shared: u16::try_from(shared).unwrap_or(0),
+            parent,
+            hash_rest,
+            version: entry.version.into_boxed_str(),
+        }
+    }
+
+    fn parent_of(&self, detail: &Detail) -> &str {
+        self.parents.get(detail.parent as usize).map_or("", |(urn, _)| urn)
+    }
+
+    fn urn_of<'a>(&'a self, detail: &'a Detail) -> std::borrow::Cow<'a, str> {
+        let head = self
+            .parents
+            .get(detail.parent as usize)
+            .and_then(|(parent, _)| parent.get(..usize::from(detail.shared)))
+            .unwrap_or_default();
+        match head {
+            "" => std::borrow::Cow::Borrowed(&detail.urn_rest),
+            head => std::borrow::Cow::Owned([head, &detail.urn_rest].concat()),
+        }
+    }
+}
+
+/// The baseline of one scope, indexed for diffs: per entity 128 bits
+/// identifying its urn, half its content hash, its kind and a flag (40
+/// bytes, and about 6 in the index), found by urn through an index of
+/// positions. Its urns are not held: the deletions are found by reading
+/// the saved state again ([`StateStore::visit_urns`]), only when the sync
+/// has left some of the baseline's entities unseen. The 1M-entity estate's
+/// 500k-entity scope took the server from 79 to 152 MiB with urns held
+/// (README, "Performance").
+///
+/// A baseline with details (for connectors that read it back: GitHub's
+/// tree entries by blob sha, GitLab's pipelines by project activity) keeps
+/// besides each urn (less what it shares with its parent's urn), the rest
+/// of the hash, the version and each parent's children, so that an entity
+/// can be retained (saved again as it was) and its deletions are found in
+/// memory.
+pub struct Baseline {
+    entries: Vec<Prior>,
+    /// Positions in `entries`, by the first half of their id.
+    by_urn: hashbrown::HashTable<u32>,
+    details: Option<Details>,
+    ids: [foldhash::quality::RandomState; 2],
+    /// The generation the baseline was read from.
+    generation: String,
+}
+
 impl std::fmt::Debug for Baseline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Baseline")
             .field("entries", &self.entries.len())
-            .field("parents", &self.parents.len())
+            .field("details", &self.details.is_some())
+            .field("generation", &self.generation)
             .finish()
     }
 }
 
 impl Baseline {
-    /// Indexes a saved state.
+    /// An empty baseline of the state saved at `generation`; with
+    /// `details`, it keeps each entity's urn, version and parent.
+    pub fn empty(generation: &str, details: bool) -> Self {
+        Baseline {
+            entries: Vec::new(),
+            by_urn: hashbrown::HashTable::new(),
+            details: details.then(Details::default),
+            ids: Default::default(),
+            generation: generation.to_owned(),
+        }
+    }
+
+    /// Indexes a saved state, with details.
+    #[cfg(test)]
     pub fn new(state: ScopeState) -> Self {
-        let mut baseline = Baseline::default();
+        let mut baseline = Baseline::empty("", true);
         baseline.extend(state.entries);
         baseline
     }
 
-    fn hash(&self, urn: &str) -> u64 {
+    fn id(&self, urn: &str) -> [u64; 2] {
         use std::hash::BuildHasher;
-        self.hasher.hash_one(urn)
+        [self.ids[0].hash_one(urn), self.ids[1].hash_one(urn)]
     }
 
     /// Adds saved entries (a later entry of the same urn replaces the earlier).
     pub fn extend(&mut self, entries: Vec<StateEntry>) {
         self.entries.reserve(entries.len());
         for entry in entries {
-            let parent = if entry.parent.is_empty() {
-                NO_PARENT
-            } else {
-                self.parent_position(entry.parent)
-            };
-            let shared = self
-                .parents
-                .get(parent as usize)
-                .map_or(0, |(parent, _)| shared_prefix(parent, &entry.urn));
-            let hash = self.hash(&entry.urn);
-            let (parents, entries) = (&self.parents, &self.entries);
-            let found = self
-                .by_urn
-                .find(hash, |&i| urn_is(parents, &entries[i as usize], &entry.urn))
-                .copied();
+            let id = self.id(&entry.urn);
+            let existing = &self.entries;
+            let found = self.by_urn.find(id[0], |&i| existing[i as usize].id == id).copied();
+            let (hash, hash_rest) = halves(hash_bytes(&entry.hash).unwrap_or_default());
             let prior = Prior {
-                hash: hash_bytes(&entry.hash).unwrap_or_default(),
-                urn_rest: Box::from(&entry.urn[shared..]),
-                shared: u16::try_from(shared).unwrap_or(0),
+                id,
+                hash,
                 kind: entry.kind,
-                parent,
-                version: entry.version.into_boxed_str(),
                 seen: false,
             };
+            let detail = self.details.as_mut().map(|details| details.detail(entry, hash_rest));
             let position = match found {
                 Some(i) => {
                     self.entries[i as usize] = prior;
@@ -204,48 +278,38 @@ impl Baseline {
                 None => {
                     let i = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
                     self.entries.push(prior);
-                    let (parents, entries, hasher) = (&self.parents, &self.entries, &self.hasher);
-                    self.by_urn.insert_unique(hash, i, |&j| {
-                        use std::hash::BuildHasher;
-                        hasher.hash_one(&*whole_urn(parents, &entries[j as usize]))
-                    });
+                    let entries = &self.entries;
+                    self.by_urn.insert_unique(id[0], i, |&j| entries[j as usize].id[0]);
                     i
                 }
             };
-            if parent != NO_PARENT {
-                self.parents[parent as usize].1.push(position);
+            if let (Some(details), Some(detail)) = (self.details.as_mut(), detail) {
+                if let Some((_, children)) = details.parents.get_mut(detail.parent as usize) {
+                    children.push(position);
+                }
+                match details.entries.get_mut(position as usize) {
+                    Some(slot) => *slot = detail,
+                    None => details.entries.push(detail),
+                }
             }
         }
     }
 
-    fn parent_position(&mut self, parent: String) -> u32 {
-        let hash = self.hash(&parent);
-        let parents = &self.parents;
-        if let Some(&i) = self.by_parent.find(hash, |&i| *parents[i as usize].0 == *parent) {
-            return i;
-        }
-        let i = u32::try_from(self.parents.len()).unwrap_or(u32::MAX);
-        self.parents.push((parent.into_boxed_str(), Vec::new()));
-        let parents = &self.parents;
-        let hasher = &self.hasher;
-        self.by_parent.insert_unique(hash, i, |&j| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(&*parents[j as usize].0)
-        });
-        i
+    /// The generation the baseline was read from.
+    pub fn generation(&self) -> &str {
+        &self.generation
+    }
+
+    /// Whether the baseline keeps its entities' urns, versions and parents.
+    pub fn has_details(&self) -> bool {
+        self.details.is_some()
     }
 
     /// The position of the entity `urn`, if the baseline has it.
     pub fn position(&self, urn: &str) -> Option<u32> {
-        let (parents, entries) = (&self.parents, &self.entries);
-        self.by_urn
-            .find(self.hash(urn), |&i| urn_is(parents, &entries[i as usize], urn))
-            .copied()
-    }
-
-    /// The urn of `prior`.
-    pub fn urn_of<'a>(&'a self, prior: &'a Prior) -> std::borrow::Cow<'a, str> {
-        whole_urn(&self.parents, prior)
+        let id = self.id(urn);
+        let entries = &self.entries;
+        self.by_urn.find(id[0], |&i| entries[i as usize].id == id).copied()
     }
 
     /// The entity `urn`, if the baseline has it.
@@ -278,18 +342,44 @@ impl Baseline {
         self.entries.get_mut(position as usize)
     }
 
-    /// The positions of the children of `parent_urn`, in state order.
-    pub fn children_of(&self, parent_urn: &str) -> &[u32] {
-        let parents = &self.parents;
-        self.by_parent
-            .find(self.hash(parent_urn), |&i| *parents[i as usize].0 == *parent_urn)
-            .map(|&i| parents[i as usize].1.as_slice())
-            .unwrap_or_default()
+    fn detail_at(&self, position: u32) -> Option<(&Details, &Detail)> {
+        let details = self.details.as_ref()?;
+        Some((details, details.entries.get(position as usize)?))
     }
 
-    /// The parent urn of `prior` ("" when none).
-    pub fn parent_of(&self, prior: &Prior) -> &str {
-        self.parents.get(prior.parent as usize).map_or("", |(urn, _)| urn)
+    /// The urn of the entity at `position`; `None` without details.
+    pub fn urn_at(&self, position: u32) -> Option<std::borrow::Cow<'_, str>> {
+        self.detail_at(position).map(|(details, detail)| details.urn_of(detail))
+    }
+
+    /// The parent urn of the entity at `position` ("" when none); `None`
+    /// without details.
+    pub fn parent_at(&self, position: u32) -> Option<&str> {
+        self.detail_at(position)
+            .map(|(details, detail)| details.parent_of(detail))
+    }
+
+    /// The upstream version of the entity at `position` ("" when none);
+    /// `None` without details.
+    pub fn version_at(&self, position: u32) -> Option<&str> {
+        self.detail_at(position).map(|(_, detail)| &*detail.version)
+    }
+
+    /// The positions of the children of `parent_urn`, in state order (none
+    /// without details).
+    pub fn children_of(&self, parent_urn: &str) -> &[u32] {
+        use std::hash::BuildHasher;
+        let Some(details) = &self.details else {
+            return &[];
+        };
+        let parents = &details.parents;
+        details
+            .by_parent
+            .find(details.hasher.hash_one(parent_urn), |&i| {
+                *parents[i as usize].0 == *parent_urn
+            })
+            .map(|&i| parents[i as usize].1.as_slice())
+            .unwrap_or_default()
     }
 
     /// Every entity, in state order.
@@ -297,21 +387,29 @@ impl Baseline {
         &self.entries
     }
 
-    /// Appends `prior` to a chunk of the new state, as it was saved.
-    pub fn save_to(&self, prior: &Prior, chunk: &mut PendingChunk) {
+    /// Appends the entity at `position` to a chunk of the new state, as it
+    /// was saved; false without details.
+    pub fn save_at(&self, position: u32, chunk: &mut PendingChunk) -> bool {
+        let (Some(prior), Some((details, detail))) = (self.at(position), self.detail_at(position)) else {
+            return false;
+        };
+        let mut bytes = [0u8; 32];
+        bytes[..16].copy_from_slice(&prior.hash);
+        bytes[16..].copy_from_slice(&detail.hash_rest);
         let mut hex_hash = [0u8; 64];
         // 32 bytes always fit 64 hex digits, which are ASCII.
-        let hash = match hex::encode_to_slice(prior.hash, &mut hex_hash) {
+        let hash = match hex::encode_to_slice(bytes, &mut hex_hash) {
             Ok(()) => std::str::from_utf8(&hex_hash).unwrap_or_default(),
             Err(_) => "",
         };
         chunk.push(
             prior.kind,
-            &self.urn_of(prior),
+            &details.urn_of(detail),
             hash,
-            self.parent_of(prior),
-            &prior.version,
+            details.parent_of(detail),
+            &detail.version,
         );
+        true
     }
 }
 
@@ -789,15 +887,16 @@ impl StateStore {
     }
 
     /// Loads the state of a scope at a generation as a baseline, a chunk at a
-    /// time (the decoded entries of one chunk at most are held beside it);
-    /// `None` when missing (expired or evicted), an error when the cache
-    /// could not be read.
+    /// time (the decoded entries of one chunk at most are held beside it),
+    /// with or without `details` ([`Baseline`]); `None` when missing (expired
+    /// or evicted), an error when the cache could not be read.
     pub async fn load_baseline(
         &self,
         connector: &str,
         fingerprint: &str,
         scope: &str,
         generation: &str,
+        details: bool,
     ) -> Result<Option<Baseline>, CacheError> {
         let Some(bytes) = self
             .cache
@@ -808,9 +907,13 @@ impl StateStore {
         };
         match serde_json::from_slice(&bytes).ok() {
             None => Ok(None),
-            Some(Stored::Whole(state)) => Ok(Some(Baseline::new(state))),
+            Some(Stored::Whole(state)) => {
+                let mut baseline = Baseline::empty(generation, details);
+                baseline.extend(state.entries);
+                Ok(Some(baseline))
+            }
             Some(Stored::Chunked { chunks }) => {
-                let mut baseline = Baseline::default();
+                let mut baseline = Baseline::empty(generation, details);
                 let read = self
                     .read_chunks(connector, generation, scope, chunks, |entries| {
                         baseline.extend(std::mem::take(entries));
@@ -1075,6 +1178,7 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::{PendingChunk, SeenUrns, StateEntry, StateStore, decode_chunk, encode_chunk};
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn state_chunks_and_checkpoints_are_kept_apart_from_fetched_bodies() {
@@ -1089,7 +1193,8 @@ mod tests {
         StateEntry {
             urn: format!("urn:connectors:aws:asset:arn:aws:ecr:us-east-1:1:repository/r@sha256:{i:064}"),
             kind: 7,
-            hash: format!("{i:064x}"),
+            // A content hash is a SHA-256 digest.
+            hash: hex::encode(Sha256::digest(i.to_le_bytes())),
             parent: if i.is_multiple_of(2) {
                 String::new()
             } else {
@@ -1107,23 +1212,28 @@ mod tests {
     fn a_baseline_finds_each_entity_and_its_children_and_saves_them_as_they_were() {
         use super::Baseline;
         let entries: Vec<StateEntry> = (0..100).map(entry).collect();
-        let mut baseline = Baseline::default();
+        let mut baseline = Baseline::empty("", true);
         // Two chunks, as a baseline is loaded.
         baseline.extend(entries[..60].to_vec());
         baseline.extend(entries[60..].to_vec());
         assert_eq!(baseline.entries().len(), 100);
         for original in &entries {
-            let prior = baseline.get(&original.urn).expect("every urn is found");
+            let position = baseline.position(&original.urn).expect("every urn is found");
+            let prior = baseline.at(position).unwrap();
             assert_eq!(
-                (&*baseline.urn_of(prior), prior.kind, &*prior.version),
+                (
+                    &*baseline.urn_at(position).unwrap(),
+                    prior.kind,
+                    baseline.version_at(position).unwrap()
+                ),
                 (original.urn.as_str(), 7, original.version.as_str())
             );
-            assert_eq!(baseline.parent_of(prior), original.parent);
+            assert_eq!(baseline.parent_at(position), Some(original.parent.as_str()));
             assert!(prior.same_hash(&original.hash));
-            assert!(!prior.same_hash(&format!("{:064x}", 1000)));
+            assert!(!prior.same_hash(&entry(1000).hash));
             // Retained entries go into the next state exactly as they were saved.
             let mut chunk = PendingChunk::default();
-            baseline.save_to(prior, &mut chunk);
+            assert!(baseline.save_at(position, &mut chunk));
             let mut saved = Vec::new();
             assert_eq!(decode_chunk(&chunk.take(), &mut saved), Some(()));
             assert_eq!(saved, std::slice::from_ref(original));
@@ -1133,20 +1243,55 @@ mod tests {
         let children: Vec<String> = baseline
             .children_of("urn:connectors:aws:asset:p \"q\" ü")
             .iter()
-            .map(|&i| baseline.urn_of(baseline.at(i).unwrap()).into_owned())
+            .map(|&i| baseline.urn_at(i).unwrap().into_owned())
             .collect();
         let odd: Vec<&str> = entries.iter().skip(1).step_by(2).map(|e| e.urn.as_str()).collect();
         assert_eq!(children, odd);
         assert_eq!(baseline.children_of("urn:connectors:aws:asset:absent"), &[] as &[u32]);
         // Seen flags are per entity.
         baseline.get_mut(&entries[3].urn).unwrap().seen = true;
-        let seen: Vec<String> = baseline
-            .entries()
-            .iter()
-            .filter(|p| p.seen)
-            .map(|p| baseline.urn_of(p).into_owned())
+        let seen: Vec<String> = (0..100)
+            .filter(|&i| baseline.at(i).unwrap().seen)
+            .map(|i| baseline.urn_at(i).unwrap().into_owned())
             .collect();
         assert_eq!(seen, [entries[3].urn.as_str()]);
+    }
+
+    #[test]
+    fn a_baseline_without_details_finds_each_entity_by_urn_and_hash_only() {
+        use super::Baseline;
+        let entries: Vec<StateEntry> = (0..100).map(entry).collect();
+        let mut baseline = Baseline::empty("g1", false);
+        baseline.extend(entries[..60].to_vec());
+        baseline.extend(entries[60..].to_vec());
+        assert_eq!((baseline.entries().len(), baseline.generation()), (100, "g1"));
+        for (i, original) in entries.iter().enumerate() {
+            let position = baseline.position(&original.urn).expect("every urn is found");
+            assert_eq!(position as usize, i);
+            let prior = baseline.at(position).unwrap();
+            assert!(prior.same_hash(&original.hash) && !prior.same_hash(&entry(1000).hash));
+            // Nothing to read back, nor to save again.
+            assert_eq!(
+                (
+                    baseline.urn_at(position),
+                    baseline.version_at(position),
+                    baseline.parent_at(position)
+                ),
+                (None, None, None)
+            );
+            assert!(!baseline.save_at(position, &mut PendingChunk::default()));
+        }
+        assert_eq!(
+            baseline.children_of("urn:connectors:aws:asset:p \"q\" ü"),
+            &[] as &[u32]
+        );
+        assert!(baseline.get("urn:connectors:aws:asset:absent").is_none());
+        // Only the first half of the hash is kept: one differing in its last
+        // byte only is the same.
+        let mut near = entries[5].hash.clone();
+        near.replace_range(62.., "ff");
+        assert_ne!(near, entries[5].hash);
+        assert!(baseline.get(&entries[5].urn).unwrap().same_hash(&near));
     }
 
     #[test]
@@ -1167,8 +1312,8 @@ mod tests {
             entries: vec![child.clone(), image.clone()],
         });
         for original in [&child, &image] {
-            let prior = baseline.get(&original.urn).unwrap();
-            assert_eq!(baseline.urn_of(prior), original.urn);
+            let position = baseline.position(&original.urn).unwrap();
+            assert_eq!(baseline.urn_at(position).unwrap(), original.urn);
         }
         assert!(baseline.get("urn:x:è/").is_none() && baseline.get("urn:x:repo@sha256:").is_none());
     }
@@ -1178,16 +1323,21 @@ mod tests {
         use super::Baseline;
         let first = entry(1);
         let mut later = entry(1);
-        later.hash = format!("{:064x}", 42);
+        later.hash = entry(42).hash;
         later.parent = "urn:connectors:aws:asset:other".into();
         let baseline = Baseline::new(super::ScopeState {
             entries: vec![first.clone(), entry(2), later.clone()],
         });
         // One entity (one deletion if unseen), with the later hash and parent.
         assert_eq!(baseline.entries().len(), 2);
-        let prior = baseline.get(&first.urn).unwrap();
+        let position = baseline.position(&first.urn).unwrap();
+        let prior = baseline.at(position).unwrap();
         assert!(prior.same_hash(&later.hash) && !prior.same_hash(&first.hash));
-        assert_eq!(baseline.parent_of(prior), later.parent);
+        assert_eq!(baseline.parent_at(position), Some(later.parent.as_str()));
+        let mut lean = Baseline::empty("", false);
+        lean.extend(vec![first.clone(), entry(2), later.clone()]);
+        assert_eq!(lean.entries().len(), 2);
+        assert!(lean.get(&first.urn).unwrap().same_hash(&later.hash));
     }
 
     #[test]

@@ -58,6 +58,11 @@ struct Fake {
     /// A resumed scope is listed again from its first page, as after
     /// Kubernetes' 410 Gone or a stale page token.
     restarts: bool,
+    /// Does not read its baseline back (`Connector::reads_baseline`), as
+    /// the cloud connectors: its baseline holds no urns.
+    lean: bool,
+    /// Called as a scope's crawl begins (after its baseline was read).
+    on_crawl: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 const PAGE: usize = 2;
@@ -128,8 +133,16 @@ impl Connector for Fake {
         if self.concurrency == 0 { 1 } else { self.concurrency }
     }
 
+    fn reads_baseline(&self) -> bool {
+        !self.lean
+    }
+
     async fn sync_scope(&self, _request: &(), scope: &Scope, ctx: &mut ScopeContext<'_>) -> Result<(), ScopeError> {
         self.crawls.fetch_add(1, Ordering::SeqCst);
+        let on_crawl = self.on_crawl.lock().unwrap().take();
+        if let Some(on_crawl) = on_crawl {
+            on_crawl();
+        }
         let _in_flight = self.in_flight.enter();
         if let Some(rendezvous) = &self.rendezvous {
             rendezvous.wait().await;
@@ -176,9 +189,11 @@ impl Connector for Fake {
                 ctx.checkpoint((i + 1).to_string()).await?;
             }
         }
-        let unseen = ctx.prior_unseen(EntityKind::Tag);
-        assert_eq!(ctx.prior_unseen(EntityKind::Asset), Vec::new());
-        self.unseen.lock().unwrap().insert(scope.key.clone(), unseen);
+        if !self.lean {
+            let unseen = ctx.prior_unseen(EntityKind::Tag);
+            assert_eq!(ctx.prior_unseen(EntityKind::Asset), Vec::new());
+            self.unseen.lock().unwrap().insert(scope.key.clone(), unseen);
+        }
         Ok(())
     }
 }
@@ -350,8 +365,25 @@ async fn prior_unseen_is_what_the_deletions_would_hold() {
 
 #[tokio::test]
 async fn incremental_emits_nothing_when_nothing_changed_and_exact_diffs_when_it_did() {
+    incremental_diffs(false).await;
+}
+
+/// The same diffs from a baseline that holds no urns (a connector that does
+/// not read its baseline back): the deletion's urn is read again from the
+/// saved state.
+#[tokio::test]
+async fn a_baseline_without_urns_gives_the_same_diffs() {
+    incremental_diffs(true).await;
+}
+
+async fn incremental_diffs(lean: bool) {
     let engine = engine();
     let fake = Fake::with(&[("a", &[("1", "x"), ("2", "y"), ("3", "z")]), ("b", &[("1", "q")])]);
+    let fake = Arc::new(Fake {
+        data: Mutex::new(std::mem::take(&mut *fake.data.lock().unwrap())),
+        lean,
+        ..Fake::default()
+    });
     let full = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
     let token = summary(&full).checkpoint;
 
@@ -1875,6 +1907,60 @@ async fn a_state_the_cache_could_not_read_fails_its_scope_instead_of_syncing_it_
         changes(&next),
         [format!("delete {}", urn("fake", EntityKind::Tag, "a/3"))]
     );
+}
+
+/// A baseline without urns whose saved state is gone from the cache by the
+/// time the scope ends (evicted while it was crawled) cannot say which
+/// entities went: the scope fails, sends no deletion and keeps its
+/// baseline, and the next sync, with the state there, sends the deletion.
+#[tokio::test]
+async fn a_baseline_without_urns_whose_state_went_meanwhile_fails_its_scope_and_keeps_it() {
+    let cache = RefusingCache::new();
+    let engine = engine_on(SharedCache::new(cache.clone()), Duration::from_secs(60));
+    let fake = Arc::new(Fake {
+        lean: true,
+        ..Fake::default()
+    });
+    fake.data.lock().unwrap().insert("a".into(), numbered(1..=3));
+    let first = collect(&engine, &fake, opts(SyncMode::Full, vec![])).await;
+    let token = summary(&first).checkpoint;
+    // a/3 goes, a/2 changes.
+    fake.data.lock().unwrap().insert(
+        "a".into(),
+        vec![("1".into(), "v".into()), ("2".into(), "changed".into())],
+    );
+    // The baseline was read as the scope began; its chunks go before it ends.
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    *cache.missing.lock().unwrap() = Some(Box::new({
+        let gone = gone.clone();
+        move |key| gone.load(Ordering::SeqCst) && key.starts_with("pending:v1:")
+    }));
+    *fake.on_crawl.lock().unwrap() = Some(Box::new(move || gone.store(true, Ordering::SeqCst)));
+    let failed = collect(&engine, &fake, opts(SyncMode::Incremental, token.clone())).await;
+    *cache.missing.lock().unwrap() = None;
+    assert_eq!(
+        changes(&failed),
+        [format!("upsert {}", urn("fake", EntityKind::Tag, "a/2"))]
+    );
+    assert_eq!(
+        failures(&failed),
+        [(
+            "a".to_owned(),
+            "STATE_UNAVAILABLE".to_owned(),
+            "the baseline state of scope a could not be read again to find its deletions (it is no longer in the cache); sync again".to_owned()
+        )]
+    );
+    assert!(!summary(&failed).complete);
+    // Its checkpoint still holds the old state: the deletion comes now.
+    let next = collect(&engine, &fake, opts(SyncMode::Incremental, summary(&failed).checkpoint)).await;
+    assert_eq!(
+        changes(&next),
+        [
+            format!("upsert {}", urn("fake", EntityKind::Tag, "a/2")),
+            format!("delete {}", urn("fake", EntityKind::Tag, "a/3")),
+        ]
+    );
+    assert!(summary(&next).complete);
 }
 
 #[tokio::test]

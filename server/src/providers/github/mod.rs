@@ -1430,6 +1430,12 @@ impl Connector for GithubConnector {
         Ok(scopes)
     }
 
+    /// Repositories (projects) unchanged since the baseline keep their
+    /// children from it (`retain_children`), by their versions.
+    fn reads_baseline(&self) -> bool {
+        true
+    }
+
     fn request_fingerprint(&self, request: &GithubRequest) -> String {
         format!("archived={} forks={}", request.exclude_archived, request.exclude_forks)
     }

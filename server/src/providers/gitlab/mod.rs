@@ -601,6 +601,12 @@ impl Connector for GitlabConnector {
         Ok(scopes)
     }
 
+    /// Repositories (projects) unchanged since the baseline keep their
+    /// children from it (`retain_children`), by their versions.
+    fn reads_baseline(&self) -> bool {
+        true
+    }
+
     fn request_fingerprint(&self, request: &GitlabRequest) -> String {
         let limit = self.pipelines_limit(request);
         // Without child pipelines, the binding of earlier servers' checkpoints.
