@@ -1467,7 +1467,11 @@ async fn a_sync_resumed_after_a_failed_scope_is_not_complete() {
 #[tokio::test]
 async fn a_sync_left_unfinished_can_be_resumed_only_for_the_resume_ttl() {
     let config = EngineConfig {
-        resume_ttl: Duration::from_millis(300),
+        // Long beside the resumed crawl (40 entities, 5 ms apart): at 300 ms
+        // a loaded machine (CI building beside it) once let the first
+        // sync's chunk 0 expire before its resume finished, so its state
+        // was not saved and the last sync sent all 40 again.
+        resume_ttl: Duration::from_millis(1500),
         // Two identical syncs in a row here are two syncs, not one crawl.
         coalesce: false,
         ..EngineConfig::default()
@@ -1490,7 +1494,7 @@ async fn a_sync_left_unfinished_can_be_resumed_only_for_the_resume_ttl() {
     // first of them written before the resume, are now its state.
     let resumed = collect(&engine, &fake, opts(SyncMode::Full, first)).await;
     assert_eq!(render(&resumed).last().unwrap(), "summary complete=true deletions=0");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     // Past the resume TTL the second one's partial state is gone.
     let mut late = engine
         .start(fake.clone(), (), opts(SyncMode::Full, second))
