@@ -704,6 +704,25 @@ async fn live_with_rest_blobs(set: FixtureSet) -> (TestServer, ReplayServer) {
     (TestServer::with_config(config).await, upstream)
 }
 
+/// A FULL sync of `orgs` on a replay server of `exchanges`, reading blobs
+/// over REST; the replay server, to count what was asked.
+async fn sync_full_over_rest(
+    exchanges: impl IntoIterator<Item = Exchange>,
+    orgs: &[&str],
+) -> (Vec<SyncEvent>, ReplayServer) {
+    let mut set = FixtureSet::default();
+    for exchange in exchanges {
+        set.insert(exchange);
+    }
+    let (server, upstream) = live_with_rest_blobs(set).await;
+    (sync_full(&server, orgs).await, upstream)
+}
+
+/// The urns of the upserts of `events`, in order.
+fn upsert_urns(events: &[SyncEvent]) -> Vec<String> {
+    upserts(events).into_iter().map(|(urn, _)| urn).collect()
+}
+
 /// A FULL sync of every kind of `orgs`.
 async fn sync_full(server: &TestServer, orgs: &[&str]) -> Vec<SyncEvent> {
     let request = SyncRequest {
@@ -1590,6 +1609,61 @@ async fn a_tree_or_an_sbom_that_does_not_parse_fails_its_scope_naming_it_after_t
     assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
 }
 
+/// A manifest blob whose body does not parse (read over REST) is that
+/// repository's failure, as a tree's is: the page's other repositories and
+/// their manifests are sent, the broken repository without that manifest,
+/// then the organization's scope ends FAILED as UPSTREAM_MALFORMED naming
+/// the manifest and its repository. It used to end the scope at that
+/// repository, before anything of the page was sent.
+#[tokio::test]
+async fn a_manifest_blob_that_does_not_parse_fails_its_scope_naming_it_after_the_rest() {
+    let (template, _) = first_fixture_repo();
+    let branch = template["default_branch"].as_str().unwrap().to_owned();
+    let broken = repo_as(&template, "globex", "broken", 4_200_401);
+    let fine = repo_as(&template, "globex", "fine", 4_200_402);
+    let (bad, good) = (
+        "0b5e2c1d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c",
+        "6f1d2e3c4b5a69788796a5b4c3d2e1f0a9b8c7d6",
+    );
+    let exchanges = [
+        listing_exchange("", "globex", serde_json::json!([broken, fine])),
+        package_tree("globex/broken", &branch, "9c1e", &[bad]),
+        get_exchange(
+            format!("/repos/globex/broken/git/blobs/{bad}"),
+            serde_json::json!({}),
+            200,
+            serde_json::json!("{\"sha\": \"0b5e2c1d\", \"encoding\": \"ba"),
+        ),
+        sbom_not_found("", "globex/broken"),
+        package_tree("globex/fine", &branch, "9c1f", &[good]),
+        package_blob("globex/fine", "fine", good, "1.3.0"),
+        sbom_not_found("", "globex/fine"),
+    ];
+    let (events, upstream) = sync_full_over_rest(exchanges, &["globex"]).await;
+    assert_eq!(
+        upsert_urns(&events),
+        vec![
+            "urn:connectors:github:repository:4200401".to_owned(),
+            "urn:connectors:github:repository:4200402".to_owned(),
+            "urn:connectors:github:manifest:4200402:package.json".to_owned(),
+        ]
+    );
+    assert_eq!(
+        scope_errors(&events),
+        vec![(
+            "org:globex".to_owned(),
+            "UPSTREAM_MALFORMED".to_owned(),
+            "manifest package.json of globex/broken: github returned a body that does not parse".to_owned()
+        )]
+    );
+    let summary = crate::support::summary(&events);
+    assert_eq!(
+        (summary.scopes_ok, summary.scopes_failed, summary.complete),
+        (0, 1, false)
+    );
+    assert_eq!(upstream.unmatched_requests(), vec!["GET /user".to_owned()]);
+}
+
 /// A symlink in a git tree is a blob (mode `120000`) whose content is the
 /// path it points to: a symlinked `requirements.txt` is not a manifest.
 #[tokio::test]
@@ -1598,8 +1672,7 @@ async fn a_symlinked_manifest_is_not_read_as_one() {
     let branch = template["default_branch"].as_str().unwrap().to_owned();
     let repo = repo_as(&template, "globex", "linked", 4_200_301);
     let package = "9d5ed678fe57bcca610140957afab571b7cc5a2b";
-    let mut set = FixtureSet::default();
-    for exchange in [
+    let exchanges = [
         listing_exchange("", "globex", serde_json::json!([repo])),
         get_exchange(
             format!("/repos/globex/linked/git/trees/{branch}"),
@@ -1618,13 +1691,10 @@ async fn a_symlinked_manifest_is_not_read_as_one() {
                 "content": "{\"dependencies\": {\"left-pad\": \"1.3.0\"}}"}),
         ),
         sbom_not_found("", "globex/linked"),
-    ] {
-        set.insert(exchange);
-    }
-    let (server, upstream) = live_with_rest_blobs(set).await;
-    let events = sync_full(&server, &["globex"]).await;
+    ];
+    let (events, upstream) = sync_full_over_rest(exchanges, &["globex"]).await;
     assert_eq!(
-        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        upsert_urns(&events),
         vec![
             "urn:connectors:github:repository:4200301".to_owned(),
             "urn:connectors:github:manifest:4200301:package.json".to_owned(),

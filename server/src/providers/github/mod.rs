@@ -397,8 +397,8 @@ struct Children {
     /// GitHub blocks access to the repository's contents (the status it
     /// answered): its children are kept from the baseline.
     blocked: Option<u16>,
-    /// What of the repository failed alone (a tree or SBOM whose body does
-    /// not parse): the baseline's of it is in `kept`, and the scope ends
+    /// What of the repository failed alone (a tree, SBOM or manifest blob
+    /// whose body does not parse): the baseline's of it is in `kept`, and the scope ends
     /// FAILED with it after the rest is sent (`ScopeContext::fail_when_done`).
     failed: Vec<ScopeError>,
 }
@@ -592,10 +592,15 @@ struct Wanted {
     blob: BlobRef,
 }
 
-/// The texts of a prefix of the blobs asked for (each: its text, or why it
-/// is not text), and the failure that ended it: the index of the repository
-/// (in its page) from which on nothing was read, and why.
-type BlobTexts = (Vec<Result<String, String>>, Option<(usize, ScopeError)>);
+/// What was read of one blob: its text, or why it is not text (a manifest
+/// sent with that parse error); or the failure of its read alone (a body
+/// that does not parse), which fails the repository's part, not the page.
+type BlobRead = Result<Result<String, String>, ScopeError>;
+
+/// What was read of a prefix of the blobs asked for, and the failure that
+/// ended it: the index of the repository (in its page) from which on
+/// nothing was read, and why.
+type BlobTexts = (Vec<BlobRead>, Option<(usize, ScopeError)>);
 
 /// Reads blobs over REST, four at a time.
 async fn read_blobs_rest(session: &Session, wanted: &[&Wanted]) -> BlobTexts {
@@ -611,12 +616,14 @@ async fn read_blobs_rest(session: &Session, wanted: &[&Wanted]) -> BlobTexts {
     let mut texts = Vec::with_capacity(blobs.len());
     for (blob, w) in blobs.into_iter().zip(wanted) {
         match blob {
-            Ok(blob) => texts.push(decode_blob(&blob)),
+            Ok(blob) => texts.push(Ok(decode_blob(&blob))),
             Err(e) => {
-                return (
-                    texts,
-                    Some((w.repo, page_error(e, &format!("manifest {} of {}", w.path, w.full)))),
-                );
+                let error = page_error(e, &format!("manifest {} of {}", w.path, w.full));
+                if fails_alone(&error) {
+                    texts.push(Err(error));
+                    continue;
+                }
+                return (texts, Some((w.repo, error)));
             }
         }
     }
@@ -624,7 +631,7 @@ async fn read_blobs_rest(session: &Session, wanted: &[&Wanted]) -> BlobTexts {
 }
 
 /// One GraphQL read of `chunk`, and REST reads of what it gave no text for.
-async fn read_chunk(session: &Session, chunk: &[Wanted]) -> Result<Vec<Result<String, String>>, ScopeError> {
+async fn read_chunk(session: &Session, chunk: &[Wanted]) -> Result<Vec<BlobRead>, ScopeError> {
     let refs: Vec<BlobRef> = chunk.iter().map(|w| w.blob.clone()).collect();
     let first = &chunk[0];
     let what = || match chunk.len() {
@@ -666,8 +673,8 @@ async fn read_chunk(session: &Session, chunk: &[Wanted]) -> Result<Vec<Result<St
     Ok(texts
         .into_iter()
         .map(|text| match text {
-            BlobText::Text(text) => Ok(text),
-            BlobText::Unavailable => rest.next().unwrap_or_else(|| Err("blob not read".to_owned())),
+            BlobText::Text(text) => Ok(Ok(text)),
+            BlobText::Unavailable => rest.next().unwrap_or_else(|| Ok(Err("blob not read".to_owned()))),
         })
         .collect::<Vec<_>>())
 }
@@ -1048,16 +1055,19 @@ impl GithubConnector {
         let repos = done
             .into_iter()
             .map(|(repo, pending)| {
-                let children = pending.map(|p| {
+                let children = pending.map(|mut p| {
                     let full = full_name_of(&repo);
-                    let manifests = p
-                        .blobs
-                        .into_iter()
-                        .map(|(path, eco, sha)| {
-                            let text = texts.next().unwrap_or_else(|| Err("blob not read".to_owned()));
-                            (manifest_entity(&repo, &full, path, eco, &sha, text), sha)
-                        })
-                        .collect();
+                    let mut manifests = Vec::with_capacity(p.blobs.len());
+                    for (path, eco, sha) in p.blobs {
+                        match texts.next().unwrap_or_else(|| Ok(Err("blob not read".to_owned()))) {
+                            Ok(text) => manifests.push((manifest_entity(&repo, &full, path, eco, &sha, text), sha)),
+                            // The baseline's manifest at that path (if any) is kept.
+                            Err(error) => {
+                                p.kept.push(manifest_urn(&repo, &path));
+                                p.failed.push(error);
+                            }
+                        }
+                    }
                     Children {
                         manifests,
                         kept: p.kept,
