@@ -253,6 +253,14 @@ pub struct Project {
     /// Whether CI/CD is enabled (absent for some tokens).
     #[serde(default)]
     pub jobs_enabled: Option<bool>,
+    /// The day delayed deletion removes the project (Premium; a date,
+    /// `2026-12-08`), set while it is pending deletion.
+    #[serde(default)]
+    pub marked_for_deletion_on: Option<String>,
+    /// The same under its name before GitLab 12.10 (later versions send
+    /// both: not a serde alias, which would refuse the pair as a duplicate).
+    #[serde(default)]
+    pub marked_for_deletion_at: Option<String>,
 }
 
 /// The namespace of a project.

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use connectors_proto::v1::{Entity, EntityKind, Pipeline, Repository, SyncMode, entity::Body};
+use connectors_proto::v1::{Entity, EntityKind, Label, Pipeline, Repository, SyncMode, entity::Body};
 use futures::StreamExt;
 
 use self::client::{GitlabClient, GitlabError, PipelineBasic, PipelineDetail, Project, User};
@@ -142,6 +142,22 @@ fn activity_version(project: &Project) -> String {
     project.last_activity_at.clone().unwrap_or_default()
 }
 
+/// The label of a project pending deletion: `gitlab.marked_for_deletion_on`
+/// with the day GitLab removes it. Delayed deletion keeps the project
+/// listed (recent versions also rename it `<path>-deletion_scheduled-<id>`),
+/// so it is still sent, marked; its deletion comes once GitLab removes it.
+fn deletion_label(project: &Project) -> Option<Label> {
+    let day = project
+        .marked_for_deletion_on
+        .as_deref()
+        .or(project.marked_for_deletion_at.as_deref())
+        .filter(|day| !day.is_empty())?;
+    Some(Label {
+        key: "gitlab.marked_for_deletion_on".to_owned(),
+        value: day.to_owned(),
+    })
+}
+
 /// A project as a repository entity.
 pub fn project_entity(project: &Project) -> Entity {
     let mut topics = project
@@ -156,7 +172,7 @@ pub fn project_entity(project: &Project) -> Entity {
         kind: EntityKind::Repository as i32,
         native_id: project.id.to_string(),
         display_name: project.path_with_namespace.clone(),
-        labels: Vec::new(),
+        labels: deletion_label(project).into_iter().collect(),
         parent_urn: String::new(),
         body: Some(Body::Repository(Repository {
             owner: project.namespace.full_path.clone(),
@@ -639,7 +655,11 @@ mod tests {
     use super::*;
 
     fn project() -> Project {
-        serde_json::from_value(serde_json::json!({
+        serde_json::from_value(project_json()).unwrap()
+    }
+
+    fn project_json() -> serde_json::Value {
+        serde_json::json!({
             "id": 52004,
             "name": "gateway",
             "path": "gateway",
@@ -657,8 +677,7 @@ mod tests {
             "namespace": {"id": 1002, "full_path": "acme-corp/platform", "kind": "group"},
             "forked_from_project": null,
             "jobs_enabled": true
-        }))
-        .unwrap()
+        })
     }
 
     #[test]
@@ -681,6 +700,29 @@ mod tests {
         );
         let created = repo.create_time.unwrap();
         assert_eq!((created.seconds, created.nanos), (1_754_478_165, 120_000_000));
+        assert_eq!(entity.labels, Vec::new());
+    }
+
+    /// A project pending deletion (GitLab sends the day under both names
+    /// since 12.10, under `marked_for_deletion_at` only before) is labelled
+    /// with the day it goes.
+    #[test]
+    fn a_project_pending_deletion_is_labelled_with_the_day_it_goes() {
+        let label = |on: Option<&str>, at: Option<&str>| {
+            let mut value = serde_json::to_value(project_json()).unwrap();
+            value["marked_for_deletion_on"] = serde_json::json!(on);
+            value["marked_for_deletion_at"] = serde_json::json!(at);
+            let project: Project = serde_json::from_value(value).unwrap();
+            project_entity(&project)
+                .labels
+                .into_iter()
+                .map(|l| (l.key, l.value))
+                .collect::<Vec<_>>()
+        };
+        let marked = vec![("gitlab.marked_for_deletion_on".to_owned(), "2026-12-08".to_owned())];
+        assert_eq!(label(Some("2026-12-08"), Some("2026-12-08")), marked);
+        assert_eq!(label(None, Some("2026-12-08")), marked);
+        assert_eq!(label(None, None), Vec::new());
     }
 
     #[test]
