@@ -182,6 +182,11 @@ impl ScopeContext<'_> {
     /// The upstream version recorded for `urn` by the baseline sync
     /// (INCREMENTAL only): a connector whose upstream version of a parent is
     /// unchanged may skip refetching its children and call [`Self::retain_children`].
+    ///
+    /// This and the other methods that read the baseline back
+    /// (`retain_children`, `retain`, `prior_children`, `prior_unseen`) need
+    /// a connector that says it does ([`super::Connector::reads_baseline`]):
+    /// otherwise its baseline holds no urns nor versions, and they find nothing.
     pub fn prior_version(&self, urn: &str) -> Option<&str> {
         let baseline = self.baseline.as_ref()?;
         baseline.version_at(baseline.position(urn)?).filter(|v| !v.is_empty())
