@@ -96,7 +96,10 @@ impl Harness for Aws {
             FaultRun::Retryable => Vec::new(),
             FaultRun::MalformedBodies => vec![
                 malformed("ecr", "ecr:DescribeImages worker"),
-                malformed("ecs", "ecs:DescribeTaskDefinition"),
+                malformed(
+                    "ecs",
+                    "ecs:DescribeTaskDefinition arn:aws:ecs:us-east-1:123456789012:task-definition/api:1",
+                ),
             ],
         }
     }
@@ -630,6 +633,77 @@ async fn an_item_aws_denies_is_left_out_and_fails_its_scope_after_the_rest() {
     // ECS 9 less the second ListServices page and DescribeServices, EKS 4,
     // Lambda 5: each denial answered once, not retried.
     assert_eq!(replay.stats().requests() - before, 9 - 2 + 4 + 5);
+}
+
+/// ECS's DescribeTaskDefinition of one revision and DescribeClusters, denied
+/// (an IAM condition on the resource), leave out that revision and the
+/// cluster: the other revision and the cluster's services are still read
+/// and sent (the service that runs the denied revision without images, as
+/// it is not asked again), then the scope ends FAILED naming the first
+/// denial and counting the other. Both used to end the scope at once.
+#[tokio::test]
+async fn a_task_definition_and_a_cluster_aws_denies_are_left_out_and_fail_ecs_after_the_rest() {
+    let server = TestServer::start().await;
+    let baseline = collect(open(&server, full_of(&["ecs"])).await).await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    let not = "User: arn:aws:iam::123456789012:user/inventory is not authorized to perform";
+    let worker = "arn:aws:ecs:us-east-1:123456789012:task-definition/worker:1";
+    set.insert(aws_json_error(
+        100,
+        "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition",
+        serde_json::json!({"taskDefinition": worker}),
+        "AccessDeniedException",
+        &format!("{not}: ecs:DescribeTaskDefinition"),
+    ));
+    set.insert(aws_json_error(
+        100,
+        "AmazonEC2ContainerServiceV20141113.DescribeClusters",
+        serde_json::json!({"clusters": [PROD_CLUSTER]}),
+        "AccessDeniedException",
+        &format!("{not}: ecs:DescribeClusters"),
+    ));
+    let replay = server.server.replay("aws").unwrap();
+    replay.set_fixtures(set);
+    let before = replay.stats().requests();
+    let events = collect(open(&server, full_of(&["ecs"])).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    let asset = |arn: &str| format!("urn:connectors:aws:asset:{arn}");
+    let urns = |events: &[SyncEvent]| upserts(events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>();
+    assert_eq!(
+        urns(&baseline),
+        [
+            asset("arn:aws:ecs:us-east-1:123456789012:task-definition/api:1"),
+            asset(worker),
+            asset(PROD_CLUSTER),
+            asset("arn:aws:ecs:us-east-1:123456789012:service/prod/api"),
+            asset("arn:aws:ecs:us-east-1:123456789012:service/prod/worker"),
+        ]
+    );
+    let sent: Vec<String> = urns(&baseline)
+        .into_iter()
+        .filter(|urn| *urn != asset(worker) && *urn != asset(PROD_CLUSTER))
+        .collect();
+    assert_eq!(urns(&events), sent);
+    // The worker service, without its revision's images; api as before.
+    let service = |name: &str| asset(&format!("arn:aws:ecs:us-east-1:123456789012:service/prod/{name}"));
+    let images = |events: &[SyncEvent], name: &str| images_of(events, &service(name)).len();
+    assert_eq!((images(&baseline, "worker"), images(&events, "worker")), (2, 0));
+    assert_eq!((images(&baseline, "api"), images(&events, "api")), (2, 2));
+    assert_eq!(
+        scope_errors(&events),
+        [(
+            "account:default/region:us-east-1/service:ecs".to_owned(),
+            "UPSTREAM_PERMISSION_DENIED".to_owned(),
+            format!(
+                "ecs:DescribeTaskDefinition {worker}: AccessDeniedException: {not}: \
+                 ecs:DescribeTaskDefinition (and 1 more such failures in this scope)"
+            )
+        )]
+    );
+    assert_eq!(deletions(&events), Vec::<String>::new());
+    // Every ECS request once: the denied revision is not described again
+    // for the service that runs it.
+    assert_eq!(replay.stats().requests() - before, 9);
 }
 
 /// A 429 is throttling whether or not its answer names an AWS error code (a

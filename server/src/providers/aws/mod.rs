@@ -984,12 +984,16 @@ impl AwsConnector {
             definitions.extend(page.task_definition_arns().iter().cloned());
         }
         for arn in definitions {
-            let answer = client
-                .describe_task_definition()
-                .task_definition(&arn)
-                .send()
-                .await
-                .map_err(|e| sdk_error("ecs:DescribeTaskDefinition", e))?;
+            let answer = match client.describe_task_definition().task_definition(&arn).send().await {
+                Ok(answer) => answer,
+                // Denied for this revision: the others are read; a service
+                // that runs it is sent without its images (not asked again).
+                Err(error) => {
+                    denied_alone(ctx, sdk_error(&format!("ecs:DescribeTaskDefinition {arn}"), error))?;
+                    images_of.insert(arn, Vec::new());
+                    continue;
+                }
+            };
             let Some(definition) = answer.task_definition() else {
                 continue;
             };
@@ -999,12 +1003,24 @@ impl AwsConnector {
         }
         let mut missing_clusters = Vec::new();
         for chunk in cluster_arns.chunks(100) {
-            let answer = client
+            let answer = match client
                 .describe_clusters()
                 .set_clusters(Some(chunk.to_vec()))
                 .send()
                 .await
-                .map_err(|e| sdk_error("ecs:DescribeClusters", e))?;
+            {
+                Ok(answer) => answer,
+                // Denied for these clusters (one denied denies the call):
+                // they are left out; their services are still listed.
+                Err(error) => {
+                    let what = match chunk {
+                        [one] => format!("ecs:DescribeClusters {one}"),
+                        _ => format!("ecs:DescribeClusters of {} clusters from {}", chunk.len(), chunk[0]),
+                    };
+                    denied_alone(ctx, sdk_error(&what, error))?;
+                    continue;
+                }
+            };
             missing_clusters.extend(ecs_failures(ctx, "ecs:DescribeClusters", answer.failures())?);
             for cluster in answer.clusters() {
                 let arn = cluster.cluster_arn().unwrap_or_default().to_owned();
@@ -1115,7 +1131,10 @@ impl AwsConnector {
                 tracing::info!(connector = ID, task_definition = %arn, "ecs task definition of a service not found; no images");
                 return Ok(Vec::new());
             }
-            Err(error) => return Err(sdk_error("ecs:DescribeTaskDefinition", error)),
+            Err(error) => {
+                denied_alone(ctx, sdk_error(&format!("ecs:DescribeTaskDefinition {arn}"), error))?;
+                return Ok(Vec::new());
+            }
         };
         let Some(definition) = answer.task_definition() else {
             return Ok(Vec::new());
