@@ -201,9 +201,10 @@ impl Details {
 /// bytes, and about 6 in the index), found by urn through an index of
 /// positions. Its urns are not held: the deletions are found by reading
 /// the saved state again ([`StateStore::visit_urns`]), only when the sync
-/// has left some of the baseline's entities unseen. The 1M-entity estate's
-/// 500k-entity scope took the server from 79 to 152 MiB with urns held
-/// (README, "Performance").
+/// has left some of the baseline's entities unseen. After a no-change
+/// INCREMENTAL sync of the 1M-entity estate (its AWS half one scope of 500k)
+/// the server's peak was 132 MiB with urns held, 71 MiB without (README,
+/// "Performance", seventeenth round).
 ///
 /// A baseline with details (for connectors that read it back: GitHub's
 /// tree entries by blob sha, GitLab's pipelines by project activity) keeps

@@ -398,8 +398,9 @@ struct Children {
     /// answered): its children are kept from the baseline.
     blocked: Option<u16>,
     /// What of the repository failed alone (a tree, SBOM or manifest blob
-    /// whose body does not parse): the baseline's of it is in `kept`, and the scope ends
-    /// FAILED with it after the rest is sent (`ScopeContext::fail_when_done`).
+    /// whose body does not parse): the baseline's of it is in `kept`, and
+    /// the scope ends FAILED with it after the rest is sent
+    /// (`ScopeContext::fail_when_done`).
     failed: Vec<ScopeError>,
 }
 
@@ -1440,8 +1441,8 @@ impl Connector for GithubConnector {
         Ok(scopes)
     }
 
-    /// Repositories (projects) unchanged since the baseline keep their
-    /// children from it (`retain_children`), by their versions.
+    /// A repository unchanged since the baseline keeps its manifests and
+    /// SBOM from it, and a manifest whose blob sha is the baseline's is kept.
     fn reads_baseline(&self) -> bool {
         true
     }

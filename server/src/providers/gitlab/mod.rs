@@ -617,8 +617,8 @@ impl Connector for GitlabConnector {
         Ok(scopes)
     }
 
-    /// Repositories (projects) unchanged since the baseline keep their
-    /// children from it (`retain_children`), by their versions.
+    /// A project without activity since the baseline keeps its pipelines
+    /// from it.
     fn reads_baseline(&self) -> bool {
         true
     }
