@@ -1936,7 +1936,8 @@ async fn the_credential_check_fails_unknown_keys_and_a_role_that_may_not_be_assu
 
 /// STS's own answers (query protocol, the `ErrorResponse` of its API
 /// reference) to a connector against a replay server: the error code decides
-/// the kind, and the message is STS's. One request per call, not retried.
+/// the kind, and the message is STS's. One request per call, not retried,
+/// but for a 429 without a code.
 #[tokio::test]
 async fn the_credential_check_reads_the_error_codes_sts_answers() {
     use connectors_server::providers::aws::{AwsConnector, AwsSettings};
@@ -1979,8 +1980,29 @@ async fn the_credential_check_reads_the_error_codes_sts_answers() {
             r#"Err(UpstreamUnauthenticated("sts:GetCallerIdentity: InvalidClientTokenId: The security token included in the request is invalid."))"#.to_owned(),
         ),
         (
-            vec![sts(Some(1), 200, identity), sts(None, 403, error("AccessDenied", &denied))],
+            vec![sts(Some(1), 200, identity.clone()), sts(None, 403, error("AccessDenied", &denied))],
             2,
+            format!(r#"Err(UpstreamPermissionDenied("account {OTHER}: sts:AssumeRole {role}: AccessDenied: {denied}"))"#),
+        ),
+        // A 429 without an error code (a proxy's) is retried, as the other
+        // services' are: the check goes on to the role.
+        (
+            vec![
+                {
+                    // Told apart from the next by its form (an exchange's
+                    // identity is its request and `times`).
+                    let mut throttled = sts(Some(1), 429, String::new());
+                    throttled.request.body_form = Some(
+                        [("Action", "GetCallerIdentity"), ("Version", "2011-06-15")]
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .into(),
+                    );
+                    throttled
+                },
+                sts(Some(1), 200, identity),
+                sts(None, 403, error("AccessDenied", &denied)),
+            ],
+            3,
             format!(r#"Err(UpstreamPermissionDenied("account {OTHER}: sts:AssumeRole {role}: AccessDenied: {denied}"))"#),
         ),
     ];
