@@ -167,9 +167,10 @@ async fn fixtures_paginate_every_service_and_map_exact_values() {
     );
     // 2 DescribeRepositories pages, 4 DescribeImages, ECS 1+1+2+2+2+1, EKS 2+2, Lambda 2
     // ListFunctions pages + 1 GetFunction (the container image function) + 2
-    // GetFunctionConfiguration (the others' state, which ListFunctions leaves out), tagging 2.
-    assert_eq!(server.upstream_requests("aws"), 6 + 9 + 4 + 5 + 2);
-    assert_eq!(summary(&events).upstream_requests, 26);
+    // GetFunctionConfiguration (the others' state, which ListFunctions leaves out) + 3
+    // ListAliases, tagging 2.
+    assert_eq!(server.upstream_requests("aws"), 6 + 9 + 4 + 8 + 2);
+    assert_eq!(summary(&events).upstream_requests, 29);
     // A container image function's image comes from GetFunction's Code.
     assert_eq!(
         images_of(
@@ -187,6 +188,39 @@ async fn fixtures_paginate_every_service_and_map_exact_values() {
             "urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:orders"
         ),
         []
+    );
+    // A function's attributes: runtime, package type, architecture, layers
+    // (ListFunctions) and its aliases (ListAliases), sorted.
+    let attributes = |name: &str| -> Vec<(String, String)> {
+        asset_of(&events, &function(name))
+            .attributes
+            .into_iter()
+            .map(|l| (l.key, l.value))
+            .collect()
+    };
+    let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    assert_eq!(
+        attributes("orders"),
+        pairs(&[
+            ("aws.lambda.alias", "live=7"),
+            ("aws.lambda.alias", "staging=8"),
+            ("aws.lambda.architecture", "x86_64"),
+            (
+                "aws.lambda.layer",
+                "arn:aws:lambda:us-east-1:123456789012:layer:shared:3"
+            ),
+            ("aws.lambda.package_type", "Zip"),
+            ("aws.lambda.runtime", "python3.12"),
+        ])
+    );
+    assert_eq!(
+        attributes("thumbnails"),
+        pairs(&[
+            ("aws.lambda.architecture", "x86_64"),
+            ("aws.lambda.package_type", "Image"),
+        ])
     );
     let urns: Vec<String> = upserts(&events).into_iter().map(|(urn, _)| urn).collect();
     for urn in [
@@ -301,7 +335,7 @@ async fn services_are_crawled_at_once_under_aws_concurrency_and_sent_in_scope_or
         });
         let events = collect(<Aws as Harness>::open(&server, full()).await).await;
         assert_eq!(server.unmatched("aws"), Vec::<String>::new());
-        assert_eq!(summary(&events).upstream_requests, 26);
+        assert_eq!(summary(&events).upstream_requests, 29);
         peaks.push(replay.stats().max_in_flight());
         streams.push((upserts(&events), scope_statuses(&events)));
     }
@@ -365,7 +399,7 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
         .exchanges()
         .filter(|e| e.request.path.starts_with("/2015-03-31/"))
         .count() as u64;
-    assert_eq!(lambda_requests, 5);
+    assert_eq!(lambda_requests, 8);
     // ECS throttles ListClusters twice (awsJson 1.1 error shape), then answers.
     set.insert(aws_json_error(
         2,
@@ -464,7 +498,7 @@ async fn a_throttled_service_is_retried_and_failing_ones_fail_alone() {
     assert_eq!(upserts(&events), expected);
     assert!(expected.iter().any(|(urn, _)| urn.ends_with("repository/web")));
     // The two throttled answers were retried; neither failure was.
-    let requests = 26 + 2 - lambda_requests + 1;
+    let requests = 29 + 2 - lambda_requests + 1;
     assert_eq!(replay.stats().requests() - before, requests);
     assert_eq!(summary(&events).upstream_requests, requests);
 }
@@ -631,8 +665,57 @@ async fn an_item_aws_denies_is_left_out_and_fails_its_scope_after_the_rest() {
     // Nothing deleted: a failed scope keeps its baseline.
     assert_eq!(deletions(&events), Vec::<String>::new());
     // ECS 9 less the second ListServices page and DescribeServices, EKS 4,
-    // Lambda 5: each denial answered once, not retried.
-    assert_eq!(replay.stats().requests() - before, 9 - 2 + 4 + 5);
+    // Lambda 8 less the denied function's ListAliases: each denial answered
+    // once, not retried.
+    assert_eq!(replay.stats().requests() - before, 9 - 2 + 4 + 8 - 1);
+}
+
+/// A policy written before the connector asked for aliases denies
+/// ListAliases: every function is still sent (without aliases), and the
+/// Lambda scope ends FAILED naming the first denial, so that the missing
+/// permission shows (and nothing is deleted on a partial view).
+#[tokio::test]
+async fn functions_whose_aliases_aws_denies_are_sent_without_them_and_fail_lambda() {
+    let server = TestServer::start().await;
+    let mut set = FixtureSet::load_provider(&fixtures_root(), "aws").unwrap();
+    let not = "User: arn:aws:iam::123456789012:user/inventory is not authorized to perform: lambda:ListAliases";
+    for name in ["orders", "billing", "thumbnails"] {
+        set.insert(
+            serde_json::from_value(serde_json::json!({
+                "times": 100,
+                "request": {"method": "GET", "path": format!("/2015-03-31/functions/{name}/aliases")},
+                "response": {
+                    "status": 403,
+                    "headers": {"content-type": "application/json", "x-amzn-errortype": "AccessDeniedException"},
+                    "body": {"message": not}
+                }
+            }))
+            .unwrap(),
+        );
+    }
+    server.server.replay("aws").unwrap().set_fixtures(set);
+    let events = collect(open(&server, full_of(&["lambda"])).await).await;
+    assert_eq!(server.unmatched("aws"), Vec::<String>::new());
+    let function =
+        |name: &str| format!("urn:connectors:aws:asset:arn:aws:lambda:us-east-1:123456789012:function:{name}");
+    assert_eq!(
+        upserts(&events).into_iter().map(|(urn, _)| urn).collect::<Vec<_>>(),
+        ["orders", "billing", "thumbnails"].map(function)
+    );
+    assert!(
+        asset_of(&events, &function("orders"))
+            .attributes
+            .iter()
+            .all(|l| l.key != "aws.lambda.alias")
+    );
+    assert_eq!(
+        scope_errors(&events),
+        [(
+            "account:default/region:us-east-1/service:lambda".to_owned(),
+            "UPSTREAM_PERMISSION_DENIED".to_owned(),
+            format!("lambda:ListAliases orders: AccessDeniedException: {not} (and 2 more such failures in this scope)")
+        )]
+    );
 }
 
 /// ECS's DescribeTaskDefinition of one revision and DescribeClusters, denied
@@ -775,9 +858,9 @@ async fn a_429_without_an_error_code_is_retried_and_reported_rate_limited() {
         .count();
     assert_eq!(functions, 3);
     // EKS: 2 ListClusters pages, DescribeCluster prod-eks 4 times (the SDK's
-    // attempts); Lambda: its 5 requests and the one retried.
-    assert_eq!(replay.stats().requests() - before, 2 + 4 + 5 + 1);
-    assert_eq!(summary(&events).upstream_requests, 2 + 4 + 5 + 1);
+    // attempts); Lambda: its 8 requests and the one retried.
+    assert_eq!(replay.stats().requests() - before, 2 + 4 + 8 + 1);
+    assert_eq!(summary(&events).upstream_requests, 2 + 4 + 8 + 1);
 }
 
 /// Resources deleted between the listing that named them and the request
@@ -859,10 +942,10 @@ async fn resources_deleted_since_they_were_listed_are_left_out_and_their_scopes_
             .iter()
             .any(|(urn, _)| urn.starts_with("urn:connectors:aws:tag:"))
     );
-    // Each "not found" once, and no DescribeServices for the cluster: 24
-    // requests of the FULL sync less the second ListServices page and the
-    // DescribeServices call.
-    assert_eq!(replay.stats().requests() - before, 26 - 2);
+    // Each "not found" once, and no DescribeServices for the cluster: the
+    // 29 requests of the FULL sync less the second ListServices page and the
+    // DescribeServices call, and the two gone functions' ListAliases.
+    assert_eq!(replay.stats().requests() - before, 29 - 2 - 2);
 }
 
 /// The fixtures with the answer to ECS's `operation` (DescribeClusters or
@@ -1296,6 +1379,16 @@ async fn seed(endpoint: &str) -> Seeded {
         urns.push(asset(&arn));
         if name == "orders" {
             function = arn;
+            // Version 1, and the alias `live` on it.
+            let version = lambda.publish_version().function_name(name).send().await.unwrap();
+            lambda
+                .create_alias()
+                .function_name(name)
+                .name("live")
+                .function_version(version.version().unwrap())
+                .send()
+                .await
+                .unwrap();
         }
     }
     // A container image function, on the image pushed above.
@@ -1376,6 +1469,14 @@ async fn every_seeded_resource_appears_with_its_urn_against_moto() {
     ] {
         assert_eq!(asset_of(&events, urn).status, "Active", "{urn}");
     }
+    // Its aliases (ListAliases), as moto answers them.
+    let aliases: Vec<String> = asset_of(&events, &format!("urn:connectors:aws:asset:{}", seeded.function))
+        .attributes
+        .into_iter()
+        .filter(|l| l.key == "aws.lambda.alias")
+        .map(|l| l.value)
+        .collect();
+    assert_eq!(aliases, ["live=1"]);
     assert!(tags.contains(&&function_tag), "{tags:?}");
     assert!(summary(&events).upstream_requests > 0);
 
@@ -1723,10 +1824,10 @@ async fn aws_use_default_chain_syncs_live_with_an_instance_role() {
     assert_eq!(upstream.unmatched_requests(), Vec::<String>::new());
     // The start-up credential check's STS GetCallerIdentity, the three IMDS
     // requests (token, role name, credentials) of the instance role's
-    // credentials, and the 26 API requests of a full sync: the connector
+    // credentials, and the 29 API requests of a full sync: the connector
     // keeps its SDK config per region, credentials cache included, so its 5
     // scopes (and the check) fetch the credentials once.
-    assert_eq!(upstream.stats().requests(), 1 + 3 + 26);
+    assert_eq!(upstream.stats().requests(), 1 + 3 + 29);
 }
 
 /// An account of `AWS_ACCOUNTS` whose entry ends with `;externalId=<id>`:

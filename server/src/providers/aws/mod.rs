@@ -622,25 +622,78 @@ const LAMBDA_DETAILS_AT_ONCE: usize = 4;
 /// What ListFunctions leaves out of a function: its state (`State`, which the
 /// Lambda API reference says only GetFunction and GetFunctionConfiguration
 /// carry) and a container image function's image.
+/// And its aliases (ListAliases), each `name=version`: the published
+/// version a caller of the alias runs.
 struct FunctionDetails {
     state: String,
     images: Vec<ContainerImage>,
+    aliases: Vec<String>,
+    /// ListAliases was denied (a policy written before the connector asked
+    /// for aliases): the function is sent without them, and the scope
+    /// fails once the rest is sent, naming the permission.
+    aliases_denied: Option<ScopeError>,
 }
 
-/// The details of a listed function: GetFunction for a container image
-/// function (its Code has the image, its Configuration the state),
-/// GetFunctionConfiguration for the others. `None` for a function deleted
-/// since it was listed (`ResourceNotFoundException`).
+/// The details of a listed function, then its aliases. `None` for a
+/// function deleted since it was listed (`ResourceNotFoundException`).
 async fn function_details(
+    client: &aws_sdk_lambda::Client,
+    function: &aws_sdk_lambda::types::FunctionConfiguration,
+) -> Result<Option<FunctionDetails>, ScopeError> {
+    let Some(mut details) = function_state(client, function).await? else {
+        return Ok(None);
+    };
+    let arn = function.function_arn().unwrap_or_default();
+    let name = function.function_name().unwrap_or(arn);
+    let mut pages = client.list_aliases().function_name(name).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(gone_since_listed(arn));
+            }
+            Err(error) => {
+                let error = sdk_error(&format!("lambda:ListAliases {name}"), error);
+                if is_denied(&error) {
+                    details.aliases.clear();
+                    details.aliases_denied = Some(error);
+                    break;
+                }
+                return Err(error);
+            }
+        };
+        for alias in page.aliases() {
+            details.aliases.push(format!(
+                "{}={}",
+                alias.name().unwrap_or_default(),
+                alias.function_version().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(Some(details))
+}
+
+/// No details: the function `arn` was deleted since it was listed (logged).
+fn gone_since_listed(arn: &str) -> Option<FunctionDetails> {
+    tracing::info!(connector = ID, function = %arn, "lambda function deleted since it was listed; left out");
+    None
+}
+
+/// The state (and a container image function's image) of a listed
+/// function: GetFunction for a container image function (its Code has the
+/// image, its Configuration the state), GetFunctionConfiguration for the
+/// others. `None` for a function deleted since it was listed.
+async fn function_state(
     client: &aws_sdk_lambda::Client,
     function: &aws_sdk_lambda::types::FunctionConfiguration,
 ) -> Result<Option<FunctionDetails>, ScopeError> {
     let arn = function.function_arn().unwrap_or_default();
     let name = function.function_name().unwrap_or(arn);
-    let gone = || {
-        tracing::info!(connector = ID, function = %arn, "lambda function deleted since it was listed; left out");
-        Ok(None)
-    };
+    let gone = || Ok(gone_since_listed(arn));
     let state = |state: Option<&aws_sdk_lambda::types::State>| state.map(|s| s.as_str().to_owned()).unwrap_or_default();
     if function.package_type() == Some(&aws_sdk_lambda::types::PackageType::Image) {
         let answer = match client.get_function().function_name(name).send().await {
@@ -669,12 +722,16 @@ async fn function_details(
         return Ok(Some(FunctionDetails {
             state: state(answer.configuration().and_then(|c| c.state())),
             images,
+            aliases: Vec::new(),
+            aliases_denied: None,
         }));
     }
     match client.get_function_configuration().function_name(name).send().await {
         Ok(answer) => Ok(Some(FunctionDetails {
             state: state(answer.state()),
             images: Vec::new(),
+            aliases: Vec::new(),
+            aliases_denied: None,
         })),
         Err(error)
             if error
@@ -1245,7 +1302,15 @@ impl AwsConnector {
                         });
                     }
                 };
-                let FunctionDetails { state, images } = details;
+                let FunctionDetails {
+                    state,
+                    images,
+                    aliases,
+                    aliases_denied,
+                } = details;
+                if let Some(error) = aliases_denied {
+                    ctx.fail_when_done(error)?;
+                }
                 let arn = function.function_arn().unwrap_or_default();
                 let mut attributes = Vec::new();
                 if let Some(runtime) = function.runtime() {
@@ -1259,6 +1324,9 @@ impl AwsConnector {
                 }
                 for layer in function.layers() {
                     attributes.push(label("aws.lambda.layer", layer.arn().unwrap_or_default()));
+                }
+                for alias in aliases {
+                    attributes.push(label("aws.lambda.alias", alias));
                 }
                 let entity = asset(
                     place,
